@@ -1,0 +1,53 @@
+# Live Collab — the two commands that matter: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
+export LC_DATABASE_URL ?= sqlite+aiosqlite:///./live_collab.db
+
+.PHONY: run test test-sqlite test-postgres install lint migrate seed bench stress clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+## Start the service on an embedded SQLite file with demo data: http://127.0.0.1:8000/docs
+run: install
+	$(PY) -m app migrate
+	$(PY) -m app seed-demo
+	$(PY) -m app serve --host 127.0.0.1 --port 8000 --no-migrate-first
+
+migrate: install
+	$(PY) -m app migrate
+
+seed: install
+	$(PY) -m app seed-demo
+
+## Run every test on SQLite, then on PostgreSQL when it is reachable (required with LC_REQUIRE_POSTGRES=1).
+test: install
+	$(MAKE) --no-print-directory test-sqlite
+	@if $(PY) -c "import asyncio,asyncpg,sys; asyncio.run(asyncpg.connect('$(subst +asyncpg,,$(PG_URL))', timeout=3))" 2>/dev/null; then \
+		$(MAKE) --no-print-directory test-postgres; \
+	elif [ "$$LC_REQUIRE_POSTGRES" = "1" ]; then \
+		echo "PostgreSQL is required (LC_REQUIRE_POSTGRES=1) but not reachable at $(PG_URL)"; exit 1; \
+	else \
+		echo "PostgreSQL not reachable at $(PG_URL): ran the suite on SQLite only"; \
+	fi
+
+test-sqlite: install
+	@echo "== test suite on SQLite =="
+	env -u LC_TEST_DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)
+
+test-postgres: install
+	@echo "== test suite on PostgreSQL =="
+	LC_TEST_DATABASE_URL=$(PG_URL) $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(PY) -m ruff check app tests
+
+clean:
+	rm -rf $(VENV) live_collab.db* .pytest_cache

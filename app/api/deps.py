@@ -1,0 +1,52 @@
+"""Dependencies shared by the routers: the request's session, the caller, list parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.domain.errors import Forbidden, Unauthenticated
+from app.domain.security import decode_token
+from app.state.core import Actor
+
+oauth2 = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
+
+
+def get_session(request: Request) -> AsyncSession:
+    """The session `TxRoute` opened for this request (committed after the endpoint returns)."""
+    return request.state.db
+
+
+async def get_actor(token: Annotated[str | None, Depends(oauth2)]) -> Actor:
+    if not token:
+        raise Unauthenticated("send 'Authorization: Bearer <token>' (POST /v1/auth/token)")
+    account_id, role = decode_token(token)
+    return Actor(account_id, role)
+
+
+def roles(*allowed: str) -> Callable[..., Actor]:
+    """A dependency admitting only callers of the given roles (403 for the others)."""
+
+    async def check(actor: Annotated[Actor, Depends(get_actor)]) -> Actor:
+        if actor.role not in allowed:
+            raise Forbidden(f"this operation is for: {', '.join(allowed)}")
+        return actor
+
+    return check
+
+
+class PageParams:
+    def __init__(self, limit: Annotated[int, Query(ge=1, le=100, description="Page size (max 100)")] = 20,
+                 cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page")] = None):
+        self.limit = limit
+        self.cursor = cursor
+
+
+Session = Annotated[AsyncSession, Depends(get_session)]
+CurrentActor = Annotated[Actor, Depends(get_actor)]
+Page = Annotated[PageParams, Depends(PageParams)]
+Operator = Annotated[Actor, Depends(roles("operator"))]

@@ -1,0 +1,119 @@
+"""One transaction per request, and idempotent POSTs.
+
+`TxRoute` opens the request's session before the endpoint runs and commits after the endpoint
+has produced its response (already serialised), before anything is sent: a failed commit
+reaches the client as an error, never as a 200. With an `Idempotency-Key`, the stored answer is
+written in that same transaction, so the effect and its replayable answer commit together."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Coroutine
+from datetime import timedelta
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+from sqlalchemy import delete, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models.platform import IdempotencyKey
+from app.domain.clock import real_now
+from app.domain.errors import Conflict, DomainError, ValidationFailed
+from app.domain.security import decode_token
+
+RETENTION = timedelta(hours=24)
+_IN_FLIGHT: set[tuple[str, str]] = set()
+
+
+def _caller_id(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    try:
+        return decode_token(token)[0]
+    except DomainError:
+        return None
+
+
+async def _request_hash(request: Request) -> str:
+    body = await request.body()
+    digest = hashlib.sha256()
+    digest.update(f"{request.method} {request.url.path}?{request.url.query}\n".encode())
+    digest.update(body)
+    return digest.hexdigest()
+
+
+async def _claim(session: AsyncSession, account_id: str, key: str, request_hash: str) -> Response | None:
+    """Return the stored answer to replay, or None when this request is the first."""
+    if session.bind.dialect.name == "postgresql":
+        locked = await session.scalar(text("SELECT pg_try_advisory_xact_lock(hashtext(:k))"),
+                                      {"k": f"idem:{account_id}:{key}"})
+        if not locked:
+            raise Conflict("a request with this Idempotency-Key is still running", code="idempotency_key_in_use")
+    stored = await session.scalar(select(IdempotencyKey).where(
+        IdempotencyKey.account_id == account_id, IdempotencyKey.key == key))
+    if stored is not None and stored.created_at < real_now() - RETENTION:
+        await session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == stored.id))
+        stored = None
+    if stored is None:
+        return None
+    if stored.request_hash != request_hash:
+        raise ValidationFailed("this Idempotency-Key was used with a different request",
+                               code="idempotency_key_reused", loc=["header", "Idempotency-Key"])
+    headers = dict(stored.extra_headers or {})
+    headers["Idempotent-Replayed"] = "true"
+    return Response(content=stored.response_body, status_code=stored.status_code,
+                    media_type=stored.content_type, headers=headers)
+
+
+class TxRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        endpoint = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            key = request.headers.get("idempotency-key") if request.method == "POST" else None
+            account_id = _caller_id(request) if key else None
+            flight = (account_id, key) if account_id and key else None
+            if flight:
+                if len(key) > 200:
+                    raise ValidationFailed("Idempotency-Key is longer than 200 characters",
+                                           loc=["header", "Idempotency-Key"])
+                if flight in _IN_FLIGHT:
+                    raise Conflict("a request with this Idempotency-Key is still running",
+                                   code="idempotency_key_in_use")
+                _IN_FLIGHT.add(flight)
+            try:
+                async with request.app.state.sessionmaker() as session:
+                    request.state.db = session
+                    try:
+                        if flight:
+                            request_hash = await _request_hash(request)
+                            replay = await _claim(session, flight[0], flight[1], request_hash)
+                            if replay is not None:
+                                await session.rollback()
+                                return replay
+                        response = await endpoint(request)
+                        if flight and response.status_code < 500 and hasattr(response, "body"):
+                            session.add(IdempotencyKey(
+                                account_id=flight[0], key=flight[1], request_hash=request_hash,
+                                status_code=response.status_code, content_type=response.media_type,
+                                response_body=bytes(response.body).decode("utf-8", "replace"),
+                                extra_headers=_replayable_headers(response), created_at=real_now()))
+                        await session.commit()
+                        return response
+                    except BaseException:
+                        await session.rollback()
+                        raise
+            finally:
+                if flight:
+                    _IN_FLIGHT.discard(flight)
+
+        return handler
+
+
+def _replayable_headers(response: Response) -> dict[str, str]:
+    keep = ("location", "retry-after")
+    return {k: v for k, v in response.headers.items() if k.lower() in keep}
+

@@ -1,0 +1,9 @@
+"""Routes of the task orders module."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.api.routing import TxRoute
+
+router = APIRouter(route_class=TxRoute)

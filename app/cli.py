@@ -1,0 +1,85 @@
+"""`python -m app …` / `live-collab …`: serve, migrate, seed-demo, sweep, create-operator."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from app.config import get_settings
+
+cli = typer.Typer(help="Live Collab service commands.", no_args_is_help=True)
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply every Alembic migration to the database LC_DATABASE_URL names."""
+    from app.db.migrate import upgrade
+
+    upgrade()
+    typer.echo("database migrated to head")
+
+
+@cli.command()
+def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, migrate_first: bool = True) -> None:
+    """Start the HTTP service (migrating first unless --no-migrate-first)."""
+    import uvicorn
+
+    if migrate_first:
+        migrate()
+    uvicorn.run("app.main:app", host=host, port=port, workers=workers, proxy_headers=True, log_config=None)
+
+
+@cli.command("seed-demo")
+def seed_demo() -> None:
+    """Load demo data: one account of each role, products, a funded merchant (idempotent)."""
+    from app.demo import seed
+
+    for line in asyncio.run(seed()):
+        typer.echo(line)
+
+
+@cli.command()
+def sweep() -> None:
+    """Fire every due timer once and exit (cron-style; safe beside running replicas)."""
+    from app.db.session import make_engine, make_sessionmaker
+    from app.main import create_app
+    from app.workers import sweep as run_sweep
+
+    create_app()  # imports every module, so every machine and timer handler is registered
+
+    async def run() -> int:
+        engine = make_engine(get_settings().database_url)
+        try:
+            return await run_sweep(make_sessionmaker(engine))
+        finally:
+            await engine.dispose()
+
+    typer.echo(f"fired {asyncio.run(run())} timers")
+
+
+@cli.command("create-operator")
+def create_operator(username: str, password: str = typer.Option(..., prompt=True, hide_input=True)) -> None:
+    """Create an operator account (no-op if the username exists)."""
+    from app.db.session import make_engine, make_sessionmaker
+    from app.domain.accounts import ensure_operator
+
+    async def run() -> bool:
+        engine = make_engine(get_settings().database_url)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                created = await ensure_operator(session, username, password)
+                await session.commit()
+                return created
+        finally:
+            await engine.dispose()
+
+    typer.echo("operator created" if asyncio.run(run()) else "that username exists already")
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

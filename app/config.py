@@ -1,0 +1,76 @@
+"""Service configuration: every setting is an `LC_`-prefixed environment variable."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+DEFAULT_SECRET = "dev-secret-change-me-dev-secret-change-me"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LC_", env_file=".env", extra="ignore")
+
+    env: Literal["dev", "test", "production"] = "dev"
+    database_url: str = "sqlite+aiosqlite:///./live_collab.db"
+    secret_key: str = DEFAULT_SECRET
+    token_ttl_seconds: int = 3600 * 12
+    bootstrap_operator_username: str | None = None
+    bootstrap_operator_password: str | None = None
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # argon2 cost: the library's defaults in production; cheaper where tests hash many passwords.
+    argon2_time_cost: int = 3
+    argon2_memory_cost_kib: int = 65536
+    # Background sweeper inside the service (timers); off in tests, which drive the clock.
+    sweeper_interval_seconds: float = 5.0
+    run_sweeper: bool = True
+    max_body_bytes: int = 1_000_000
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # Task orders
+    accept_timeout_hours: int = 24
+    review_days: int = 7
+    link_window_before_minutes: int = 120
+    link_window_after_minutes: int = 720
+    cancel_compensation_bp: int = 3000
+    top_up_expiry_days: int = 7
+    # Live bases
+    pool_min_experience_score: float = 4.0
+    checkin_code_ttl_seconds: int = 1800
+    cooperation_days: int = 30
+    # Public base URL used in links the service hands out (QR codes, check-in URLs).
+    public_base_url: str = "http://127.0.0.1:8000"
+    # SMS gateway: empty → the recorder adapter.
+    sms_gateway_url: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_origins(cls, values: dict) -> dict:
+        raw = values.get("cors_origins") if isinstance(values, dict) else None
+        if isinstance(raw, str):
+            values["cors_origins"] = [o.strip() for o in raw.split(",") if o.strip()]
+        return values
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> "Settings":
+        if self.env == "production" and self.secret_key == DEFAULT_SECRET:
+            raise ValueError("LC_SECRET_KEY must be set to a real secret when LC_ENV=production")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def test_clock_enabled(self) -> bool:
+        return self.env != "production"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,118 @@
+"""Tables of the platform core: transition history, the event outbox, timers, the test clock,
+idempotency keys, in-app notifications and the SMS log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db.base import Base, UTCDateTime, id_column
+
+
+class TransitionRecord(Base):
+    __tablename__ = "transition_history"
+    __table_args__ = (Index("ix_transition_history_entity", "machine", "entity_id", "id"),)
+
+    id: Mapped[str] = id_column("trn")
+    machine: Mapped[str] = mapped_column(String(40))
+    entity_id: Mapped[str] = mapped_column(String(40))
+    from_state: Mapped[str | None] = mapped_column(String(40))
+    to_state: Mapped[str] = mapped_column(String(40))
+    action: Mapped[str] = mapped_column(String(40))
+    actor_id: Mapped[str] = mapped_column(String(40))
+    actor_role: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[Any | None] = mapped_column(JSON)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Event(Base):
+    """The outbox: written in the transaction of the change it describes."""
+
+    __tablename__ = "events"
+
+    id: Mapped[str] = id_column("evt")
+    type: Mapped[str] = mapped_column(String(80), index=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class EventRecipient(Base):
+    """Who an event concerns (for `GET /v1/events` and webhook fan-out)."""
+
+    __tablename__ = "event_recipients"
+    __table_args__ = (Index("ix_event_recipients_account_event", "account_id", "event_id"),)
+
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+
+
+class Timer(Base):
+    """A deadline: fire `action` on `machine`'s entity at `due_at` (if still allowed then)."""
+
+    __tablename__ = "timers"
+    __table_args__ = (UniqueConstraint("machine", "entity_id", "action"),)
+
+    id: Mapped[str] = id_column("tmr")
+    machine: Mapped[str] = mapped_column(String(40))
+    entity_id: Mapped[str] = mapped_column(String(40))
+    action: Mapped[str] = mapped_column(String(40))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class ClockState(Base):
+    """The test clock: business time = real time + offset. One row, shared by every replica."""
+
+    __tablename__ = "clock_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    offset_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class IdempotencyKey(Base):
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("account_id", "key"),)
+
+    id: Mapped[str] = id_column("idk")
+    account_id: Mapped[str] = mapped_column(String(40))
+    key: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    content_type: Mapped[str | None] = mapped_column(String(100))
+    response_body: Mapped[str] = mapped_column(Text)
+    extra_headers: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    # Real time (not the test clock): retention is 24 h of wall time.
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class Notification(Base):
+    """An in-app message (站内信)."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_account_id", "account_id", "id"),)
+
+    id: Mapped[str] = id_column("ntf")
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    kind: Mapped[str] = mapped_column(String(80))
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SmsMessage(Base):
+    """Every SMS the service sent (or tried to), whatever the gateway adapter."""
+
+    __tablename__ = "sms_messages"
+
+    id: Mapped[str] = id_column("sms")
+    account_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    phone: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,1 @@
+"""Models of the task_orders module."""

@@ -1,0 +1,97 @@
+"""Merchants' products."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models.accounts import Product
+from app.db.pagination import keyset_page
+from app.domain import clock
+from app.domain.errors import NotFound
+from app.domain.schemas import Strict
+from app.domain.signals import product_changed
+from app.state.core import Actor
+
+
+class ProductStatus(str, Enum):
+    on_sale = "on_sale"
+    off_sale = "off_sale"
+
+
+class ProductCreate(Strict):
+    title: str = Field(min_length=1, max_length=200)
+    brand: str | None = Field(default=None, min_length=1, max_length=100)
+    price_fen: int = Field(ge=0, le=10**12)
+    inventory: int = Field(ge=0, le=10**12)
+    general_commission_bp: int | None = Field(default=None, ge=0, le=10000,
+                                              description="null: not in the general plan")
+    status: ProductStatus = ProductStatus.on_sale
+
+
+class ProductPatch(Strict):
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    brand: str | None = Field(default=None, min_length=1, max_length=100)
+    price_fen: int | None = Field(default=None, ge=0, le=10**12)
+    inventory: int | None = Field(default=None, ge=0, le=10**12, description="补充库存: the new inventory")
+    general_commission_bp: int | None = Field(default=None, ge=0, le=10000)
+    status: ProductStatus | None = None
+
+
+class ProductOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    shop_id: str
+    title: str
+    brand: str | None
+    price_fen: int
+    inventory: int
+    general_commission_bp: int | None
+    status: ProductStatus
+    created_at: datetime
+    updated_at: datetime
+
+
+async def create_product(session: AsyncSession, actor: Actor, body: ProductCreate) -> Product:
+    now = await clock.now(session)
+    product = Product(shop_id=actor.id, created_at=now, updated_at=now,
+                      **body.model_dump(mode="json"))
+    session.add(product)
+    await session.flush()
+    await product_changed.send(session, product=product)
+    return product
+
+
+async def get_product(session: AsyncSession, product_id: str) -> Product:
+    product = await session.get(Product, product_id)
+    if product is None:
+        raise NotFound("no such product")
+    return product
+
+
+async def patch_product(session: AsyncSession, actor: Actor, product_id: str, body: ProductPatch) -> Product:
+    product = await session.scalar(select(Product).where(Product.id == product_id).with_for_update())
+    if product is None or product.shop_id != actor.id:
+        raise NotFound("no such product")
+    nullable = {"brand", "general_commission_bp"}
+    for field in body.model_fields_set:
+        value = getattr(body, field)
+        if value is None and field not in nullable:
+            continue
+        setattr(product, field, value.value if isinstance(value, Enum) else value)
+    product.updated_at = await clock.now(session)
+    await session.flush()
+    await product_changed.send(session, product=product)
+    return product
+
+
+async def list_products(session: AsyncSession, *, shop_id: str | None, limit: int, cursor: str | None):
+    query = select(Product)
+    if shop_id:
+        query = query.where(Product.shop_id == shop_id)
+    return await keyset_page(session, query, Product.id, limit=limit, cursor=cursor)

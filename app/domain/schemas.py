@@ -1,0 +1,48 @@
+"""Pydantic shapes shared by every module."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+
+class Strict(BaseModel):
+    """Request bodies: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class PageOut(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class TransitionOut(Out):
+    from_state: str | None
+    to_state: str
+    action: str
+    actor_id: str
+    actor_role: str
+    reason: Any | None = None
+    at: datetime
+
+
+class ReasonIn(Strict):
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class Problem(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[dict[str, Any]] | None = None

@@ -1,0 +1,1 @@
+"""Rules and services of the task orders module."""

@@ -1,0 +1,113 @@
+"""The ASGI application: `uvicorn app.main:app`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
+
+from app import workers
+from app.api import accounts, errors, ingest, platform, products
+from app.api import campaigns, events, incentives, live_bases, outreach, task_orders, wallet
+from app.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from app.config import Settings, get_settings
+from app.db.session import make_engine, make_sessionmaker
+from app.logging_setup import configure as configure_logging
+
+log = logging.getLogger("app")
+
+TAGS = [
+    {"name": "auth", "description": "OAuth2 password grant → bearer token (the Authorize button)."},
+    {"name": "accounts", "description": "Accounts of every role and their profiles."},
+    {"name": "products", "description": "Merchants' products."},
+    {"name": "ingest", "description": "Facts pushed by the upstream commerce systems (role `platform`)."},
+    {"name": "wallet", "description": "Wallets, ledger lines and top-ups (财务管理)."},
+    {"name": "task orders", "description": "Slot-fee bookings held in escrow (坑位费任务)."},
+    {"name": "campaigns", "description": "Platform reward campaigns (直播间奖励)."},
+    {"name": "live bases", "description": "Agencies' live bases, bindings, product pool, check-in."},
+    {"name": "outreach", "description": "Conversations and contact views under weekly quotas (建联)."},
+    {"name": "incentives", "description": "Service-provider contracts, monthly vouchers, redemption."},
+    {"name": "events", "description": "Events, webhooks and in-app notifications."},
+    {"name": "state machines", "description": "The workflow machines, their states and diagrams."},
+    {"name": "admin", "description": "Operator tools: the test clock, SMS log, policies."},
+    {"name": "operations", "description": "Health, readiness and metrics."},
+]
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
+
+
+def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.bootstrap_operator_username and settings.bootstrap_operator_password:
+            from app.domain.accounts import ensure_operator
+
+            async with app.state.sessionmaker() as session:
+                if await ensure_operator(session, settings.bootstrap_operator_username,
+                                         settings.bootstrap_operator_password):
+                    log.info("bootstrap operator created", extra={"username": settings.bootstrap_operator_username})
+                await session.commit()
+        background = None
+        if settings.run_sweeper:
+            background = asyncio.create_task(workers.run_forever(app.state.sessionmaker,
+                                                                 settings.sweeper_interval_seconds))
+        try:
+            yield
+        finally:
+            if background:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
+            if owns_engine:
+                await app.state.engine.dispose()
+
+    app = FastAPIOffline(
+        title="Live Collab",
+        version="0.1.0",
+        description="Collaboration back end for live-stream commerce: task orders with escrow, reward "
+                    "campaigns, live bases, outreach quotas and service-provider incentives.\n\n"
+                    "Authenticate with `POST /v1/auth/token` (the **Authorize** button), then call the "
+                    "`/v1` operations. Errors are RFC 9457 `application/problem+json` with a stable `code`.",
+        openapi_tags=TAGS,
+        generate_unique_id_function=_operation_id,
+        lifespan=lifespan,
+        swagger_ui_parameters={"persistAuthorization": True},
+    )
+    owns_engine = engine is None
+    app.state.settings = settings
+    app.state.engine = engine or make_engine(settings.database_url)
+    app.state.sessionmaker = make_sessionmaker(app.state.engine)
+
+    errors.install(app)
+    for module in (accounts, products, ingest, platform, wallet, task_orders, campaigns, live_bases,
+                   outreach, incentives, events):
+        app.include_router(module.router)
+    app.include_router(platform.ops)
+
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
+                           allow_methods=["*"], allow_headers=["*"],
+                           expose_headers=["Retry-After", "Idempotent-Replayed", "X-Request-ID"])
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+def __getattr__(name: str):
+    # `app.main:app` is built on first access, so importing this module has no side effects.
+    if name == "app":
+        global app
+        app = create_app()
+        return app
+    raise AttributeError(name)

@@ -1,0 +1,220 @@
+"""The state-machine core: one `transitions` machine per workflow, fired on persisted rows.
+
+A `Workflow` is built once at import from a list of `Rule`s. Each rule is one transition with
+the roles that may fire it and a guard (the caller's relation to the row, state-data checks).
+Several rules may share an action and a source; `when` picks the destination at firing time
+(e.g. the last shop's decision moves a signup on, earlier ones keep it waiting).
+
+The machine decides; domain services do the effects (money, timers, notifications) after
+`fire` returns, inside the same database transaction. Concurrency comes from the database:
+rows are loaded `FOR UPDATE` (PostgreSQL) or under `BEGIN IMMEDIATE` (SQLite), and the
+`version` column is SQLAlchemy's `version_id_col`, so a lost race is a 409, never a double
+effect."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import Counter
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import flag_modified
+from transitions import Machine
+
+from app.db.models.platform import Event, EventRecipient, TransitionRecord
+from app.domain import clock
+from app.domain.errors import Forbidden, InvalidTransition, NotFound
+
+TRANSITIONS_TOTAL = Counter("lc_transitions_total", "State transitions fired", ["machine", "action"])
+
+SYSTEM_ROLE = "system"
+
+
+@dataclass(frozen=True)
+class Actor:
+    id: str
+    role: str
+
+    @property
+    def is_system(self) -> bool:
+        return self.role == SYSTEM_ROLE
+
+
+SYSTEM = Actor("system", SYSTEM_ROLE)
+
+
+@dataclass
+class Ctx:
+    """What a guard sees: the row, who acts, business time, and the action's input."""
+
+    row: Any
+    actor: Actor
+    now: datetime
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Guard = Callable[[Ctx], bool]
+
+
+@dataclass(frozen=True)
+class Rule:
+    action: str
+    source: tuple[str, ...]
+    dest: str | None  # None: an internal transition (the state stays)
+    roles: frozenset[str]
+    guard: Guard | None = None  # may this actor fire it on this row now? (drives allowed_actions)
+    when: Guard | None = None  # which of several rules applies, decided at firing time
+    description: str = ""
+
+    def permits(self, ctx: Ctx) -> bool:
+        return ctx.actor.role in self.roles and (self.guard is None or self.guard(ctx))
+
+
+def rule(action: str, source: str | Iterable[str], dest: str | None, roles: str | Iterable[str], *,
+         guard: Guard | None = None, when: Guard | None = None, description: str = "") -> Rule:
+    sources = (source,) if isinstance(source, str) else tuple(source)
+    role_set = frozenset((roles,) if isinstance(roles, str) else roles)
+    return Rule(action, sources, dest, role_set, guard, when, description)
+
+
+_IRREGULAR = {"withdraw": "withdrawn", "check-out": "checked_out", "end": "ended", "fulfil": "fulfilled"}
+
+
+def event_suffix(action: str) -> str:
+    """`accept` → `accepted`, `merchant-approve` → `merchant_approved`."""
+    if action in _IRREGULAR:
+        return _IRREGULAR[action]
+    head, _, last = action.rpartition("-")
+    if last.endswith("e"):
+        past = last + "d"
+    elif last == "cancel":
+        past = "cancelled"
+    elif last.endswith("y") and last[-2:-1] not in "aeiou":
+        past = last[:-1] + "ied"
+    else:
+        past = last + "ed"
+    return (head.replace("-", "_") + "_" + past) if head else past
+
+
+class Workflow:
+    """One machine definition: states, rules, the row model, and who an event concerns."""
+
+    def __init__(self, name: str, *, model: type, states: list[str], initial: str, rules: list[Rule],
+                 parties: Callable[[Any], Iterable[str]], final_states: Iterable[str] = (),
+                 description: str = "") -> None:
+        self.name = name
+        self.model = model
+        self.states = states
+        self.initial = initial
+        self.rules = rules
+        self.parties = parties
+        self.final_states = frozenset(final_states)
+        self.description = description
+        self.machine = Machine(model=None, states=states, initial=initial, auto_transitions=False,
+                               send_event=True, name=name)
+        for r in rules:
+            conditions = [self._condition(r)]
+            self.machine.add_transition(r.action, list(r.source), r.dest, conditions=conditions)
+        self.actions = list(dict.fromkeys(r.action for r in rules))
+        unknown = {s for r in rules for s in (*r.source, r.dest) if s is not None} - set(states)
+        if unknown:
+            raise ValueError(f"{name}: unknown states {unknown}")
+        WORKFLOWS[name] = self
+
+    @staticmethod
+    def _condition(r: Rule) -> Callable[[Any], bool]:
+        def check(event_data) -> bool:
+            ctx: Ctx = event_data.kwargs["ctx"]
+            return r.permits(ctx) and (r.when is None or r.when(ctx))
+
+        return check
+
+    # -- questions -------------------------------------------------------------------------
+    def rules_for(self, action: str) -> list[Rule]:
+        return [r for r in self.rules if r.action == action]
+
+    def allowed_actions(self, row: Any, actor: Actor, now: datetime) -> list[str]:
+        ctx = Ctx(row, actor, now)
+        return [a for a in self.actions
+                if any(row.state in r.source and r.permits(ctx) for r in self.rules_for(a))]
+
+    def can(self, row: Any, action: str, actor: Actor, now: datetime) -> bool:
+        ctx = Ctx(row, actor, now)
+        return any(row.state in r.source and r.permits(ctx) for r in self.rules_for(action))
+
+    def roles_of(self, action: str) -> set[str]:
+        return {role for r in self.rules_for(action) for role in r.roles}
+
+    # -- firing ----------------------------------------------------------------------------
+    async def create(self, session: AsyncSession, row: Any, actor: Actor, *, now: datetime | None = None,
+                     state: str | None = None, reason: Any = None, event_data: dict | None = None) -> Any:
+        """Persist a new row in its initial state (or `state`), with history and an event."""
+        now = now or await clock.now(session)
+        row.state = state or self.initial
+        session.add(row)
+        await session.flush()
+        await self._record(session, row, None, "create", actor, now, reason, "created", event_data)
+        return row
+
+    async def fire(self, session: AsyncSession, row: Any, action: str, actor: Actor, *,
+                   now: datetime | None = None, reason: Any = None, extra: dict[str, Any] | None = None,
+                   event_data: dict | None = None) -> TransitionRecord:
+        """Check and apply `action` to `row` (already loaded for update); write the history
+        row and the outbox event. Raises 403 when the actor's role may never fire it, 409
+        `invalid_transition` when it is not allowed now."""
+        now = now or await clock.now(session)
+        candidates = self.rules_for(action)
+        if not candidates:
+            raise NotFound(f"unknown action '{action}'")
+        if actor.role not in self.roles_of(action):
+            raise Forbidden(f"a {actor.role} may not '{action}' a {self.name}")
+        ctx = Ctx(row, actor, now, dict(extra or {}))
+        from_state = row.state
+        if not self.machine.events[action].transitions.get(from_state) or not \
+                self.machine.events[action].trigger(row, ctx=ctx):
+            raise InvalidTransition(action, from_state, self.allowed_actions(row, actor, now))
+        flag_modified(row, "state")  # internal transitions bump the version too
+        await session.flush()
+        TRANSITIONS_TOTAL.labels(self.name, action).inc()
+        return await self._record(session, row, from_state, action, actor, now, reason,
+                                  event_suffix(action), event_data)
+
+    async def _record(self, session: AsyncSession, row: Any, from_state: str | None, action: str,
+                      actor: Actor, now: datetime, reason: Any, suffix: str,
+                      event_data: dict | None) -> TransitionRecord:
+        record = TransitionRecord(machine=self.name, entity_id=row.id, from_state=from_state,
+                                  to_state=row.state, action=action, actor_id=actor.id,
+                                  actor_role=actor.role, reason=reason, at=now)
+        event = Event(type=f"{self.name}.{suffix}", occurred_at=now, data={
+            "id": row.id, "machine": self.name, "action": action, "from_state": from_state,
+            "to_state": row.state, "version": row.version, "actor_id": actor.id,
+            "actor_role": actor.role, **(event_data or {})})
+        session.add_all([record, event])
+        await session.flush()
+        recipients = {p for p in self.parties(row) if p}
+        if recipients:
+            session.add_all([EventRecipient(event_id=event.id, account_id=p) for p in recipients])
+        return record
+
+    # -- loading ---------------------------------------------------------------------------
+    async def load_for_update(self, session: AsyncSession, entity_id: str) -> Any:
+        row = await session.scalar(
+            select(self.model).where(self.model.id == entity_id)
+            .with_for_update().execution_options(populate_existing=True))
+        if row is None:
+            raise NotFound(f"{self.name} {entity_id} not found")
+        return row
+
+
+WORKFLOWS: dict[str, Workflow] = {}
+
+
+async def history(session: AsyncSession, machine: str, entity_id: str) -> list[TransitionRecord]:
+    rows = await session.scalars(
+        select(TransitionRecord)
+        .where(TransitionRecord.machine == machine, TransitionRecord.entity_id == entity_id)
+        .order_by(TransitionRecord.at, TransitionRecord.id))
+    return list(rows)

@@ -1,0 +1,57 @@
+"""Alembic environment (async). Migrates the database `LC_DATABASE_URL` names, or the URL a
+caller put in `config.attributes["url"]`; batch mode on SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import context
+from sqlalchemy.engine import Connection
+
+import app.db.models  # noqa: F401 - registers every table
+from app.config import get_settings
+from app.db.base import Base
+from app.db.session import make_engine
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _url() -> str:
+    return config.attributes.get("url") or get_settings().database_url
+
+
+def _configure(connection: Connection | None = None, **kw) -> None:
+    url = _url()
+    context.configure(connection=connection, url=None if connection else url, target_metadata=target_metadata,
+                      render_as_batch=url.startswith("sqlite"), compare_type=True, **kw)
+
+
+def run_migrations_offline() -> None:
+    _configure(literal_binds=True, dialect_opts={"paramstyle": "named"})
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def _run_sync(connection: Connection) -> None:
+    _configure(connection)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        await connection.run_sync(_run_sync)
+        return
+    engine = make_engine(_url())
+    async with engine.connect() as conn:
+        await conn.run_sync(_run_sync)
+        await conn.commit()
+    await engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    asyncio.run(run_migrations_online())
