@@ -175,3 +175,16 @@ async def committed_app(engine) -> AsyncIterator[Any]:
         else:
             for table in reversed(Base.metadata.sorted_tables):
                 await conn.execute(table.delete())
+
+
+@pytest.fixture
+async def committed_client(committed_app) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=committed_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+
+
+@pytest.fixture
+async def committed_factory(committed_client, committed_app) -> Factory:
+    """Like `factory`, but every write commits for real (use with `postgres_only`)."""
+    return Factory(committed_client, committed_app.state.sessionmaker)
