@@ -80,23 +80,32 @@ def rule(action: str, source: str | Iterable[str], dest: str | None, roles: str 
     return Rule(action, sources, dest, role_set, guard, when, description)
 
 
-_IRREGULAR = {"withdraw": "withdrawn", "check-out": "checked_out", "end": "ended", "fulfil": "fulfilled"}
+_IRREGULAR = {"withdraw": "withdrawn", "check-out": "checked_out", "end": "ended", "fulfil": "fulfilled",
+              "submit": "submitted"}
+_ROLE_WORDS = {"merchant", "platform", "creator", "operator", "agency", "provider"}
+
+
+def _past(verb: str) -> str:
+    if verb in _IRREGULAR:
+        return _IRREGULAR[verb]
+    if verb.endswith("e"):
+        return verb + "d"
+    if verb in ("cancel", "label"):
+        return verb + "led"
+    if verb.endswith("y") and verb[-2:-1] not in "aeiou":
+        return verb[:-1] + "ied"
+    return verb + "ed"
 
 
 def event_suffix(action: str) -> str:
-    """`accept` → `accepted`, `merchant-approve` → `merchant_approved`."""
+    """The past tense of an action, for event types: `accept` → `accepted`,
+    `merchant-approve` → `merchant_approved`, `grant-traffic` → `traffic_granted`."""
     if action in _IRREGULAR:
         return _IRREGULAR[action]
-    head, _, last = action.rpartition("-")
-    if last.endswith("e"):
-        past = last + "d"
-    elif last == "cancel":
-        past = "cancelled"
-    elif last.endswith("y") and last[-2:-1] not in "aeiou":
-        past = last[:-1] + "ied"
-    else:
-        past = last + "ed"
-    return (head.replace("-", "_") + "_" + past) if head else past
+    words = action.split("-")
+    prefix = [words.pop(0)] if len(words) > 1 and words[0] in _ROLE_WORDS else []
+    verb, objects = words[0], words[1:]
+    return "_".join(prefix + objects + [_past(verb)])
 
 
 class Workflow:

@@ -1,0 +1,62 @@
+"""Every registered machine: listed with roles, drawn as Mermaid and SVG, and well formed."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from app.state.core import WORKFLOWS, event_suffix
+
+
+def test_every_state_is_reachable_and_every_rule_is_sane():
+    for name, workflow in WORKFLOWS.items():
+        reachable = {workflow.initial}
+        changed = True
+        while changed:
+            changed = False
+            for r in workflow.rules:
+                if r.dest and r.dest not in reachable and reachable & set(r.source):
+                    reachable.add(r.dest)
+                    changed = True
+        assert reachable == set(workflow.states), f"{name}: unreachable {set(workflow.states) - reachable}"
+        for r in workflow.rules:
+            assert r.roles, f"{name}.{r.action} has no role"
+        for final in workflow.final_states:
+            assert not any(final in r.source and r.dest for r in workflow.rules if r.dest != final), \
+                f"{name}: final state {final} has a way out"
+
+
+@pytest.mark.parametrize("action,expected", [("accept", "accepted"), ("approve", "approved"),
+                                             ("cancel", "cancelled"), ("withdraw", "withdrawn"),
+                                             ("merchant-approve", "merchant_approved"),
+                                             ("check-out", "checked_out"), ("reject", "rejected"),
+                                             ("grant-traffic", "traffic_granted"),
+                                             ("merchant-confirm-stock", "merchant_stock_confirmed"),
+                                             ("submit-products", "products_submitted")])
+def test_event_names(action, expected):
+    assert event_suffix(action) == expected
+
+
+async def test_listing_and_diagrams(client, factory):
+    user = await factory.user("merchant")
+    listed = (await client.get("/v1/state-machines", headers=user.headers)).json()
+    assert {m["name"] for m in listed} == set(WORKFLOWS)
+    for machine in listed:
+        assert machine["initial"] in machine["states"]
+        assert all(t["roles"] for t in machine["transitions"])
+        mermaid = await client.get(f"/v1/state-machines/{machine['name']}/diagram", headers=user.headers)
+        assert mermaid.status_code == 200 and mermaid.headers["content-type"].startswith("text/plain")
+        assert "stateDiagram-v2" in mermaid.text
+        for t in machine["transitions"]:
+            assert t["action"] in mermaid.text
+        svg = await client.get(f"/v1/state-machines/{machine['name']}/diagram", headers=user.headers,
+                               params={"format": "svg"})
+        assert svg.headers["content-type"].startswith("image/svg+xml")
+        root = ET.fromstring(svg.text)
+        texts = {el.text for el in root.iter("{http://www.w3.org/2000/svg}text")}
+        assert set(machine["states"]) <= texts
+    assert (await client.get("/v1/state-machines/nope/diagram", headers=user.headers)).status_code == 404
+    r = await client.get(f"/v1/state-machines/{listed[0]['name']}/diagram" if listed else "/v1/state-machines/x/diagram",
+                         headers=user.headers, params={"format": "png"})
+    assert r.status_code in (404, 422)
