@@ -244,3 +244,40 @@ def test_operation_ids_are_unique(application):
     schema = application.openapi()
     ids = [op["operationId"] for path in schema["paths"].values() for op in path.values()]
     assert len(ids) == len(set(ids))
+
+
+async def test_request_id_is_echoed(client):
+    r = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert r.headers["x-request-id"] == "abc-123"
+    assert len((await client.get("/healthz")).headers["x-request-id"]) == 32
+
+
+async def test_bootstrap_operator_created_at_startup(engine, db, client):
+    from app.config import Settings
+    from app.main import create_app
+
+    settings = Settings(bootstrap_operator_username="boot-op", bootstrap_operator_password="boot-password",
+                        run_sweeper=False, env="test")
+    booted = create_app(settings, engine=engine)
+    booted.state.sessionmaker = db
+    async with booted.router.lifespan_context(booted):
+        pass
+    r = await client.post("/v1/auth/token", data={"username": "boot-op", "password": "boot-password"})
+    assert r.status_code == 200
+    token = r.json()["access_token"]
+    me = (await client.get("/v1/accounts/me", headers={"Authorization": f"Bearer {token}"})).json()
+    assert me["role"] == "operator"
+
+
+async def test_cors_when_configured(engine, db):
+    import httpx
+
+    from app.config import Settings
+    from app.main import create_app
+
+    app = create_app(Settings(cors_origins="https://shop.example", run_sweeper=False, env="test"), engine=engine)
+    app.state.sessionmaker = db
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        r = await c.options("/v1/accounts/me", headers={"Origin": "https://shop.example",
+                                                        "Access-Control-Request-Method": "GET"})
+    assert r.headers["access-control-allow-origin"] == "https://shop.example"
