@@ -51,3 +51,7 @@ lint: install
 
 clean:
 	rm -rf $(VENV) live_collab.db* .pytest_cache
+
+## Task-order load benchmark on PostgreSQL, with the bare asyncpg reference (see bench/run.py).
+bench: install
+	$(PY) bench/run.py $(BENCH_ARGS)

@@ -18,6 +18,7 @@ from app.api import campaigns, events, incentives, live_bases, outreach, task_or
 from app.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.config import Settings, get_settings
 from app.db.session import make_engine, make_sessionmaker
+from app.domain.schemas import Problem
 from app.logging_setup import configure as configure_logging
 
 log = logging.getLogger("app")
@@ -38,6 +39,40 @@ TAGS = [
     {"name": "admin", "description": "Operator tools: the test clock, SMS log, policies."},
     {"name": "operations", "description": "Health, readiness and metrics."},
 ]
+
+
+_PROBLEM = {"model": Problem}
+ERROR_RESPONSES: dict[int | str, dict] = {
+    code: {**_PROBLEM, "description": text} for code, text in [
+        (400, "Bad request"), (401, "Not authenticated (`unauthenticated`)"),
+        (403, "This caller may not do this (`forbidden`, or a module code)"),
+        (404, "Not found, or another party's resource (`not_found`)"),
+        (409, "Conflict with the current state (`invalid_transition`, `conflict`, or a module code)"),
+        (413, "Body too large (`payload_too_large`)"),
+        (422, "Invalid input (`validation_failed` with `errors`, or a module code)"),
+        (429, "Quota or rate limit reached (`quota_exhausted`, `rate_limited`); see `Retry-After`"),
+    ]
+}
+
+
+def _problem_media_types(app: FastAPI) -> None:
+    """Declare error answers as `application/problem+json` (FastAPI files every model under the
+    route's JSON media type)."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = build()
+            ref = {"$ref": "#/components/schemas/Problem"}
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    for status, response in operation.get("responses", {}).items():
+                        if status[0] in "45":
+                            response["content"] = {"application/problem+json": {"schema": ref}}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -83,6 +118,7 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
         generate_unique_id_function=_operation_id,
         lifespan=lifespan,
         swagger_ui_parameters={"persistAuthorization": True},
+        responses=ERROR_RESPONSES,
     )
     owns_engine = engine is None
     app.state.settings = settings
@@ -90,6 +126,7 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
 
     errors.install(app)
+    _problem_media_types(app)
     for module in (accounts, products, ingest, platform, wallet, task_orders, campaigns, live_bases,
                    outreach, incentives, events):
         app.include_router(module.router)

@@ -40,6 +40,11 @@ class ReasonIn(Strict):
 
 
 class Problem(BaseModel):
+    """RFC 9457 problem details; module-specific members (e.g. `state`, `allowed_actions`,
+    `required_fen`, `retry_after`) may be added."""
+
+    model_config = ConfigDict(extra="allow")
+
     type: str
     title: str
     status: int
