@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 export LC_DATABASE_URL ?= sqlite+aiosqlite:///./live_collab.db
 
-.PHONY: run test test-sqlite test-postgres install lint migrate seed bench stress clean
+.PHONY: browser run test test-sqlite test-postgres install lint migrate seed bench stress clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ seed: install
 	$(PY) -m app seed-demo
 
 ## Run every test on SQLite, then on PostgreSQL when it is reachable (required with LC_REQUIRE_POSTGRES=1).
-test: install
+test: install browser
 	$(MAKE) --no-print-directory test-sqlite
 	@if $(PY) -c "import asyncio,asyncpg,sys; asyncio.run(asyncpg.connect('$(subst +asyncpg,,$(PG_URL))', timeout=3))" 2>/dev/null; then \
 		$(MAKE) --no-print-directory test-postgres; \
@@ -37,6 +37,12 @@ test: install
 	else \
 		echo "PostgreSQL not reachable at $(PG_URL): ran the suite on SQLite only"; \
 	fi
+
+# Headless Chromium for the docs-page test (Debian's package; skipped when it cannot be installed).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+		|| echo "chromium could not be installed: the docs browser test will be skipped"; }
 
 test-sqlite: install
 	@echo "== test suite on SQLite =="
