@@ -127,10 +127,12 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
 
     errors.install(app)
     _problem_media_types(app)
-    for module in (accounts, products, ingest, platform, wallet, task_orders, campaigns, live_bases,
-                   outreach, incentives, events):
-        app.include_router(module.router)
-    app.include_router(platform.ops)
+    # The routers carry their own prefix and tags, so their routes are added flat: FastAPI ≥ 0.16x
+    # keeps an included router as one opaque route, which tools walking `app.routes` cannot see.
+    for router in (accounts.router, products.router, ingest.router, platform.router, wallet.router,
+                   task_orders.router, campaigns.router, live_bases.router, outreach.router, incentives.router,
+                   events.router, platform.ops):
+        app.router.routes.extend(router.routes)
 
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
