@@ -132,7 +132,10 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
     for router in (accounts.router, products.router, ingest.router, platform.router, wallet.router,
                    task_orders.router, campaigns.router, live_bases.router, outreach.router, incentives.router,
                    events.router, platform.ops):
-        app.router.routes.extend(router.routes)
+        for route in router.routes:
+            if isinstance(route, APIRoute):
+                route.operation_id = route.operation_id or _operation_id(route)
+            app.router.routes.append(route)
 
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,

@@ -244,6 +244,8 @@ def test_operation_ids_are_unique(application):
     schema = application.openapi()
     ids = [op["operationId"] for path in schema["paths"].values() for op in path.values()]
     assert len(ids) == len(set(ids))
+    assert "create_product" in ids and "list_state_machines" in ids
+    assert all(i.isidentifier() and i.islower() and not i.endswith(("_get", "_post")) for i in ids), ids
 
 
 async def test_request_id_is_echoed(client):
