@@ -6,14 +6,22 @@ posts them after commit."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+import httpx
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import get_settings
 from app.db.models.accounts import Account
 from app.db.models.platform import Notification, SmsMessage
+from app.db.models.webhooks import SmsDispatch
 from app.domain import clock
+from app.workers import periodic
 
 
 async def notify(session: AsyncSession, account_id: str, kind: str, title: str, body: str,
@@ -41,3 +49,104 @@ async def notify_with_sms(session: AsyncSession, account: Account, kind: str, ti
     """The in-app message plus an SMS to the account's phone, where it has one."""
     await notify(session, account.id, kind, title, body, data)
     await send_sms(session, account.id, account.contact_phone, f"【Live Collab】{title}：{body}")
+
+
+# -- the HTTP gateway adapter -------------------------------------------------------------------
+# With `LC_SMS_GATEWAY_URL`, queued rows are POSTed as JSON `{phone, text}` by the relay below:
+# claimed with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL) in one transaction, sent outside
+# any transaction, the outcome recorded in another. A 2xx answer marks the row `sent`; failures
+# are retried with exponential back-off (real wall-clock time) and end `failed` after
+# SMS_MAX_ATTEMPTS attempts.
+SMS_MAX_ATTEMPTS = 5
+SMS_LEASE_SECONDS = 30.0
+SMS_BACKOFF_BASE_SECONDS = 2.0
+SMS_BACKOFF_CAP_SECONDS = 600.0
+SMS_TIMEOUT_SECONDS = 10.0
+SMS_BATCH = 50
+
+
+@dataclass
+class _SmsJob:
+    sms_id: str
+    token: str
+    phone: str
+    text: str
+
+
+async def _claim_sms(sessionmaker: async_sessionmaker[AsyncSession], now: datetime) -> list[_SmsJob]:
+    async with sessionmaker() as session:
+        rows = (await session.execute(
+            select(SmsMessage, SmsDispatch)
+            .outerjoin(SmsDispatch, SmsDispatch.sms_id == SmsMessage.id)
+            .where(SmsMessage.status == "queued",
+                   or_(SmsDispatch.next_attempt_at.is_(None), SmsDispatch.next_attempt_at <= now))
+            .order_by(SmsMessage.id).limit(SMS_BATCH)
+            .with_for_update(of=SmsMessage, skip_locked=True))).all()
+        jobs = []
+        for message, dispatch in rows:
+            if dispatch is None:
+                dispatch = SmsDispatch(sms_id=message.id, next_attempt_at=now)
+                session.add(dispatch)
+            elif dispatch.claim_token is not None:
+                dispatch.last_error = "lease expired: the worker did not report an outcome"
+                if message.attempts >= SMS_MAX_ATTEMPTS:
+                    message.status, dispatch.claim_token = "failed", None
+                    continue
+            message.attempts = (message.attempts or 0) + 1
+            dispatch.claim_token = os.urandom(12).hex()
+            dispatch.next_attempt_at = now + timedelta(seconds=SMS_LEASE_SECONDS)
+            jobs.append(_SmsJob(message.id, dispatch.claim_token, message.phone, message.text))
+        await session.commit()
+    return jobs
+
+
+async def _post_sms(client: httpx.AsyncClient, url: str, job: _SmsJob) -> tuple[int | None, str | None]:
+    try:
+        response = await client.post(url, json={"phone": job.phone, "text": job.text})
+    except Exception as exc:  # noqa: BLE001 - any gateway failure is recorded, then retried
+        return None, f"{type(exc).__name__}: {exc}"[:1000]
+    if 200 <= response.status_code < 300:
+        return response.status_code, None
+    return response.status_code, f"HTTP {response.status_code}"
+
+
+@periodic("sms-relay", 1.0)
+async def send_queued_sms(sessionmaker: async_sessionmaker[AsyncSession], *, now: datetime | None = None) -> int:
+    """Send every due queued SMS through the HTTP gateway. Returns how many attempts were made.
+    `now` (real time) is for tests. Does nothing with the recorder adapter (no gateway URL)."""
+    url = get_settings().sms_gateway_url
+    if not url:
+        return 0
+    now = now or clock.real_now()
+    total = 0
+    while True:
+        jobs = await _claim_sms(sessionmaker, now)
+        if not jobs:
+            return total
+        async with httpx.AsyncClient(timeout=SMS_TIMEOUT_SECONDS) as client:
+            outcomes = await asyncio.gather(*(_post_sms(client, url, job) for job in jobs))
+        await _record_sms(sessionmaker, list(zip(jobs, outcomes, strict=True)), now)
+        total += len(jobs)
+        if len(jobs) < SMS_BATCH:
+            return total
+
+
+async def _record_sms(sessionmaker: async_sessionmaker[AsyncSession],
+                      results: list[tuple[_SmsJob, tuple[int | None, str | None]]], now: datetime) -> None:
+    async with sessionmaker() as session:
+        for job, (status_code, error) in results:
+            message = await session.get(SmsMessage, job.sms_id, with_for_update=True)
+            dispatch = await session.get(SmsDispatch, job.sms_id, with_for_update=True)
+            if message is None or dispatch is None or dispatch.claim_token != job.token \
+                    or message.status != "queued":
+                continue  # the lease ran out and another relay took it over
+            dispatch.claim_token = None
+            dispatch.last_status_code, dispatch.last_error = status_code, error
+            if error is None:
+                message.status, message.sent_at = "sent", await clock.now(session)
+            elif message.attempts >= SMS_MAX_ATTEMPTS:
+                message.status = "failed"
+            else:
+                delay = min(SMS_BACKOFF_BASE_SECONDS * 2 ** (message.attempts - 1), SMS_BACKOFF_CAP_SECONDS)
+                dispatch.next_attempt_at = now + timedelta(seconds=delay)
+        await session.commit()

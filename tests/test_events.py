@@ -1,0 +1,41 @@
+"""`GET /v1/events`: the events that concern the caller, oldest first, keyset-paged."""
+
+from __future__ import annotations
+
+from tests.conftest import Factory
+from tests.test_webhooks import emit
+
+
+async def test_events_feed_is_scoped_and_oldest_first(client, factory: Factory):
+    op = await factory.operator()
+    creator = await factory.user("creator")
+    merchant = await factory.user("merchant")
+    e1 = await emit(factory.maker, "task_order.created", [creator.id, merchant.id], {"id": "tko_1"})
+    e2 = await emit(factory.maker, "task_order.accepted", [creator.id, merchant.id])
+    e3 = await emit(factory.maker, "top_up.confirmed", [merchant.id])
+    e4 = await emit(factory.maker, "task_order.settled", [creator.id])
+
+    r = await client.get("/v1/events", headers=creator.headers, params={"limit": 2})
+    assert r.status_code == 200, r.text
+    page = r.json()
+    assert [e["id"] for e in page["items"]] == [e1, e2] and page["next_cursor"]
+    first = page["items"][0]
+    assert first["type"] == "task_order.created" and first["data"] == {"id": "tko_1"}
+    assert set(first) == {"id", "type", "occurred_at", "data"}
+    r = await client.get("/v1/events", headers=creator.headers, params={"limit": 2, "cursor": page["next_cursor"]})
+    assert [e["id"] for e in r.json()["items"]] == [e4] and r.json()["next_cursor"] is None
+
+    merchant_ids = [e["id"] for e in (await client.get("/v1/events", headers=merchant.headers)).json()["items"]]
+    assert merchant_ids == [e1, e2, e3]
+    op_ids = [e["id"] for e in (await client.get("/v1/events", headers=op.headers,
+                                                 params={"limit": 100})).json()["items"]]
+    assert [i for i in op_ids if i in {e1, e2, e3, e4}] == [e1, e2, e3, e4]
+
+
+async def test_events_bad_input(client, factory: Factory):
+    creator = await factory.user("creator")
+    assert (await client.get("/v1/events")).status_code == 401
+    r = await client.get("/v1/events", headers=creator.headers, params={"cursor": "%%%"})
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+    assert (await client.get("/v1/events", headers=creator.headers, params={"limit": 0})).status_code == 422
+    assert (await client.get("/v1/events", headers=creator.headers, params={"limit": 101})).status_code == 422
