@@ -1,0 +1,16 @@
+"""GMV, one definition for every module: paid minus refunded `amount_fen`.
+
+An upstream order is one row whose status is its latest fact: pushed `paid`, it adds its amount;
+pushed again `refunded`, its amount is taken back out. So an order contributes its amount while
+paid and nothing once refunded (never a negative amount: that would take the refund off twice)."""
+
+from __future__ import annotations
+
+from sqlalchemy import case, func
+
+from app.db.models.facts import SalesOrder
+
+
+def gmv_sum():
+    """`SUM(...)` of GMV over the selected `sales_orders` rows (0 when none)."""
+    return func.coalesce(func.sum(case((SalesOrder.status == "paid", SalesOrder.amount_fen), else_=0)), 0)
