@@ -1,0 +1,103 @@
+"""Machine `campaign_signup`: a pre-selected creator's signup to a campaign, decided by every
+listed shop and by the platform, then traffic support, products, stock confirmations, live.
+
+Per-shop steps (`merchant-approve`, `merchant-reject`, `merchant-confirm-stock`) have several
+rules each: `when` picks at firing time whether this decision is the last one awaited (the
+signup moves on) or not (an internal transition: the state stays, the version bumps). The
+deciding shop is `ctx.extra["shop_id"]`; the signup row is locked while it is decided, so two
+merchants deciding at once are serialised and exactly one of them moves it on."""
+
+from __future__ import annotations
+
+from app.db.models.campaigns import CampaignSignup
+from app.state.core import Ctx, Workflow, rule
+
+BEFORE_PRODUCTS = ("pending_merchant", "pending_platform", "approved", "traffic_granted")
+
+
+def before_product_deadline(ctx: Ctx) -> bool:
+    return ctx.now < ctx.row.campaign.product_deadline
+
+
+def _shop(ctx: Ctx):
+    return next((s for s in ctx.row.shops if s.shop_id == ctx.actor.id), None)
+
+
+def _may_decide(ctx: Ctx) -> bool:
+    shop = _shop(ctx)
+    return shop is not None and shop.decision == "pending" and before_product_deadline(ctx)
+
+
+def _others(ctx: Ctx):
+    me = ctx.extra.get("shop_id", ctx.actor.id)
+    return [s for s in ctx.row.shops if s.shop_id != me]
+
+
+def _others_pending(ctx: Ctx) -> bool:
+    return any(s.decision == "pending" for s in _others(ctx))
+
+
+def _last_with_approval(ctx: Ctx) -> bool:
+    return not _others_pending(ctx) and any(s.decision == "approved" for s in _others(ctx))
+
+
+def _last_all_rejected(ctx: Ctx) -> bool:
+    return not _others_pending(ctx) and not any(s.decision == "approved" for s in _others(ctx))
+
+
+def _is_creator(ctx: Ctx) -> bool:
+    return ctx.row.creator_id == ctx.actor.id
+
+
+def _stock_shops(row) -> set[str]:
+    return {i.shop_id for i in row.items}
+
+
+def _may_confirm_stock(ctx: Ctx) -> bool:
+    shop = _shop(ctx)
+    return shop is not None and shop.shop_id in _stock_shops(ctx.row) and shop.stock_confirmed_at is None
+
+
+def _others_unconfirmed(ctx: Ctx) -> bool:
+    me = ctx.extra.get("shop_id", ctx.actor.id)
+    with_products = _stock_shops(ctx.row)
+    return any(s.stock_confirmed_at is None for s in ctx.row.shops
+               if s.shop_id != me and s.shop_id in with_products)
+
+
+CAMPAIGN_SIGNUP = Workflow(
+    "campaign_signup", model=CampaignSignup, initial="pending_merchant",
+    states=["pending_merchant", "pending_platform", "merchant_rejected", "approved", "platform_rejected",
+            "traffic_granted", "products_submitted", "stock_confirmed", "ready", "live", "finished",
+            "withdrawn", "expired"],
+    final_states=["merchant_rejected", "platform_rejected", "finished", "withdrawn", "expired"],
+    parties=lambda row: [row.creator_id, *(s.shop_id for s in row.shops)],
+    description="A creator's signup to a reward campaign (达人报名).",
+    rules=[
+        rule("merchant-approve", "pending_merchant", None, "merchant", guard=_may_decide, when=_others_pending,
+             description="a listed shop approves; other shops still to decide"),
+        rule("merchant-approve", "pending_merchant", "pending_platform", "merchant", guard=_may_decide,
+             when=lambda ctx: not _others_pending(ctx), description="the last listed shop approves"),
+        rule("merchant-reject", "pending_merchant", None, "merchant", guard=_may_decide, when=_others_pending,
+             description="a listed shop rejects; other shops still to decide"),
+        rule("merchant-reject", "pending_merchant", "pending_platform", "merchant", guard=_may_decide,
+             when=_last_with_approval, description="the last shop rejects, another one approved"),
+        rule("merchant-reject", "pending_merchant", "merchant_rejected", "merchant", guard=_may_decide,
+             when=_last_all_rejected, description="the last shop rejects, none approved"),
+        rule("platform-approve", "pending_platform", "approved", "operator"),
+        rule("platform-reject", "pending_platform", "platform_rejected", "operator"),
+        rule("grant-traffic", "approved", "traffic_granted", "operator", description="流量扶持"),
+        rule("submit-products", ("traffic_granted", "products_submitted"), "products_submitted", "creator",
+             guard=lambda ctx: _is_creator(ctx) and before_product_deadline(ctx),
+             description="提报商品 (a revision resets the stock confirmations)"),
+        rule("merchant-confirm-stock", "products_submitted", None, "merchant", guard=_may_confirm_stock,
+             when=_others_unconfirmed, description="a shop confirms its stock; others still to confirm"),
+        rule("merchant-confirm-stock", "products_submitted", "stock_confirmed", "merchant",
+             guard=_may_confirm_stock, when=lambda ctx: not _others_unconfirmed(ctx),
+             description="the last shop with products confirms its stock"),
+        rule("platform-confirm-stock", "stock_confirmed", "ready", "operator", description="待开播"),
+        rule("start-live", "ready", "live", "system", description="a live session of the creator starts"),
+        rule("end-live", "live", "finished", "system", description="that live session ends"),
+        rule("withdraw", ("pending_merchant", "pending_platform"), "withdrawn", "creator", guard=_is_creator),
+        rule("expire", BEFORE_PRODUCTS, "expired", "system", description="the timer at product_deadline"),
+    ])
