@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import typer
 
@@ -75,6 +76,43 @@ def create_operator(username: str, password: str = typer.Option(..., prompt=True
             await engine.dispose()
 
     typer.echo("operator created" if asyncio.run(run()) else "that username exists already")
+
+
+@cli.command("compute-incentives")
+def compute_incentives(program_id: str, month: str) -> None:
+    """Compute (or recompute) the draft incentive statements of MONTH (YYYY-MM), with a progress bar."""
+    from rich.progress import Progress
+
+    from app.db.session import make_engine, make_sessionmaker
+    from app.domain.errors import DomainError
+    from app.domain.incentives import compute_month
+    from app.main import create_app
+
+    create_app()
+
+    async def run() -> object:
+        engine = make_engine(get_settings().database_url)
+        try:
+            with Progress() as bar:
+                task = bar.add_task(f"statements {month}", total=None)
+
+                def progress(done: int, total: int) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                async with make_sessionmaker(engine)() as session:
+                    result = await compute_month(session, program_id, month, progress=progress)
+                    await session.commit()
+                    return result
+        finally:
+            await engine.dispose()
+
+    try:
+        result: Any = asyncio.run(run())
+    except DomainError as exc:
+        typer.echo(f"error ({exc.code}): {exc.detail}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{result.month}: {result.statements} statements, {result.eligible} eligible, "
+               f"{result.total_fen} fen in vouchers")
 
 
 def main() -> None:
