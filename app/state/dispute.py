@@ -1,0 +1,25 @@
+"""Machine `dispute` (交易纠纷) on an ended task order: `open` → `resolved` (operator, with the
+final split) | `withdrawn` (the party that opened it)."""
+
+from __future__ import annotations
+
+from app.db.models.task_orders import Dispute
+from app.state.core import Ctx, Workflow, rule
+
+
+def _is_opener(ctx: Ctx) -> bool:
+    return ctx.row.opened_by == ctx.actor.id
+
+
+DISPUTE = Workflow(
+    "dispute", model=Dispute, initial="open",
+    states=["open", "resolved", "withdrawn"],
+    final_states=["resolved", "withdrawn"],
+    parties=lambda row: [row.merchant_id, row.creator_id],
+    description="A dispute about a task order's money, settled by an operator.",
+    rules=[
+        rule("resolve", "open", "resolved", "operator",
+             description="the operator sets the final split of the order's amount"),
+        rule("withdraw", "open", "withdrawn", ["merchant", "creator"], guard=_is_opener,
+             description="the party that opened it withdraws it"),
+    ])
