@@ -41,32 +41,36 @@ TAGS = [
 ]
 
 
-_PROBLEM = {"model": Problem}
-ERROR_RESPONSES: dict[int | str, dict] = {
-    code: {**_PROBLEM, "description": text} for code, text in [
-        (400, "Bad request"), (401, "Not authenticated (`unauthenticated`)"),
-        (403, "This caller may not do this (`forbidden`, or a module code)"),
-        (404, "Not found, or another party's resource (`not_found`)"),
-        (409, "Conflict with the current state (`invalid_transition`, `conflict`, or a module code)"),
-        (413, "Body too large (`payload_too_large`)"),
-        (422, "Invalid input (`validation_failed` with `errors`, or a module code)"),
-        (429, "Quota or rate limit reached (`quota_exhausted`, `rate_limited`); see `Retry-After`"),
-    ]
+ERROR_RESPONSES: dict[str, str] = {
+    "400": "Bad request",
+    "401": "Not authenticated (`unauthenticated`)",
+    "403": "This caller may not do this (`forbidden`, or a module code)",
+    "404": "Not found, or another party's resource (`not_found`)",
+    "409": "Conflict with the current state (`invalid_transition`, `conflict`, or a module code)",
+    "413": "Body too large (`payload_too_large`)",
+    "422": "Invalid input (`validation_failed` with `errors`, or a module code)",
+    "429": "Quota or rate limit reached (`quota_exhausted`, `rate_limited`); see `Retry-After`",
 }
 
 
 def _problem_media_types(app: FastAPI) -> None:
-    """Declare error answers as `application/problem+json` (FastAPI files every model under the
-    route's JSON media type)."""
+    """Every operation documents its error answers as `application/problem+json` (`Problem`);
+    FastAPI would file them under the route's JSON media type, and app-level `responses` do not
+    reach routes added flat."""
     build = app.openapi
 
     def openapi() -> dict:
         if app.openapi_schema is None:
             schema = build()
             ref = {"$ref": "#/components/schemas/Problem"}
+            schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = \
+                Problem.model_json_schema(ref_template="#/components/schemas/{model}")
             for path in schema.get("paths", {}).values():
                 for operation in path.values():
-                    for status, response in operation.get("responses", {}).items():
+                    responses = operation.setdefault("responses", {})
+                    for status, text in ERROR_RESPONSES.items():
+                        responses.setdefault(status, {"description": text})
+                    for status, response in responses.items():
                         if status[0] in "45":
                             response["content"] = {"application/problem+json": {"schema": ref}}
             app.openapi_schema = schema
@@ -118,7 +122,6 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
         generate_unique_id_function=_operation_id,
         lifespan=lifespan,
         swagger_ui_parameters={"persistAuthorization": True},
-        responses=ERROR_RESPONSES,
     )
     owns_engine = engine is None
     app.state.settings = settings

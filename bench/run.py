@@ -123,7 +123,7 @@ class World:
         op = await self.login("bench-operator")
         self.platform = await self.account(op, "platform", "bench-platform", {})
         for i in range(merchants):
-            mid = await self.account(op, "merchant", f"m{i}", {"shop_name": f"Shop {i}", "alliance_member": True})
+            mid = await self.account(op, "merchant", f"bench-m{i}", {"shop_name": f"Shop {i}", "alliance_member": True})
             h = self.tokens[mid]
             (await self.client.post("/v1/xingtu-binding", headers=h, json={})).raise_for_status()
             (await self.client.post("/v1/wallet/top-ups", headers=h, json={
@@ -134,7 +134,7 @@ class World:
             product.raise_for_status()
             self.merchants.append((mid, product.json()["id"]))
         for i in range(creators):
-            self.creators.append(await self.account(op, "creator", f"c{i}", {
+            self.creators.append(await self.account(op, "creator", f"bench-c{i}", {
                 "nickname": f"Creator {i}", "level": 3, "accepting_orders": True,
                 "quotes": {"dedicated_hourly_fen": 1000, "shared_hourly_fen": 500},
                 "contact": {"phone": "13800138000"}}))

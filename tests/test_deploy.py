@@ -61,3 +61,11 @@ def test_cli_migrate_seed_sweep_create_operator(tmp_path):
     made = _cli("create-operator", "ops2", "--password", "a-strong-password", db=db)
     assert made.returncode == 0 and "operator created" in made.stdout
     assert "exists" in _cli("create-operator", "ops2", "--password", "a-strong-password", db=db).stdout
+
+
+def test_cli_compute_incentives_reports_domain_errors(tmp_path):
+    db = tmp_path / "cli.db"
+    assert _cli("migrate", db=db).returncode == 0
+    result = _cli("compute-incentives", "prg_missing", "2026-01", db=db)
+    assert result.returncode == 1
+    assert "error (" in result.stderr

@@ -22,7 +22,7 @@ from app.domain.incentives import (
     ProgramOut,
     RedemptionCreate,
     RedemptionOut,
-    RejectIn,
+    RedemptionRejectIn,
     StatementOut,
     VoucherOut,
 )
@@ -196,7 +196,7 @@ async def approve_redemption(redemption_id: Id, session: Session, actor: Operato
 
 @router.post("/v1/redemptions/{redemption_id}/reject", response_model=RedemptionOut, tags=["incentives"],
              name="reject_redemption")
-async def reject_redemption(redemption_id: Id, body: RejectIn, session: Session, actor: Operator):
+async def reject_redemption(redemption_id: Id, body: RedemptionRejectIn, session: Session, actor: Operator):
     """The operator rejects, with a reason; the amount returns to the voucher."""
     return await incentives.act_on_redemption(session, actor, redemption_id, "reject", reason=body.reason)
 

@@ -18,7 +18,7 @@ from app.domain.task_orders import (
     DisputeCreate,
     DisputeOut,
     DisputeResolve,
-    RejectIn,
+    TaskOrderRejectIn,
     TargetedPlanOut,
     TaskOrderCreate,
     TaskOrderOut,
@@ -118,7 +118,7 @@ async def accept(order_id: str, session: Session, actor: CurrentActor) -> TaskOr
 
 @router.post("/v1/task-orders/{order_id}/reject", response_model=TaskOrderOut, tags=TAGS,
              name="reject_task_order")
-async def reject(order_id: str, session: Session, actor: CurrentActor, body: RejectIn | None = None) -> TaskOrderOut:
+async def reject(order_id: str, session: Session, actor: CurrentActor, body: TaskOrderRejectIn | None = None) -> TaskOrderOut:
     """The creator declines; the hold is released to the merchant."""
     return await svc.reject(session, actor, order_id, body)
 

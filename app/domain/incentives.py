@@ -102,7 +102,7 @@ class EndIn(Strict):
     reason: str = Field(min_length=1, max_length=500)
 
 
-class RejectIn(Strict):
+class RedemptionRejectIn(Strict):
     reason: str = Field(min_length=1, max_length=500)
 
 

@@ -188,7 +188,7 @@ class CancelIn(Strict):
     reason: CancelReason
 
 
-class RejectIn(Strict):
+class TaskOrderRejectIn(Strict):
     reason: str | None = Field(default=None, max_length=500)
 
 
@@ -523,7 +523,7 @@ async def accept(session: AsyncSession, actor: Actor, order_id: str) -> TaskOrde
     return await _detail(session, row, actor, now)
 
 
-async def reject(session: AsyncSession, actor: Actor, order_id: str, body: RejectIn | None) -> TaskOrderOut:
+async def reject(session: AsyncSession, actor: Actor, order_id: str, body: TaskOrderRejectIn | None) -> TaskOrderOut:
     await fire_due(session, entity_id=order_id)
     row = await _load(session, actor, order_id, lock=True)
     now = await clock.now(session)
