@@ -86,3 +86,25 @@ async def test_parallel_contact_views_reveal_exactly_the_quota(committed_client,
     assert all("value" not in a.json() for a in answers if a.status_code == 429)
     quotas = (await committed_client.get("/v1/quotas/me", headers=merchant.headers)).json()
     assert item(quotas, "contact_views", "creator")["used"] == 4
+
+
+@postgres_only
+async def test_fifty_parallel_opens_with_ten_units_left_create_exactly_ten(committed_client, committed_factory):
+    """The issue's scenario: a merchant at the default first tier (20 a week) has used 10; 50
+    simultaneous new conversations create exactly 10."""
+    merchant = await committed_factory.user("merchant", alliance_member=True)
+    creators = [await committed_factory.user("creator") for _ in range(60)]
+    for creator in creators[:10]:
+        r = await committed_client.post("/v1/conversations", headers=merchant.headers,
+                                        json={"counterpart_id": creator.id})
+        assert r.status_code == 201, r.text
+    answers = await asyncio.gather(*(committed_client.post(
+        "/v1/conversations", headers=merchant.headers, json={"counterpart_id": c.id}) for c in creators[10:]))
+    codes = [a.status_code for a in answers]
+    assert codes.count(201) == 10 and codes.count(429) == 40, codes
+    listed = (await committed_client.get("/v1/conversations", headers=merchant.headers,
+                                         params={"limit": 100})).json()["items"]
+    assert len(listed) == 20
+    conv = item((await committed_client.get("/v1/quotas/me", headers=merchant.headers)).json(),
+                "conversations", "creator")
+    assert (conv["limit"], conv["used"], conv["remaining"]) == (20, 20, 0)
