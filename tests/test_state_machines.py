@@ -60,3 +60,18 @@ async def test_listing_and_diagrams(client, factory):
     r = await client.get(f"/v1/state-machines/{listed[0]['name']}/diagram" if listed else "/v1/state-machines/x/diagram",
                          headers=user.headers, params={"format": "png"})
     assert r.status_code in (404, 422)
+
+
+async def test_a_transition_with_its_changes_is_one_version_step(client, factory):
+    """`fire(changes=...)` writes the effect columns in the transition's own UPDATE."""
+    from tests.test_task_orders_support import act, create_order, ready_merchant
+
+    merchant, product_id = await ready_merchant(client, factory)
+    creator = await factory.user("creator")
+    start = (await factory.now()).replace(second=0, microsecond=0)
+    from datetime import timedelta
+
+    order = await create_order(client, merchant, creator, product_id, start + timedelta(days=5))
+    accepted = (await act(client, creator, order["id"], "accept")).json()
+    assert accepted["state"] == "waiting_live"
+    assert accepted["version"] == order["version"] + 1

@@ -510,8 +510,7 @@ async def accept(session: AsyncSession, actor: Actor, order_id: str) -> TaskOrde
     await fire_due(session, entity_id=order_id)
     row = await _load(session, actor, order_id, lock=True)
     now = await clock.now(session)
-    await TASK_ORDER.fire(session, row, "accept", actor, now=now)
-    row.accepted_at = now
+    await TASK_ORDER.fire(session, row, "accept", actor, now=now, changes={"accepted_at": now})
     targeted = list(await session.scalars(select(TaskOrderProduct).where(
         TaskOrderProduct.task_order_id == row.id, TaskOrderProduct.plan == "targeted")))
     session.add_all([TargetedPlan(task_order_id=row.id, merchant_id=row.merchant_id, creator_id=row.creator_id,

@@ -170,10 +170,11 @@ class Workflow:
 
     async def fire(self, session: AsyncSession, row: Any, action: str, actor: Actor, *,
                    now: datetime | None = None, reason: Any = None, extra: dict[str, Any] | None = None,
-                   event_data: dict | None = None) -> TransitionRecord:
+                   event_data: dict | None = None, changes: dict[str, Any] | None = None) -> TransitionRecord:
         """Check and apply `action` to `row` (already loaded for update); write the history
         row and the outbox event. Raises 403 when the actor's role may never fire it, 409
-        `invalid_transition` when it is not allowed now."""
+        `invalid_transition` when it is not allowed now. `changes` are column values written in
+        the same UPDATE as the new state (one statement, one version step), only if it moves."""
         now = now or await clock.now(session)
         candidates = self.rules_for(action)
         if not candidates:
@@ -185,6 +186,8 @@ class Workflow:
         if not self.machine.events[action].transitions.get(from_state) or not \
                 self.machine.events[action].trigger(row, ctx=ctx):
             raise InvalidTransition(action, from_state, self.allowed_actions(row, actor, now))
+        for column, value in (changes or {}).items():
+            setattr(row, column, value)
         flag_modified(row, "state")  # internal transitions bump the version too
         await session.flush()
         TRANSITIONS_TOTAL.labels(self.name, action).inc()
