@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 DEFAULT_SECRET = "dev-secret-change-me-dev-secret-change-me"
 
@@ -57,7 +56,7 @@ class Settings(BaseSettings):
         return values
 
     @model_validator(mode="after")
-    def _refuse_unsafe_production(self) -> "Settings":
+    def _refuse_unsafe_production(self) -> Settings:
         if self.env == "production" and self.secret_key == DEFAULT_SECRET:
             raise ValueError("LC_SECRET_KEY must be set to a real secret when LC_ENV=production")
         return self

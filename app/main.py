@@ -13,8 +13,20 @@ from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
 from app import workers
-from app.api import accounts, errors, ingest, platform, products
-from app.api import campaigns, events, incentives, live_bases, outreach, task_orders, wallet
+from app.api import (
+    accounts,
+    campaigns,
+    errors,
+    events,
+    incentives,
+    ingest,
+    live_bases,
+    outreach,
+    platform,
+    products,
+    task_orders,
+    wallet,
+)
 from app.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.config import Settings, get_settings
 from app.db.session import make_engine, make_sessionmaker

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -155,7 +155,7 @@ async def lifecycle_worker(world: World, stats: Stats, worker: int, deadline: fl
     n = 0
     while time.perf_counter() < deadline:
         n += 1
-        start = (datetime.now(timezone.utc) + timedelta(hours=1)).replace(second=0, microsecond=0)
+        start = (datetime.now(UTC) + timedelta(hours=1)).replace(second=0, microsecond=0)
         r = await stats.call("create", client.post("/v1/task-orders", headers=mh,
                                                    json=order_body(creator_id, product_id, start)))
         if r.status_code != 201:
@@ -185,7 +185,7 @@ async def create_accept_worker(world: World, stats: Stats, worker: int, deadline
     creator_id = world.creators[worker]
     mh, ch = world.tokens[merchant_id], world.tokens[creator_id]
     while time.perf_counter() < deadline:
-        start = (datetime.now(timezone.utc) + timedelta(hours=1)).replace(second=0, microsecond=0)
+        start = (datetime.now(UTC) + timedelta(hours=1)).replace(second=0, microsecond=0)
         r = await stats.call("create", client.post("/v1/task-orders", headers=mh,
                                                    json=order_body(creator_id, product_id, start)))
         if r.status_code != 201:

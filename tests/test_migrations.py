@@ -13,7 +13,7 @@ from sqlalchemy import text
 from app.db.base import Base
 from app.db.migrate import upgrade
 from app.db.session import make_engine
-from tests.conftest import IS_POSTGRES, TEST_DATABASE_URL, _TMP
+from tests.conftest import _TMP, IS_POSTGRES, TEST_DATABASE_URL
 
 
 def _diff(sync_conn):

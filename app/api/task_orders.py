@@ -18,10 +18,10 @@ from app.domain.task_orders import (
     DisputeCreate,
     DisputeOut,
     DisputeResolve,
-    TaskOrderRejectIn,
     TargetedPlanOut,
     TaskOrderCreate,
     TaskOrderOut,
+    TaskOrderRejectIn,
     XingtuBindingIn,
     XingtuBindingOut,
 )

@@ -88,7 +88,7 @@ class AccountCreate(Strict):
     profile: Profile = Field(default_factory=Profile)
 
     @model_validator(mode="after")
-    def _profile_fits_role(self) -> "AccountCreate":
+    def _profile_fits_role(self) -> AccountCreate:
         _check_fields(self.role.value, self.profile)
         return self
 

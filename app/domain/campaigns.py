@@ -4,8 +4,6 @@ creators, creators' cards and merchants' cooperation intents."""
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
@@ -31,6 +29,7 @@ from app.db.pagination import keyset_page
 from app.domain import clock
 from app.domain.accounts import Contact
 from app.domain.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from app.domain.exports import csv_bytes, xlsx_bytes
 from app.domain.gmv import gmv_sum
 from app.domain.notifications import notify
 from app.domain.schemas import Strict
@@ -684,26 +683,12 @@ def _export_rows(plan: CampaignStockPlanOut) -> list[list[Any]]:
 
 
 def export_csv(plan: CampaignStockPlanOut) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(EXPORT_HEADER)
-    for r in _export_rows(plan):
-        writer.writerow([("yes" if v else "no") if isinstance(v, bool) else v for v in r])
-    return ("\ufeff" + buffer.getvalue()).encode("utf-8")
+    return csv_bytes(EXPORT_HEADER, ([("yes" if v else "no") if isinstance(v, bool) else v for v in r]
+                                     for r in _export_rows(plan)))
 
 
 def export_xlsx(plan: CampaignStockPlanOut) -> bytes:
-    from openpyxl import Workbook
-
-    book = Workbook()
-    sheet = book.active
-    sheet.title = "stock plan"
-    sheet.append(EXPORT_HEADER)
-    for r in _export_rows(plan):
-        sheet.append(r)
-    buffer = io.BytesIO()
-    book.save(buffer)
-    return buffer.getvalue()
+    return xlsx_bytes("stock plan", EXPORT_HEADER, _export_rows(plan))
 
 
 def _card_out(card: CampaignCard) -> CampaignCardOut:

@@ -6,7 +6,7 @@ database so every replica agrees). Domain code asks `await now(session)`; nothin
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -20,7 +20,7 @@ _INFO_KEY = "lc_clock_offset"
 
 
 def real_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 async def offset_seconds(session: AsyncSession) -> int:
@@ -55,7 +55,7 @@ def local_date(moment: datetime) -> date:
 
 def local_midnight(day: date) -> datetime:
     """00:00 Asia/Shanghai of a calendar day, as a UTC instant."""
-    return datetime.combine(day, time(0, 0), tzinfo=SHANGHAI).astimezone(timezone.utc)
+    return datetime.combine(day, time(0, 0), tzinfo=SHANGHAI).astimezone(UTC)
 
 
 def week_start(moment: datetime) -> datetime:

@@ -3,8 +3,6 @@ publication with vouchers, and redemption. Choices where the spec is silent: doc
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -30,6 +28,7 @@ from app.db.pagination import keyset_page
 from app.demo import DEMO_STEPS
 from app.domain import clock
 from app.domain.errors import Conflict, NotFound, ValidationFailed
+from app.domain.exports import csv_bytes, xlsx_bytes
 from app.domain.schemas import Strict
 from app.state.core import SYSTEM, Actor, history
 from app.state.incentive_statement import INCENTIVE_STATEMENT
@@ -608,25 +607,12 @@ async def export_rows(session: AsyncSession, actor: Actor, month: str | None) ->
 
 
 def to_csv(rows: list[list[Any]]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(EXPORT_COLUMNS)
-    for row in rows:
-        writer.writerow(["" if v is None else ("true" if v is True else "false" if v is False else v) for v in row])
-    return b"\xef\xbb\xbf" + buffer.getvalue().encode("utf-8")
+    return csv_bytes(EXPORT_COLUMNS, (["" if v is None else ("true" if v is True else "false" if v is False else v)
+                                       for v in row] for row in rows))
 
 
 def to_xlsx(rows: list[list[Any]]) -> bytes:
-    from openpyxl import Workbook
-
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet("statements")
-    sheet.append(EXPORT_COLUMNS)
-    for row in rows:
-        sheet.append(row)
-    buffer = io.BytesIO()
-    book.save(buffer)
-    return buffer.getvalue()
+    return xlsx_bytes("statements", EXPORT_COLUMNS, rows)
 
 
 # -- vouchers ----------------------------------------------------------------------------------

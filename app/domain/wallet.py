@@ -12,8 +12,6 @@ Reusable by any module: `fund`, `freeze` (→ a `Hold`), `release`, `pay`, `spli
 
 from __future__ import annotations
 
-import csv
-import io
 import secrets
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -32,6 +30,7 @@ from app.db.models.task_orders import EXTERNAL_OWNER, Hold, LedgerLine, LedgerTr
 from app.db.pagination import keyset_page
 from app.domain import clock
 from app.domain.errors import Conflict, NotFound
+from app.domain.exports import csv_bytes, xlsx_bytes
 from app.domain.notifications import notify
 from app.domain.schemas import Strict
 from app.state.core import SYSTEM, Actor
@@ -404,21 +403,8 @@ async def export_rows(session: AsyncSession, actor: Actor, *, state: str | None,
 
 
 def to_csv(rows: list[list[object]]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(EXPORT_HEADER)
-    writer.writerows(rows)
-    return "\ufeff".encode() + buffer.getvalue().encode("utf-8")
+    return csv_bytes(EXPORT_HEADER, rows)
 
 
 def to_xlsx(rows: list[list[object]]) -> bytes:
-    from openpyxl import Workbook
-
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet("充值记录")
-    sheet.append(EXPORT_HEADER)
-    for row in rows:
-        sheet.append(row)
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
+    return xlsx_bytes("充值记录", EXPORT_HEADER, rows)

@@ -1,0 +1,33 @@
+"""Spreadsheet downloads, one way for every module: CSV in UTF-8 with a BOM (so Excel shows
+Chinese correctly) and XLSX with openpyxl. Cells are written as given; modules label their own
+booleans and blanks."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+Row = Sequence[Any]
+
+
+def csv_bytes(header: Row, rows: Iterable[Row]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return "\ufeff".encode() + buffer.getvalue().encode("utf-8")
+
+
+def xlsx_bytes(sheet_title: str, header: Row, rows: Iterable[Row]) -> bytes:
+    from openpyxl import Workbook
+
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet(sheet_title)
+    sheet.append(list(header))
+    for row in rows:
+        sheet.append(list(row))
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
