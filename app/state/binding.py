@@ -1,0 +1,33 @@
+"""The binding machine shared by `creator_binding` and `shop_binding`: an agency invites, the
+invitee (a creator, or a merchant for its shop) accepts or declines, the agency may revoke, an
+invitation expires after 7 days, either side terminates an active binding."""
+
+from __future__ import annotations
+
+from app.state.core import Ctx, Workflow, rule
+
+
+def binding_workflow(name: str, *, model: type, invitee_role: str, invitee_column: str, description: str,
+                     accept_description: str = "") -> Workflow:
+    def is_invitee(ctx: Ctx) -> bool:
+        return getattr(ctx.row, invitee_column) == ctx.actor.id
+
+    def is_agency(ctx: Ctx) -> bool:
+        return ctx.row.agency_id == ctx.actor.id
+
+    def is_party(ctx: Ctx) -> bool:
+        return is_invitee(ctx) or is_agency(ctx)
+
+    return Workflow(
+        name, model=model, initial="invited",
+        states=["invited", "active", "declined", "revoked", "expired", "terminated"],
+        final_states=["declined", "revoked", "expired", "terminated"],
+        parties=lambda row: [row.agency_id, getattr(row, invitee_column)],
+        description=description,
+        rules=[
+            rule("accept", "invited", "active", invitee_role, guard=is_invitee, description=accept_description),
+            rule("decline", "invited", "declined", invitee_role, guard=is_invitee),
+            rule("revoke", "invited", "revoked", "agency", guard=is_agency),
+            rule("expire", "invited", "expired", "system", description="7 days after the invitation"),
+            rule("terminate", "active", "terminated", (invitee_role, "agency"), guard=is_party),
+        ])
