@@ -20,6 +20,14 @@ def csv_bytes(header: Row, rows: Iterable[Row]) -> bytes:
     return "\ufeff".encode() + buffer.getvalue().encode("utf-8")
 
 
+def _xlsx_cell(value: Any) -> Any:
+    """XLSX cannot hold control characters (a reference typed with one would fail the whole
+    download): they are dropped from the cell; the CSV keeps the text as given."""
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    return ILLEGAL_CHARACTERS_RE.sub("", value) if isinstance(value, str) else value
+
+
 def xlsx_bytes(sheet_title: str, header: Row, rows: Iterable[Row]) -> bytes:
     from openpyxl import Workbook
 
@@ -27,7 +35,7 @@ def xlsx_bytes(sheet_title: str, header: Row, rows: Iterable[Row]) -> bytes:
     sheet = book.create_sheet(sheet_title)
     sheet.append(list(header))
     for row in rows:
-        sheet.append(list(row))
+        sheet.append([_xlsx_cell(v) for v in row])
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()
