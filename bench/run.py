@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import signal
 import statistics
 import subprocess
@@ -126,8 +127,12 @@ class World:
             mid = await self.account(op, "merchant", f"bench-m{i}", {"shop_name": f"Shop {i}", "alliance_member": True})
             h = self.tokens[mid]
             (await self.client.post("/v1/xingtu-binding", headers=h, json={})).raise_for_status()
-            (await self.client.post("/v1/wallet/top-ups", headers=h, json={
-                "amount_fen": 10**11, "method": "online", "reference": f"bench-{i}"})).raise_for_status()
+            top_up = await self.client.post("/v1/wallet/top-ups", headers=h, json={
+                "amount_fen": 10**11, "method": "online", "reference": f"bench-{i}"})
+            top_up.raise_for_status()
+            if top_up.json()["state"] != "confirmed":  # production: no instant gateway, an operator confirms
+                (await self.client.post(f"/v1/wallet/top-ups/{top_up.json()['id']}/confirm", headers=op,
+                                        json={})).raise_for_status()
             product = await self.client.post("/v1/products", headers=h, json={
                 "title": f"Product {i}", "brand": "B", "price_fen": 9900, "inventory": 10**6,
                 "general_commission_bp": 1000})
@@ -208,15 +213,35 @@ async def bare_worker(client: httpx.AsyncClient, stats: Stats, worker: int, dead
             stats.transitions += 1
 
 
-async def phase(name: str, worker, target, concurrency: int, seconds: float) -> Stats:
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) of one process, or of every PostgreSQL backend when pid is None."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in ([str(pid)] if pid else [p for p in os.listdir("/proc") if p.isdigit()]):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        comm, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+        if pid or comm.startswith("postgres"):
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+async def phase(name: str, worker, target, concurrency: int, seconds: float, server_pid: int) -> Stats:
     stats = Stats()
     deadline = time.perf_counter() + seconds
+    cpu_before, pg_before = cpu_seconds(server_pid), cpu_seconds()
     started = time.perf_counter()
     await asyncio.gather(*(worker(target, stats, w, deadline) for w in range(concurrency)))
     elapsed = time.perf_counter() - started
+    cpu, pg = cpu_seconds(server_pid) - cpu_before, cpu_seconds() - pg_before
     print(f"\n{name} ({concurrency} clients, {elapsed:.1f} s)")
     for line in stats.summary(elapsed):
         print(line)
+    if stats.transitions:
+        print(f"  CPU per transition: server {cpu / stats.transitions * 1000:6.2f} ms, "
+              f"PostgreSQL {pg / stats.transitions * 1000:6.2f} ms")
     stats.rate = stats.transitions / elapsed  # type: ignore[attr-defined]
     return stats
 
@@ -226,11 +251,15 @@ async def main() -> int:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--merchants", type=int, default=16)
+    parser.add_argument("--py-spy", metavar="SVG", help="record a py-spy profile of the service during the create+accept "
+                        "phase: a flame graph, or collapsed stacks if the name ends in .txt (needs py-spy in the venv)")
     args = parser.parse_args()
 
     url = await fresh_database()
     sa_url = url.replace("postgresql://", "postgresql+asyncpg://")
-    env = {"LC_DATABASE_URL": sa_url, "LC_ENV": "test", "LC_LOG_LEVEL": "WARNING",
+    # production settings (no test clock), with cheap password hashing for the accounts it makes
+    env = {"LC_DATABASE_URL": sa_url, "LC_ENV": "production", "LC_SECRET_KEY": secrets.token_urlsafe(32),
+           "LC_LOG_LEVEL": "WARNING",
            "LC_BOOTSTRAP_OPERATOR_USERNAME": "bench-operator", "LC_BOOTSTRAP_OPERATOR_PASSWORD": PASSWORD,
            "LC_ARGON2_TIME_COST": "1", "LC_ARGON2_MEMORY_COST_KIB": "1024"}
     subprocess.run([sys.executable, "-m", "app", "migrate"], cwd=ROOT, env={**os.environ, **env}, check=True,
@@ -250,14 +279,23 @@ async def main() -> int:
                                                    "available_fen": 10**12})).raise_for_status()
             print(f"service pid {service.pid}, bare reference pid {bare.pid}; "
                   f"{args.merchants} merchants, {args.concurrency} creators")
-            await phase("warm-up (service create+accept)", create_accept_worker, world, args.concurrency, 3)
+            await phase("warm-up (service create+accept)", create_accept_worker, world, args.concurrency, 3,
+                        service.pid)
             await phase("lifecycle: create → accept → live start → live end → approve", lifecycle_worker, world,
-                        args.concurrency, args.seconds)
+                        args.concurrency, args.seconds, service.pid)
+            spy = None
+            if args.py_spy:
+                spy_format = "raw" if args.py_spy.endswith(".txt") else "flamegraph"
+                spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "-o", args.py_spy,
+                                        "-f", spy_format, "-p", str(service.pid), "-d", str(int(args.seconds)),
+                                        "-r", "200"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             svc = await phase("service: create (freeze) + accept", create_accept_worker, world, args.concurrency,
-                              args.seconds)
-            await phase("warm-up (bare)", bare_worker, bare_client, args.concurrency, 3)
+                              args.seconds, service.pid)
+            if spy:
+                spy.wait()
+            await phase("warm-up (bare)", bare_worker, bare_client, args.concurrency, 3, bare.pid)
             ref = await phase("bare asyncpg reference: create (freeze) + accept", bare_worker, bare_client,
-                              args.concurrency, args.seconds)
+                              args.concurrency, args.seconds, bare.pid)
         ratio = svc.rate / ref.rate if ref.rate else float("nan")  # type: ignore[attr-defined]
         print(f"\nratio service/bare (create+accept transitions/s): {ratio:.2f}  (target ≥ 0.50)")
         print(f"peak RSS: service {peak_rss_mib(service.pid):.0f} MiB, bare {peak_rss_mib(bare.pid):.0f} MiB")

@@ -13,10 +13,11 @@ from app.domain.errors import Forbidden, Unauthenticated
 from app.domain.security import decode_token
 from app.state.core import Actor
 
+_ROLES = frozenset({"merchant", "creator", "agency", "group_leader", "service_provider", "operator", "platform"})
 oauth2 = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
 
 
-def get_session(request: Request) -> AsyncSession:
+async def get_session(request: Request) -> AsyncSession:
     """The session `TxRoute` opened for this request (committed after the endpoint returns)."""
     return request.state.db
 
@@ -25,6 +26,8 @@ async def get_actor(token: Annotated[str | None, Depends(oauth2)]) -> Actor:
     if not token:
         raise Unauthenticated("send 'Authorization: Bearer <token>' (POST /v1/auth/token)")
     account_id, role = decode_token(token)
+    if role not in _ROLES:  # signed, but not a role of this service
+        raise Unauthenticated("the access token is not valid")
     return Actor(account_id, role)
 
 
@@ -40,13 +43,20 @@ def roles(*allowed: str) -> Callable[..., Actor]:
 
 
 class PageParams:
-    def __init__(self, limit: Annotated[int, Query(ge=1, le=100, description="Page size (max 100)")] = 20,
-                 cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page")] = None):
+    def __init__(self, limit: int, cursor: str | None) -> None:
         self.limit = limit
         self.cursor = cursor
 
 
+async def page_params(limit: Annotated[int, Query(ge=1, le=100, description="Page size (max 100)")] = 20,
+                      cursor: Annotated[str | None, Query(max_length=200,
+                                                         description="`next_cursor` of the previous page")] = None,
+                      ) -> PageParams:
+    # dependencies are coroutines: a plain function or a class would run in the thread pool
+    return PageParams(limit, cursor)
+
+
 Session = Annotated[AsyncSession, Depends(get_session)]
 CurrentActor = Annotated[Actor, Depends(get_actor)]
-Page = Annotated[PageParams, Depends(PageParams)]
+Page = Annotated[PageParams, Depends(page_params)]
 Operator = Annotated[Actor, Depends(roles("operator"))]

@@ -6,8 +6,8 @@ import os
 import time
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, DateTime, Integer, MetaData, String, TypeDecorator
-from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+from sqlalchemy import BigInteger, DateTime, Integer, MetaData, String, TypeDecorator, event, inspect
+from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, Session, declared_attr, mapped_column
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -62,17 +62,61 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+_ID_PREFIX = "lc_id_prefix"
+
+
 def id_column(prefix: str) -> Mapped[str]:
-    return mapped_column(String(40), primary_key=True, default=lambda: new_id(prefix))
+    return mapped_column(String(40), primary_key=True, default=lambda: new_id(prefix), info={_ID_PREFIX: prefix})
+
+
+@event.listens_for(Base, "init", propagate=True)
+def _assign_id(target: Base, args: tuple, kwargs: dict) -> None:
+    """Give a new row its id when it is constructed, not at flush: related rows can point at it
+    and several inserts go out in one flush, without a round trip in between."""
+    if "id" not in kwargs:
+        column = target.__table__.c.get("id")
+        prefix = column.info.get(_ID_PREFIX) if column is not None else None
+        if prefix:
+            kwargs["id"] = new_id(prefix)
 
 
 class Stateful:
     """Columns every state-machine row carries. `state` is the machine state; `version`
-    increments on every transition (optimistic concurrency and the ETag of the row)."""
+    increments on every change of the row (optimistic concurrency and the ETag of the row).
+
+    The version is application-set (`version_id_generator=False`): the state core sets the new
+    version when it fires a transition, so answers built before the flush already carry it, and
+    every UPDATE still says `WHERE version = <the version read>`. Any other change of the row
+    bumps it once per flush (`_bump_versions`)."""
 
     state: Mapped[str] = mapped_column(String(40), index=True)
     version: Mapped[int] = mapped_column(Integer, nullable=False)
 
     @declared_attr.directive
     def __mapper_args__(cls) -> dict:
-        return {"version_id_col": cls.version}
+        return {"version_id_col": cls.version, "version_id_generator": False}
+
+
+@event.listens_for(Mapper, "after_configured")
+def _flush_in_foreign_key_order() -> None:
+    """Rows flush parents first. Without relationship() between two models, SQLAlchemy's unit of
+    work orders their INSERTs by each mapper's `_sort_key` (the class name); rank it by the
+    tables' foreign-key order instead, so a ledger transaction and its lines (or an event and its
+    recipients) can be added together and flushed in one go."""
+    rank = {table.name: index for index, table in enumerate(Base.metadata.sorted_tables)}
+    for mapper in Base.registry.mappers:
+        table = mapper.local_table
+        name = getattr(table, "name", "")
+        if name in rank and not mapper._sort_key.startswith("fk"):
+            mapper._sort_key = f"fk{rank[name]:04d}.{mapper._sort_key}"
+
+
+@event.listens_for(Session, "before_flush")
+def _bump_versions(session: Session, _context, _instances) -> None:
+    for obj in session.new:
+        if isinstance(obj, Stateful) and obj.version is None:
+            obj.version = 1
+    for obj in session.dirty:
+        if isinstance(obj, Stateful) and not inspect(obj).attrs.version.history.has_changes() \
+                and session.is_modified(obj, include_collections=False):
+            obj.version = obj.version + 1

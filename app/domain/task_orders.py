@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import secrets
 import unicodedata
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
@@ -274,45 +276,61 @@ class TaskOrderOut(BaseModel):
     watch: WatchOut | None = None
 
 
-async def _products_of(session: AsyncSession, order_ids: list[str]) -> dict[str, list[OrderProductOut]]:
-    result: dict[str, list[OrderProductOut]] = {i: [] for i in order_ids}
+@dataclass
+class _Parts:
+    """What an order's answer shows beyond its own row."""
+
+    products: list[OrderProductOut] = dc_field(default_factory=list)
+    nickname: str | None = None
+    hold_status: str | None = None
+
+
+async def _parts_of(session: AsyncSession, order_ids: list[str]) -> dict[str, _Parts]:
+    """Products (with titles), the creator's nickname and the hold's status of orders, in one
+    query: every order has at least one product, each order has one creator and one hold."""
+    result = {i: _Parts() for i in order_ids}
     if not order_ids:
         return result
     rows = await session.execute(
-        select(TaskOrderProduct, Product.title).join(Product, Product.id == TaskOrderProduct.product_id)
+        select(TaskOrderProduct.task_order_id, TaskOrderProduct.product_id, TaskOrderProduct.plan,
+               TaskOrderProduct.commission_bp, Product.title, Account.nickname, wallet.Hold.status)
+        .join(Product, Product.id == TaskOrderProduct.product_id)
+        .join(TaskOrder, TaskOrder.id == TaskOrderProduct.task_order_id)
+        .join(Account, Account.id == TaskOrder.creator_id)
+        .outerjoin(wallet.Hold, wallet.Hold.ref_id == TaskOrderProduct.task_order_id)
         .where(TaskOrderProduct.task_order_id.in_(order_ids))
         .order_by(TaskOrderProduct.task_order_id, TaskOrderProduct.position))
-    for item, title in rows.all():
-        result[item.task_order_id].append(OrderProductOut(product_id=item.product_id, title=title,
-                                                          plan=Plan(item.plan), commission_bp=item.commission_bp))
+    for order_id, product_id, plan, commission_bp, title, nickname, hold_status in rows:
+        parts = result[order_id]
+        parts.products.append(OrderProductOut(product_id=product_id, title=title, plan=Plan(plan),
+                                              commission_bp=commission_bp))
+        parts.nickname, parts.hold_status = nickname, hold_status
     return result
 
 
+def _out(row: TaskOrder, actor: Actor, now: datetime, *, products: list[OrderProductOut], nickname: str | None,
+         hold_status: str | None) -> TaskOrderOut:
+    status, sub_status = STATUS[row.state]
+    return TaskOrderOut(
+        id=row.id, state=row.state, version=row.version,
+        allowed_actions=TASK_ORDER.allowed_actions(row, actor, now), status=status, sub_status=sub_status,
+        title=row.title, merchant_id=row.merchant_id, creator_id=row.creator_id,
+        creator_nickname=nickname, contact_name=row.contact_name,
+        contact_phone=row.contact_phone, expected_start_at=row.expected_start_at,
+        return_samples=row.return_samples, session_type=SessionType(row.session_type), hours=row.hours,
+        hourly_fen=row.hourly_fen, amount_fen=row.amount_fen, products=products,
+        created_at=row.created_at, accept_deadline=row.accept_deadline, accepted_at=row.accepted_at,
+        review_deadline=row.review_deadline, finished_at=row.finished_at, cancelled_by=row.cancelled_by,
+        cancel_reason=CancelReasonValue(code=row.cancel_reason_code, note=row.cancel_reason_note)
+        if row.cancel_reason_code else None,
+        compensation_fen=row.compensation_fen, compensation_rule=row.compensation_rule,
+        creator_received_fen=row.creator_received_fen, hold_status=hold_status)
+
+
 async def _outs(session: AsyncSession, rows: list[TaskOrder], actor: Actor, now: datetime) -> list[TaskOrderOut]:
-    ids = [r.id for r in rows]
-    products = await _products_of(session, ids)
-    nicknames = dict((await session.execute(select(Account.id, Account.nickname).where(
-        Account.id.in_({r.creator_id for r in rows})))).all()) if rows else {}
-    holds = dict((await session.execute(select(wallet.Hold.ref_id, wallet.Hold.status)
-                                        .where(wallet.Hold.ref_id.in_(ids)))).all()) if ids else {}
-    out = []
-    for row in rows:
-        status, sub_status = STATUS[row.state]
-        out.append(TaskOrderOut(
-            id=row.id, state=row.state, version=row.version,
-            allowed_actions=TASK_ORDER.allowed_actions(row, actor, now), status=status, sub_status=sub_status,
-            title=row.title, merchant_id=row.merchant_id, creator_id=row.creator_id,
-            creator_nickname=nicknames.get(row.creator_id), contact_name=row.contact_name,
-            contact_phone=row.contact_phone, expected_start_at=row.expected_start_at,
-            return_samples=row.return_samples, session_type=SessionType(row.session_type), hours=row.hours,
-            hourly_fen=row.hourly_fen, amount_fen=row.amount_fen, products=products[row.id],
-            created_at=row.created_at, accept_deadline=row.accept_deadline, accepted_at=row.accepted_at,
-            review_deadline=row.review_deadline, finished_at=row.finished_at, cancelled_by=row.cancelled_by,
-            cancel_reason=CancelReasonValue(code=row.cancel_reason_code, note=row.cancel_reason_note)
-            if row.cancel_reason_code else None,
-            compensation_fen=row.compensation_fen, compensation_rule=row.compensation_rule,
-            creator_received_fen=row.creator_received_fen, hold_status=holds.get(row.id)))
-    return out
+    parts = await _parts_of(session, [r.id for r in rows])
+    return [_out(row, actor, now, products=parts[row.id].products, nickname=parts[row.id].nickname,
+                 hold_status=parts[row.id].hold_status) for row in rows]
 
 
 def qr_svg_url(live_session_id: str) -> str:
@@ -321,6 +339,11 @@ def qr_svg_url(live_session_id: str) -> str:
 
 async def _detail(session: AsyncSession, row: TaskOrder, actor: Actor, now: datetime) -> TaskOrderOut:
     out = (await _outs(session, [row], actor, now))[0]
+    return await _with_live_data(session, row, out)
+
+
+async def _with_live_data(session: AsyncSession, row: TaskOrder, out: TaskOrderOut) -> TaskOrderOut:
+    """The detail's live sessions (with their GMV on the order's products) and the watch link."""
     sessions = list(await session.scalars(
         select(LiveSession).join(TaskOrderLiveSession, TaskOrderLiveSession.live_session_id == LiveSession.id)
         .where(TaskOrderLiveSession.task_order_id == row.id).order_by(LiveSession.started_at)))
@@ -347,7 +370,17 @@ def _visible(row: TaskOrder | None, actor: Actor) -> bool:
     return row is not None and (actor.role == "operator" or actor.id in (row.merchant_id, row.creator_id))
 
 
+def _overdue(row: TaskOrder, now: datetime) -> bool:
+    """Whether one of the order's deadline timers has fallen due: `expire` at `accept_deadline`
+    while pending acceptance, `auto_approve` at `review_deadline` while pending review."""
+    deadline = row.accept_deadline if row.state == "pending_acceptance" \
+        else row.review_deadline if row.state == "pending_review" else None
+    return deadline is not None and deadline <= now
+
+
 async def _load(session: AsyncSession, actor: Actor, order_id: str, *, lock: bool) -> TaskOrder:
+    """The order as of now: an overdue deadline is fired first, as the sweeper would have (the
+    timer query only runs when the row says a deadline has passed)."""
     if lock:
         row = await session.scalar(select(TaskOrder).where(TaskOrder.id == order_id).with_for_update()
                                    .execution_options(populate_existing=True))
@@ -356,6 +389,8 @@ async def _load(session: AsyncSession, actor: Actor, order_id: str, *, lock: boo
     if not _visible(row, actor):
         raise NotFound("no such task order")
     assert row is not None
+    if _overdue(row, await clock.now(session)):
+        await fire_due(session, entity_id=order_id)  # reloads `row` (populate_existing)
     return row
 
 
@@ -367,7 +402,9 @@ async def create_order(session: AsyncSession, actor: Actor, body: TaskOrderCreat
         raise ValidationFailed("expected_start_at must be in the future", loc=["body", "expected_start_at"])
     if body.expected_start_at > now + BOOKING_HORIZON:
         raise ValidationFailed("expected_start_at is at most 365 days ahead", loc=["body", "expected_start_at"])
-    creator = await session.get(Account, body.creator_id)
+    accounts = {a.id: a for a in await session.scalars(
+        select(Account).where(Account.id.in_({body.creator_id, actor.id})))}
+    creator = accounts.get(body.creator_id)
     if creator is None or creator.role != "creator":
         raise ValidationFailed("no such creator", loc=["body", "creator_id"])
     products = {p.id: p for p in await session.scalars(
@@ -391,7 +428,7 @@ async def create_order(session: AsyncSession, actor: Actor, body: TaskOrderCreat
             rate = int(item.commission_bp or 0)
         items.append(TaskOrderProduct(product_id=product.id, plan=item.plan.value, commission_bp=rate,
                                       position=index))
-    merchant = await session.get(Account, actor.id)
+    merchant = accounts.get(actor.id)
     if merchant is None or not merchant.xingtu_account_id:
         raise Conflict("bind a Xingtu account first (POST /v1/xingtu-binding)", code="xingtu_not_bound")
     if not creator.accepting_orders:
@@ -401,34 +438,35 @@ async def create_order(session: AsyncSession, actor: Actor, body: TaskOrderCreat
     if hourly is None:
         raise Conflict(f"the creator has no {body.session_type.value} quote", code="creator_quote_missing")
     amount = hourly * body.hours
-    available, _ = await wallet.balance(session, actor.id)
-    if available < amount:
-        raise Conflict("the available balance is lower than the order amount; top up first",
-                       code="insufficient_balance", required_fen=amount, available_fen=available)
     row = TaskOrder(merchant_id=actor.id, creator_id=creator.id, title=body.title, contact_name=body.contact_name,
                     contact_phone=body.contact_phone, expected_start_at=body.expected_start_at,
                     return_samples=body.return_samples, session_type=body.session_type.value, hours=body.hours,
                     hourly_fen=hourly, amount_fen=amount, created_at=now,
                     accept_deadline=now + timedelta(hours=settings.accept_timeout_hours), creator_received_fen=0)
-    await TASK_ORDER.create(session, row, actor, now=now, event_data={"amount_fen": amount,
-                                                                        "creator_id": creator.id})
-    for item_row in items:
-        item_row.task_order_id = row.id
-    session.add_all(items)
-    try:
-        await wallet.freeze(session, actor.id, creator.id, amount, ref_type=REF, ref_id=row.id,
-                            memo=f"任务冻结 {row.title}")
-    except Conflict as exc:  # raced with another spend since the check: same answer
+    try:  # locks the merchant's wallet and checks the balance before anything is written
+        hold = await wallet.freeze(session, actor.id, creator.id, amount, ref_type=REF, ref_id=row.id,
+                                   memo=f"任务冻结 {row.title}")
+    except Conflict as exc:
         if exc.code == "insufficient_balance":
             raise Conflict("the available balance is lower than the order amount; top up first",
                            code="insufficient_balance", required_fen=amount,
                            available_fen=exc.extra.get("available_fen")) from None
         raise
+    await TASK_ORDER.create(session, row, actor, now=now, event_data={"amount_fen": amount,
+                                                                        "creator_id": creator.id})
+    for item_row in items:
+        item_row.task_order_id = row.id
+    session.add_all(items)
     await schedule(session, "task_order", row.id, "expire", row.accept_deadline)
     await notify_with_sms(session, creator, "task_order.created", "新的直播带货任务",
                           f"商家发来任务「{row.title}」，金额 {amount / 100:.2f} 元，请在 24 小时内处理",
                           {"task_order_id": row.id})
-    return await _detail(session, row, actor, now)
+    # the answer is built from what this request holds: a new order has no live session yet
+    out = _out(row, actor, now, nickname=creator.nickname, hold_status=hold.status, products=[
+        OrderProductOut(product_id=i.product_id, title=products[i.product_id].title, plan=Plan(i.plan),
+                        commission_bp=i.commission_bp) for i in items])
+    out.live_sessions = []
+    return out
 
 
 # =========================================================================== reading
@@ -484,7 +522,6 @@ async def counts(session: AsyncSession, actor: Actor) -> dict[str, int]:
 
 
 async def get_order(session: AsyncSession, actor: Actor, order_id: str) -> TaskOrderOut:
-    await fire_due(session, entity_id=order_id)
     row = await _load(session, actor, order_id, lock=False)
     return await _detail(session, row, actor, await clock.now(session))
 
@@ -507,23 +544,20 @@ async def _settle(session: AsyncSession, row: TaskOrder, creator_fen: int, memo:
 
 
 async def accept(session: AsyncSession, actor: Actor, order_id: str) -> TaskOrderOut:
-    await fire_due(session, entity_id=order_id)
     row = await _load(session, actor, order_id, lock=True)
     now = await clock.now(session)
     await TASK_ORDER.fire(session, row, "accept", actor, now=now, changes={"accepted_at": now})
-    targeted = list(await session.scalars(select(TaskOrderProduct).where(
-        TaskOrderProduct.task_order_id == row.id, TaskOrderProduct.plan == "targeted")))
+    out = (await _outs(session, [row], actor, now))[0]
     session.add_all([TargetedPlan(task_order_id=row.id, merchant_id=row.merchant_id, creator_id=row.creator_id,
                                   product_id=p.product_id, commission_bp=p.commission_bp, created_at=now)
-                     for p in targeted])
+                     for p in out.products if p.plan is Plan.targeted])
     await notify(session, row.merchant_id, "task_order.accepted", "达人已接单", f"任务「{row.title}」已被达人接受",
                  {"task_order_id": row.id})
-    await session.flush()
-    return await _detail(session, row, actor, now)
+    out.live_sessions = []  # live sessions link to accepted orders only (`_on_live_started`)
+    return out
 
 
 async def reject(session: AsyncSession, actor: Actor, order_id: str, body: TaskOrderRejectIn | None) -> TaskOrderOut:
-    await fire_due(session, entity_id=order_id)
     row = await _load(session, actor, order_id, lock=True)
     now = await clock.now(session)
     reason = body.reason if body else None
@@ -538,7 +572,6 @@ async def reject(session: AsyncSession, actor: Actor, order_id: str, body: TaskO
 
 
 async def remind(session: AsyncSession, actor: Actor, order_id: str) -> TaskOrderOut:
-    await fire_due(session, entity_id=order_id)
     row = await _load(session, actor, order_id, lock=True)
     now = await clock.now(session)
     today = clock.local_date(now).isoformat()
@@ -558,7 +591,6 @@ async def remind(session: AsyncSession, actor: Actor, order_id: str) -> TaskOrde
 
 
 async def approve(session: AsyncSession, actor: Actor, order_id: str) -> TaskOrderOut:
-    await fire_due(session, entity_id=order_id)
     row = await _load(session, actor, order_id, lock=True)
     now = await clock.now(session)
     await TASK_ORDER.fire(session, row, "approve", actor, now=now)
@@ -591,7 +623,6 @@ def compensation(row: TaskOrder, now: datetime, linked: bool) -> tuple[int, str]
 
 
 async def cancel(session: AsyncSession, actor: Actor, order_id: str, body: CancelIn) -> TaskOrderOut:
-    await fire_due(session, entity_id=order_id)
     row = await _load(session, actor, order_id, lock=True)
     now = await clock.now(session)
     if actor.role not in TASK_ORDER.roles_of("cancel"):
@@ -785,7 +816,6 @@ def _dispute_out(row: Dispute, order: TaskOrder, actor: Actor, now: datetime) ->
 
 
 async def open_dispute(session: AsyncSession, actor: Actor, order_id: str, body: DisputeCreate) -> DisputeOut:
-    await fire_due(session, entity_id=order_id)
     order = await _load(session, actor, order_id, lock=True)
     if actor.id not in (order.merchant_id, order.creator_id):
         raise NotFound("no such task order")

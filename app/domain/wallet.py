@@ -44,24 +44,27 @@ Movement = tuple[str, str, int]  # (owner_id, bucket, signed amount)
 
 
 # --------------------------------------------------------------------------- the ledger
-async def _ensure_wallets(session: AsyncSession, owner_ids: set[str], now: datetime) -> None:
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    existing = set(await session.scalars(select(Wallet.owner_id).where(Wallet.owner_id.in_(owner_ids))))
-
-    for owner in sorted(owner_ids - existing):
-        await session.execute(insert(Wallet).values(
-            id=new_id("wal"), owner_id=owner, available_fen=0, frozen_fen=0, updated_at=now,
-        ).on_conflict_do_nothing(index_elements=["owner_id"]))
-
-
-async def lock_wallets(session: AsyncSession, owner_ids: set[str], now: datetime | None = None) -> dict[str, Wallet]:
-    """Create the missing wallets, then lock them all `FOR UPDATE` in `owner_id` order."""
-    now = now or await clock.now(session)
-    await _ensure_wallets(session, owner_ids, now)
+async def _locked(session: AsyncSession, owner_ids: set[str]) -> dict[str, Wallet]:
     rows = await session.scalars(select(Wallet).where(Wallet.owner_id.in_(owner_ids))
                                  .order_by(Wallet.owner_id).with_for_update()
                                  .execution_options(populate_existing=True))
     return {w.owner_id: w for w in rows}
+
+
+async def lock_wallets(session: AsyncSession, owner_ids: set[str], now: datetime | None = None) -> dict[str, Wallet]:
+    """Lock the owners' wallets `FOR UPDATE` in `owner_id` order, creating the missing ones
+    first (then the lock is taken again, in order, over all of them)."""
+    wallets = await _locked(session, owner_ids)
+    missing = owner_ids - wallets.keys()
+    if not missing:
+        return wallets
+    now = now or await clock.now(session)
+    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    for owner in sorted(missing):
+        await session.execute(insert(Wallet).values(
+            id=new_id("wal"), owner_id=owner, available_fen=0, frozen_fen=0, updated_at=now,
+        ).on_conflict_do_nothing(index_elements=["owner_id"]))
+    return await _locked(session, owner_ids)
 
 
 async def post(session: AsyncSession, kind: str, movements: list[Movement], *, ref_type: str | None = None,
@@ -86,7 +89,6 @@ async def post(session: AsyncSession, kind: str, movements: list[Movement], *, r
                            required_fen=-amount, available_fen=current, account_id=owner, bucket=bucket)
     tx = LedgerTransaction(kind=kind, ref_type=ref_type, ref_id=ref_id, memo=memo, created_at=now)
     session.add(tx)
-    await session.flush()
     lines = []
     for owner, bucket, amount in movements:
         wallet = wallets[owner]
@@ -96,7 +98,6 @@ async def post(session: AsyncSession, kind: str, movements: list[Movement], *, r
         lines.append(LedgerLine(transaction_id=tx.id, wallet_id=wallet.id, owner_id=owner, bucket=bucket,
                                 amount_fen=amount, balance_after_fen=balance, created_at=now))
     session.add_all(lines)
-    await session.flush()
     return tx
 
 
@@ -131,7 +132,6 @@ async def freeze(session: AsyncSession, payer_id: str, payee_id: str, amount_fen
     hold = Hold(ref_id=ref_id, payer_id=payer_id, payee_id=payee_id, amount_fen=amount_fen, status="held",
                 created_at=now)
     session.add(hold)
-    await session.flush()
     return hold
 
 

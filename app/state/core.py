@@ -21,7 +21,6 @@ from typing import Any
 from prometheus_client import Counter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.attributes import flag_modified
 from transitions import Machine
 
 from app.db.models.platform import Event, EventRecipient, TransitionRecord
@@ -163,8 +162,8 @@ class Workflow:
         """Persist a new row in its initial state (or `state`), with history and an event."""
         now = now or await clock.now(session)
         row.state = state or self.initial
+        row.version = 1
         session.add(row)
-        await session.flush()
         await self._record(session, row, None, "create", actor, now, reason, "created", event_data)
         return row
 
@@ -172,7 +171,8 @@ class Workflow:
                    now: datetime | None = None, reason: Any = None, extra: dict[str, Any] | None = None,
                    event_data: dict | None = None, changes: dict[str, Any] | None = None) -> TransitionRecord:
         """Check and apply `action` to `row` (already loaded for update); write the history
-        row and the outbox event. Raises 403 when the actor's role may never fire it, 409
+        row and the outbox event (all flushed with the rest of the transaction's writes, the row's
+        UPDATE saying `WHERE version = <read version>`). Raises 403 when the actor's role may never fire it, 409
         `invalid_transition` when it is not allowed now. `changes` are column values written in
         the same UPDATE as the new state (one statement, one version step), only if it moves."""
         now = now or await clock.now(session)
@@ -188,8 +188,7 @@ class Workflow:
             raise InvalidTransition(action, from_state, self.allowed_actions(row, actor, now))
         for column, value in (changes or {}).items():
             setattr(row, column, value)
-        flag_modified(row, "state")  # internal transitions bump the version too
-        await session.flush()
+        row.version = row.version + 1  # internal transitions bump the version too
         TRANSITIONS_TOTAL.labels(self.name, action).inc()
         return await self._record(session, row, from_state, action, actor, now, reason,
                                   event_suffix(action), event_data)
@@ -205,10 +204,7 @@ class Workflow:
             "to_state": row.state, "version": row.version, "actor_id": actor.id,
             "actor_role": actor.role, **(event_data or {})})
         session.add_all([record, event])
-        await session.flush()
-        recipients = {p for p in self.parties(row) if p}
-        if recipients:
-            session.add_all([EventRecipient(event_id=event.id, account_id=p) for p in recipients])
+        session.add_all([EventRecipient(event_id=event.id, account_id=p) for p in {p for p in self.parties(row) if p}])
         return record
 
     # -- loading ---------------------------------------------------------------------------
