@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import get_settings
@@ -285,21 +285,28 @@ class _Parts:
     hold_status: str | None = None
 
 
+# The hot path's statements are built once (SQLAlchemy then only looks up their compiled form).
+_PARTS = (select(TaskOrderProduct.task_order_id, TaskOrderProduct.product_id, TaskOrderProduct.plan,
+                 TaskOrderProduct.commission_bp, Product.title, Account.nickname, wallet.Hold.status)
+          .join(Product, Product.id == TaskOrderProduct.product_id)
+          .join(TaskOrder, TaskOrder.id == TaskOrderProduct.task_order_id)
+          .join(Account, Account.id == TaskOrder.creator_id)
+          .outerjoin(wallet.Hold, wallet.Hold.ref_id == TaskOrderProduct.task_order_id)
+          .where(TaskOrderProduct.task_order_id.in_(bindparam("ids", expanding=True)))
+          .order_by(TaskOrderProduct.task_order_id, TaskOrderProduct.position))
+_ORDER_FOR_UPDATE = (select(TaskOrder).where(TaskOrder.id == bindparam("id")).with_for_update()
+                     .execution_options(populate_existing=True))
+_ACCOUNTS = select(Account).where(Account.id.in_(bindparam("ids", expanding=True)))
+_PRODUCTS = select(Product).where(Product.id.in_(bindparam("ids", expanding=True)))
+
+
 async def _parts_of(session: AsyncSession, order_ids: list[str]) -> dict[str, _Parts]:
     """Products (with titles), the creator's nickname and the hold's status of orders, in one
     query: every order has at least one product, each order has one creator and one hold."""
     result = {i: _Parts() for i in order_ids}
     if not order_ids:
         return result
-    rows = await session.execute(
-        select(TaskOrderProduct.task_order_id, TaskOrderProduct.product_id, TaskOrderProduct.plan,
-               TaskOrderProduct.commission_bp, Product.title, Account.nickname, wallet.Hold.status)
-        .join(Product, Product.id == TaskOrderProduct.product_id)
-        .join(TaskOrder, TaskOrder.id == TaskOrderProduct.task_order_id)
-        .join(Account, Account.id == TaskOrder.creator_id)
-        .outerjoin(wallet.Hold, wallet.Hold.ref_id == TaskOrderProduct.task_order_id)
-        .where(TaskOrderProduct.task_order_id.in_(order_ids))
-        .order_by(TaskOrderProduct.task_order_id, TaskOrderProduct.position))
+    rows = await session.execute(_PARTS, {"ids": order_ids})
     for order_id, product_id, plan, commission_bp, title, nickname, hold_status in rows:
         parts = result[order_id]
         parts.products.append(OrderProductOut(product_id=product_id, title=title, plan=Plan(plan),
@@ -382,8 +389,7 @@ async def _load(session: AsyncSession, actor: Actor, order_id: str, *, lock: boo
     """The order as of now: an overdue deadline is fired first, as the sweeper would have (the
     timer query only runs when the row says a deadline has passed)."""
     if lock:
-        row = await session.scalar(select(TaskOrder).where(TaskOrder.id == order_id).with_for_update()
-                                   .execution_options(populate_existing=True))
+        row = await session.scalar(_ORDER_FOR_UPDATE, {"id": order_id})
     else:
         row = await session.get(TaskOrder, order_id)
     if not _visible(row, actor):
@@ -402,13 +408,11 @@ async def create_order(session: AsyncSession, actor: Actor, body: TaskOrderCreat
         raise ValidationFailed("expected_start_at must be in the future", loc=["body", "expected_start_at"])
     if body.expected_start_at > now + BOOKING_HORIZON:
         raise ValidationFailed("expected_start_at is at most 365 days ahead", loc=["body", "expected_start_at"])
-    accounts = {a.id: a for a in await session.scalars(
-        select(Account).where(Account.id.in_({body.creator_id, actor.id})))}
+    accounts = {a.id: a for a in await session.scalars(_ACCOUNTS, {"ids": [body.creator_id, actor.id]})}
     creator = accounts.get(body.creator_id)
     if creator is None or creator.role != "creator":
         raise ValidationFailed("no such creator", loc=["body", "creator_id"])
-    products = {p.id: p for p in await session.scalars(
-        select(Product).where(Product.id.in_([p.product_id for p in body.products])))}
+    products = {p.id: p for p in await session.scalars(_PRODUCTS, {"ids": [p.product_id for p in body.products]})}
     items: list[TaskOrderProduct] = []
     for index, item in enumerate(body.products):
         loc: list[str | int] = ["body", "products", index]

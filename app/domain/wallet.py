@@ -18,13 +18,14 @@ from enum import StrEnum
 from typing import Protocol
 
 from pydantic import BaseModel, Field
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import get_settings
 from app.db.base import new_id
+from app.db.bulk import insert_together
 from app.db.models.accounts import Account
 from app.db.models.task_orders import EXTERNAL_OWNER, Hold, LedgerLine, LedgerTransaction, TopUp, Wallet
 from app.db.pagination import keyset_page
@@ -44,11 +45,12 @@ Movement = tuple[str, str, int]  # (owner_id, bucket, signed amount)
 
 
 # --------------------------------------------------------------------------- the ledger
+_LOCK = (select(Wallet).where(Wallet.owner_id.in_(bindparam("owners", expanding=True)))
+         .order_by(Wallet.owner_id).with_for_update().execution_options(populate_existing=True))
+
+
 async def _locked(session: AsyncSession, owner_ids: set[str]) -> dict[str, Wallet]:
-    rows = await session.scalars(select(Wallet).where(Wallet.owner_id.in_(owner_ids))
-                                 .order_by(Wallet.owner_id).with_for_update()
-                                 .execution_options(populate_existing=True))
-    return {w.owner_id: w for w in rows}
+    return {w.owner_id: w for w in await session.scalars(_LOCK, {"owners": sorted(owner_ids)})}
 
 
 async def lock_wallets(session: AsyncSession, owner_ids: set[str], now: datetime | None = None) -> dict[str, Wallet]:
@@ -68,8 +70,8 @@ async def lock_wallets(session: AsyncSession, owner_ids: set[str], now: datetime
 
 
 async def post(session: AsyncSession, kind: str, movements: list[Movement], *, ref_type: str | None = None,
-               ref_id: str | None = None, memo: str | None = None, now: datetime | None = None) -> LedgerTransaction:
-    """Post one balanced transaction. Raises 409 `insufficient_balance` (with `required_fen`
+               ref_id: str | None = None, memo: str | None = None, now: datetime | None = None) -> str:
+    """Post one balanced transaction (its id is returned). Raises 409 `insufficient_balance` (with `required_fen`
     and `available_fen`) when an account's bucket would go below zero; nothing is written then."""
     movements = [m for m in movements if m[2] != 0]
     if sum(m[2] for m in movements) != 0:
@@ -87,18 +89,19 @@ async def post(session: AsyncSession, kind: str, movements: list[Movement], *, r
         if current + amount < 0:
             raise Conflict("the balance is too low for this movement", code="insufficient_balance",
                            required_fen=-amount, available_fen=current, account_id=owner, bucket=bucket)
-    tx = LedgerTransaction(kind=kind, ref_type=ref_type, ref_id=ref_id, memo=memo, created_at=now)
-    session.add(tx)
+    tx_id = new_id("ltx")
     lines = []
     for owner, bucket, amount in movements:
         wallet = wallets[owner]
         balance = getattr(wallet, f"{bucket}_fen") + amount
         setattr(wallet, f"{bucket}_fen", balance)
         wallet.updated_at = now
-        lines.append(LedgerLine(transaction_id=tx.id, wallet_id=wallet.id, owner_id=owner, bucket=bucket,
-                                amount_fen=amount, balance_after_fen=balance, created_at=now))
-    session.add_all(lines)
-    return tx
+        lines.append({"id": new_id("lln"), "transaction_id": tx_id, "wallet_id": wallet.id, "owner_id": owner,
+                      "bucket": bucket, "amount_fen": amount, "balance_after_fen": balance, "created_at": now})
+    await insert_together(session, (LedgerTransaction.__table__, [{
+        "id": tx_id, "kind": kind, "ref_type": ref_type, "ref_id": ref_id, "memo": memo, "created_at": now}]),
+        (LedgerLine.__table__, lines))
+    return tx_id
 
 
 async def balance(session: AsyncSession, owner_id: str) -> tuple[int, int]:
@@ -109,7 +112,7 @@ async def balance(session: AsyncSession, owner_id: str) -> tuple[int, int]:
 
 
 async def fund(session: AsyncSession, owner_id: str, amount_fen: int, *, ref_type: str, ref_id: str,
-               memo: str | None = None) -> LedgerTransaction:
+               memo: str | None = None) -> str:
     """Money comes in from outside (a top-up): external → the account's available."""
     return await post(session, "top_up", [(EXTERNAL_OWNER, AVAILABLE, -amount_fen), (owner_id, AVAILABLE, amount_fen)],
                       ref_type=ref_type, ref_id=ref_id, memo=memo)
@@ -117,7 +120,7 @@ async def fund(session: AsyncSession, owner_id: str, amount_fen: int, *, ref_typ
 
 async def transfer(session: AsyncSession, from_id: str, to_id: str, amount_fen: int, *, kind: str = "transfer",
                    ref_type: str | None = None, ref_id: str | None = None,
-                   memo: str | None = None) -> LedgerTransaction:
+                   memo: str | None = None) -> str:
     """Available to available between two accounts (409 `insufficient_balance` if short)."""
     return await post(session, kind, [(from_id, AVAILABLE, -amount_fen), (to_id, AVAILABLE, amount_fen)],
                       ref_type=ref_type, ref_id=ref_id, memo=memo)

@@ -19,14 +19,17 @@ from datetime import datetime
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from transitions import Machine
 
+from app.db.base import new_id
+from app.db.bulk import insert_together
 from app.db.models.platform import Event, EventRecipient, TransitionRecord
 from app.domain import clock
 from app.domain.errors import Forbidden, InvalidTransition, NotFound
 
+_HISTORY, _EVENTS, _RECIPIENTS = TransitionRecord.__table__, Event.__table__, EventRecipient.__table__
 TRANSITIONS_TOTAL = Counter("lc_transitions_total", "State transitions fired", ["machine", "action"])
 
 SYSTEM_ROLE = "system"
@@ -127,6 +130,8 @@ class Workflow:
             conditions = [self._condition(r)]
             self.machine.add_transition(r.action, list(r.source), r.dest, conditions=conditions)
         self.actions = list(dict.fromkeys(r.action for r in rules))
+        self._for_update = (select(model).where(model.id == bindparam("id")).with_for_update()
+                            .execution_options(populate_existing=True))
         unknown = {s for r in rules for s in (*r.source, r.dest) if s is not None} - set(states)
         if unknown:
             raise ValueError(f"{name}: unknown states {unknown}")
@@ -169,7 +174,7 @@ class Workflow:
 
     async def fire(self, session: AsyncSession, row: Any, action: str, actor: Actor, *,
                    now: datetime | None = None, reason: Any = None, extra: dict[str, Any] | None = None,
-                   event_data: dict | None = None, changes: dict[str, Any] | None = None) -> TransitionRecord:
+                   event_data: dict | None = None, changes: dict[str, Any] | None = None) -> None:
         """Check and apply `action` to `row` (already loaded for update); write the history
         row and the outbox event (all flushed with the rest of the transaction's writes, the row's
         UPDATE saying `WHERE version = <read version>`). Raises 403 when the actor's role may never fire it, 409
@@ -190,28 +195,26 @@ class Workflow:
             setattr(row, column, value)
         row.version = row.version + 1  # internal transitions bump the version too
         TRANSITIONS_TOTAL.labels(self.name, action).inc()
-        return await self._record(session, row, from_state, action, actor, now, reason,
-                                  event_suffix(action), event_data)
+        await self._record(session, row, from_state, action, actor, now, reason, event_suffix(action), event_data)
 
     async def _record(self, session: AsyncSession, row: Any, from_state: str | None, action: str,
-                      actor: Actor, now: datetime, reason: Any, suffix: str,
-                      event_data: dict | None) -> TransitionRecord:
-        record = TransitionRecord(machine=self.name, entity_id=row.id, from_state=from_state,
-                                  to_state=row.state, action=action, actor_id=actor.id,
-                                  actor_role=actor.role, reason=reason, at=now)
-        event = Event(type=f"{self.name}.{suffix}", occurred_at=now, data={
-            "id": row.id, "machine": self.name, "action": action, "from_state": from_state,
-            "to_state": row.state, "version": row.version, "actor_id": actor.id,
-            "actor_role": actor.role, **(event_data or {})})
-        session.add_all([record, event])
-        session.add_all([EventRecipient(event_id=event.id, account_id=p) for p in {p for p in self.parties(row) if p}])
-        return record
+                      actor: Actor, now: datetime, reason: Any, suffix: str, event_data: dict | None) -> None:
+        """The history row, the outbox event and its recipients: one round trip (`insert_together`)."""
+        event_id = new_id("evt")
+        await insert_together(
+            session,
+            (_HISTORY, [{"id": new_id("trn"), "machine": self.name, "entity_id": row.id, "from_state": from_state,
+                         "to_state": row.state, "action": action, "actor_id": actor.id, "actor_role": actor.role,
+                         "reason": reason, "at": now}]),
+            (_EVENTS, [{"id": event_id, "type": f"{self.name}.{suffix}", "occurred_at": now, "data": {
+                "id": row.id, "machine": self.name, "action": action, "from_state": from_state,
+                "to_state": row.state, "version": row.version, "actor_id": actor.id,
+                "actor_role": actor.role, **(event_data or {})}}]),
+            (_RECIPIENTS, [{"event_id": event_id, "account_id": p} for p in sorted({p for p in self.parties(row) if p})]))
 
     # -- loading ---------------------------------------------------------------------------
     async def load_for_update(self, session: AsyncSession, entity_id: str) -> Any:
-        row = await session.scalar(
-            select(self.model).where(self.model.id == entity_id)
-            .with_for_update().execution_options(populate_existing=True))
+        row = await session.scalar(self._for_update, {"id": entity_id})
         if row is None:
             raise NotFound(f"{self.name} {entity_id} not found")
         return row
