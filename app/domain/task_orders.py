@@ -448,8 +448,8 @@ async def create_order(session: AsyncSession, actor: Actor, body: TaskOrderCreat
                     hourly_fen=hourly, amount_fen=amount, created_at=now,
                     accept_deadline=now + timedelta(hours=settings.accept_timeout_hours), creator_received_fen=0)
     try:  # locks the merchant's wallet and checks the balance before anything is written
-        hold = await wallet.freeze(session, actor.id, creator.id, amount, ref_type=REF, ref_id=row.id,
-                                   memo=f"任务冻结 {row.title}")
+        hold_status = await wallet.freeze(session, actor.id, creator.id, amount, ref_type=REF, ref_id=row.id,
+                                          memo=f"任务冻结 {row.title}")
     except Conflict as exc:
         if exc.code == "insufficient_balance":
             raise Conflict("the available balance is lower than the order amount; top up first",
@@ -466,7 +466,7 @@ async def create_order(session: AsyncSession, actor: Actor, body: TaskOrderCreat
                           f"商家发来任务「{row.title}」，金额 {amount / 100:.2f} 元，请在 24 小时内处理",
                           {"task_order_id": row.id})
     # the answer is built from what this request holds: a new order has no live session yet
-    out = _out(row, actor, now, nickname=creator.nickname, hold_status=hold.status, products=[
+    out = _out(row, actor, now, nickname=creator.nickname, hold_status=hold_status, products=[
         OrderProductOut(product_id=i.product_id, title=products[i.product_id].title, plan=Plan(i.plan),
                         commission_bp=i.commission_bp) for i in items])
     out.live_sessions = []

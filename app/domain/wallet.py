@@ -15,10 +15,10 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -70,8 +70,10 @@ async def lock_wallets(session: AsyncSession, owner_ids: set[str], now: datetime
 
 
 async def post(session: AsyncSession, kind: str, movements: list[Movement], *, ref_type: str | None = None,
-               ref_id: str | None = None, memo: str | None = None, now: datetime | None = None) -> str:
-    """Post one balanced transaction (its id is returned). Raises 409 `insufficient_balance` (with `required_fen`
+               ref_id: str | None = None, memo: str | None = None, now: datetime | None = None,
+               also: tuple[Table, list[dict[str, Any]]] | None = None) -> str:
+    """Post one balanced transaction (its id is returned); `also`: rows of another table written
+    in the same statement (a hold). Raises 409 `insufficient_balance` (with `required_fen`
     and `available_fen`) when an account's bucket would go below zero; nothing is written then."""
     movements = [m for m in movements if m[2] != 0]
     if sum(m[2] for m in movements) != 0:
@@ -100,7 +102,7 @@ async def post(session: AsyncSession, kind: str, movements: list[Movement], *, r
                       "bucket": bucket, "amount_fen": amount, "balance_after_fen": balance, "created_at": now})
     await insert_together(session, (LedgerTransaction.__table__, [{
         "id": tx_id, "kind": kind, "ref_type": ref_type, "ref_id": ref_id, "memo": memo, "created_at": now}]),
-        (LedgerLine.__table__, lines))
+        (LedgerLine.__table__, lines), *([also] if also else []))
     return tx_id
 
 
@@ -127,15 +129,15 @@ async def transfer(session: AsyncSession, from_id: str, to_id: str, amount_fen: 
 
 
 async def freeze(session: AsyncSession, payer_id: str, payee_id: str, amount_fen: int, *, ref_type: str,
-                 ref_id: str, memo: str | None = None) -> Hold:
-    """Move `amount_fen` from the payer's available to frozen, as a hold for `ref_id`."""
+                 ref_id: str, memo: str | None = None) -> str:
+    """Move `amount_fen` from the payer's available to frozen, as a hold for `ref_id` (written
+    with the ledger transaction). Returns the hold's status, `held`."""
     now = await clock.now(session)
+    hold = {"id": new_id("hld"), "ref_id": ref_id, "payer_id": payer_id, "payee_id": payee_id,
+            "amount_fen": amount_fen, "status": "held", "payee_fen": None, "created_at": now, "ended_at": None}
     await post(session, "freeze", [(payer_id, AVAILABLE, -amount_fen), (payer_id, FROZEN, amount_fen)],
-               ref_type=ref_type, ref_id=ref_id, memo=memo, now=now)
-    hold = Hold(ref_id=ref_id, payer_id=payer_id, payee_id=payee_id, amount_fen=amount_fen, status="held",
-                created_at=now)
-    session.add(hold)
-    return hold
+               ref_type=ref_type, ref_id=ref_id, memo=memo, now=now, also=(Hold.__table__, [hold]))
+    return hold["status"]
 
 
 async def hold_of(session: AsyncSession, ref_id: str) -> Hold | None:
