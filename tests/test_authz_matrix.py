@@ -3,7 +3,8 @@
 - every operation that takes an id, called by every role with an id that is not theirs to see
   (here: one that does not exist), answers 403/404 (or 422/409 for a body it rejects first) —
   never a 2xx, never a 5xx.
-Module tests cover another party's *existing* resources (404, never revealed)."""
+`tests/test_authz_foreign.py` does the same on REAL resources owned by other accounts (every
+resource kind has a builder), and checks that the legitimate parties are served."""
 
 from __future__ import annotations
 

@@ -223,6 +223,10 @@ async def list_creators(campaign_id: str, session: Session, actor: Party, page: 
     """寻找达人: the pre-selected creators with profile, 30-day GMV and their campaign card."""
     items, cursor = await svc.list_creators(session, actor, campaign_id, q=q, level_min=level_min,
                                             limit=page.limit, cursor=page.cursor)
+    if actor.role == "creator":  # a card's contact is published to merchants, not to other creators
+        for item in items:
+            if item.card is not None and item.creator_id != actor.id:
+                item.card.contact = svc.CampaignContactOut()
     return PageOut[CampaignCreatorOut](items=items, next_cursor=cursor)
 
 

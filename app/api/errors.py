@@ -47,6 +47,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        from app.api.middleware import _TooLarge
+
+        if isinstance(exc.__cause__, _TooLarge):  # FastAPI wraps a failed body read in a 400
+            return problem(413, "payload_too_large", "the body is over the size limit")
         code = _STATUS_CODES.get(exc.status_code, "error")
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         return problem(exc.status_code, code, detail, headers=getattr(exc, "headers", None))
@@ -66,6 +70,12 @@ def install(app: FastAPI) -> None:
         if "deadlock" in text or "could not serialize" in text or "database is locked" in text:
             return problem(409, "conflict", "the change raced with another one; retry",
                            headers={"Retry-After": "1"})
+        if str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "").startswith("22"):
+            # SQLSTATE class 22, data exception: a value the database refuses (NUL in text, a
+            # number out of range) came from the request
+            log.info("data exception answered as 422: %s", exc.orig)
+            return problem(422, "validation_failed", "a value of the request is not acceptable",
+                           errors=[{"loc": ["request"], "msg": "a value is not acceptable"}])
         log.exception("database error")
         return problem(500, "internal_error", "an internal error occurred")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Any
 
 from sqlalchemy import Select
@@ -25,13 +26,35 @@ def decode_cursor(cursor: str) -> Any:
         raise ValidationFailed("malformed cursor", loc=["query", "cursor"]) from None
 
 
+_ID = re.compile(r"([a-z]{2,10})_[0-9a-hjkmnp-tv-z]{26}")
+
+
+def _id_prefix(id_column) -> str | None:
+    """The prefix of the ids `id_column` generates (`tup` for `tup_…`), if it generates them."""
+    try:
+        default = id_column.property.columns[0].default
+        if default is not None and default.is_callable:
+            return str(default.arg(None)).split("_", 1)[0]
+    except (AttributeError, IndexError, TypeError):
+        pass
+    return None
+
+
+def _check_key(last: Any, id_column) -> str:
+    """A keyset cursor carries an id of this very list's kind: anything else (garbage, a cursor of
+    another list) is a 422, never a page or a database error."""
+    match = _ID.fullmatch(last) if isinstance(last, str) else None
+    prefix = _id_prefix(id_column)
+    if match is None or (prefix is not None and match.group(1) != prefix):
+        raise ValidationFailed("malformed cursor", loc=["query", "cursor"])
+    return last
+
+
 async def keyset_page(session: AsyncSession, query: Select, id_column, *, limit: int, cursor: str | None,
                       newest_first: bool = True) -> tuple[list[Any], str | None]:
     """Run `query` (selecting ORM rows) one page at a time, ordered by `id_column`."""
     if cursor:
-        last = decode_cursor(cursor)
-        if not isinstance(last, str):
-            raise ValidationFailed("malformed cursor", loc=["query", "cursor"])
+        last = _check_key(decode_cursor(cursor), id_column)
         query = query.where(id_column < last if newest_first else id_column > last)
     query = query.order_by(id_column.desc() if newest_first else id_column.asc()).limit(limit + 1)
     rows = list((await session.scalars(query)).all())
