@@ -35,16 +35,21 @@ def periodic(name: str, interval: float | None = None) -> Callable[[Job], Job]:
     return register
 
 
+SWEEP_BATCH = 20
+
+
 @periodic("sweeper")
 async def sweep(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
-    """Fire every due timer once. Returns how many fired."""
+    """Fire every due timer once. Returns how many fired. Small batches, each committed: a
+    batch holds the row locks of its timers' entities until it commits, so large ones would
+    keep users' requests on those rows waiting (and deadlock with them)."""
     total = 0
     while True:
         async with sessionmaker() as session:
-            fired = await fire_due(session, limit=200)
+            fired = await fire_due(session, limit=SWEEP_BATCH, rounds=1)
             await session.commit()
         total += fired
-        if fired < 200:
+        if fired < SWEEP_BATCH:
             return total
 
 

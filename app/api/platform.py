@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
+from app import workers
 from app.api.deps import CurrentActor, Operator, Session
 from app.api.routing import TxRoute
 from app.config import get_settings
@@ -18,7 +19,6 @@ from app.domain.errors import NotFound
 from app.domain.schemas import Strict
 from app.state import diagrams
 from app.state.core import WORKFLOWS
-from app.state.timers import fire_due
 
 router = APIRouter(route_class=TxRoute)
 
@@ -89,11 +89,13 @@ async def get_clock(session: Session, _: Operator) -> ClockOut:
 
 
 @router.post("/v1/admin/clock/advance", response_model=AdvanceOut, tags=["admin"], name="advance_clock")
-async def advance_clock(body: AdvanceIn, session: Session, _: Operator) -> AdvanceOut:
-    """Move business time forward and fire every timer that fell due, before answering."""
+async def advance_clock(body: AdvanceIn, request: Request, session: Session, _: Operator) -> AdvanceOut:
+    """Move business time forward and fire every timer that fell due, before answering (in
+    the sweeper's small committed batches, after the new time is committed)."""
     _require_test_clock()
     now = await clock.advance(session, body.seconds)
-    fired = await fire_due(session, limit=500)
+    await session.commit()
+    fired = await workers.sweep(request.app.state.sessionmaker)
     return AdvanceOut(now=now.isoformat(), fired=fired)
 
 

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 
 from prometheus_client import Histogram
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,13 +40,20 @@ def on_timer(machine: str, action: str) -> Callable[[TimerHandler], TimerHandler
     return register
 
 
+def _upsert(insert):
+    stmt = insert(Timer).values(id=bindparam("id"), machine=bindparam("machine"), entity_id=bindparam("entity_id"),
+                                action=bindparam("action"), due_at=bindparam("due_at"))
+    return stmt.on_conflict_do_update(index_elements=["machine", "entity_id", "action"],
+                                      set_={"due_at": stmt.excluded.due_at})
+
+
+_UPSERT = {"postgresql": _upsert(pg_insert), "sqlite": _upsert(sqlite_insert)}
+
+
 async def schedule(session: AsyncSession, machine: str, entity_id: str, action: str, due_at: datetime) -> None:
     """Set (or move) the deadline for `action` on an entity."""
-    values = {"machine": machine, "entity_id": entity_id, "action": action, "due_at": due_at}
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(Timer).values(id=new_id("tmr"), **values)
-    await session.execute(stmt.on_conflict_do_update(
-        index_elements=["machine", "entity_id", "action"], set_={"due_at": due_at}))
+    await session.execute(_UPSERT[session.bind.dialect.name], {
+        "id": new_id("tmr"), "machine": machine, "entity_id": entity_id, "action": action, "due_at": due_at})
 
 
 async def _fire_one(session: AsyncSession, timer: Timer, now: datetime) -> bool:
@@ -66,13 +73,13 @@ async def _fire_one(session: AsyncSession, timer: Timer, now: datetime) -> bool:
 
 
 async def fire_due(session: AsyncSession, *, machines: Iterable[str] | None = None,
-                   entity_id: str | None = None, limit: int = 200) -> int:
-    """Fire the timers due now (business time), in this session's transaction. Returns how
-    many transitions happened. Used by the sweeper, the test clock and reads (an overdue item
-    is fired before it is shown)."""
+                   entity_id: str | None = None, limit: int = 200, rounds: int = 20) -> int:
+    """Fire the timers due now (business time), in this session's transaction: up to `rounds`
+    batches of `limit`. Returns how many transitions happened. Used by the sweeper, the test
+    clock and reads (an overdue item is fired before it is shown)."""
     fired = 0
     failed: set[str] = set()
-    for _ in range(20):  # a fired timer may make another one due at once
+    for _ in range(rounds):  # a fired timer may make another one due at once
         now = await clock.now(session)
         query = select(Timer).where(Timer.due_at <= now).order_by(Timer.due_at).limit(limit)
         if machines is not None:
