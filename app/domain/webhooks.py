@@ -4,8 +4,9 @@ Fan-out is done by the relay from the outbox (`events`), not at event-write time
 transitions stay untouched and no event written by any path (ORM or Core insert) is missed.
 The relay keeps a cursor (`webhook_fanout_cursor`) below which every event has been fanned
 out. Ids are time-ordered but a transaction may commit after a later-id one, so the cursor
-only moves up to `now - SETTLE`; events above it are re-scanned each run and de-duplicated by
-the unique (subscription, event) constraint.
+only moves up to `SETTLE` before now and (PostgreSQL) before the start of the oldest open
+transaction, whose events may still commit with older ids; events above it are re-scanned each
+run and de-duplicated by the unique (subscription, event) constraint.
 
 Delivery: claim due rows (`FOR UPDATE SKIP LOCKED` on PostgreSQL) and set a lease
 (`next_attempt_at = now + LEASE`) in one transaction; POST outside any transaction; record the
@@ -24,12 +25,12 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import httpx
 from pydantic import Field, field_validator
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -50,6 +51,9 @@ MAX_ATTEMPTS = 12
 LEASE_SECONDS = 30.0
 REQUEST_TIMEOUT_SECONDS = 10.0
 SETTLE_SECONDS = 30.0
+# An open transaction holds the cursor back (its events may commit with ids drawn long ago),
+# unless it has been open longer than this: a stuck session must not stop fan-out for good.
+OPEN_TRANSACTION_WAIT_SECONDS = 600.0
 CLAIM_BATCH = 50
 FANOUT_BATCH = 500
 FANOUT_MAX_BATCHES = 200
@@ -61,7 +65,7 @@ _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 # -- shapes -------------------------------------------------------------------------------------
 class WebhookCreate(Strict):
     url: str = Field(max_length=2000, description="http(s) URL that receives POSTs")
-    event_types: list[str] = Field(min_length=1, max_length=50,
+    event_types: list[Annotated[str, Field(max_length=100)]] = Field(min_length=1, max_length=50,
                                    description="Event types (`task_order.accepted`), `<machine>.*` or `*`")
     secret: str = Field(min_length=8, max_length=200, description="HMAC-SHA256 key of `LC-Signature`")
 
@@ -193,11 +197,25 @@ async def _fan_out_batch(session: AsyncSession, subs: list[WebhookSubscription],
     return len(rows)
 
 
+async def _oldest_open_transaction(session: AsyncSession, now: datetime) -> datetime | None:
+    """Start of the oldest other transaction open on this database (PostgreSQL; None on
+    SQLite, whose writers are serialised). A batch of timers fired in one transaction under lock
+    contention can stay open for tens of seconds: its first events carry ids drawn at its start
+    and become visible only at its commit."""
+    if session.bind.dialect.name != "postgresql":
+        return None
+    oldest = await session.scalar(text(
+        "SELECT min(xact_start) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND xact_start IS NOT NULL"))
+    if oldest is None or oldest < now - timedelta(seconds=OPEN_TRANSACTION_WAIT_SECONDS):
+        return None
+    return oldest
+
+
 async def fan_out(sessionmaker: async_sessionmaker[AsyncSession], *, now: datetime | None = None) -> int:
     """Create the deliveries of events not yet fanned out. One relay at a time does it (the
     cursor row is locked; another replica skips). Returns how many deliveries were created."""
     now = now or real_now()
-    horizon = _id_floor("evt", now - timedelta(seconds=SETTLE_SECONDS))
     created = 0
     async with sessionmaker() as session:
         cursor_row = await session.scalar(select(WebhookFanoutCursor).where(WebhookFanoutCursor.id == 1)
@@ -212,6 +230,11 @@ async def fan_out(sessionmaker: async_sessionmaker[AsyncSession], *, now: dateti
             except IntegrityError:
                 await session.rollback()
                 return 0
+        settled = now
+        oldest = await _oldest_open_transaction(session, now)
+        if oldest is not None:
+            settled = min(settled, oldest)
+        horizon = _id_floor("evt", settled - timedelta(seconds=SETTLE_SECONDS))
         subs = list((await session.scalars(select(WebhookSubscription).where(
             WebhookSubscription.active.is_(True)))).all())
         if not subs:

@@ -1,0 +1,50 @@
+"""Regression (found by bench/stress.py): an event whose transaction stays open longer than
+`SETTLE_SECONDS` — a batch of timers fired in one transaction under lock contention, e.g. the
+test clock's advance or the sweeper — was skipped by the fan-out cursor and never delivered.
+The cursor now also stays below the start of the oldest open transaction (PostgreSQL)."""
+
+from __future__ import annotations
+
+from app.db.models.platform import Event, EventRecipient
+from app.domain import webhooks
+from app.domain.clock import real_now
+from tests.conftest import postgres_only
+from tests.test_webhooks import deliveries, emit, later, subscribe
+
+
+@postgres_only
+async def test_an_event_committed_long_after_its_id_was_drawn_is_still_delivered(
+        committed_client, committed_factory, committed_app):
+    maker = committed_app.state.sessionmaker
+    creator = await committed_factory.user("creator")
+    hook = await subscribe(committed_client, creator, "http://127.0.0.1:9/never", ["*"])
+    async with maker() as slow:  # a long transaction writing an event early
+        event = Event(type="task_order.expired", occurred_at=real_now(), data={"n": 1})
+        slow.add(event)
+        await slow.flush()
+        slow.add(EventRecipient(event_id=event.id, account_id=creator.id))
+        await slow.flush()
+        newer = await emit(maker, "task_order.accepted", [creator.id])
+        # The relay runs while it is still open, long after its event id was drawn.
+        await webhooks.fan_out(maker, now=later(webhooks.SETTLE_SECONDS + 60))
+        await slow.commit()
+    await webhooks.fan_out(maker, now=later(webhooks.SETTLE_SECONDS + 61))
+    delivered = {d["event_id"] for d in await deliveries(committed_client, creator, hook["id"])}
+    assert {event.id, newer} <= delivered
+
+
+@postgres_only
+async def test_a_transaction_open_for_too_long_does_not_hold_the_cursor_forever(
+        committed_client, committed_factory, committed_app):
+    maker = committed_app.state.sessionmaker
+    creator = await committed_factory.user("creator")
+    await subscribe(committed_client, creator, "http://127.0.0.1:9/never", ["*"])
+    newer = await emit(maker, "task_order.accepted", [creator.id])
+    async with maker() as stuck:
+        await stuck.execute(Event.__table__.select().limit(1))  # open, idle in transaction
+        far = later(webhooks.OPEN_TRANSACTION_WAIT_SECONDS + webhooks.SETTLE_SECONDS + 5)
+        await webhooks.fan_out(maker, now=far)
+        async with maker() as session:
+            cursor = await session.get(webhooks.WebhookFanoutCursor, 1)
+            assert cursor is not None and cursor.last_event_id >= newer
+        await stuck.rollback()
