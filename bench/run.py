@@ -19,6 +19,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -94,8 +95,9 @@ async def drop_database() -> None:
 
 
 def start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    """A server process; its output goes to a temporary file (a pipe nobody reads could fill up)."""
+    log = tempfile.NamedTemporaryFile(prefix="lc-bench-", suffix=".log", delete=False)  # noqa: SIM115
+    return subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
 
 
 class World:
@@ -213,29 +215,36 @@ async def bare_worker(client: httpx.AsyncClient, stats: Stats, worker: int, dead
             stats.transitions += 1
 
 
-def cpu_seconds(pid: int | None = None) -> float:
-    """CPU time (user + system) of one process, or of every PostgreSQL backend when pid is None."""
-    tick = os.sysconf("SC_CLK_TCK")
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of one process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backend_cpu_seconds(db: str) -> float:
+    """CPU time of the PostgreSQL backends connected to `db` (their process title names it), so
+    that other databases' work on a shared server does not count."""
     total = 0.0
-    for entry in ([str(pid)] if pid else [p for p in os.listdir("/proc") if p.isdigit()]):
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
             continue
-        comm, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
-        if pid or comm.startswith("postgres"):
-            total += (int(fields[11]) + int(fields[12])) / tick
+        try:
+            title = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if title.startswith("postgres: ") and f" {db} " in title:
+                total += cpu_seconds(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
     return total
 
 
 async def phase(name: str, worker, target, concurrency: int, seconds: float, server_pid: int) -> Stats:
     stats = Stats()
     deadline = time.perf_counter() + seconds
-    cpu_before, pg_before = cpu_seconds(server_pid), cpu_seconds()
+    cpu_before, pg_before = cpu_seconds(server_pid), backend_cpu_seconds(DB)
     started = time.perf_counter()
     await asyncio.gather(*(worker(target, stats, w, deadline) for w in range(concurrency)))
     elapsed = time.perf_counter() - started
-    cpu, pg = cpu_seconds(server_pid) - cpu_before, cpu_seconds() - pg_before
+    cpu, pg = cpu_seconds(server_pid) - cpu_before, backend_cpu_seconds(DB) - pg_before
     print(f"\n{name} ({concurrency} clients, {elapsed:.1f} s)")
     for line in stats.summary(elapsed):
         print(line)
