@@ -163,7 +163,7 @@ class OrderProductIn(Strict):
 
 
 class TaskOrderCreate(Strict):
-    title: Annotated[str, AfterValidator(_check_title)]
+    title: Annotated[str, Field(min_length=1, max_length=20), AfterValidator(_check_title)]
     contact_name: Annotated[str, Field(min_length=1, max_length=20), AfterValidator(_check_contact_name)]
     contact_phone: str = Field(pattern=r"^1[3-9]\d{9}$", description="mainland mobile number")
     expected_start_at: Annotated[datetime, AfterValidator(_minute_in_utc)]
