@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 export LC_DATABASE_URL ?= sqlite+aiosqlite:///./live_collab.db
 
-.PHONY: browser run test test-sqlite test-postgres install lint migrate seed bench stress clean
+.PHONY: browser run test test-sqlite test-postgres install lint migrate seed bench bench-campaigns bench-incentives bench-modules stress stress-short clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,3 +61,28 @@ clean:
 ## Task-order load benchmark on PostgreSQL, with the bare asyncpg reference (see bench/run.py).
 bench: install
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+## Campaign stock plan with 10,000 signups on PostgreSQL: the stock-risk view and the CSV/XLSX
+## downloads, p50 and peak RSS (see bench/campaign_stock.py; BENCH_ARGS="--signups 500" for a quick run).
+bench-campaigns: install
+	$(PY) bench/campaign_stock.py $(BENCH_ARGS)
+
+## One month's incentive computation with 10,000 providers, 100,000 merchants and 10,000,000 orders
+## on PostgreSQL (see bench/incentives_scale.py; BENCH_ARGS="--scale 0.01" for a quick run).
+bench-incentives: install
+	$(PY) bench/incentives_scale.py $(BENCH_ARGS)
+
+## One figure per module (campaigns, live bases, outreach, incentives: each one's hottest transition)
+## against the bare asyncpg reference, printed as ratios (see bench/modules.py).
+bench-modules: install
+	$(PY) bench/modules.py $(BENCH_ARGS)
+
+## Stress and crash safety on PostgreSQL: two processes, 50 random clients for 3 minutes, the test
+## clock moving, one process SIGKILLed and restarted; checks the invariants (see bench/stress.py).
+stress: install
+	$(PY) bench/stress.py --seconds 180 --clients 50 $(STRESS_ARGS)
+
+## The same, short (what CI runs through tests/test_stress.py).
+stress-short: install
+	$(PY) bench/stress.py --seconds 20 --clients 20 --merchants 6 --creators 20 --agencies 2 \
+		--clock-days 10 --kill-at 0.25 --restart-after 3 $(STRESS_ARGS)

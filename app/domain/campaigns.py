@@ -687,8 +687,56 @@ def export_csv(plan: CampaignStockPlanOut) -> bytes:
                                      for r in _export_rows(plan)))
 
 
+_SHEET = "xl/worksheets/sheet1.xml"
+_COLUMNS = [chr(ord("A") + i) for i in range(len(EXPORT_HEADER))]
+
+
+def _sheet_rows(rows: list[list[Any]], first: int) -> str:
+    """`<row>` elements as openpyxl's write-only sheet writes them (inline strings, `t="n"`,
+    `t="b"`, no cell for None, an empty string as an empty inline string, control characters
+    dropped), built as text: openpyxl spends ~40 µs per cell, which is seconds at 150,000 cells."""
+    from xml.sax.saxutils import escape
+
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    out: list[str] = []
+    for number, row in enumerate(rows, start=first):
+        out.append(f'<row r="{number}">')
+        for column, value in zip(_COLUMNS, row, strict=True):
+            ref = f"{column}{number}"
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                out.append(f'<c r="{ref}" t="b"><v>{int(value)}</v></c>')
+            elif isinstance(value, int):
+                out.append(f'<c r="{ref}" t="n"><v>{value}</v></c>')
+            elif value == "":
+                out.append(f'<c r="{ref}" t="inlineStr" />')
+            else:
+                text = escape(ILLEGAL_CHARACTERS_RE.sub("", str(value)))
+                space = ' xml:space="preserve"' if text != text.strip() else ""
+                out.append(f'<c r="{ref}" t="inlineStr"><is><t{space}>{text}</t></is></c>')
+        out.append("</row>")
+    return "".join(out)
+
+
 def export_xlsx(plan: CampaignStockPlanOut) -> bytes:
-    return xlsx_bytes("stock plan", EXPORT_HEADER, _export_rows(plan))
+    """openpyxl builds the workbook with the header row (styles, theme, properties: the same
+    package as every other download); the data rows are then written into its sheet as text."""
+    import io
+    import zipfile
+
+    template = xlsx_bytes("stock plan", EXPORT_HEADER, [])
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(template)) as source, \
+            zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == _SHEET:
+                head, tail = data.decode("utf-8").split("</sheetData>", 1)
+                data = (head + _sheet_rows(_export_rows(plan), 2) + "</sheetData>" + tail).encode("utf-8")
+            target.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED)
+    return buffer.getvalue()
 
 
 def _card_out(card: CampaignCard) -> CampaignCardOut:
