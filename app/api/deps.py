@@ -23,6 +23,10 @@ async def get_session(request: Request) -> AsyncSession:
 
 
 async def get_actor(token: Annotated[str | None, Depends(oauth2)]) -> Actor:
+    return _actor(token)
+
+
+def _actor(token: str | None) -> Actor:
     if not token:
         raise Unauthenticated("send 'Authorization: Bearer <token>' (POST /v1/auth/token)")
     account_id, role = decode_token(token)
@@ -34,7 +38,8 @@ async def get_actor(token: Annotated[str | None, Depends(oauth2)]) -> Actor:
 def roles(*allowed: str) -> Callable[..., Actor]:
     """A dependency admitting only callers of the given roles (403 for the others)."""
 
-    async def check(actor: Annotated[Actor, Depends(get_actor)]) -> Actor:
+    async def check(token: Annotated[str | None, Depends(oauth2)]) -> Actor:
+        actor = _actor(token)  # not a sub-dependency: one level less for FastAPI to solve per request
         if actor.role not in allowed:
             raise Forbidden(f"this operation is for: {', '.join(allowed)}")
         return actor

@@ -20,17 +20,17 @@ NAMING = {
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
 
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # two characters for each 10 bits
+_SHIFTS = range(120, -10, -10)
+
+
 def new_id(prefix: str) -> str:
-    """A prefixed, time-ordered opaque id (48-bit ms timestamp + 80 random bits, base32).
+    """A prefixed, time-ordered opaque id (48-bit ms timestamp + 80 random bits, 26 base32 chars).
 
     Ids sort by creation time, so keyset pagination on the primary key lists newest or oldest
     first without another index."""
     value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return f"{prefix}_{''.join(reversed(chars))}"
+    return prefix + "_" + "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -67,6 +67,11 @@ _ID_PREFIX = "lc_id_prefix"
 
 def id_column(prefix: str) -> Mapped[str]:
     return mapped_column(String(40), primary_key=True, default=lambda: new_id(prefix), info={_ID_PREFIX: prefix})
+
+
+def id_for(model: type[Base]) -> str:
+    """A new id of `model`'s kind, for rows written without an ORM object (`insert_together`)."""
+    return new_id(model.__table__.c.id.info[_ID_PREFIX])
 
 
 @event.listens_for(Base, "init", propagate=True)

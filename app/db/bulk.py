@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
 Rows = list[dict[str, Any]]
+Part = tuple[Table, Rows]
 _STATEMENTS: dict[tuple, Insert] = {}
 
 
@@ -56,7 +57,7 @@ def _params(parts: list[tuple[Table, Rows]]) -> dict[str, Any]:
     return params
 
 
-async def insert_together(session: AsyncSession, *parts: tuple[Table, Rows]) -> None:
+async def insert_together(session: AsyncSession, *parts: Part) -> None:
     """Insert `rows` (dicts with the same keys, ids included) into each table, parents first."""
     todo = [(table, rows) for table, rows in parts if rows]
     if not todo:

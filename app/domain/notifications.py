@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import get_settings
 from app.db.base import new_id
-from app.db.bulk import insert_together
+from app.db.bulk import Part, insert_together
 from app.db.models.accounts import Account
 from app.db.models.platform import Notification, SmsMessage
 from app.db.models.webhooks import SmsDispatch
@@ -46,21 +46,27 @@ async def send_sms(session: AsyncSession, account_id: str | None, phone: str | N
     return message
 
 
+def message_rows(account_id: str, kind: str, title: str, body: str, data: dict[str, Any] | None, now: datetime,
+                 *, sms_phone: str | None = None) -> list[Part]:
+    """The in-app message (and the SMS to `sms_phone`) as rows for `insert_together` or a
+    transition's `also=`: written in the statement of the change they announce."""
+    parts: list[Part] = [(Notification.__table__, [{
+        "id": new_id("ntf"), "account_id": account_id, "kind": kind, "title": title, "body": body, "data": data,
+        "created_at": now, "read_at": None}])]
+    if sms_phone:
+        recorded = not get_settings().sms_gateway_url
+        parts.append((SmsMessage.__table__, [{
+            "id": new_id("sms"), "account_id": account_id, "phone": sms_phone, "text": f"【Live Collab】{title}：{body}",
+            "status": "recorded" if recorded else "queued", "attempts": 0, "created_at": now,
+            "sent_at": now if recorded else None}]))
+    return parts
+
+
 async def notify_with_sms(session: AsyncSession, account: Account, kind: str, title: str, body: str,
                           data: dict[str, Any] | None = None) -> None:
     """The in-app message plus an SMS to the account's phone, where it has one (one statement)."""
-    if not account.contact_phone:
-        await notify(session, account.id, kind, title, body, data)
-        return
-    now = await clock.now(session)
-    recorded = not get_settings().sms_gateway_url
-    await insert_together(
-        session,
-        (Notification.__table__, [{"id": new_id("ntf"), "account_id": account.id, "kind": kind, "title": title,
-                                   "body": body, "data": data, "created_at": now, "read_at": None}]),
-        (SmsMessage.__table__, [{"id": new_id("sms"), "account_id": account.id, "phone": account.contact_phone,
-                                 "text": f"【Live Collab】{title}：{body}", "status": "recorded" if recorded else "queued",
-                                 "attempts": 0, "created_at": now, "sent_at": now if recorded else None}]))
+    await insert_together(session, *message_rows(account.id, kind, title, body, data, await clock.now(session),
+                                                 sms_phone=account.contact_phone))
 
 
 # -- the HTTP gateway adapter -------------------------------------------------------------------

@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import get_settings
+from app.db.base import id_for
 from app.db.models.accounts import Account, Product
 from app.db.models.facts import LiveSession, SalesOrder
 from app.db.models.task_orders import (
@@ -29,13 +30,13 @@ from app.db.models.task_orders import (
 from app.db.pagination import keyset_page
 from app.domain import clock, wallet
 from app.domain.errors import Conflict, Forbidden, NotFound, TooManyRequests, ValidationFailed
-from app.domain.notifications import notify, notify_with_sms
+from app.domain.notifications import message_rows, notify, notify_with_sms
 from app.domain.schemas import Strict
 from app.domain.signals import live_session_ended, live_session_started
 from app.state.core import SYSTEM, Actor
 from app.state.dispute import DISPUTE
 from app.state.task_order import FINAL, STATUS, TASK_ORDER
-from app.state.timers import fire_due, on_timer, schedule
+from app.state.timers import fire_due, new_timer, on_timer, schedule
 
 REF = "task_order"
 BOOKING_HORIZON = timedelta(days=365)
@@ -413,7 +414,7 @@ async def create_order(session: AsyncSession, actor: Actor, body: TaskOrderCreat
     if creator is None or creator.role != "creator":
         raise ValidationFailed("no such creator", loc=["body", "creator_id"])
     products = {p.id: p for p in await session.scalars(_PRODUCTS, {"ids": [p.product_id for p in body.products]})}
-    items: list[TaskOrderProduct] = []
+    items: list[dict] = []
     for index, item in enumerate(body.products):
         loc: list[str | int] = ["body", "products", index]
         product = products.get(item.product_id)
@@ -430,8 +431,8 @@ async def create_order(session: AsyncSession, actor: Actor, body: TaskOrderCreat
             rate = product.general_commission_bp
         else:
             rate = int(item.commission_bp or 0)
-        items.append(TaskOrderProduct(product_id=product.id, plan=item.plan.value, commission_bp=rate,
-                                      position=index))
+        items.append({"id": id_for(TaskOrderProduct), "task_order_id": None, "product_id": product.id, "plan": item.plan.value,
+                      "commission_bp": rate, "position": index})
     merchant = accounts.get(actor.id)
     if merchant is None or not merchant.xingtu_account_id:
         raise Conflict("bind a Xingtu account first (POST /v1/xingtu-binding)", code="xingtu_not_bound")
@@ -456,19 +457,20 @@ async def create_order(session: AsyncSession, actor: Actor, body: TaskOrderCreat
                            code="insufficient_balance", required_fen=amount,
                            available_fen=exc.extra.get("available_fen")) from None
         raise
-    await TASK_ORDER.create(session, row, actor, now=now, event_data={"amount_fen": amount,
-                                                                        "creator_id": creator.id})
-    for item_row in items:
-        item_row.task_order_id = row.id
-    session.add_all(items)
-    await schedule(session, "task_order", row.id, "expire", row.accept_deadline)
-    await notify_with_sms(session, creator, "task_order.created", "新的直播带货任务",
-                          f"商家发来任务「{row.title}」，金额 {amount / 100:.2f} 元，请在 24 小时内处理",
-                          {"task_order_id": row.id})
+    # the order's products, its acceptance deadline, the creator's message and SMS go out in the
+    # statement of the order's event
+    for item in items:
+        item["task_order_id"] = row.id
+    await TASK_ORDER.create(
+        session, row, actor, now=now, event_data={"amount_fen": amount, "creator_id": creator.id},
+        also=[(TaskOrderProduct.__table__, items), new_timer("task_order", row.id, "expire", row.accept_deadline),
+              *message_rows(creator.id, "task_order.created", "新的直播带货任务",
+                            f"商家发来任务「{row.title}」，金额 {amount / 100:.2f} 元，请在 24 小时内处理",
+                            {"task_order_id": row.id}, now, sms_phone=creator.contact_phone)])
     # the answer is built from what this request holds: a new order has no live session yet
     out = _out(row, actor, now, nickname=creator.nickname, hold_status=hold_status, products=[
-        OrderProductOut(product_id=i.product_id, title=products[i.product_id].title, plan=Plan(i.plan),
-                        commission_bp=i.commission_bp) for i in items])
+        OrderProductOut(product_id=i["product_id"], title=products[i["product_id"]].title, plan=Plan(i["plan"]),
+                        commission_bp=i["commission_bp"]) for i in items])
     out.live_sessions = []
     return out
 
@@ -550,13 +552,15 @@ async def _settle(session: AsyncSession, row: TaskOrder, creator_fen: int, memo:
 async def accept(session: AsyncSession, actor: Actor, order_id: str) -> TaskOrderOut:
     row = await _load(session, actor, order_id, lock=True)
     now = await clock.now(session)
-    await TASK_ORDER.fire(session, row, "accept", actor, now=now, changes={"accepted_at": now})
-    out = (await _outs(session, [row], actor, now))[0]
-    session.add_all([TargetedPlan(task_order_id=row.id, merchant_id=row.merchant_id, creator_id=row.creator_id,
-                                  product_id=p.product_id, commission_bp=p.commission_bp, created_at=now)
-                     for p in out.products if p.plan is Plan.targeted])
-    await notify(session, row.merchant_id, "task_order.accepted", "达人已接单", f"任务「{row.title}」已被达人接受",
-                 {"task_order_id": row.id})
+    parts = (await _parts_of(session, [row.id]))[row.id]  # accepting changes none of them
+    plans = [{"id": id_for(TargetedPlan), "task_order_id": row.id, "merchant_id": row.merchant_id,
+              "creator_id": row.creator_id, "product_id": p.product_id, "commission_bp": p.commission_bp,
+              "created_at": now} for p in parts.products if p.plan is Plan.targeted]
+    await TASK_ORDER.fire(session, row, "accept", actor, now=now, changes={"accepted_at": now}, also=[
+        (TargetedPlan.__table__, plans),
+        *message_rows(row.merchant_id, "task_order.accepted", "达人已接单", f"任务「{row.title}」已被达人接受",
+                      {"task_order_id": row.id}, now)])
+    out = _out(row, actor, now, products=parts.products, nickname=parts.nickname, hold_status=parts.hold_status)
     out.live_sessions = []  # live sessions link to accepted orders only (`_on_live_started`)
     return out
 

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from transitions import Machine
 
 from app.db.base import new_id
-from app.db.bulk import insert_together
+from app.db.bulk import Part, insert_together
 from app.db.models.platform import Event, EventRecipient, TransitionRecord
 from app.domain import clock
 from app.domain.errors import Forbidden, InvalidTransition, NotFound
@@ -163,23 +163,31 @@ class Workflow:
 
     # -- firing ----------------------------------------------------------------------------
     async def create(self, session: AsyncSession, row: Any, actor: Actor, *, now: datetime | None = None,
-                     state: str | None = None, reason: Any = None, event_data: dict | None = None) -> Any:
-        """Persist a new row in its initial state (or `state`), with history and an event."""
+                     state: str | None = None, reason: Any = None, event_data: dict | None = None,
+                     also: Iterable[Part] = ()) -> Any:
+        """Persist a new row in its initial state (or `state`), with history and an event.
+        `also`: rows of other tables that go out in the event's statement (`insert_together`);
+        they may point at the new row (it is flushed first then)."""
         now = now or await clock.now(session)
         row.state = state or self.initial
         row.version = 1
         session.add(row)
-        await self._record(session, row, None, "create", actor, now, reason, "created", event_data)
+        also = list(also)
+        if also:
+            await session.flush()
+        await self._record(session, row, None, "create", actor, now, reason, "created", event_data, also)
         return row
 
     async def fire(self, session: AsyncSession, row: Any, action: str, actor: Actor, *,
                    now: datetime | None = None, reason: Any = None, extra: dict[str, Any] | None = None,
-                   event_data: dict | None = None, changes: dict[str, Any] | None = None) -> None:
+                   event_data: dict | None = None, changes: dict[str, Any] | None = None,
+                   also: Iterable[Part] = ()) -> None:
         """Check and apply `action` to `row` (already loaded for update); write the history
         row and the outbox event (all flushed with the rest of the transaction's writes, the row's
         UPDATE saying `WHERE version = <read version>`). Raises 403 when the actor's role may never fire it, 409
         `invalid_transition` when it is not allowed now. `changes` are column values written in
-        the same UPDATE as the new state (one statement, one version step), only if it moves."""
+        the same UPDATE as the new state (one statement, one version step), only if it moves;
+        `also` are rows of other tables written with the event (`insert_together`)."""
         now = now or await clock.now(session)
         candidates = self.rules_for(action)
         if not candidates:
@@ -195,11 +203,14 @@ class Workflow:
             setattr(row, column, value)
         row.version = row.version + 1  # internal transitions bump the version too
         TRANSITIONS_TOTAL.labels(self.name, action).inc()
-        await self._record(session, row, from_state, action, actor, now, reason, event_suffix(action), event_data)
+        await self._record(session, row, from_state, action, actor, now, reason, event_suffix(action), event_data,
+                           also)
 
     async def _record(self, session: AsyncSession, row: Any, from_state: str | None, action: str,
-                      actor: Actor, now: datetime, reason: Any, suffix: str, event_data: dict | None) -> None:
-        """The history row, the outbox event and its recipients: one round trip (`insert_together`)."""
+                      actor: Actor, now: datetime, reason: Any, suffix: str, event_data: dict | None,
+                      also: Iterable[Part] = ()) -> None:
+        """The history row, the outbox event, its recipients and the `also` rows: one round trip
+        (`insert_together`)."""
         event_id = new_id("evt")
         await insert_together(
             session,
@@ -210,7 +221,8 @@ class Workflow:
                 "id": row.id, "machine": self.name, "action": action, "from_state": from_state,
                 "to_state": row.state, "version": row.version, "actor_id": actor.id,
                 "actor_role": actor.role, **(event_data or {})}}]),
-            (_RECIPIENTS, [{"event_id": event_id, "account_id": p} for p in sorted({p for p in self.parties(row) if p})]))
+            (_RECIPIENTS, [{"event_id": event_id, "account_id": p} for p in sorted({p for p in self.parties(row) if p})]),
+            *also)
 
     # -- loading ---------------------------------------------------------------------------
     async def load_for_update(self, session: AsyncSession, entity_id: str) -> Any:

@@ -19,6 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.base import new_id
+from app.db.bulk import Part
 from app.db.models.platform import Timer
 from app.domain import clock
 from app.state.core import SYSTEM, WORKFLOWS
@@ -48,6 +49,13 @@ def _upsert(insert):
 
 
 _UPSERT = {"postgresql": _upsert(pg_insert), "sqlite": _upsert(sqlite_insert)}
+
+
+def new_timer(machine: str, entity_id: str, action: str, due_at: datetime) -> Part:
+    """The deadline of an entity created in this transaction (there is no earlier one to move),
+    as a row for `insert_together` or the creating transition's `also=`."""
+    return (Timer.__table__, [{"id": new_id("tmr"), "machine": machine, "entity_id": entity_id, "action": action,
+                               "due_at": due_at}])
 
 
 async def schedule(session: AsyncSession, machine: str, entity_id: str, action: str, due_at: datetime) -> None:
