@@ -498,6 +498,7 @@ async def compute_month(session: AsyncSession, program_id: str, month: str,
                                                        "reward_fen": reward})
 
     # write the drafts
+    created: list[IncentiveStatement] = []  # new drafts: created together (history and events in bulk)
     seen: set[str] = set()
     total_all = eligible_count = 0
     total = len(providers)
@@ -517,7 +518,7 @@ async def compute_month(session: AsyncSession, program_id: str, month: str,
                       dimension2=lines2, total_fen=total_fen, computed_at=now)
         if row is None:
             row = IncentiveStatement(program_id=program_id, provider_id=p.provider_id, month=month, **values)
-            await INCENTIVE_STATEMENT.create(session, row, SYSTEM, now=now)
+            created.append(row)
         else:
             for key, value in values.items():
                 setattr(row, key, value)
@@ -529,6 +530,7 @@ async def compute_month(session: AsyncSession, program_id: str, month: str,
         eligible_count += int(eligible)
         if progress is not None and (done % 500 == 0 or done == total):
             progress(done, total)
+    await INCENTIVE_STATEMENT.create_many(session, created, SYSTEM, now=now)
     stale = [s for pid, s in existing.items() if pid not in seen]
     for row in stale:
         await session.delete(row)

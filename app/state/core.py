@@ -206,23 +206,45 @@ class Workflow:
         await self._record(session, row, from_state, action, actor, now, reason, event_suffix(action), event_data,
                            also)
 
+    async def create_many(self, session: AsyncSession, rows: list[Any], actor: Actor, *,
+                          now: datetime | None = None) -> None:
+        """Persist many new rows in the initial state (a batch job's): their history rows,
+        events and recipients go out in one statement per 1,000 rows."""
+        now = now or await clock.now(session)
+        for row in rows:
+            row.state, row.version = self.initial, 1
+        session.add_all(rows)
+        for start in range(0, len(rows), 1000):
+            history: list[dict] = []
+            events: list[dict] = []
+            recipients: list[dict] = []
+            for row in rows[start:start + 1000]:
+                h, e, r = self._outbox_rows(row, None, "create", actor, now, None, "created", None)
+                history.append(h)
+                events.append(e)
+                recipients.extend(r)
+            await insert_together(session, (_HISTORY, history), (_EVENTS, events), (_RECIPIENTS, recipients))
+
+    def _outbox_rows(self, row: Any, from_state: str | None, action: str, actor: Actor, now: datetime,
+                     reason: Any, suffix: str, event_data: dict | None) -> tuple[dict, dict, list[dict]]:
+        event_id = new_id("evt")
+        history = {"id": new_id("trn"), "machine": self.name, "entity_id": row.id, "from_state": from_state,
+                   "to_state": row.state, "action": action, "actor_id": actor.id, "actor_role": actor.role,
+                   "reason": reason, "at": now}
+        event = {"id": event_id, "type": f"{self.name}.{suffix}", "occurred_at": now, "data": {
+            "id": row.id, "machine": self.name, "action": action, "from_state": from_state, "to_state": row.state,
+            "version": row.version, "actor_id": actor.id, "actor_role": actor.role, **(event_data or {})}}
+        recipients = [{"event_id": event_id, "account_id": p} for p in sorted({p for p in self.parties(row) if p})]
+        return history, event, recipients
+
     async def _record(self, session: AsyncSession, row: Any, from_state: str | None, action: str,
                       actor: Actor, now: datetime, reason: Any, suffix: str, event_data: dict | None,
                       also: Iterable[Part] = ()) -> None:
         """The history row, the outbox event, its recipients and the `also` rows: one round trip
         (`insert_together`)."""
-        event_id = new_id("evt")
-        await insert_together(
-            session,
-            (_HISTORY, [{"id": new_id("trn"), "machine": self.name, "entity_id": row.id, "from_state": from_state,
-                         "to_state": row.state, "action": action, "actor_id": actor.id, "actor_role": actor.role,
-                         "reason": reason, "at": now}]),
-            (_EVENTS, [{"id": event_id, "type": f"{self.name}.{suffix}", "occurred_at": now, "data": {
-                "id": row.id, "machine": self.name, "action": action, "from_state": from_state,
-                "to_state": row.state, "version": row.version, "actor_id": actor.id,
-                "actor_role": actor.role, **(event_data or {})}}]),
-            (_RECIPIENTS, [{"event_id": event_id, "account_id": p} for p in sorted({p for p in self.parties(row) if p})]),
-            *also)
+        history, event, recipients = self._outbox_rows(row, from_state, action, actor, now, reason, suffix,
+                                                       event_data)
+        await insert_together(session, (_HISTORY, [history]), (_EVENTS, [event]), (_RECIPIENTS, recipients), *also)
 
     # -- loading ---------------------------------------------------------------------------
     async def load_for_update(self, session: AsyncSession, entity_id: str) -> Any:
