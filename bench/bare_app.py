@@ -8,11 +8,12 @@ create (with its freeze) and accept, with no framework, ORM, validation or auth.
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 
 import asyncpg
+
+from bench.common import answer, read_body
 
 DSN = os.environ["BENCH_DSN"]
 SCHEMA = """
@@ -25,24 +26,6 @@ CREATE TABLE IF NOT EXISTS bare_history (id text PRIMARY KEY, order_id text NOT 
     to_state text NOT NULL, actor text NOT NULL, at timestamptz NOT NULL DEFAULT now());
 """
 pool: asyncpg.Pool | None = None
-
-
-async def _body(receive) -> dict:
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-    raw = b"".join(chunks)
-    return json.loads(raw) if raw else {}
-
-
-async def _answer(send, status: int, payload: dict) -> None:
-    body = json.dumps(payload).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
 
 
 async def create(data: dict) -> tuple[int, dict]:
@@ -95,7 +78,7 @@ async def app(scope, receive, send):
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     path = scope["path"]
-    data = await _body(receive)
+    data = await read_body(receive)
     if path == "/orders":
         status, payload = await create(data)
     elif path.startswith("/orders/") and path.endswith("/accept"):
@@ -108,4 +91,4 @@ async def app(scope, receive, send):
         status, payload = 200, {"ok": True}
     else:
         status, payload = 404, {"code": "not_found"}
-    await _answer(send, status, payload)
+    await answer(send, status, payload)

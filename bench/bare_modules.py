@@ -28,6 +28,8 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from bench.common import answer, read_body
+
 DSN = os.environ.get("BENCH_DSN", "")
 SH = ZoneInfo("Asia/Shanghai")
 RELEASED = ["withdrawn", "merchant_rejected", "platform_rejected", "expired"]
@@ -410,24 +412,6 @@ async def seed(data: dict) -> tuple[int, dict]:
 
 
 # -- ASGI ----------------------------------------------------------------------------------------
-async def _body(receive) -> dict:
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-    raw = b"".join(chunks)
-    return json.loads(raw) if raw else {}
-
-
-async def _answer(send, status: int, payload: dict) -> None:
-    body = json.dumps(payload).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
-
-
 async def app(scope, receive, send):
     global pool
     if scope["type"] == "lifespan":
@@ -443,7 +427,7 @@ async def app(scope, receive, send):
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     parts = scope["path"].strip("/").split("/")
-    data = await _body(receive)
+    data = await read_body(receive)
     if parts == ["health"]:
         status, payload = 200, {"ok": True}
     elif len(parts) == 3 and parts[0] == "campaigns" and parts[2] == "signups":
@@ -458,4 +442,4 @@ async def app(scope, receive, send):
         status, payload = await seed(data)
     else:
         status, payload = 404, {"code": "not_found"}
-    await _answer(send, status, payload)
+    await answer(send, status, payload)

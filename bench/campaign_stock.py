@@ -31,14 +31,14 @@ import io
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import ROOT, migrate, pg_url, recreate_database  # noqa: E402
+
 DEFAULT_DB = "lc_scale_campaigns"
 TARGETS = {"stock-plan": 1.0, "export csv": 5.0, "export xlsx": 5.0}  # seconds, p50, at 10,000 signups
 CAMPAIGN_ID = "cmp_bench_scale"
@@ -46,13 +46,9 @@ BRAND = "acc_cm00000000"
 PLANNED = ("products_submitted", "stock_confirmed", "ready", "live", "finished")
 
 
-def _url(db: str, driver: str = "postgresql") -> str:
-    return PG.replace("postgresql://", f"{driver}://", 1).rstrip("/") + "/" + db
-
-
 def _setup_env(db: str) -> None:
     """Before `app` is imported: its settings are read once."""
-    os.environ["LC_DATABASE_URL"] = _url(db, "postgresql+asyncpg")
+    os.environ["LC_DATABASE_URL"] = pg_url(db, "postgresql+asyncpg")
     os.environ["LC_RUN_SWEEPER"] = "false"
     os.environ.setdefault("LC_LOG_LEVEL", "WARNING")
     os.environ.setdefault("LC_LOG_JSON", "false")
@@ -71,26 +67,6 @@ def rss_mib() -> tuple[float, float]:
     return current, peak
 
 
-async def recreate_database(db: str, *, drop_only: bool = False) -> None:
-    import asyncpg
-
-    if db == "test":
-        raise SystemExit("refusing to touch the database `test`")
-    conn = await asyncpg.connect(_url("postgres"))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        if not drop_only:
-            await conn.execute(f'CREATE DATABASE "{db}"')
-    finally:
-        await conn.close()
-
-
-def migrate(db: str) -> None:
-    env = dict(os.environ, LC_DATABASE_URL=_url(db, "postgresql+asyncpg"))
-    subprocess.run([sys.executable, "-m", "app", "migrate"], cwd=ROOT, env=env, check=True,
-                   stdout=subprocess.DEVNULL)
-
-
 # -- data --------------------------------------------------------------------------------------
 async def generate(db: str, signups: int) -> dict:
     import asyncpg
@@ -106,7 +82,7 @@ async def generate(db: str, signups: int) -> dict:
         ["stock_confirmed"] * 3 + ["ready"] * 7 + ["live"] * 2 + ["finished"]
     versions = {"withdrawn": 2, "merchant_rejected": 2, "expired": 2, "products_submitted": 6,
                 "stock_confirmed": 8, "ready": 9, "live": 10, "finished": 11}
-    conn = await asyncpg.connect(_url(db))
+    conn = await asyncpg.connect(pg_url(db))
     try:
         await conn.execute("SET synchronous_commit = off")  # a bench load; changes no result
         async with conn.transaction():
@@ -198,7 +174,7 @@ async def expected_plan(db: str, merchant_id: str) -> dict:
     """The stock plan's figures by independent SQL."""
     import asyncpg
 
-    conn = await asyncpg.connect(_url(db))
+    conn = await asyncpg.connect(pg_url(db))
     try:
         row = await conn.fetchrow("""
             WITH lines AS (
@@ -259,7 +235,7 @@ async def measure(db: str, repeat: int, merchants: list[str]) -> tuple[list[dict
     from app.domain.security import create_token
     from app.main import create_app
 
-    engine = make_engine(_url(db, "postgresql+asyncpg"))
+    engine = make_engine(pg_url(db, "postgresql+asyncpg"))
     app = create_app(get_settings(), engine=engine)
     results, problems = [], []
     try:

@@ -27,25 +27,21 @@ import argparse
 import asyncio
 import os
 import resource
-import subprocess
 import sys
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import ROOT, migrate, pg_url, recreate_database  # noqa: E402
+
 DEFAULT_DB = "lc_scale_incentives"
 TARGET_SECONDS = 60.0
 
 
-def _url(db: str, driver: str = "postgresql") -> str:
-    return PG.replace("postgresql://", f"{driver}://", 1).rstrip("/") + "/" + db
-
-
 def _setup_env(db: str) -> None:
     """Before `app` is imported: its settings are read once."""
-    os.environ["LC_DATABASE_URL"] = _url(db, "postgresql+asyncpg")
+    os.environ["LC_DATABASE_URL"] = pg_url(db, "postgresql+asyncpg")
     os.environ.setdefault("LC_RUN_SWEEPER", "false")
     os.environ.setdefault("LC_LOG_LEVEL", "WARNING")
     os.environ.setdefault("LC_LOG_JSON", "false")
@@ -53,26 +49,6 @@ def _setup_env(db: str) -> None:
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-async def recreate_database(db: str, *, drop_only: bool = False) -> None:
-    import asyncpg
-
-    if db == "test":
-        raise SystemExit("refusing to touch the database `test`")
-    conn = await asyncpg.connect(_url("postgres"))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        if not drop_only:
-            await conn.execute(f'CREATE DATABASE "{db}"')
-    finally:
-        await conn.close()
-
-
-def migrate(db: str) -> None:
-    env = dict(os.environ, LC_DATABASE_URL=_url(db, "postgresql+asyncpg"))
-    subprocess.run([sys.executable, "-m", "app", "migrate"], cwd=ROOT, env=env, check=True,
-                   stdout=subprocess.DEVNULL)
 
 
 def last_complete_month(today: date) -> str:
@@ -104,7 +80,7 @@ async def generate(db: str, scale: float, month: str, no_vacuum: bool = False) -
     months = [shift_month(month, -i) for i in (3, 2, 1, 0)]
     program_id = "ipg_bench_scale"
 
-    conn = await asyncpg.connect(_url(db))
+    conn = await asyncpg.connect(pg_url(db))
     try:
         await conn.execute("SET synchronous_commit = off")  # a bench load; changes no result
         await conn.execute("SET maintenance_work_mem = '512MB'")
@@ -271,7 +247,7 @@ async def verify(db: str, program_id: str, month: str, result) -> list[str]:
     ms, me = month_start(month), month_start(shift_month(month, 1))
     ps = month_start(shift_month(month, -1))
     problems: list[str] = []
-    conn = await asyncpg.connect(_url(db))
+    conn = await asyncpg.connect(pg_url(db))
     try:
         expected = await conn.fetchval("""
             SELECT count(DISTINCT provider_id) FROM provider_contracts
