@@ -625,6 +625,22 @@ async def test_two_accepts_for_one_creator_one_wins(committed_client, committed_
     assert next(r for r in answers if r.status_code == 409).json()["code"] == "already_bound"
 
 
+@postgres_only
+@pytest.mark.parametrize("kind", ["creator", "shop"])
+async def test_two_invitations_of_one_pair_one_wins(committed_client, committed_factory, kind):
+    client, factory = committed_client, committed_factory
+    for _ in range(3):
+        agency = await factory.user("agency")
+        other = await factory.user("creator" if kind == "creator" else "merchant")
+        path, body = ("/v1/creator-bindings", {"creator_id": other.id, "commission_bp": 1000}) if kind == "creator" \
+            else ("/v1/shop-bindings", {"shop_id": other.id, "type": "live_base"})
+        answers = await asyncio.gather(*(client.post(path, headers=agency.headers, json=body) for _ in range(4)))
+        assert sorted(r.status_code for r in answers) == [201, 409, 409, 409], [r.text for r in answers]
+        assert {r.json()["code"] for r in answers if r.status_code == 409} == {"already_invited"}
+        listed = (await client.get(path, headers=agency.headers, params={"state": "invited"})).json()["items"]
+        assert len([b for b in listed if other.id in (b.get("creator_id"), b.get("shop_id"))]) == 1
+
+
 async def test_demo_step_is_idempotent(client, factory: Factory, db):
     from sqlalchemy import select
 

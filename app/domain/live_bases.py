@@ -320,8 +320,15 @@ def _sees_creator_binding(row: CreatorBinding, actor: Actor) -> bool:
     return _is_operator(actor) or actor.id in (row.agency_id, row.creator_id)
 
 
+async def _one_invitation_at_a_time(session: AsyncSession, agency_id: str) -> None:
+    """Lock the inviting agency's account row: its invitations are checked for an open one and
+    created one at a time, so two racing invitations of one pair never both succeed."""
+    await session.execute(select(Account.id).where(Account.id == agency_id).with_for_update())
+
+
 async def create_creator_binding(session: AsyncSession, actor: Actor, body: CreatorBindingCreate) -> CreatorBinding:
     await require_role(session, body.creator_id, "creator", loc=["body", "creator_id"])
+    await _one_invitation_at_a_time(session, actor.id)
     now = await clock.now(session)
     existing = await session.scalar(select(CreatorBinding).where(
         CreatorBinding.agency_id == actor.id, CreatorBinding.creator_id == body.creator_id,
@@ -417,6 +424,7 @@ def _sees_shop_binding(row: ShopBinding, actor: Actor) -> bool:
 
 async def create_shop_binding(session: AsyncSession, actor: Actor, body: ShopBindingCreate) -> ShopBinding:
     await require_role(session, body.shop_id, "merchant", loc=["body", "shop_id"])
+    await _one_invitation_at_a_time(session, actor.id)
     now = await clock.now(session)
     existing = await session.scalar(select(ShopBinding).where(
         ShopBinding.agency_id == actor.id, ShopBinding.shop_id == body.shop_id,
