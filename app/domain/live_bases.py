@@ -4,6 +4,7 @@ the product pool, QR check-in with its three rules, cooperations and the base's 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -316,8 +317,22 @@ async def creator_binding_out(session: AsyncSession, row: CreatorBinding, actor:
         live_count=await _live_count(session, row))
 
 
-def _sees_creator_binding(row: CreatorBinding, actor: Actor) -> bool:
-    return _is_operator(actor) or actor.id in (row.agency_id, row.creator_id)
+@dataclass(frozen=True)
+class _BindingKind:
+    """What differs between a creator binding and a shop binding: the invited party."""
+
+    model: type[CreatorBinding] | type[ShopBinding]
+    workflow: Workflow
+    party: str  # the invited account's column
+    party_role: str  # and its role
+    noun: str
+
+    def sees(self, row: CreatorBinding | ShopBinding, actor: Actor) -> bool:
+        return _is_operator(actor) or actor.id in (row.agency_id, getattr(row, self.party))
+
+
+_CREATOR = _BindingKind(CreatorBinding, CREATOR_BINDING, "creator_id", "creator", "creator")
+_SHOP = _BindingKind(ShopBinding, SHOP_BINDING, "shop_id", "merchant", "shop")
 
 
 async def _one_invitation_at_a_time(session: AsyncSession, agency_id: str) -> None:
@@ -326,48 +341,63 @@ async def _one_invitation_at_a_time(session: AsyncSession, agency_id: str) -> No
     await session.execute(select(Account.id).where(Account.id == agency_id).with_for_update())
 
 
-async def create_creator_binding(session: AsyncSession, actor: Actor, body: CreatorBindingCreate) -> CreatorBinding:
-    await require_role(session, body.creator_id, "creator", loc=["body", "creator_id"])
+async def _invite(session: AsyncSession, actor: Actor, kind: _BindingKind, party_id: str, fields: dict[str, Any],
+                  message: tuple[str, str]) -> Any:
+    await require_role(session, party_id, kind.party_role, loc=["body", kind.party])
     await _one_invitation_at_a_time(session, actor.id)
     now = await clock.now(session)
-    existing = await session.scalar(select(CreatorBinding).where(
-        CreatorBinding.agency_id == actor.id, CreatorBinding.creator_id == body.creator_id,
-        or_(CreatorBinding.state == "active",
-            and_(CreatorBinding.state == "invited", CreatorBinding.expires_at > now))))
+    model = kind.model
+    existing = await session.scalar(select(model).where(
+        model.agency_id == actor.id, getattr(model, kind.party) == party_id,
+        or_(model.state == "active", and_(model.state == "invited", model.expires_at > now))))
     if existing is not None:
         code = "already_bound" if existing.state == "active" else "already_invited"
-        raise Conflict("this creator is already bound to or invited by this agency", code=code,
+        raise Conflict(f"this {kind.noun} is already bound to or invited by this agency", code=code,
                        binding_id=existing.id)
-    row = CreatorBinding(agency_id=actor.id, creator_id=body.creator_id, commission_bp=body.commission_bp,
-                         invited_at=now, expires_at=now + timedelta(days=INVITATION_DAYS))
-    await CREATOR_BINDING.create(session, row, actor, now=now)
-    await schedule(session, "creator_binding", row.id, "expire", row.expires_at)
-    await notify(session, body.creator_id, "creator_binding.invited", "绑定邀约",
-                 "An agency invites you to bind (达人绑定).", {"binding_id": row.id})
+    row = model(agency_id=actor.id, **{kind.party: party_id}, **fields, invited_at=now,
+                expires_at=now + timedelta(days=INVITATION_DAYS))
+    await kind.workflow.create(session, row, actor, now=now)
+    await schedule(session, kind.workflow.name, row.id, "expire", row.expires_at)
+    await notify(session, party_id, f"{kind.workflow.name}.invited", *message, {"binding_id": row.id})
     return row
+
+
+async def _get_binding(session: AsyncSession, actor: Actor, kind: _BindingKind, binding_id: str) -> Any:
+    await fire_due(session, entity_id=binding_id)
+    row = await session.get(kind.model, binding_id, populate_existing=True)
+    if row is None or not kind.sees(row, actor):
+        raise NotFound(f"no such {kind.noun} binding")
+    return row
+
+
+async def _list_bindings(session: AsyncSession, actor: Actor, kind: _BindingKind, *, state: str | None, limit: int,
+                         cursor: str | None):
+    await fire_due(session, machines=[kind.workflow.name])
+    model = kind.model
+    query = select(model)
+    if actor.role == "agency":
+        query = query.where(model.agency_id == actor.id)
+    elif actor.role == kind.party_role:
+        query = query.where(getattr(model, kind.party) == actor.id)
+    elif not _is_operator(actor):
+        query = query.where(False)
+    if state:
+        query = query.where(model.state == state)
+    return await keyset_page(session, query, model.id, limit=limit, cursor=cursor)
+
+
+async def create_creator_binding(session: AsyncSession, actor: Actor, body: CreatorBindingCreate) -> CreatorBinding:
+    return await _invite(session, actor, _CREATOR, body.creator_id, {"commission_bp": body.commission_bp},
+                         ("绑定邀约", "An agency invites you to bind (达人绑定)."))
 
 
 async def get_creator_binding(session: AsyncSession, actor: Actor, binding_id: str) -> CreatorBinding:
-    await fire_due(session, entity_id=binding_id)
-    row = await session.get(CreatorBinding, binding_id, populate_existing=True)
-    if row is None or not _sees_creator_binding(row, actor):
-        raise NotFound("no such creator binding")
-    return row
+    return await _get_binding(session, actor, _CREATOR, binding_id)
 
 
 async def list_creator_bindings(session: AsyncSession, actor: Actor, *, state: str | None, limit: int,
                                 cursor: str | None):
-    await fire_due(session, machines=["creator_binding"])
-    query = select(CreatorBinding)
-    if actor.role == "agency":
-        query = query.where(CreatorBinding.agency_id == actor.id)
-    elif actor.role == "creator":
-        query = query.where(CreatorBinding.creator_id == actor.id)
-    elif not _is_operator(actor):
-        query = query.where(False)
-    if state:
-        query = query.where(CreatorBinding.state == state)
-    return await keyset_page(session, query, CreatorBinding.id, limit=limit, cursor=cursor)
+    return await _list_bindings(session, actor, _CREATOR, state=state, limit=limit, cursor=cursor)
 
 
 async def patch_creator_binding(session: AsyncSession, actor: Actor, binding_id: str,
@@ -386,10 +416,7 @@ async def patch_creator_binding(session: AsyncSession, actor: Actor, binding_id:
 
 async def fire_creator_binding(session: AsyncSession, actor: Actor, binding_id: str, action: str,
                                reason: str | None) -> CreatorBinding:
-    await fire_due(session, entity_id=binding_id)
-    peek = await session.get(CreatorBinding, binding_id)
-    if peek is None or not _sees_creator_binding(peek, actor):
-        raise NotFound("no such creator binding")
+    peek = await _get_binding(session, actor, _CREATOR, binding_id)
     await _lock_account(session, peek.creator_id)  # one creator's accepts are decided one at a time
     row = await CREATOR_BINDING.load_for_update(session, binding_id)
     now = await clock.now(session)
@@ -418,59 +445,23 @@ def shop_binding_out(row: ShopBinding, actor: Actor, now: datetime) -> ShopBindi
                           ended_at=row.ended_at)
 
 
-def _sees_shop_binding(row: ShopBinding, actor: Actor) -> bool:
-    return _is_operator(actor) or actor.id in (row.agency_id, row.shop_id)
-
-
 async def create_shop_binding(session: AsyncSession, actor: Actor, body: ShopBindingCreate) -> ShopBinding:
-    await require_role(session, body.shop_id, "merchant", loc=["body", "shop_id"])
-    await _one_invitation_at_a_time(session, actor.id)
-    now = await clock.now(session)
-    existing = await session.scalar(select(ShopBinding).where(
-        ShopBinding.agency_id == actor.id, ShopBinding.shop_id == body.shop_id,
-        or_(ShopBinding.state == "active", and_(ShopBinding.state == "invited", ShopBinding.expires_at > now))))
-    if existing is not None:
-        code = "already_bound" if existing.state == "active" else "already_invited"
-        raise Conflict("this shop is already bound to or invited by this agency", code=code,
-                       binding_id=existing.id)
-    row = ShopBinding(agency_id=actor.id, shop_id=body.shop_id, binding_type=body.type, invited_at=now,
-                      expires_at=now + timedelta(days=INVITATION_DAYS))
-    await SHOP_BINDING.create(session, row, actor, now=now)
-    await schedule(session, "shop_binding", row.id, "expire", row.expires_at)
-    await notify(session, body.shop_id, "shop_binding.invited", "直播基地合作邀约",
-                 "An agency invites your shop to a live base cooperation.", {"binding_id": row.id})
-    return row
+    return await _invite(session, actor, _SHOP, body.shop_id, {"binding_type": body.type},
+                         ("直播基地合作邀约", "An agency invites your shop to a live base cooperation."))
 
 
 async def get_shop_binding(session: AsyncSession, actor: Actor, binding_id: str) -> ShopBinding:
-    await fire_due(session, entity_id=binding_id)
-    row = await session.get(ShopBinding, binding_id, populate_existing=True)
-    if row is None or not _sees_shop_binding(row, actor):
-        raise NotFound("no such shop binding")
-    return row
+    return await _get_binding(session, actor, _SHOP, binding_id)
 
 
 async def list_shop_bindings(session: AsyncSession, actor: Actor, *, state: str | None, limit: int,
                              cursor: str | None):
-    await fire_due(session, machines=["shop_binding"])
-    query = select(ShopBinding)
-    if actor.role == "agency":
-        query = query.where(ShopBinding.agency_id == actor.id)
-    elif actor.role == "merchant":
-        query = query.where(ShopBinding.shop_id == actor.id)
-    elif not _is_operator(actor):
-        query = query.where(False)
-    if state:
-        query = query.where(ShopBinding.state == state)
-    return await keyset_page(session, query, ShopBinding.id, limit=limit, cursor=cursor)
+    return await _list_bindings(session, actor, _SHOP, state=state, limit=limit, cursor=cursor)
 
 
 async def fire_shop_binding(session: AsyncSession, actor: Actor, binding_id: str, action: str,
                             reason: str | None) -> ShopBinding:
-    await fire_due(session, entity_id=binding_id)
-    peek = await session.get(ShopBinding, binding_id)
-    if peek is None or not _sees_shop_binding(peek, actor):
-        raise NotFound("no such shop binding")
+    await _get_binding(session, actor, _SHOP, binding_id)
     row = await SHOP_BINDING.load_for_update(session, binding_id)
     now = await clock.now(session)
     await SHOP_BINDING.fire(session, row, action, actor, now=now, reason=reason)
