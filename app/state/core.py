@@ -8,8 +8,9 @@ Several rules may share an action and a source; `when` picks the destination at 
 The machine decides; domain services do the effects (money, timers, notifications) after
 `fire` returns, inside the same database transaction. Concurrency comes from the database:
 rows are loaded `FOR UPDATE` (PostgreSQL) or under `BEGIN IMMEDIATE` (SQLite), and the
-`version` column is SQLAlchemy's `version_id_col`, so a lost race is a 409, never a double
-effect."""
+`version` column is SQLAlchemy's `version_id_col` (set here when a transition fires), so a lost
+race is a 409, never a double effect. Effects that are only rows (products, deadlines,
+messages) can ride along with the event: `create(..., also=...)`, `fire(..., also=...)`."""
 
 from __future__ import annotations
 
@@ -182,10 +183,10 @@ class Workflow:
                    now: datetime | None = None, reason: Any = None, extra: dict[str, Any] | None = None,
                    event_data: dict | None = None, changes: dict[str, Any] | None = None,
                    also: Iterable[Part] = ()) -> None:
-        """Check and apply `action` to `row` (already loaded for update); write the history
-        row and the outbox event (all flushed with the rest of the transaction's writes, the row's
-        UPDATE saying `WHERE version = <read version>`). Raises 403 when the actor's role may never fire it, 409
-        `invalid_transition` when it is not allowed now. `changes` are column values written in
+        """Check and apply `action` to `row` (already loaded for update): the history row and the
+        outbox event are written at once; the row's UPDATE (`WHERE version = <read version>`)
+        goes out with the session's next flush. Raises 403 when the actor's role may never fire
+        it, 409 `invalid_transition` when it is not allowed now. `changes` are column values written in
         the same UPDATE as the new state (one statement, one version step), only if it moves;
         `also` are rows of other tables written with the event (`insert_together`)."""
         now = now or await clock.now(session)
