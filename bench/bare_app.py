@@ -13,7 +13,7 @@ import uuid
 
 import asyncpg
 
-from bench.common import answer, read_body
+from bench.common import answer, lifespan, read_body
 
 DSN = os.environ["BENCH_DSN"]
 SCHEMA = """
@@ -63,20 +63,15 @@ async def accept(order_id: str) -> tuple[int, dict]:
     return 200, {"id": order_id, "state": "waiting_live"}
 
 
-async def app(scope, receive, send):
+def _use_pool(opened: asyncpg.Pool) -> None:
     global pool
+    pool = opened
+
+
+async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                pool = await asyncpg.create_pool(DSN, min_size=5, max_size=20)
-                async with pool.acquire() as conn:
-                    await conn.execute(SCHEMA)
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await pool.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(receive, send, DSN, SCHEMA, _use_pool)
+        return
     path = scope["path"]
     data = await read_body(receive)
     if path == "/orders":

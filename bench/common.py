@@ -40,6 +40,27 @@ def migrate(db: str) -> None:
 
 
 # -- raw ASGI, for the bare references ----------------------------------------------------------
+async def lifespan(receive, send, dsn: str, schema: str, use_pool) -> None:
+    """Answer the ASGI lifespan protocol: open the pool and create the schema at startup (the
+    pool is handed to `use_pool`), close the pool at shutdown."""
+    import asyncpg
+
+    pool = None
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            pool = await asyncpg.create_pool(dsn, min_size=5, max_size=20)
+            async with pool.acquire() as conn:
+                await conn.execute(schema)
+            use_pool(pool)
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            if pool is not None:
+                await pool.close()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 async def read_body(receive) -> dict:
     chunks = []
     while True:
