@@ -14,10 +14,10 @@ from typing import Any
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
-from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models.platform import IdempotencyKey
+from app.db.base import new_id
+from app.db.repositories import platform as repo
 from app.domain.clock import real_now
 from app.domain.errors import Conflict, DomainError, ValidationFailed
 from app.domain.security import decode_token
@@ -47,15 +47,11 @@ async def _request_hash(request: Request) -> str:
 
 async def _claim(session: AsyncSession, account_id: str, key: str, request_hash: str) -> Response | None:
     """Return the stored answer to replay, or None when this request is the first."""
-    if session.bind.dialect.name == "postgresql":
-        locked = await session.scalar(text("SELECT pg_try_advisory_xact_lock(hashtext(:k))"),
-                                      {"k": f"idem:{account_id}:{key}"})
-        if not locked:
-            raise Conflict("a request with this Idempotency-Key is still running", code="idempotency_key_in_use")
-    stored = await session.scalar(select(IdempotencyKey).where(
-        IdempotencyKey.account_id == account_id, IdempotencyKey.key == key))
+    if not await repo.try_lock_key(session, account_id, key):
+        raise Conflict("a request with this Idempotency-Key is still running", code="idempotency_key_in_use")
+    stored = await repo.stored_answer(session, account_id, key)
     if stored is not None and stored.created_at < real_now() - RETENTION:
-        await session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == stored.id))
+        await repo.forget_answer(session, stored.id)
         stored = None
     if stored is None:
         return None
@@ -96,11 +92,12 @@ class TxRoute(APIRoute):
                                 return replay
                         response = await endpoint(request)
                         if flight and response.status_code < 500 and hasattr(response, "body"):
-                            session.add(IdempotencyKey(
-                                account_id=flight[0], key=flight[1], request_hash=request_hash,
-                                status_code=response.status_code, content_type=response.media_type,
-                                response_body=bytes(response.body).decode("utf-8", "replace"),
-                                extra_headers=_replayable_headers(response), created_at=real_now()))
+                            await repo.store_answer(session, {
+                                "id": new_id("idk"), "account_id": flight[0], "key": flight[1],
+                                "request_hash": request_hash, "status_code": response.status_code,
+                                "content_type": response.media_type,
+                                "response_body": bytes(response.body).decode("utf-8", "replace"),
+                                "extra_headers": _replayable_headers(response), "created_at": real_now()})
                         await session.commit()
                         return response
                     except BaseException:

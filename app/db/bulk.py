@@ -1,4 +1,4 @@
-"""Rows of several tables inserted in one round trip.
+"""Rows of several tables written in one round trip, optionally behind a gate.
 
 A transition writes its history row, its outbox event and the event's recipients; a ledger
 movement writes its transaction and its lines. None of them is read back in the request, so
@@ -9,16 +9,24 @@ once, not at the session's next flush; parents must come before children in the 
 
 The statement for each shape (tables, one row or several, columns) is built once and reused: on
 PostgreSQL several rows of a table go in as one array per column (`SELECT unnest(:a), unnest(:b)`),
-so the SQL is the same whatever the number of rows."""
+so the SQL is the same whatever the number of rows.
+
+`write_gated` puts a conditional `UPDATE … RETURNING` in front (the gate: a transition's
+`WHERE id = :id AND version = :seen`, a freeze's `WHERE available_fen >= :amount`): on
+PostgreSQL every row is inserted `SELECT … FROM gate`, so nothing is written unless the gate
+matched, and a value may be taken from the gate's returned row (`FromGate("available_fen")`);
+elsewhere the gate runs first and the rows follow only if it matched."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, select
+from sqlalchemy import Row, Table, Update, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
+
+from app.db.repositories._run import run
 
 Rows = list[dict[str, Any]]
 Part = tuple[Table, Rows]
@@ -64,6 +72,60 @@ async def insert_together(session: AsyncSession, *parts: Part) -> None:
         return
     if session.bind.dialect.name != "postgresql" or len(todo) == 1 and len(todo[0][1]) == 1:
         for table, rows in todo:
-            await session.execute(table.insert(), rows)
+            await run(session, table.insert(), rows)
         return
-    await session.execute(_statement(todo), _params(todo))
+    await run(session, _statement(todo), _params(todo))
+
+
+class FromGate(str):
+    """A value taken from the gate's returned row: the name of one of its RETURNING columns."""
+
+
+_GATED: dict[tuple, Any] = {}
+
+
+def _gated_statement(gate: Update, parts: list[Part]) -> Any:
+    shape = (id(gate), tuple((table.name, len(rows) > 1, tuple(
+        (column, value if isinstance(value, FromGate) else None) for column, value in rows[0].items()))
+        for table, rows in parts))
+    statement = _GATED.get(shape)
+    if statement is None:
+        moved = gate.cte("gate")
+        inserts = []
+        for i, (table, rows) in enumerate(parts):
+            columns = list(rows[0])
+            if len(rows) > 1:
+                if any(isinstance(v, FromGate) for row in rows for v in row.values()):
+                    raise ValueError("FromGate values go in single-row parts")
+                values = [func.unnest(bindparam(f"p{i}_{c}", type_=ARRAY(table.c[c].type))) for c in columns]
+            else:
+                values = [moved.c[v] if isinstance(v, FromGate) else bindparam(f"p{i}_{c}", type_=table.c[c].type)
+                          for c, v in rows[0].items()]
+            inserts.append(table.insert().from_select(columns, select(*values).select_from(moved)).cte(f"w{i}"))
+        statement = select(*moved.c).add_cte(*inserts)
+        _GATED[shape] = (gate, statement)  # keeps `gate` alive, so its id is not reused
+    else:
+        statement = statement[1]
+    return statement
+
+
+async def write_gated(session: AsyncSession, gate: Update, gate_params: dict[str, Any], *parts: Part) -> Row | None:
+    """Run `gate` (a prebuilt `UPDATE … RETURNING`); if it matched a row, insert `parts` (parents
+    first), where a `FromGate(column)` value stands for that column of the gate's row. Returns
+    the gate's row, or None (then nothing was written)."""
+    todo = [(table, rows) for table, rows in parts if rows]
+    if session.bind.dialect.name != "postgresql" or not todo:
+        moved = (await run(session, gate, gate_params)).first()
+        if moved is None:
+            return None
+        for table, rows in todo:
+            await run(session, table.insert(), [
+                {c: moved._mapping[v] if isinstance(v, FromGate) else v for c, v in row.items()} for row in rows])
+        return moved
+    params = dict(gate_params)
+    for i, (_, rows) in enumerate(todo):
+        if len(rows) == 1:
+            params.update({f"p{i}_{c}": v for c, v in rows[0].items() if not isinstance(v, FromGate)})
+        else:
+            params.update({f"p{i}_{c}": [row[c] for row in rows] for c in rows[0]})
+    return (await run(session, _gated_statement(gate, todo), params)).first()

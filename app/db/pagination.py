@@ -40,14 +40,17 @@ def _id_prefix(id_column) -> str | None:
     return None
 
 
-def _check_key(last: Any, id_column) -> str:
-    """A keyset cursor carries an id of this very list's kind: anything else (garbage, a cursor of
-    another list) is a 422, never a page or a database error."""
+def check_cursor_key(last: Any, prefix: str | None) -> str:
+    """A keyset cursor carries an id of this very list's kind (`prefix`): anything else (garbage,
+    a cursor of another list) is a 422, never a page or a database error."""
     match = _ID.fullmatch(last) if isinstance(last, str) else None
-    prefix = _id_prefix(id_column)
     if match is None or (prefix is not None and match.group(1) != prefix):
         raise ValidationFailed("malformed cursor", loc=["query", "cursor"])
     return last
+
+
+def _check_key(last: Any, id_column) -> str:
+    return check_cursor_key(last, _id_prefix(id_column))
 
 
 async def keyset_page(session: AsyncSession, query: Select, id_column, *, limit: int, cursor: str | None,

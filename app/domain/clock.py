@@ -9,11 +9,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import get_settings
-from app.db.models.platform import ClockState
+from app.db.repositories import platform as repo
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 _INFO_KEY = "lc_clock_offset"
@@ -24,12 +23,26 @@ def real_now() -> datetime:
 
 
 async def offset_seconds(session: AsyncSession) -> int:
+    """The test clock's offset: 0 without a query when the test clock is off; else read once
+    per session (or taken from a read that carried it, `remember`)."""
     if not get_settings().test_clock_enabled:
         return 0
+    offset = session.info.get(_INFO_KEY)
+    if offset is None:
+        offset = session.info[_INFO_KEY] = await repo.clock_offset(session)
+    return offset
+
+
+def remember(session: AsyncSession, offset: int | None) -> None:
+    """Keep the offset a read returned with its rows (`repo.CLOCK_OFFSET`), so `now` costs no
+    statement of its own."""
     if _INFO_KEY not in session.info:
-        value = await session.scalar(select(ClockState.offset_seconds).where(ClockState.id == 1))
-        session.info[_INFO_KEY] = int(value or 0)
-    return session.info[_INFO_KEY]
+        session.info[_INFO_KEY] = int(offset or 0)
+
+
+def carries_offset() -> bool:
+    """Whether hot-path reads should carry the offset (only while the test clock is on)."""
+    return get_settings().test_clock_enabled
 
 
 async def now(session: AsyncSession) -> datetime:
@@ -38,14 +51,9 @@ async def now(session: AsyncSession) -> datetime:
 
 
 async def advance(session: AsyncSession, seconds: int) -> datetime:
-    row = await session.get(ClockState, 1, with_for_update=True)
-    if row is None:
-        row = ClockState(id=1, offset_seconds=0)
-        session.add(row)
-    row.offset_seconds = int(row.offset_seconds) + int(seconds)
-    await session.flush()
-    session.info[_INFO_KEY] = row.offset_seconds
-    return real_now() + timedelta(seconds=row.offset_seconds)
+    offset = await repo.advance_clock(session, int(seconds))
+    session.info[_INFO_KEY] = offset
+    return real_now() + timedelta(seconds=offset)
 
 
 def local_date(moment: datetime) -> date:

@@ -19,31 +19,43 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.config import get_settings
 from app.db.base import new_id
 from app.db.bulk import Part, insert_together
-from app.db.models.accounts import Account
 from app.db.models.platform import Notification, SmsMessage
 from app.db.models.webhooks import SmsDispatch
 from app.domain import clock
 from app.workers import periodic
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """The id of a message or SMS row just written."""
+
+    id: str
+
+
 async def notify(session: AsyncSession, account_id: str, kind: str, title: str, body: str,
-                 data: dict[str, Any] | None = None) -> Notification:
-    note = Notification(account_id=account_id, kind=kind, title=title, body=body, data=data,
-                        created_at=await clock.now(session))
-    session.add(note)
-    return note
+                 data: dict[str, Any] | None = None) -> Written:
+    """An in-app message to one account, written now (one statement)."""
+    parts = message_rows(account_id, kind, title, body, data, await clock.now(session))
+    await insert_together(session, *parts)
+    return Written(parts[0][1][0]["id"])
 
 
-async def send_sms(session: AsyncSession, account_id: str | None, phone: str | None, text: str) -> SmsMessage | None:
+async def send_sms(session: AsyncSession, account_id: str | None, phone: str | None, text: str) -> Written | None:
+    """An SMS with exactly `text` (None without a phone), written now; the gateway adapter
+    sends it after commit."""
     if not phone:
         return None
-    now = await clock.now(session)
+    part = _sms_row(account_id, phone, text, await clock.now(session))
+    await insert_together(session, part)
+    return Written(part[1][0]["id"])
+
+
+def _sms_row(account_id: str | None, phone: str, text: str, now: datetime) -> Part:
     recorded = not get_settings().sms_gateway_url
-    message = SmsMessage(account_id=account_id, phone=phone, text=text,
-                         status="recorded" if recorded else "queued", created_at=now,
-                         sent_at=now if recorded else None)
-    session.add(message)
-    return message
+    return (SmsMessage.__table__, [{
+        "id": new_id("sms"), "account_id": account_id, "phone": phone, "text": text,
+        "status": "recorded" if recorded else "queued", "attempts": 0, "created_at": now,
+        "sent_at": now if recorded else None}])
 
 
 def message_rows(account_id: str, kind: str, title: str, body: str, data: dict[str, Any] | None, now: datetime,
@@ -54,19 +66,15 @@ def message_rows(account_id: str, kind: str, title: str, body: str, data: dict[s
         "id": new_id("ntf"), "account_id": account_id, "kind": kind, "title": title, "body": body, "data": data,
         "created_at": now, "read_at": None}])]
     if sms_phone:
-        recorded = not get_settings().sms_gateway_url
-        parts.append((SmsMessage.__table__, [{
-            "id": new_id("sms"), "account_id": account_id, "phone": sms_phone, "text": f"【Live Collab】{title}：{body}",
-            "status": "recorded" if recorded else "queued", "attempts": 0, "created_at": now,
-            "sent_at": now if recorded else None}]))
+        parts.append(_sms_row(account_id, sms_phone, f"【Live Collab】{title}：{body}", now))
     return parts
 
 
-async def notify_with_sms(session: AsyncSession, account: Account, kind: str, title: str, body: str,
-                          data: dict[str, Any] | None = None) -> None:
-    """The in-app message plus an SMS to the account's phone, where it has one (one statement)."""
-    await insert_together(session, *message_rows(account.id, kind, title, body, data, await clock.now(session),
-                                                 sms_phone=account.contact_phone))
+async def notify_with_sms(session: AsyncSession, account_id: str, phone: str | None, kind: str, title: str,
+                          body: str, data: dict[str, Any] | None = None) -> None:
+    """The in-app message plus an SMS to `phone`, where there is one (one statement)."""
+    await insert_together(session, *message_rows(account_id, kind, title, body, data, await clock.now(session),
+                                                 sms_phone=phone))
 
 
 # -- the HTTP gateway adapter -------------------------------------------------------------------

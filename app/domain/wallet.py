@@ -15,66 +15,55 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Protocol
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Table, bindparam, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import get_settings
-from app.db.base import new_id
-from app.db.bulk import insert_together
-from app.db.models.accounts import Account
-from app.db.models.task_orders import EXTERNAL_OWNER, Hold, LedgerLine, LedgerTransaction, TopUp, Wallet
-from app.db.pagination import keyset_page
+from app.db.base import id_for, new_id
+from app.db.bulk import FromGate, Part, insert_together, write_gated
+from app.db.models.task_orders import EXTERNAL_OWNER, Hold, LedgerLine, LedgerTransaction, TopUp
+from app.db.repositories import entities
+from app.db.repositories import wallet as repo
+from app.db.repositories.wallet import HoldRecord, TopUpRecord
 from app.domain import clock
 from app.domain.errors import Conflict, NotFound
 from app.domain.exports import csv_bytes, xlsx_bytes
-from app.domain.notifications import notify
+from app.domain.notifications import message_rows
 from app.domain.schemas import Strict
 from app.state.core import SYSTEM, Actor
-from app.state.timers import fire_due, on_timer, schedule
+from app.state.timers import fire_due, new_timer, on_timer
 from app.state.top_up import TOP_UP
 
 AVAILABLE = "available"
 FROZEN = "frozen"
 
 Movement = tuple[str, str, int]  # (owner_id, bucket, signed amount)
+_TRANSACTIONS, _LINES, _HOLDS = LedgerTransaction.__table__, LedgerLine.__table__, Hold.__table__
 
 
 # --------------------------------------------------------------------------- the ledger
-_LOCK = (select(Wallet).where(Wallet.owner_id.in_(bindparam("owners", expanding=True)))
-         .order_by(Wallet.owner_id).with_for_update().execution_options(populate_existing=True))
-
-
-async def _locked(session: AsyncSession, owner_ids: set[str]) -> dict[str, Wallet]:
-    return {w.owner_id: w for w in await session.scalars(_LOCK, {"owners": sorted(owner_ids)})}
-
-
-async def lock_wallets(session: AsyncSession, owner_ids: set[str], now: datetime | None = None) -> dict[str, Wallet]:
+async def lock_wallets(session: AsyncSession, owner_ids: set[str], now: datetime | None = None) -> dict[str, repo.WalletRecord]:
     """Lock the owners' wallets `FOR UPDATE` in `owner_id` order, creating the missing ones
     first (then the lock is taken again, in order, over all of them)."""
-    wallets = await _locked(session, owner_ids)
+    owners = sorted(owner_ids)
+    wallets = await repo.lock_wallets(session, owners)
     missing = owner_ids - wallets.keys()
     if not missing:
         return wallets
     now = now or await clock.now(session)
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    for owner in sorted(missing):
-        await session.execute(insert(Wallet).values(
-            id=new_id("wal"), owner_id=owner, available_fen=0, frozen_fen=0, updated_at=now,
-        ).on_conflict_do_nothing(index_elements=["owner_id"]))
-    return await _locked(session, owner_ids)
+    await repo.create_wallets(session, [{"id": new_id("wal"), "owner_id": owner, "updated_at": now}
+                                        for owner in sorted(missing)])
+    return await repo.lock_wallets(session, owners)
 
 
 async def post(session: AsyncSession, kind: str, movements: list[Movement], *, ref_type: str | None = None,
                ref_id: str | None = None, memo: str | None = None, now: datetime | None = None,
-               also: tuple[Table, list[dict[str, Any]]] | None = None) -> str:
+               also: Part | None = None) -> str:
     """Post one balanced transaction (its id is returned); `also`: rows of another table written
-    in the same statement (a hold). Raises 409 `insufficient_balance` (with `required_fen`
-    and `available_fen`) when an account's bucket would go below zero; nothing is written then."""
+    in the same statement. Raises 409 `insufficient_balance` (with `required_fen` and
+    `available_fen`) when an account's bucket would go below zero; nothing is written then."""
     movements = [m for m in movements if m[2] != 0]
     if sum(m[2] for m in movements) != 0:
         raise ValueError(f"unbalanced ledger transaction {kind}: {movements}")
@@ -92,25 +81,25 @@ async def post(session: AsyncSession, kind: str, movements: list[Movement], *, r
             raise Conflict("the balance is too low for this movement", code="insufficient_balance",
                            required_fen=-amount, available_fen=current, account_id=owner, bucket=bucket)
     tx_id = new_id("ltx")
+    balances = {owner: {AVAILABLE: w.available_fen, FROZEN: w.frozen_fen} for owner, w in wallets.items()}
     lines = []
     for owner, bucket, amount in movements:
-        wallet = wallets[owner]
-        balance = getattr(wallet, f"{bucket}_fen") + amount
-        setattr(wallet, f"{bucket}_fen", balance)
-        wallet.updated_at = now
-        lines.append({"id": new_id("lln"), "transaction_id": tx_id, "wallet_id": wallet.id, "owner_id": owner,
-                      "bucket": bucket, "amount_fen": amount, "balance_after_fen": balance, "created_at": now})
-    await insert_together(session, (LedgerTransaction.__table__, [{
+        balances[owner][bucket] += amount
+        lines.append({"id": new_id("lln"), "transaction_id": tx_id, "wallet_id": wallets[owner].id, "owner_id": owner,
+                      "bucket": bucket, "amount_fen": amount, "balance_after_fen": balances[owner][bucket],
+                      "created_at": now})
+    touched = {m[0] for m in movements}
+    await repo.set_balances(session, [{"wallet_id": wallets[o].id, "available": balances[o][AVAILABLE],
+                                       "frozen": balances[o][FROZEN], "at": now} for o in sorted(touched)])
+    await insert_together(session, (_TRANSACTIONS, [{
         "id": tx_id, "kind": kind, "ref_type": ref_type, "ref_id": ref_id, "memo": memo, "created_at": now}]),
-        (LedgerLine.__table__, lines), *([also] if also else []))
+        (_LINES, lines), *([also] if also else []))
     return tx_id
 
 
 async def balance(session: AsyncSession, owner_id: str) -> tuple[int, int]:
     """(available_fen, frozen_fen) of an account; (0, 0) without a wallet yet."""
-    row = (await session.execute(select(Wallet.available_fen, Wallet.frozen_fen)
-                                 .where(Wallet.owner_id == owner_id))).first()
-    return (int(row[0]), int(row[1])) if row else (0, 0)
+    return await repo.balance(session, owner_id) or (0, 0)
 
 
 async def fund(session: AsyncSession, owner_id: str, amount_fen: int, *, ref_type: str, ref_id: str,
@@ -129,50 +118,65 @@ async def transfer(session: AsyncSession, from_id: str, to_id: str, amount_fen: 
 
 
 async def freeze(session: AsyncSession, payer_id: str, payee_id: str, amount_fen: int, *, ref_type: str,
-                 ref_id: str, memo: str | None = None) -> str:
-    """Move `amount_fen` from the payer's available to frozen, as a hold for `ref_id` (written
-    with the ledger transaction). Returns the hold's status, `held`."""
-    now = await clock.now(session)
-    hold = {"id": new_id("hld"), "ref_id": ref_id, "payer_id": payer_id, "payee_id": payee_id,
+                 ref_id: str, memo: str | None = None, now: datetime | None = None,
+                 also: list[Part] | tuple[Part, ...] = ()) -> str:
+    """Move `amount_fen` from the payer's available to frozen, as a hold for `ref_id`: one
+    conditional UPDATE of the payer's wallet with the hold, the ledger transaction and its
+    lines behind it, and the `also` rows (the thing the hold is for). Returns the hold's
+    status, `held`. 409 `insufficient_balance` (nothing written) when the balance is short."""
+    now = now or await clock.now(session)
+    hold = {"id": id_for(Hold), "ref_id": ref_id, "payer_id": payer_id, "payee_id": payee_id,
             "amount_fen": amount_fen, "status": "held", "payee_fen": None, "created_at": now, "ended_at": None}
-    await post(session, "freeze", [(payer_id, AVAILABLE, -amount_fen), (payer_id, FROZEN, amount_fen)],
-               ref_type=ref_type, ref_id=ref_id, memo=memo, now=now, also=(Hold.__table__, [hold]))
-    return hold["status"]
+    tx_id = new_id("ltx")
+    line = {"transaction_id": tx_id, "wallet_id": FromGate("id"), "owner_id": payer_id, "created_at": now}
+    # parents first: the thing the hold is for (it may be referenced), then the money
+    moved = await write_gated(
+        session, repo.FREEZE_GATE, {"g_owner": payer_id, "g_amount": amount_fen, "g_now": now}, *also,
+        (_TRANSACTIONS, [{"id": tx_id, "kind": "freeze", "ref_type": ref_type, "ref_id": ref_id, "memo": memo,
+                          "created_at": now}]),
+        (_LINES, [{"id": new_id("lln"), **line, "bucket": AVAILABLE, "amount_fen": -amount_fen,
+                   "balance_after_fen": FromGate("available_fen")}]),
+        (_LINES, [{"id": new_id("lln"), **line, "bucket": FROZEN, "amount_fen": amount_fen,
+                   "balance_after_fen": FromGate("frozen_fen")}]),
+        (_HOLDS, [hold]))
+    if moved is None:
+        available, _ = await balance(session, payer_id)
+        raise Conflict("the balance is too low for this movement", code="insufficient_balance",
+                       required_fen=amount_fen, available_fen=available, account_id=payer_id, bucket=AVAILABLE)
+    return "held"
 
 
-async def hold_of(session: AsyncSession, ref_id: str) -> Hold | None:
-    return await session.scalar(select(Hold).where(Hold.ref_id == ref_id))
+async def hold_of(session: AsyncSession, ref_id: str) -> HoldRecord | None:
+    return await repo.hold_of(session, ref_id)
 
 
-async def split(session: AsyncSession, ref_id: str, payee_fen: int, *, ref_type: str, memo: str | None = None) -> Hold:
+async def split(session: AsyncSession, ref_id: str, payee_fen: int, *, ref_type: str,
+                memo: str | None = None) -> HoldRecord:
     """End the hold of `ref_id`: `payee_fen` to the payee's available, the rest back to the
     payer's available. A hold ends exactly once (a second attempt is a 409)."""
     now = await clock.now(session)
-    hold = await session.scalar(select(Hold).where(Hold.ref_id == ref_id).with_for_update()
-                                .execution_options(populate_existing=True))
+    hold = await repo.hold_of(session, ref_id)
     if hold is None:
         raise NotFound(f"no hold for {ref_id}")
     if not 0 <= payee_fen <= hold.amount_fen:
         raise ValueError("payee share out of range")
     status = "paid" if payee_fen == hold.amount_fen else "released" if payee_fen == 0 else "split"
-    ended = await session.execute(update(Hold).where(Hold.id == hold.id, Hold.status == "held")
-                                  .values(status=status, payee_fen=payee_fen, ended_at=now))
-    if ended.rowcount != 1:
+    ended = await repo.end_hold(session, ref_id, status, payee_fen, now)
+    if ended is None:
         raise Conflict("this hold has already ended", code="hold_ended")
-    hold.status, hold.payee_fen, hold.ended_at = status, payee_fen, now
     await post(session, status, [
-        (hold.payer_id, FROZEN, -hold.amount_fen),
-        (hold.payee_id, AVAILABLE, payee_fen),
-        (hold.payer_id, AVAILABLE, hold.amount_fen - payee_fen),
+        (ended.payer_id, FROZEN, -ended.amount_fen),
+        (ended.payee_id, AVAILABLE, payee_fen),
+        (ended.payer_id, AVAILABLE, ended.amount_fen - payee_fen),
     ], ref_type=ref_type, ref_id=ref_id, memo=memo, now=now)
-    return hold
+    return ended
 
 
-async def release(session: AsyncSession, ref_id: str, *, ref_type: str, memo: str | None = None) -> Hold:
+async def release(session: AsyncSession, ref_id: str, *, ref_type: str, memo: str | None = None) -> HoldRecord:
     return await split(session, ref_id, 0, ref_type=ref_type, memo=memo)
 
 
-async def pay(session: AsyncSession, ref_id: str, *, ref_type: str, memo: str | None = None) -> Hold:
+async def pay(session: AsyncSession, ref_id: str, *, ref_type: str, memo: str | None = None) -> HoldRecord:
     hold = await hold_of(session, ref_id)
     if hold is None:
         raise NotFound(f"no hold for {ref_id}")
@@ -207,15 +211,10 @@ async def wallet_of(session: AsyncSession, owner_id: str) -> WalletOut:
 
 async def entries(session: AsyncSession, owner_id: str, *, limit: int,
                   cursor: str | None) -> tuple[list[EntryOut], str | None]:
-    lines, next_cursor = await keyset_page(session, select(LedgerLine).where(LedgerLine.owner_id == owner_id),
-                                           LedgerLine.id, limit=limit, cursor=cursor)
-    txs = {t.id: t for t in await session.scalars(select(LedgerTransaction).where(
-        LedgerTransaction.id.in_({line.transaction_id for line in lines})))} if lines else {}
-    return [EntryOut(id=line.id, transaction_id=line.transaction_id, kind=txs[line.transaction_id].kind,
-                     bucket=line.bucket, amount_fen=line.amount_fen, balance_after_fen=line.balance_after_fen,
-                     ref_type=txs[line.transaction_id].ref_type, ref_id=txs[line.transaction_id].ref_id,
-                     memo=txs[line.transaction_id].memo, created_at=line.created_at)
-            for line in lines], next_cursor
+    page = await repo.entries_page(session, owner_id, limit=limit, cursor=cursor)
+    return [EntryOut(id=e.id, transaction_id=e.transaction_id, kind=e.kind, bucket=e.bucket, amount_fen=e.amount_fen,
+                     balance_after_fen=e.balance_after_fen, ref_type=e.ref_type, ref_id=e.ref_id, memo=e.memo,
+                     created_at=e.created_at) for e in page.items], page.next_cursor
 
 
 async def resolve_owner(session: AsyncSession, actor: Actor, account_id: str | None) -> str:
@@ -226,8 +225,7 @@ async def resolve_owner(session: AsyncSession, actor: Actor, account_id: str | N
         return actor.id
     if actor.role != "operator":
         raise NotFound("no such wallet")
-    account = await session.get(Account, account_id)
-    if account is None or account.role not in ("merchant", "creator"):
+    if await repo.role_of(session, account_id) not in ("merchant", "creator"):
         raise NotFound("no such wallet")
     return account_id
 
@@ -272,13 +270,13 @@ class GatewayResult(BaseModel):
 
 
 class PaymentGateway(Protocol):
-    async def charge(self, top_up: TopUp) -> GatewayResult: ...
+    async def charge(self, top_up: TopUpRecord) -> GatewayResult: ...
 
 
 class InstantGateway:
     """Outside production: every online payment succeeds at once."""
 
-    async def charge(self, top_up: TopUp) -> GatewayResult:
+    async def charge(self, top_up: TopUpRecord) -> GatewayResult:
         return GatewayResult(succeeded=True, gateway_ref=f"sim_{secrets.token_hex(8)}")
 
 
@@ -286,7 +284,7 @@ class PendingGateway:
     """Production without a configured gateway: the payment stays pending until an operator
     confirms it (or it expires)."""
 
-    async def charge(self, top_up: TopUp) -> GatewayResult:
+    async def charge(self, top_up: TopUpRecord) -> GatewayResult:
         return GatewayResult(succeeded=False)
 
 
@@ -294,7 +292,7 @@ def payment_gateway() -> PaymentGateway:
     return InstantGateway() if get_settings().env != "production" else PendingGateway()
 
 
-def top_up_out(row: TopUp, actor: Actor, now: datetime) -> TopUpOut:
+def top_up_out(row: TopUpRecord, actor: Actor, now: datetime) -> TopUpOut:
     return TopUpOut(id=row.id, account_id=row.account_id, amount_fen=row.amount_fen, method=TopUpMethod(row.method),
                     reference=row.reference, gateway_ref=row.gateway_ref, state=row.state, version=row.version,
                     allowed_actions=TOP_UP.allowed_actions(row, actor, now), created_at=row.created_at,
@@ -302,37 +300,42 @@ def top_up_out(row: TopUp, actor: Actor, now: datetime) -> TopUpOut:
                     decision_note=row.decision_note)
 
 
-async def _succeed(session: AsyncSession, row: TopUp, actor: Actor, now: datetime, note: str | None = None) -> None:
-    await TOP_UP.fire(session, row, "confirm", actor, now=now, reason=note,
-                      event_data={"amount_fen": row.amount_fen})
-    row.decided_at, row.decided_by, row.decision_note = now, actor.id, note
-    await fund(session, row.account_id, row.amount_fen, ref_type="top_up", ref_id=row.id,
-               memo=f"充值 {row.method}")
-    await notify(session, row.account_id, "top_up.confirmed", "充值成功",
-                 f"充值 {row.amount_fen / 100:.2f} 元已到账", {"top_up_id": row.id})
+def _decided(actor: Actor, now: datetime, note: str | None) -> dict:
+    return {"decided_at": now, "decided_by": actor.id, "decision_note": note}
+
+
+async def _succeed(session: AsyncSession, row: TopUpRecord, actor: Actor, now: datetime,
+                   note: str | None = None, **changes: object) -> TopUpRecord:
+    row = await TOP_UP.fire(session, row, "confirm", actor, now=now, reason=note,
+                            event_data={"amount_fen": row.amount_fen}, changes={**_decided(actor, now, note), **changes},
+                            also=message_rows(row.account_id, "top_up.confirmed", "充值成功",
+                                              f"充值 {row.amount_fen / 100:.2f} 元已到账", {"top_up_id": row.id}, now))
+    await fund(session, row.account_id, row.amount_fen, ref_type="top_up", ref_id=row.id, memo=f"充值 {row.method}")
+    return row
 
 
 async def create_top_up(session: AsyncSession, actor: Actor, body: TopUpCreate, *,
                         gateway: PaymentGateway | None = None) -> TopUpOut:
     now = await clock.now(session)
-    row = TopUp(account_id=actor.id, amount_fen=body.amount_fen, method=body.method.value, reference=body.reference,
-                created_at=now, expires_at=now + timedelta(days=get_settings().top_up_expiry_days))
-    await TOP_UP.create(session, row, actor, now=now, event_data={"amount_fen": body.amount_fen,
-                                                                    "method": body.method.value})
-    await schedule(session, "top_up", row.id, "expire", row.expires_at)
-    if body.method is TopUpMethod.online:
+    values = {"id": id_for(TopUp), "account_id": actor.id, "amount_fen": body.amount_fen, "method": body.method.value,
+              "reference": body.reference, "gateway_ref": None, "created_at": now,
+              "expires_at": now + timedelta(days=get_settings().top_up_expiry_days), "decided_at": None,
+              "decided_by": None, "decision_note": None}
+    result = None
+    if body.method is TopUpMethod.online:  # the gateway's answer is written with the top-up
+        row, _ = TOP_UP.creation(values, actor, now)
         result = await (gateway or payment_gateway()).charge(row)
-        row.gateway_ref = result.gateway_ref
-        if result.succeeded:
-            await _succeed(session, row, SYSTEM, now, "payment gateway")
+        values["gateway_ref"] = result.gateway_ref
+    row, parts = TOP_UP.creation(values, actor, now, event_data={"amount_fen": body.amount_fen,
+                                                                 "method": body.method.value})
+    await insert_together(session, *parts, new_timer("top_up", row.id, "expire", row.expires_at))
+    if result is not None and result.succeeded:
+        row = await _succeed(session, row, SYSTEM, now, "payment gateway")
     return top_up_out(row, actor, now)
 
 
-async def _visible_top_up(session: AsyncSession, actor: Actor, top_up_id: str, *, lock: bool = False) -> TopUp:
-    if lock:
-        row = await TOP_UP.load_for_update(session, top_up_id)
-    else:
-        row = await session.get(TopUp, top_up_id)
+async def _visible_top_up(session: AsyncSession, actor: Actor, top_up_id: str, *, lock: bool = False) -> TopUpRecord:
+    row = await entities.entity(session, TOP_UP.table, TopUpRecord, top_up_id, lock=lock)
     if row is None or (actor.role != "operator" and row.account_id != actor.id):
         raise NotFound("no such top-up")
     return row
@@ -351,43 +354,30 @@ async def decide_top_up(session: AsyncSession, actor: Actor, top_up_id: str, act
     now = await clock.now(session)
     note = body.note if body else None
     if action == "confirm":
-        await _succeed(session, row, actor, now, note)
+        row = await _succeed(session, row, actor, now, note)
     else:
-        await TOP_UP.fire(session, row, "reject", actor, now=now, reason=note)
-        row.decided_at, row.decided_by, row.decision_note = now, actor.id, note
-        await notify(session, row.account_id, "top_up.rejected", "充值未通过",
-                     f"充值 {row.amount_fen / 100:.2f} 元未确认到账" + (f"：{note}" if note else ""),
-                     {"top_up_id": row.id})
-    await session.flush()
+        row = await TOP_UP.fire(session, row, "reject", actor, now=now, reason=note, changes=_decided(actor, now, note),
+                                also=message_rows(row.account_id, "top_up.rejected", "充值未通过",
+                                                  f"充值 {row.amount_fen / 100:.2f} 元未确认到账"
+                                                  + (f"：{note}" if note else ""), {"top_up_id": row.id}, now))
     return top_up_out(row, actor, now)
 
 
 @on_timer("top_up", "expire")
-async def _expire(session: AsyncSession, row: TopUp, now: datetime) -> None:
-    await TOP_UP.fire(session, row, "expire", SYSTEM, now=now)
-    row.decided_at, row.decided_by = now, SYSTEM.id
-    await notify(session, row.account_id, "top_up.expired", "充值已过期",
-                 f"充值 {row.amount_fen / 100:.2f} 元在 7 天内未确认，已过期", {"top_up_id": row.id})
-
-
-def _top_up_query(actor: Actor, state: str | None, account_id: str | None):
-    query = select(TopUp)
-    if actor.role != "operator":
-        query = query.where(TopUp.account_id == actor.id)
-    elif account_id:
-        query = query.where(TopUp.account_id == account_id)
-    if state:
-        query = query.where(TopUp.state == state)
-    return query
+async def _expire(session: AsyncSession, row: TopUpRecord, now: datetime) -> None:
+    await TOP_UP.fire(session, row, "expire", SYSTEM, now=now, changes={"decided_at": now, "decided_by": SYSTEM.id},
+                      also=message_rows(row.account_id, "top_up.expired", "充值已过期",
+                                        f"充值 {row.amount_fen / 100:.2f} 元在 7 天内未确认，已过期",
+                                        {"top_up_id": row.id}, now))
 
 
 async def list_top_ups(session: AsyncSession, actor: Actor, *, state: str | None, account_id: str | None,
                        limit: int, cursor: str | None) -> tuple[list[TopUpOut], str | None]:
     await fire_due(session, machines=["top_up"])
     now = await clock.now(session)
-    rows, next_cursor = await keyset_page(session, _top_up_query(actor, state, account_id), TopUp.id,
-                                          limit=limit, cursor=cursor)
-    return [top_up_out(r, actor, now) for r in rows], next_cursor
+    page = await repo.top_ups_page(session, actor.role, actor.id, state=state, account_id=account_id, limit=limit,
+                                   cursor=cursor)
+    return [top_up_out(r, actor, now) for r in page.items], page.next_cursor
 
 
 EXPORT_LIMIT = 50_000
@@ -400,8 +390,8 @@ EXPORT_HEADER = ["充值单号 id", "账户 account_id", "金额(元) amount_yua
 async def export_rows(session: AsyncSession, actor: Actor, *, state: str | None,
                       account_id: str | None) -> list[list[object]]:
     await fire_due(session, machines=["top_up"])
-    rows = await session.scalars(_top_up_query(actor, state, account_id).order_by(TopUp.id.desc())
-                                 .limit(EXPORT_LIMIT))
+    rows = await repo.top_ups_for_export(session, actor.role, actor.id, state=state, account_id=account_id,
+                                         limit=EXPORT_LIMIT)
     return [[r.id, r.account_id, f"{r.amount_fen / 100:.2f}", r.amount_fen,
              _METHOD_LABELS.get(r.method, r.method), _STATE_LABELS.get(r.state, r.state), r.reference or "",
              r.created_at.isoformat(), r.decided_at.isoformat() if r.decided_at else ""] for r in rows]

@@ -5,17 +5,25 @@ the roles that may fire it and a guard (the caller's relation to the row, state-
 Several rules may share an action and a source; `when` picks the destination at firing time
 (e.g. the last shop's decision moves a signup on, earlier ones keep it waiting).
 
-The machine decides; domain services do the effects (money, timers, notifications) after
-`fire` returns, inside the same database transaction. Concurrency comes from the database:
-rows are loaded `FOR UPDATE` (PostgreSQL) or under `BEGIN IMMEDIATE` (SQLite), and the
-`version` column is SQLAlchemy's `version_id_col` (set here when a transition fires), so a lost
-race is a 409, never a double effect. Effects that are only rows (products, deadlines,
-messages) can ride along with the event: `create(..., also=...)`, `fire(..., also=...)`."""
+The machine decides; domain services do the effects (money, timers, notifications) inside the
+same database transaction. Two kinds of rows:
+
+- records (frozen dataclasses from `app/db/repositories/`, for workflows built with
+  `record=`): `fire` returns the new record and writes the transition as one conditional
+  `UPDATE … SET state, version = version + 1, <changes> WHERE id AND version = <read> RETURNING`
+  with its history row, outbox event, recipients and the `also` rows behind it — one statement
+  on PostgreSQL (`write_gated`), the UPDATE first and the inserts after it elsewhere. A lost
+  race (the version moved since the read) is a 409, never a double effect; the version grows by
+  exactly one per transition and the event carries it. `creation` gives a new entity's row with
+  its history, event and recipients as rows for one write.
+- ORM rows (the modules not yet on repositories): `fire` changes the row in the session; the
+  `version` column is SQLAlchemy's `version_id_col`, so the flush's UPDATE says
+  `WHERE version = <read>`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -25,8 +33,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from transitions import Machine
 
 from app.db.base import new_id
-from app.db.bulk import Part, insert_together
+from app.db.bulk import Part, insert_together, write_gated
 from app.db.models.platform import Event, EventRecipient, TransitionRecord
+from app.db.repositories import entities
+from app.db.repositories import platform as platform_repo
+from app.db.repositories.platform import TransitionRow
 from app.domain import clock
 from app.domain.errors import Forbidden, InvalidTransition, NotFound
 
@@ -111,14 +122,27 @@ def event_suffix(action: str) -> str:
     return "_".join(prefix + objects + [_past(verb)])
 
 
+class _Subject:
+    """What the `transitions` machine moves when it decides on a record (records are frozen)."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: str) -> None:
+        self.state = state
+
+
 class Workflow:
-    """One machine definition: states, rules, the row model, and who an event concerns."""
+    """One machine definition: states, rules, the row model (its table), the record type its
+    repository returns (`record=`; None for a module still on the ORM), and who an event
+    concerns."""
 
     def __init__(self, name: str, *, model: type, states: list[str], initial: str, rules: list[Rule],
                  parties: Callable[[Any], Iterable[str]], final_states: Iterable[str] = (),
-                 description: str = "") -> None:
+                 description: str = "", record: type | None = None) -> None:
         self.name = name
         self.model = model
+        self.record = record
+        self.table = model.__table__  # type: ignore[attr-defined]
         self.states = states
         self.initial = initial
         self.rules = rules
@@ -182,7 +206,7 @@ class Workflow:
     async def fire(self, session: AsyncSession, row: Any, action: str, actor: Actor, *,
                    now: datetime | None = None, reason: Any = None, extra: dict[str, Any] | None = None,
                    event_data: dict | None = None, changes: dict[str, Any] | None = None,
-                   also: Iterable[Part] = ()) -> None:
+                   also: Iterable[Part] = ()) -> Any:
         """Check and apply `action` to `row` (already loaded for update): the history row and the
         outbox event are written at once; the row's UPDATE (`WHERE version = <read version>`)
         goes out with the session's next flush. Raises 403 when the actor's role may never fire
@@ -190,22 +214,63 @@ class Workflow:
         the same UPDATE as the new state (one statement, one version step), only if it moves;
         `also` are rows of other tables written with the event (`insert_together`)."""
         now = now or await clock.now(session)
-        candidates = self.rules_for(action)
-        if not candidates:
-            raise NotFound(f"unknown action '{action}'")
-        if actor.role not in self.roles_of(action):
-            raise Forbidden(f"a {actor.role} may not '{action}' a {self.name}")
-        ctx = Ctx(row, actor, now, dict(extra or {}))
+        if self.record is not None and isinstance(row, self.record):
+            return await self._fire_record(session, row, action, actor, now, reason, extra, event_data,
+                                           changes or {}, also)
         from_state = row.state
-        if not self.machine.events[action].transitions.get(from_state) or not \
-                self.machine.events[action].trigger(row, ctx=ctx):
-            raise InvalidTransition(action, from_state, self.allowed_actions(row, actor, now))
+        self._decide(row, row, action, actor, now, extra)
         for column, value in (changes or {}).items():
             setattr(row, column, value)
         row.version = row.version + 1  # internal transitions bump the version too
         TRANSITIONS_TOTAL.labels(self.name, action).inc()
         await self._record(session, row, from_state, action, actor, now, reason, event_suffix(action), event_data,
                            also)
+        return row
+
+    def _decide(self, row: Any, subject: Any, action: str, actor: Actor, now: datetime,
+                extra: dict[str, Any] | None) -> None:
+        """Let the machine move `subject` (the ORM row itself, or a `_Subject` for a record):
+        403 when the actor's role may never fire `action`, 409 when it is not allowed now."""
+        if not self.rules_for(action):
+            raise NotFound(f"unknown action '{action}'")
+        if actor.role not in self.roles_of(action):
+            raise Forbidden(f"a {actor.role} may not '{action}' a {self.name}")
+        ctx = Ctx(row, actor, now, dict(extra or {}))
+        from_state = row.state
+        event = self.machine.events[action]
+        if not event.transitions.get(from_state) or not event.trigger(subject, ctx=ctx):
+            raise InvalidTransition(action, from_state, self.allowed_actions(row, actor, now))
+
+    async def _fire_record(self, session: AsyncSession, row: Any, action: str, actor: Actor, now: datetime,
+                           reason: Any, extra: dict[str, Any] | None, event_data: dict | None,
+                           changes: dict[str, Any], also: Iterable[Part]) -> Any:
+        subject = _Subject(row.state)
+        self._decide(row, subject, action, actor, now, extra)
+        moved = replace(row, state=subject.state, version=row.version + 1, **changes)
+        history, event, recipients = self._outbox_rows(moved, row.state, action, actor, now, reason,
+                                                       event_suffix(action), event_data)
+        gate = entities.transition_gate(self.table, tuple(changes))
+        params = {"g_id": row.id, "g_seen": row.version, "g_state": moved.state, "g_version": moved.version,
+                  **{f"g_{c}": v for c, v in changes.items()}}
+        if await write_gated(session, gate, params, (_HISTORY, [history]), (_EVENTS, [event]),
+                             (_RECIPIENTS, recipients), *also) is None:
+            current = await entities.entity(session, self.table, self.record, row.id)  # type: ignore[arg-type]
+            if current is None:
+                raise NotFound(f"{self.name} {row.id} not found")
+            # another request moved it since it was read: answer as if this one had come second
+            raise InvalidTransition(action, current.state, self.allowed_actions(current, actor, now))
+        TRANSITIONS_TOTAL.labels(self.name, action).inc()
+        return moved
+
+    def creation(self, values: dict[str, Any], actor: Actor, now: datetime, *, state: str | None = None,
+                 reason: Any = None, event_data: dict | None = None) -> tuple[Any, list[Part]]:
+        """A new entity of a record workflow: its record, and its row, history row, event and
+        recipients as parts for one write (`insert_together`, or a gate's `write_gated`).
+        `values` are the row's columns (its id included) but `state` and `version`."""
+        row = self.record(**values, state=state or self.initial, version=1)  # type: ignore[misc]
+        history, event, recipients = self._outbox_rows(row, None, "create", actor, now, reason, "created", event_data)
+        return row, [(self.table, [{**values, "state": row.state, "version": 1}]), (_HISTORY, [history]),
+                     (_EVENTS, [event]), (_RECIPIENTS, recipients)]
 
     async def create_many(self, session: AsyncSession, rows: list[Any], actor: Actor, *,
                           now: datetime | None = None) -> None:
@@ -249,7 +314,10 @@ class Workflow:
 
     # -- loading ---------------------------------------------------------------------------
     async def load_for_update(self, session: AsyncSession, entity_id: str) -> Any:
-        row = await session.scalar(self._for_update, {"id": entity_id})
+        if self.record is not None:
+            row = await entities.entity(session, self.table, self.record, entity_id, lock=True)
+        else:
+            row = await session.scalar(self._for_update, {"id": entity_id})
         if row is None:
             raise NotFound(f"{self.name} {entity_id} not found")
         return row
@@ -258,9 +326,6 @@ class Workflow:
 WORKFLOWS: dict[str, Workflow] = {}
 
 
-async def history(session: AsyncSession, machine: str, entity_id: str) -> list[TransitionRecord]:
-    rows = await session.scalars(
-        select(TransitionRecord)
-        .where(TransitionRecord.machine == machine, TransitionRecord.entity_id == entity_id)
-        .order_by(TransitionRecord.at, TransitionRecord.id))
-    return list(rows)
+async def history(session: AsyncSession, machine: str, entity_id: str) -> list[TransitionRow]:
+    """Every transition of one entity, oldest first."""
+    return await platform_repo.history_of(session, machine, entity_id)

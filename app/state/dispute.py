@@ -4,6 +4,7 @@ final split) | `withdrawn` (the party that opened it)."""
 from __future__ import annotations
 
 from app.db.models.task_orders import Dispute
+from app.db.repositories.task_orders import DisputeRecord
 from app.state.core import Ctx, Workflow, rule
 
 
@@ -15,6 +16,7 @@ DISPUTE = Workflow(
     "dispute", model=Dispute, initial="open",
     states=["open", "resolved", "withdrawn"],
     final_states=["resolved", "withdrawn"],
+    record=DisputeRecord,
     parties=lambda row: [row.merchant_id, row.creator_id],
     description="A dispute about a task order's money, settled by an operator.",
     rules=[

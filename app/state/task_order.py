@@ -4,6 +4,7 @@ is held in escrow from creation until it is paid, released or split."""
 from __future__ import annotations
 
 from app.db.models.task_orders import TaskOrder
+from app.db.repositories.task_orders import TaskOrderRecord
 from app.state.core import Ctx, Workflow, rule
 
 ACTIVE = ["pending_acceptance", "waiting_live", "live", "pending_review"]
@@ -36,6 +37,7 @@ TASK_ORDER = Workflow(
     "task_order", model=TaskOrder, initial="pending_acceptance",
     states=list(STATUS),
     final_states=FINAL,
+    record=TaskOrderRecord,
     parties=lambda row: [row.merchant_id, row.creator_id],
     description="A slot-fee booking (坑位费) held in escrow: accept, go live, review, settle, cancel.",
     rules=[

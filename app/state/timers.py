@@ -13,15 +13,15 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 
 from prometheus_client import Histogram
-from sqlalchemy import bindparam, delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.base import new_id
 from app.db.bulk import Part
 from app.db.models.platform import Timer
+from app.db.repositories import platform as repo
+from app.db.repositories.platform import TimerRecord
 from app.domain import clock
+from app.domain.errors import NotFound
 from app.state.core import SYSTEM, WORKFLOWS
 
 log = logging.getLogger("app.timers")
@@ -41,16 +41,6 @@ def on_timer(machine: str, action: str) -> Callable[[TimerHandler], TimerHandler
     return register
 
 
-def _upsert(insert):
-    stmt = insert(Timer).values(id=bindparam("id"), machine=bindparam("machine"), entity_id=bindparam("entity_id"),
-                                action=bindparam("action"), due_at=bindparam("due_at"))
-    return stmt.on_conflict_do_update(index_elements=["machine", "entity_id", "action"],
-                                      set_={"due_at": stmt.excluded.due_at})
-
-
-_UPSERT = {"postgresql": _upsert(pg_insert), "sqlite": _upsert(sqlite_insert)}
-
-
 def new_timer(machine: str, entity_id: str, action: str, due_at: datetime) -> Part:
     """The deadline of an entity created in this transaction (there is no earlier one to move),
     as a row for `insert_together` or the creating transition's `also=`."""
@@ -60,15 +50,17 @@ def new_timer(machine: str, entity_id: str, action: str, due_at: datetime) -> Pa
 
 async def schedule(session: AsyncSession, machine: str, entity_id: str, action: str, due_at: datetime) -> None:
     """Set (or move) the deadline for `action` on an entity."""
-    await session.execute(_UPSERT[session.bind.dialect.name], {
-        "id": new_id("tmr"), "machine": machine, "entity_id": entity_id, "action": action, "due_at": due_at})
+    await repo.upsert_timer(session, {"id": new_id("tmr"), "machine": machine, "entity_id": entity_id,
+                                      "action": action, "due_at": due_at})
 
 
-async def _fire_one(session: AsyncSession, timer: Timer, now: datetime) -> bool:
+async def _fire_one(session: AsyncSession, timer: TimerRecord, now: datetime) -> bool:
     workflow = WORKFLOWS[timer.machine]
-    row = await session.scalar(select(workflow.model).where(workflow.model.id == timer.entity_id)
-                               .with_for_update().execution_options(populate_existing=True))
-    await session.execute(delete(Timer).where(Timer.id == timer.id))
+    try:
+        row = await workflow.load_for_update(session, timer.entity_id)
+    except NotFound:
+        row = None
+    await repo.delete_timer(session, timer.id)
     if row is None or not workflow.can(row, timer.action, SYSTEM, now):
         return False
     handler = HANDLERS.get((timer.machine, timer.action))
@@ -89,16 +81,8 @@ async def fire_due(session: AsyncSession, *, machines: Iterable[str] | None = No
     failed: set[str] = set()
     for _ in range(rounds):  # a fired timer may make another one due at once
         now = await clock.now(session)
-        query = select(Timer).where(Timer.due_at <= now).order_by(Timer.due_at).limit(limit)
-        if machines is not None:
-            query = query.where(Timer.machine.in_(list(machines)))
-        if entity_id is not None:
-            query = query.where(Timer.entity_id == entity_id)
-        if failed:
-            query = query.where(Timer.id.not_in(failed))
-        if session.bind.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        due = list(await session.scalars(query))
+        due = await repo.due_timers(session, now, machines=None if machines is None else list(machines),
+                                    entity_id=entity_id, skip=failed, limit=limit)
         for timer in due:
             try:
                 async with session.begin_nested():

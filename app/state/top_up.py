@@ -5,12 +5,14 @@
 from __future__ import annotations
 
 from app.db.models.task_orders import TopUp
+from app.db.repositories.wallet import TopUpRecord
 from app.state.core import Workflow, rule
 
 TOP_UP = Workflow(
     "top_up", model=TopUp, initial="pending",
     states=["pending", "succeeded", "rejected", "expired"],
     final_states=["succeeded", "rejected", "expired"],
+    record=TopUpRecord,
     parties=lambda row: [row.account_id],
     description="A wallet recharge (充值): online through the payment gateway, or a bank transfer "
                 "confirmed by an operator.",
