@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     sweeper_interval_seconds: float = 5.0
     run_sweeper: bool = True
     max_body_bytes: int = 1_000_000
+    # Connections a replica keeps to PostgreSQL (its steady concurrency; see app/db/session.py).
+    db_pool_size: int = Field(default=40, ge=1, le=500)
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -137,7 +137,7 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
     )
     owns_engine = engine is None
     app.state.settings = settings
-    app.state.engine = engine or make_engine(settings.database_url)
+    app.state.engine = engine or make_engine(settings.database_url, pool_size=settings.db_pool_size)
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
 
     errors.install(app)

@@ -10,7 +10,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 
-def make_engine(url: str, **kwargs) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 40, **kwargs) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 
@@ -28,8 +28,11 @@ def make_engine(url: str, **kwargs) -> AsyncEngine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    kwargs.setdefault("pool_size", 20)
-    kwargs.setdefault("max_overflow", 20)
+    # Overflow connections are closed when they come back: under steady load that is a new
+    # PostgreSQL backend (a fork, its catalog caches, every statement prepared again) per
+    # request. The pool keeps as many connections as a replica serves at once.
+    kwargs.setdefault("pool_size", pool_size)
+    kwargs.setdefault("max_overflow", 8)
     kwargs.setdefault("pool_pre_ping", False)
     return create_async_engine(url, **kwargs)
 
