@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
-from app.db.repositories._run import run
+from app.db.repositories._run import prepared, run
 
 Rows = list[dict[str, Any]]
 Part = tuple[Table, Rows]
@@ -51,7 +51,7 @@ def _statement(parts: list[tuple[Table, Rows]]) -> Insert:
         statement = _insert(*last)
         for table, i, many, columns in firsts:
             statement = statement.add_cte(_insert(table, i, many, columns).cte(f"w{i}"))
-        _STATEMENTS[shape] = statement
+        _STATEMENTS[shape] = prepared(statement)
     return statement
 
 
@@ -102,7 +102,7 @@ def _gated_statement(gate: Update, parts: list[Part]) -> Any:
                 values = [moved.c[v] if isinstance(v, FromGate) else bindparam(f"p{i}_{c}", type_=table.c[c].type)
                           for c, v in rows[0].items()]
             inserts.append(table.insert().from_select(columns, select(*values).select_from(moved)).cte(f"w{i}"))
-        statement = select(*moved.c).add_cte(*inserts)
+        statement = prepared(select(*moved.c).add_cte(*inserts))
         _GATED[shape] = (gate, statement)  # keeps `gate` alive, so its id is not reused
     else:
         statement = statement[1]

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, Table, Update, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.repositories._run import record_of, run
+from app.db.repositories._run import prepared, record_of, run
 
 T = TypeVar("T")
 _BY_ID: dict[tuple[str, bool], Select] = {}
@@ -21,7 +21,7 @@ def _by_id(table: Table, lock: bool) -> Select:
         statement = select(table).where(table.c.id == bindparam("id"))
         if lock:
             statement = statement.with_for_update()
-        _BY_ID[(table.name, lock)] = statement
+        _BY_ID[(table.name, lock)] = prepared(statement)
     return statement
 
 
@@ -43,7 +43,7 @@ def transition_gate(table: Table, changed: tuple[str, ...]) -> Update:
         values: dict[str, Any] = {"state": bindparam("g_state", type_=table.c.state.type),
                                   "version": bindparam("g_version", type_=table.c.version.type)}
         values.update({c: bindparam(f"g_{c}", type_=table.c[c].type) for c in changed})
-        gate = _GATES[key] = (update(table)
+        gate = _GATES[key] = prepared(update(table)
                               .where(table.c.id == bindparam("g_id"), table.c.version == bindparam("g_seen"))
                               .values(values).returning(table.c.id))
     return gate

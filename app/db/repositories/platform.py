@@ -13,7 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models.platform import ClockState, IdempotencyKey, Timer, TransitionRecord
-from app.db.repositories._run import record_of, run
+from app.db.repositories._run import prepare_module, record_of, run
 
 clock_state = ClockState.__table__
 timers = Timer.__table__
@@ -158,3 +158,5 @@ async def forget_answer(session: AsyncSession, answer_id: str) -> None:
 async def store_answer(session: AsyncSession, values: dict[str, Any]) -> None:
     await run(session, _STORE, values)
 
+
+prepare_module(globals())

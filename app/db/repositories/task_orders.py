@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.models.accounts import Account, Product
 from app.db.models.facts import LiveSession, SalesOrder
 from app.db.models.task_orders import Dispute, Hold, TargetedPlan, TaskOrder, TaskOrderLiveSession, TaskOrderProduct
-from app.db.repositories._run import record_of, run
+from app.db.repositories._run import prepare_module, record_of, run
 from app.db.repositories.pages import Page, keyset
 from app.db.repositories.platform import CLOCK_OFFSET
 
@@ -410,3 +410,6 @@ async def set_creator_received(session: AsyncSession, order: TaskOrderRecord, fe
     caller; its version steps like any change of the row)."""
     row = (await run(session, _SET_RECEIVED, {"b_id": order.id, "b_fen": fen})).one()
     return record_of(TaskOrderRecord, row)
+
+
+prepare_module(globals())

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models.accounts import Account
 from app.db.models.task_orders import Hold, LedgerLine, LedgerTransaction, TopUp, Wallet
-from app.db.repositories._run import record_of, run
+from app.db.repositories._run import prepare_module, record_of, run
 from app.db.repositories.pages import Page, keyset
 
 wallets = Wallet.__table__
@@ -198,3 +198,6 @@ _HAS_TOP_UP = select(top_ups.c.id).where(top_ups.c.account_id == bindparam("acco
 
 async def has_top_up(session: AsyncSession, account_id: str, reference: str) -> bool:
     return (await run(session, _HAS_TOP_UP, {"account_id": account_id, "reference": reference})).first() is not None
+
+
+prepare_module(globals())
