@@ -35,3 +35,20 @@ async def test_racing_patches_of_an_account_keep_both_changes(committed_client, 
         me = (await committed_client.get("/v1/accounts/me", headers=creator.headers)).json()
         assert me["display_name"] == f"name {i}"
         assert me["profile"]["followers"] == i and me["profile"]["accepting_orders"] is (i % 2 == 0)
+
+
+@postgres_only
+async def test_racing_edits_of_a_product_keep_both_changes(committed_client, committed_factory):
+    """An edit writes the whole row it locked: two edits of different fields at once both stay."""
+    merchant = await committed_factory.user("merchant")
+    product = (await committed_client.post("/v1/products", headers=merchant.headers, json={
+        "title": "P", "price_fen": 100, "inventory": 10})).json()
+    url = f"/v1/products/{product['id']}"
+    for i in range(5):
+        answers = await asyncio.gather(
+            committed_client.patch(url, headers=merchant.headers, json={"title": f"title {i}"}),
+            committed_client.patch(url, headers=merchant.headers, json={"inventory": 100 + i}),
+            committed_client.patch(url, headers=merchant.headers, json={"brand": f"brand {i}"}))
+        assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
+        got = (await committed_client.get(url, headers=merchant.headers)).json()
+        assert (got["title"], got["inventory"], got["brand"]) == (f"title {i}", 100 + i, f"brand {i}")
