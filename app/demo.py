@@ -45,9 +45,11 @@ async def seed() -> list[str]:
             for role, username, display, profile in ACCOUNTS:
                 account = await session.scalar(select(Account).where(Account.username == username))
                 if account is None:
-                    account = await create_account(session, AccountCreate(
+                    created = await create_account(session, AccountCreate(
                         role=role, username=username, password=PASSWORD, display_name=display,
                         profile=Profile.model_validate(profile)))
+                    # the steps get ORM accounts, as for the existing ones (some set columns on them)
+                    account = await session.get(Account, created.id)
                 accounts[username] = account
                 lines.append(f"  {role:<17} {username}")
             merchant = accounts["merchant"]

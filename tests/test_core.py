@@ -129,6 +129,20 @@ async def test_products_crud_and_pagination(client, factory: Factory):
     assert r.status_code == 422
 
 
+async def test_products_cursor_of_another_list_is_refused(client, factory: Factory):
+    """The products' page is a prebuilt Core statement; a cursor still has to carry a product id."""
+    from app.db.pagination import encode_cursor
+
+    merchant = await factory.user("merchant")
+    for cursor in (encode_cursor(merchant.id), encode_cursor("prd_nope"), encode_cursor(7)):
+        r = await client.get("/v1/products", headers=merchant.headers, params={"cursor": cursor})
+        assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["query", "cursor"], r.text
+    product = (await client.post("/v1/products", headers=merchant.headers, json={
+        "title": "P", "price_fen": 1, "inventory": 1})).json()
+    r = await client.get("/v1/products", headers=merchant.headers, params={"cursor": encode_cursor(product["id"])})
+    assert r.status_code == 200 and r.json() == {"items": [], "next_cursor": None}
+
+
 async def test_ingest_is_idempotent(client, factory: Factory):
     platform = await factory.user("platform")
     merchant = await factory.user("merchant")

@@ -8,10 +8,10 @@ from enum import Enum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, model_validator
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models.accounts import Account
+from app.db.repositories import accounts as repo
+from app.db.repositories.accounts import AccountRecord
 from app.domain import clock
 from app.domain.errors import Conflict, Forbidden, NotFound, Unauthenticated, ValidationFailed
 from app.domain.schemas import Strict
@@ -121,7 +121,7 @@ def _check_fields(role: str, profile: Profile) -> None:
         raise ValidationFailed(f"'{field}' is not a profile field of a {role}", loc=["body", "profile", field])
 
 
-def profile_of(account: Account, *, private: bool) -> dict[str, Any]:
+def profile_of(account: AccountRecord, *, private: bool) -> dict[str, Any]:
     values: dict[str, Any] = {
         "shop_name": account.shop_name, "alliance_member": account.alliance_member,
         "experience_score": float(account.experience_score) if account.experience_score is not None else None,
@@ -137,7 +137,7 @@ def profile_of(account: Account, *, private: bool) -> dict[str, Any]:
     return {k: values[k] for k in sorted(fields)}
 
 
-def account_out(account: Account, viewer: Actor | None) -> AccountOut:
+def account_out(account: AccountRecord, viewer: Actor | None) -> AccountOut:
     private = viewer is not None and (viewer.id == account.id or viewer.role == "operator")
     return AccountOut(id=account.id, role=Role(account.role), display_name=account.display_name,
                       username=account.username if private else None,
@@ -145,22 +145,23 @@ def account_out(account: Account, viewer: Actor | None) -> AccountOut:
                       profile=profile_of(account, private=private))
 
 
-def _apply_profile(account: Account, profile: Profile) -> set[str]:
+def _apply_profile(values: dict[str, Any], profile: Profile) -> set[str]:
+    """Put the account columns that `profile` sets into `values`; the profile fields it sets."""
     changed: set[str] = set()
     for field in profile.model_fields_set:
         value = getattr(profile, field)
         if field == "quotes":
             quotes = value or Quotes()
             for key in quotes.model_fields_set:
-                setattr(account, f"quote_{key}", getattr(quotes, key))
+                values[f"quote_{key}"] = getattr(quotes, key)
         elif field == "contact":
             contact = value or Contact()
             for key in contact.model_fields_set:
-                setattr(account, f"contact_{key}", getattr(contact, key))
+                values[f"contact_{key}"] = getattr(contact, key)
         elif field == "name":
-            account.org_name = value
+            values["org_name"] = value
         else:
-            setattr(account, field, value)
+            values[field] = value
         changed.add(field)
     return changed
 
@@ -173,30 +174,30 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-async def create_account(session: AsyncSession, body: AccountCreate) -> Account:
+async def create_account(session: AsyncSession, body: AccountCreate) -> AccountRecord:
     role = body.role.value
     name_field = _NAME_REQUIRED.get(role)
     if name_field and getattr(body.profile, name_field) is None:
         raise ValidationFailed(f"a {role} needs profile.{name_field}", loc=["body", "profile", name_field])
-    if await session.scalar(select(Account.id).where(Account.username == body.username)):
+    values: dict[str, Any] = {"role": role, "username": body.username, "password_hash": hash_password(body.password),
+                              "display_name": body.display_name, "created_at": await clock.now(session),
+                              **_DEFAULTS.get(role, {})}
+    _apply_profile(values, body.profile)
+    account = await repo.insert_account(session, values)
+    if account is None:  # taken, perhaps by a racing request (the insert waited for it to commit)
         raise Conflict("this username is taken", code="username_taken")
-    account = Account(role=role, username=body.username, password_hash=hash_password(body.password),
-                      display_name=body.display_name, created_at=await clock.now(session),
-                      **_DEFAULTS.get(role, {}))
-    _apply_profile(account, body.profile)
-    session.add(account)
-    await session.flush()
     return account
 
 
-async def get_account(session: AsyncSession, account_id: str) -> Account:
-    account = await session.get(Account, account_id)
+async def get_account(session: AsyncSession, account_id: str) -> AccountRecord:
+    account = await repo.account_by_id(session, account_id)
     if account is None:
         raise NotFound("no such account")
     return account
 
 
-async def patch_account(session: AsyncSession, account: Account, body: AccountPatch, actor: Actor) -> Account:
+async def patch_account(session: AsyncSession, account: AccountRecord, body: AccountPatch,
+                        actor: Actor) -> AccountRecord:
     if body.profile is not None:
         _check_fields(account.role, body.profile)
         if actor.role != "operator":
@@ -207,40 +208,47 @@ async def patch_account(session: AsyncSession, account: Account, body: AccountPa
             if field in _NAME_REQUIRED.values() and getattr(body.profile, field) is None \
                     and _NAME_REQUIRED.get(account.role) == field:
                 raise ValidationFailed(f"profile.{field} cannot be emptied", loc=["body", "profile", field])
-        changed = _apply_profile(account, body.profile)
-    else:
-        changed = set()
+    values: dict[str, Any] = {}
+    changed = _apply_profile(values, body.profile) if body.profile is not None else set()
     if body.display_name is not None:
-        account.display_name = body.display_name
+        values["display_name"] = body.display_name
         changed.add("display_name")
     if body.password is not None:
-        account.password_hash = hash_password(body.password)
-    await session.flush()
+        values["password_hash"] = hash_password(body.password)
+    if values:
+        updated = await repo.update_account(session, account.id, values)
+        if updated is None:
+            raise NotFound("no such account")
+        account = updated
     if changed:
         await account_changed.send(session, account=account, fields=changed)
     return account
 
 
 async def authenticate(session: AsyncSession, username: str, password: str) -> TokenOut:
-    account = await session.scalar(select(Account).where(Account.username == username))
-    if account is None or not verify_password(account.password_hash, password):
+    credentials = await repo.credentials_by_username(session, username)
+    if credentials is None or not verify_password(credentials.password_hash, password):
         raise Unauthenticated("wrong username or password", code="invalid_credentials")
-    token, ttl = create_token(account.id, account.role)
+    token, ttl = create_token(credentials.id, credentials.role)
     return TokenOut(access_token=token, expires_in=ttl)
 
 
 async def ensure_operator(session: AsyncSession, username: str, password: str) -> bool:
     """Create the bootstrap operator if it does not exist. Returns True when created."""
-    if await session.scalar(select(Account.id).where(Account.username == username)):
+    if await repo.account_id_by_username(session, username):
         return False
-    await create_account(session, AccountCreate(role=Role.operator, username=username, password=password,
-                                                display_name="Operator"))
+    try:
+        await create_account(session, AccountCreate(role=Role.operator, username=username, password=password,
+                                                    display_name="Operator"))
+    except Conflict:  # another replica, starting at the same time, created it
+        return False
     return True
 
 
-async def require_role(session: AsyncSession, account_id: str, role: str, *, loc: list[str | int]) -> Account:
+async def require_role(session: AsyncSession, account_id: str, role: str, *,
+                       loc: list[str | int]) -> AccountRecord:
     """The account `account_id`, which must exist and have `role` (else 422 at `loc`)."""
-    account = await session.get(Account, account_id)
+    account = await repo.account_by_id(session, account_id)
     if account is None or account.role != role:
         raise ValidationFailed(f"'{account_id}' is not a {role}", loc=loc)
     return account

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from enum import Enum
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field, field_validator
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models.accounts import Account, Product
-from app.db.models.facts import LiveSession, MerchantTier, SalesOrder
+from app.db.repositories import accounts as accounts_repo
+from app.db.repositories import ingest as repo
+from app.db.repositories import products as products_repo
+from app.db.repositories.ingest import SalesOrderRecord
 from app.domain import clock
 from app.domain.errors import ValidationFailed
 from app.domain.schemas import Strict
@@ -108,26 +110,18 @@ async def ingest_orders(session: AsyncSession, body: OrdersIn) -> IngestResult:
     if len({o.external_id for o in body.orders}) != len(body.orders):
         raise ValidationFailed("an external_id appears twice in one push", loc=["body", "orders"])
     now = await clock.now(session)
-    products = {p.id: p for p in await session.scalars(
-        select(Product).where(Product.id.in_({o.product_id for o in body.orders})))}
-    creator_ids = {o.creator_id for o in body.orders if o.creator_id}
-    creators = set(await session.scalars(select(Account.id).where(
-        Account.id.in_(creator_ids), Account.role == "creator"))) if creator_ids else set()
-    session_refs = {o.live_session_id for o in body.orders if o.live_session_id}
-    sessions: dict[str, str] = {}
-    if session_refs:
-        for lid, ext in (await session.execute(select(LiveSession.id, LiveSession.external_id).where(
-                (LiveSession.id.in_(session_refs)) | (LiveSession.external_id.in_(session_refs))))).all():
-            sessions[lid] = lid
-            sessions[ext] = lid
-    existing = {o.external_id: o for o in await session.scalars(
-        select(SalesOrder).where(SalesOrder.external_id.in_([o.external_id for o in body.orders]))
-        .with_for_update())}
+    shops = await products_repo.shops_of_products(session, {o.product_id for o in body.orders})
+    creators = await accounts_repo.ids_of_role(session, {o.creator_id for o in body.orders if o.creator_id},
+                                               "creator")
+    sessions = await repo.live_session_ids_by_ref(session, {o.live_session_id for o in body.orders
+                                                            if o.live_session_id})
+    existing = await repo.lock_sales_orders(session, [o.external_id for o in body.orders])
     inserted = updated = unchanged = 0
-    touched: list[SalesOrder] = []
+    new: list[SalesOrderRecord] = []
+    rewritten: list[SalesOrderRecord] = []
+    touched: list[SalesOrderRecord] = []
     for index, item in enumerate(body.orders):
-        product = products.get(item.product_id)
-        if product is None or product.shop_id != item.shop_id:
+        if shops.get(item.product_id) != item.shop_id:
             raise ValidationFailed("unknown product of that shop", loc=["body", "orders", index, "product_id"])
         if item.creator_id and item.creator_id not in creators:
             raise ValidationFailed("unknown creator", loc=["body", "orders", index, "creator_id"])
@@ -138,47 +132,42 @@ async def ingest_orders(session: AsyncSession, body: OrdersIn) -> IngestResult:
             values["live_session_id"] = sessions.get(item.live_session_id, item.live_session_id)
         row = existing.get(item.external_id)
         if row is None:
-            row = SalesOrder(external_id=item.external_id, updated_at=now, **values)
-            session.add(row)
+            row = repo.new_sales_order({"external_id": item.external_id, "updated_at": now, **values})
+            new.append(row)
             inserted += 1
         elif all(getattr(row, f) == values[f] for f in _ORDER_FIELDS):
             unchanged += 1
             continue
         else:
-            for field in _ORDER_FIELDS:
-                setattr(row, field, values[field])
-            row.updated_at = now
+            row = replace(row, **{f: values[f] for f in _ORDER_FIELDS}, updated_at=now)
+            rewritten.append(row)
             updated += 1
         touched.append(row)
-    await session.flush()
+    await repo.insert_sales_orders(session, new)
+    await repo.update_sales_orders(session, rewritten)
     if touched:
         await sales_orders_ingested.send(session, orders=touched)
     return IngestResult(inserted=inserted, updated=updated, unchanged=unchanged)
 
 
 async def ingest_live_session(session: AsyncSession, body: LiveSessionIn) -> LiveSessionOut:
-    host = await session.get(Account, body.host_id)
+    host = await accounts_repo.account_by_id(session, body.host_id)
     if host is None or host.role not in ("creator", "merchant"):
         raise ValidationFailed("the host must be a creator or a merchant", loc=["body", "host_id"])
     if body.ended_at is not None and body.ended_at < body.started_at:
         raise ValidationFailed("ended_at is before started_at", loc=["body", "ended_at"])
-    row = await session.scalar(select(LiveSession).where(LiveSession.external_id == body.external_id)
-                               .with_for_update())
+    row = await repo.lock_live_session(session, body.external_id)
     created = row is None
     was_ended = False
     if row is None:
-        row = LiveSession(**body.model_dump())
-        session.add(row)
+        row = await repo.insert_live_session(session, body.model_dump())
     else:
         if row.host_id != body.host_id:
             raise ValidationFailed("a live session cannot change host", loc=["body", "host_id"])
         was_ended = row.ended_at is not None
-        row.started_at = body.started_at
-        row.peak_viewers = max(row.peak_viewers, body.peak_viewers)
-        row.room_url = body.room_url
-        if body.ended_at is not None:
-            row.ended_at = body.ended_at
-    await session.flush()
+        row = replace(row, started_at=body.started_at, peak_viewers=max(row.peak_viewers, body.peak_viewers),
+                      room_url=body.room_url, ended_at=body.ended_at if body.ended_at is not None else row.ended_at)
+        await repo.update_live_session(session, row)
     if created:
         await live_session_started.send(session, live_session=row)
     if row.ended_at is not None and not was_ended:
@@ -190,24 +179,22 @@ async def ingest_live_session(session: AsyncSession, body: LiveSessionIn) -> Liv
 
 async def ingest_merchant_tiers(session: AsyncSession, body: MerchantTiersIn) -> IngestResult:
     ids = [t.merchant_id for t in body.tiers]
-    merchants = set(await session.scalars(select(Account.id).where(Account.id.in_(ids), Account.role == "merchant")))
+    merchants = await accounts_repo.ids_of_role(session, ids, "merchant")
     for index, item in enumerate(body.tiers):
         if item.merchant_id not in merchants:
             raise ValidationFailed("unknown merchant", loc=["body", "tiers", index, "merchant_id"])
-    existing = {t.merchant_id: t for t in await session.scalars(
-        select(MerchantTier).where(MerchantTier.month == body.month, MerchantTier.merchant_id.in_(ids)))}
-    inserted = updated = unchanged = 0
+    existing = await repo.tiers_of_month(session, body.month, ids)
+    new: dict[str, int] = {}
+    changed: dict[str, int] = {}  # merchant-tier row id -> new tier
+    unchanged = 0
     for item in body.tiers:
         row = existing.get(item.merchant_id)
         if row is None:
-            session.add(MerchantTier(merchant_id=item.merchant_id, month=body.month, tier=item.tier))
-            inserted += 1
+            new[item.merchant_id] = item.tier
         elif row.tier != item.tier:
-            row.tier = item.tier
-            updated += 1
+            changed[row.id] = item.tier
         else:
             unchanged += 1
-    await session.flush()
-    return IngestResult(inserted=inserted, updated=updated, unchanged=unchanged)
-
-
+    await repo.insert_tiers(session, body.month, new)
+    await repo.update_tiers(session, changed)
+    return IngestResult(inserted=len(new), updated=len(changed), unchanged=unchanged)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from enum import Enum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models.accounts import Product
-from app.db.pagination import keyset_page
+from app.db.repositories import products as repo
+from app.db.repositories.products import ProductRecord
 from app.domain import clock
 from app.domain.errors import NotFound
 from app.domain.schemas import Strict
@@ -57,41 +58,39 @@ class ProductOut(BaseModel):
     updated_at: datetime
 
 
-async def create_product(session: AsyncSession, actor: Actor, body: ProductCreate) -> Product:
+async def create_product(session: AsyncSession, actor: Actor, body: ProductCreate) -> ProductRecord:
     now = await clock.now(session)
-    product = Product(shop_id=actor.id, created_at=now, updated_at=now,
-                      **body.model_dump(mode="json"))
-    session.add(product)
-    await session.flush()
+    product = await repo.insert_product(session, {"shop_id": actor.id, "created_at": now, "updated_at": now,
+                                                  **body.model_dump(mode="json")})
     await product_changed.send(session, product=product)
     return product
 
 
-async def get_product(session: AsyncSession, product_id: str) -> Product:
-    product = await session.get(Product, product_id)
+async def get_product(session: AsyncSession, product_id: str) -> ProductRecord:
+    product = await repo.product_by_id(session, product_id)
     if product is None:
         raise NotFound("no such product")
     return product
 
 
-async def patch_product(session: AsyncSession, actor: Actor, product_id: str, body: ProductPatch) -> Product:
-    product = await session.scalar(select(Product).where(Product.id == product_id).with_for_update())
+_NULLABLE = {"brand", "general_commission_bp"}
+
+
+async def patch_product(session: AsyncSession, actor: Actor, product_id: str, body: ProductPatch) -> ProductRecord:
+    product = await repo.lock_product(session, product_id)
     if product is None or product.shop_id != actor.id:
         raise NotFound("no such product")
-    nullable = {"brand", "general_commission_bp"}
+    changes: dict[str, Any] = {}
     for field in body.model_fields_set:
         value = getattr(body, field)
-        if value is None and field not in nullable:
+        if value is None and field not in _NULLABLE:
             continue
-        setattr(product, field, value.value if isinstance(value, Enum) else value)
-    product.updated_at = await clock.now(session)
-    await session.flush()
+        changes[field] = value.value if isinstance(value, Enum) else value
+    product = await repo.update_product(session, replace(product, **changes, updated_at=await clock.now(session)))
     await product_changed.send(session, product=product)
     return product
 
 
-async def list_products(session: AsyncSession, *, shop_id: str | None, limit: int, cursor: str | None):
-    query = select(Product)
-    if shop_id:
-        query = query.where(Product.shop_id == shop_id)
-    return await keyset_page(session, query, Product.id, limit=limit, cursor=cursor)
+async def list_products(session: AsyncSession, *, shop_id: str | None, limit: int,
+                        cursor: str | None) -> tuple[list[ProductRecord], str | None]:
+    return await repo.products_page(session, shop_id=shop_id, limit=limit, cursor=cursor)

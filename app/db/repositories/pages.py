@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Column, Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.pagination import check_cursor_key, decode_cursor, encode_cursor
+from app.db.pagination import key_after, page_of
 from app.db.repositories._run import record_of, run
 
 T = TypeVar("T")
@@ -24,13 +24,10 @@ async def keyset(session: AsyncSession, query: Select, id_column: Column, record
                  cursor: str | None, params: dict[str, Any] | None = None, newest_first: bool = True) -> Page[T]:
     """One page of `query`'s rows as records, ordered by `id_column`; `next_cursor` names the
     last id when there is more."""
-    if cursor:
-        last = check_cursor_key(decode_cursor(cursor), id_column.info.get("lc_id_prefix"))
+    last = key_after(cursor, id_column)
+    if last is not None:
         query = query.where(id_column < last if newest_first else id_column > last)
     query = query.order_by(id_column.desc() if newest_first else id_column.asc()).limit(limit + 1)
-    rows = [record_of(record, row) for row in await run(session, query, params)]
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(getattr(rows[-1], id_column.key))
+    rows, next_cursor = page_of([record_of(record, row) for row in await run(session, query, params)], limit,
+                                id_column.key)
     return Page(rows, next_cursor)
