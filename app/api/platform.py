@@ -8,12 +8,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
-from sqlalchemy import text
 
 from app import workers
 from app.api.deps import CurrentActor, Operator, Session
 from app.api.routing import TxRoute
 from app.config import get_settings
+from app.db.repositories import platform as platform_repo
 from app.domain import clock
 from app.domain.errors import NotFound
 from app.domain.schemas import Strict
@@ -113,7 +113,7 @@ async def readyz(request: Request) -> Response:
     """The database is reachable."""
     try:
         async with request.app.state.sessionmaker() as session:
-            await session.execute(text("SELECT 1"))
+            await platform_repo.ping(session)
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
         from app.api.errors import problem
         return problem(503, "unavailable", f"database unreachable: {type(exc).__name__}")

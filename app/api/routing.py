@@ -38,11 +38,8 @@ def _caller_id(request: Request) -> str | None:
 
 
 async def _request_hash(request: Request) -> str:
-    body = await request.body()
-    digest = hashlib.sha256()
-    digest.update(f"{request.method} {request.url.path}?{request.url.query}\n".encode())
-    digest.update(body)
-    return digest.hexdigest()
+    head = f"{request.method} {request.url.path}?{request.url.query}\n".encode()
+    return hashlib.sha256(head + await request.body()).hexdigest()
 
 
 async def _claim(session: AsyncSession, account_id: str, key: str, request_hash: str) -> Response | None:

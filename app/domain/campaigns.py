@@ -323,7 +323,7 @@ async def get_campaign(session: AsyncSession, actor: Actor, campaign_id: str) ->
 async def campaign_action(session: AsyncSession, actor: Actor, campaign_id: str, action: str,
                           reason: str | None = None) -> CampaignOut:
     await fire_due(session, entity_id=campaign_id)
-    row = await CAMPAIGN.load_for_update(session, campaign_id)
+    row = await CAMPAIGN.load_locked(session, campaign_id)
     if not _campaign_visible(row, actor):
         raise NotFound("no such campaign")
     now = await clock.now(session)
@@ -495,7 +495,7 @@ async def list_signups(session: AsyncSession, actor: Actor, campaign_id: str, *,
 
 async def _load_signup(session: AsyncSession, actor: Actor, signup_id: str) -> CampaignSignup:
     await fire_due(session, entity_id=signup_id)
-    row = await CAMPAIGN_SIGNUP.load_for_update(session, signup_id)
+    row = await CAMPAIGN_SIGNUP.load_locked(session, signup_id)
     if not _signup_visible(row, actor):
         raise NotFound("no such signup")
     return row
@@ -620,7 +620,7 @@ async def _on_live_started(session: AsyncSession, live_session: LiveSession) -> 
             chosen[r.campaign_id] = r
     now = await clock.now(session)
     for r in chosen.values():
-        row = await CAMPAIGN_SIGNUP.load_for_update(session, r.id)
+        row = await CAMPAIGN_SIGNUP.load_locked(session, r.id)
         if row.state != "ready":
             continue
         await CAMPAIGN_SIGNUP.fire(session, row, "start-live", SYSTEM, now=now,
@@ -635,7 +635,7 @@ async def _on_live_ended(session: AsyncSession, live_session: LiveSession) -> No
         CampaignSignup.live_session_id == live_session.id, CampaignSignup.state == "live")))
     now = await clock.now(session)
     for signup_id in ids:
-        row = await CAMPAIGN_SIGNUP.load_for_update(session, signup_id)
+        row = await CAMPAIGN_SIGNUP.load_locked(session, signup_id)
         if row.state == "live":
             await CAMPAIGN_SIGNUP.fire(session, row, "end-live", SYSTEM, now=now,
                                        event_data={"live_session_id": live_session.id})

@@ -337,7 +337,7 @@ async def list_contracts(session: AsyncSession, actor: Actor, *, state: str | No
 async def act_on_contract(session: AsyncSession, actor: Actor, contract_id: str, action: str,
                           reason: str | None = None) -> ContractOut:
     now = await clock.now(session)
-    row = await PROVIDER_CONTRACT.load_for_update(session, contract_id)
+    row = await PROVIDER_CONTRACT.load_locked(session, contract_id)
     if not _sees_contract(row, actor):
         raise NotFound("no such contract")
     await PROVIDER_CONTRACT.fire(session, row, action, actor, now=now, reason=reason)
@@ -700,7 +700,7 @@ async def get_redemption(session: AsyncSession, actor: Actor, redemption_id: str
 
 async def _after_redeemed(session: AsyncSession, row: Redemption, now: datetime) -> None:
     row.redeemed_at = now
-    voucher = await VOUCHER.load_for_update(session, row.voucher_id)
+    voucher = await VOUCHER.load_locked(session, row.voucher_id)
     if voucher.state != "available" or voucher.remaining_fen > 0:
         return
     pending = await session.scalar(select(func.count()).select_from(Redemption).where(
@@ -719,13 +719,13 @@ async def act_on_redemption(session: AsyncSession, actor: Actor, redemption_id: 
                             action: Literal["approve", "reject", "fulfil"], reason: str | None = None) -> RedemptionOut:
     await fire_due(session, entity_id=redemption_id)
     now = await clock.now(session)
-    row = await REDEMPTION.load_for_update(session, redemption_id)
+    row = await REDEMPTION.load_locked(session, redemption_id)
     await REDEMPTION.fire(session, row, action, actor, now=now, reason=reason)
     if action == "approve":
         await schedule(session, REDEMPTION.name, row.id, "fulfil", clock.local_midnight(row.use_date))
     elif action == "reject":
         row.reject_reason = reason
-        voucher = await VOUCHER.load_for_update(session, row.voucher_id)
+        voucher = await VOUCHER.load_locked(session, row.voucher_id)
         voucher.remaining_fen += row.amount_fen
     else:
         await _after_redeemed(session, row, now)

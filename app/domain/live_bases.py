@@ -403,7 +403,7 @@ async def list_creator_bindings(session: AsyncSession, actor: Actor, *, state: s
 async def patch_creator_binding(session: AsyncSession, actor: Actor, binding_id: str,
                                 body: CreatorBindingPatch) -> CreatorBinding:
     await fire_due(session, entity_id=binding_id)
-    row = await CREATOR_BINDING.load_for_update(session, binding_id)
+    row = await CREATOR_BINDING.load_locked(session, binding_id)
     if row.agency_id != actor.id:
         raise NotFound("no such creator binding")
     if row.state != "active":
@@ -418,7 +418,7 @@ async def fire_creator_binding(session: AsyncSession, actor: Actor, binding_id: 
                                reason: str | None) -> CreatorBinding:
     peek = await _get_binding(session, actor, _CREATOR, binding_id)
     await _lock_account(session, peek.creator_id)  # one creator's accepts are decided one at a time
-    row = await CREATOR_BINDING.load_for_update(session, binding_id)
+    row = await CREATOR_BINDING.load_locked(session, binding_id)
     now = await clock.now(session)
     if action == "accept" and CREATOR_BINDING.can(row, action, actor, now):
         other = await session.scalar(select(CreatorBinding.id).where(
@@ -462,7 +462,7 @@ async def list_shop_bindings(session: AsyncSession, actor: Actor, *, state: str 
 async def fire_shop_binding(session: AsyncSession, actor: Actor, binding_id: str, action: str,
                             reason: str | None) -> ShopBinding:
     await _get_binding(session, actor, _SHOP, binding_id)
-    row = await SHOP_BINDING.load_for_update(session, binding_id)
+    row = await SHOP_BINDING.load_locked(session, binding_id)
     now = await clock.now(session)
     await SHOP_BINDING.fire(session, row, action, actor, now=now, reason=reason)
     if row.state == "active":
@@ -699,7 +699,7 @@ async def confirm_check_in(session: AsyncSession, actor: Actor, check_in_id: str
     assert creator is not None
     await fire_due(session, entity_id=check_in_id)
     await fire_due(session, machines=["cooperation"])
-    row = await CHECK_IN.load_for_update(session, check_in_id)
+    row = await CHECK_IN.load_locked(session, check_in_id)
     now = await clock.now(session)
     base = await session.get(LiveBase, row.base_id)
     assert base is not None
@@ -728,7 +728,7 @@ async def check_out(session: AsyncSession, actor: Actor, check_in_id: str, reaso
     peek = await session.get(CheckIn, check_in_id)
     if peek is None or not _sees(peek, actor):
         raise NotFound("no such check-in")
-    row = await CHECK_IN.load_for_update(session, check_in_id)
+    row = await CHECK_IN.load_locked(session, check_in_id)
     now = await clock.now(session)
     await CHECK_IN.fire(session, row, "check-out", actor, now=now, reason=reason)
     row.checked_out_at = now
@@ -756,7 +756,7 @@ async def _check_out_present(session: AsyncSession, cooperation: Cooperation, no
     ids = list(await session.scalars(select(CheckIn.id).where(
         CheckIn.cooperation_id == cooperation.id, CheckIn.state == "checked_in")))
     for check_in_id in ids:
-        row = await CHECK_IN.load_for_update(session, check_in_id)
+        row = await CHECK_IN.load_locked(session, check_in_id)
         await CHECK_IN.fire(session, row, "check-out", SYSTEM, now=now, reason=f"cooperation {cooperation.state}")
         row.checked_out_at = now
 
@@ -790,7 +790,7 @@ async def terminate_cooperation(session: AsyncSession, actor: Actor, cooperation
     peek = await session.get(Cooperation, cooperation_id)
     if peek is None or not _sees(peek, actor):
         raise NotFound("no such cooperation")
-    row = await COOPERATION.load_for_update(session, cooperation_id)
+    row = await COOPERATION.load_locked(session, cooperation_id)
     now = await clock.now(session)
     await COOPERATION.fire(session, row, "terminate", actor, now=now, reason=reason)
     row.ended_at = now

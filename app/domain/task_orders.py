@@ -612,7 +612,7 @@ async def _on_live_started(session: AsyncSession, live_session: Any) -> None:
         return
     now = await clock.now(session)
     for order_id in ids:
-        row = await TASK_ORDER.load_for_update(session, order_id)
+        row = await TASK_ORDER.load_locked(session, order_id)
         if row.state != "waiting_live":
             continue
         await TASK_ORDER.fire(session, row, "start", SYSTEM, now=now, event_data={"live_session_id": live_session.id},
@@ -631,7 +631,7 @@ async def _on_live_ended(session: AsyncSession, live_session: Any) -> None:
     now = await clock.now(session)
     ended_at = min(live_session.ended_at or now, now + BOOKING_HORIZON)  # no overflow at the calendar's edge
     for order_id in ids:
-        row = await TASK_ORDER.load_for_update(session, order_id)
+        row = await TASK_ORDER.load_locked(session, order_id)
         if row.state != "live":
             continue
         deadline = ended_at + timedelta(days=get_settings().review_days)

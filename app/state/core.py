@@ -313,7 +313,7 @@ class Workflow:
         await insert_together(session, (_HISTORY, [history]), (_EVENTS, [event]), (_RECIPIENTS, recipients), *also)
 
     # -- loading ---------------------------------------------------------------------------
-    async def load_for_update(self, session: AsyncSession, entity_id: str) -> Any:
+    async def load_locked(self, session: AsyncSession, entity_id: str) -> Any:
         if self.record is not None:
             row = await entities.entity(session, self.table, self.record, entity_id, lock=True)
         else:

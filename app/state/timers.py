@@ -57,7 +57,7 @@ async def schedule(session: AsyncSession, machine: str, entity_id: str, action: 
 async def _fire_one(session: AsyncSession, timer: TimerRecord, now: datetime) -> bool:
     workflow = WORKFLOWS[timer.machine]
     try:
-        row = await workflow.load_for_update(session, timer.entity_id)
+        row = await workflow.load_locked(session, timer.entity_id)
     except NotFound:
         row = None
     await repo.delete_timer(session, timer.id)

@@ -21,6 +21,14 @@ history = TransitionRecord.__table__
 idempotency_keys = IdempotencyKey.__table__
 
 
+_PING = text("SELECT 1")
+
+
+async def ping(session: AsyncSession) -> None:
+    """A round trip to the database (readiness)."""
+    await run(session, _PING)
+
+
 # --------------------------------------------------------------------------- the test clock
 CLOCK_OFFSET = (select(clock_state.c.offset_seconds).where(clock_state.c.id == 1)
                 .scalar_subquery().label("clock_offset"))
