@@ -348,7 +348,7 @@ async def _load(session: AsyncSession, actor: Actor, order_id: str) -> tuple[Tas
 # =========================================================================== creation
 async def create_order(session: AsyncSession, actor: Actor, body: TaskOrderCreate) -> TaskOrderOut:
     settings = get_settings()
-    accounts, offset = await repo.parties(session, [body.creator_id, actor.id], with_clock=clock.carries_offset())
+    accounts, offset = await repo.parties(session, body.creator_id, actor.id, with_clock=clock.carries_offset())
     clock.remember(session, offset)
     now = await clock.now(session)
     if body.expected_start_at <= now:
@@ -512,7 +512,7 @@ async def remind(session: AsyncSession, actor: Actor, order_id: str) -> TaskOrde
     if TASK_ORDER.can(row, "remind", actor, now) and row.last_reminded_on == today:
         raise TooManyRequests("the creator was already reminded today (once per day, Asia/Shanghai)",
                               retry_after=int((clock.next_local_midnight(now) - now).total_seconds()) + 1)
-    creator = (await repo.parties(session, [row.creator_id], with_clock=False))[0].get(row.creator_id)
+    creator = (await repo.parties(session, row.creator_id, row.creator_id, with_clock=False))[0].get(row.creator_id)
     row = await TASK_ORDER.fire(session, row, "remind", actor, now=now, changes={"last_reminded_on": today},
                                 also=message_rows(
                                     row.creator_id, "task_order.reminded", "商家提醒您接单",

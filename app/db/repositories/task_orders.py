@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, or_, select, update
+from sqlalchemy import Select, String, any_, bindparam, func, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models.accounts import Account, Product
@@ -160,21 +161,27 @@ def _with_clock(statement: Select) -> tuple[Select, Select]:
 _PARTIES = _with_clock(select(accounts.c.id, accounts.c.role, accounts.c.nickname, accounts.c.accepting_orders,
                               accounts.c.quote_dedicated_hourly_fen, accounts.c.quote_shared_hourly_fen,
                               accounts.c.xingtu_account_id, accounts.c.contact_phone)
-                       .where(accounts.c.id.in_(bindparam("ids", expanding=True))))
-_OFFERED = select(products.c.id, products.c.shop_id, products.c.title, products.c.status,
-                  products.c.general_commission_bp).where(products.c.id.in_(bindparam("ids", expanding=True)))
+                       .where(or_(accounts.c.id == bindparam("a"), accounts.c.id == bindparam("b"))))
+_OFFERED_COLUMNS = (products.c.id, products.c.shop_id, products.c.title, products.c.status,
+                    products.c.general_commission_bp)
+# an array parameter on PostgreSQL (one SQL text whatever the number of ids: the fast lane);
+# an expanding IN elsewhere
+_OFFERED = {"postgresql": select(*_OFFERED_COLUMNS).where(products.c.id == any_(bindparam("ids", type_=ARRAY(String)))),
+            "sqlite": select(*_OFFERED_COLUMNS).where(products.c.id.in_(bindparam("ids", expanding=True)))}
 
 
-async def parties(session: AsyncSession, account_ids: list[str], *,
+async def parties(session: AsyncSession, first_id: str, second_id: str, *,
                   with_clock: bool) -> tuple[dict[str, PartyRecord], int | None]:
-    """The accounts of an order to be created, and the test clock's offset when asked."""
-    rows = (await run(session, _PARTIES[with_clock], {"ids": account_ids})).all()
+    """Two accounts (the parties of an order to be created), and the test clock's offset when
+    asked."""
+    rows = (await run(session, _PARTIES[with_clock], {"a": first_id, "b": second_id})).all()
     offset = rows[0].clock_offset if with_clock and rows else None
     return {row.id: record_of(PartyRecord, row) for row in rows}, offset
 
 
 async def offered_products(session: AsyncSession, product_ids: list[str]) -> dict[str, OfferedProduct]:
-    return {row.id: record_of(OfferedProduct, row) for row in await run(session, _OFFERED, {"ids": product_ids})}
+    rows = await run(session, _OFFERED[session.bind.dialect.name], {"ids": product_ids})
+    return {row.id: record_of(OfferedProduct, row) for row in rows}
 
 
 # --------------------------------------------------------------------------- one order
