@@ -58,8 +58,11 @@ lint: install
 clean:
 	rm -rf $(VENV) live_collab.db* .pytest_cache
 
-## Task-order load benchmark on PostgreSQL, with the bare asyncpg reference (see bench/run.py).
+## Task-order create+accept under wrk on PostgreSQL: the service against the bare asyncpg reference,
+## alternating rounds (see bench/run.py; BENCH_ARGS="--seconds 3 --rounds 1" for a quick run). wrk
+## is installed when missing (Debian's package; needs root).
 bench: install
+	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 ## Campaign stock plan with 10,000 signups on PostgreSQL: the stock-risk view and the CSV/XLSX

@@ -44,8 +44,6 @@ import argparse
 import asyncio
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -61,18 +59,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.run import PASSWORD, Stats, World, backend_cpu_seconds, cpu_seconds, peak_rss_mib, wait_ready  # noqa: E402
+from bench.common import PASSWORD, Stats, World, backend_cpu_seconds, cpu_seconds, free_port, peak_rss_mib, ready, spawn, stop  # noqa: E402
 
 PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 SH = ZoneInfo("Asia/Shanghai")
 MODULES = ("campaigns", "live_bases", "outreach", "incentives")
 HUGE = 1_000_000  # the limits of the benchmark's quota policy
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def admin_connect() -> asyncpg.Connection:
@@ -279,7 +271,7 @@ CALLS = {"campaigns": (campaigns_call, "creator signs up (POST /v1/campaigns/{id
 
 
 def worker_of(call):
-    """A load worker for bench.run's shape: (target, stats, worker, deadline); target is (world, client, bare)."""
+    """A load worker: (target, stats, worker, deadline); target is (world, client, bare)."""
     async def worker(target, stats: Stats, w: int, deadline: float) -> None:
         world, client, bare = target
         while time.perf_counter() < deadline:
@@ -331,40 +323,6 @@ def service_env(url: str) -> dict[str, str]:
             "LC_SECRET_KEY": secrets.token_urlsafe(32), "LC_LOG_LEVEL": "WARNING",
             "LC_BOOTSTRAP_OPERATOR_USERNAME": "bench-operator", "LC_BOOTSTRAP_OPERATOR_PASSWORD": PASSWORD,
             "LC_ARGON2_TIME_COST": "1", "LC_ARGON2_MEMORY_COST_KIB": "1024"}
-
-
-def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    """Like bench.run's `start`, with the output in a file (a pipe nobody reads could fill up)."""
-    with log.open("wb") as out:
-        return subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
-
-
-async def ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    """Wait for the server (migrating and importing take a while on a busy machine)."""
-    deadline = time.perf_counter() + timeout
-    async with httpx.AsyncClient() as client:
-        while time.perf_counter() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{url}: the server exited with {proc.returncode}")
-            try:
-                if (await client.get(url)).status_code < 500:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up in {timeout:g} s")
-
-
-def stop(procs: list[subprocess.Popen]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-    for proc in procs:
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 async def run(args) -> int:
@@ -464,7 +422,7 @@ async def show_sql(args) -> int:
     server = uvicorn.Server(uvicorn.Config(create_app(), port=port, log_level="warning", access_log=False))
     task = asyncio.create_task(server.serve())
     try:
-        await wait_ready(f"http://127.0.0.1:{port}/healthz")
+        await ready(f"http://127.0.0.1:{port}/healthz")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             world = ModulesWorld(client, url)
             await world.build_modules(1, 1)
