@@ -23,29 +23,36 @@ T = TypeVar("T")
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
 
 
+_REQUIRED = object()
+
+
 class Plan:
     """A statement compiled once for asyncpg."""
 
-    __slots__ = ("sql", "names", "processors", "compiled", "fast")
+    __slots__ = ("sql", "slots", "fast")
 
     def __init__(self, statement: Executable, dialect: Any) -> None:
         compiled = statement.compile(dialect=dialect)
-        self.compiled = compiled
         self.sql = compiled.string
-        self.names = tuple(compiled.positiontup or ())
-        self.processors = compiled._bind_processors
+        processors = compiled._bind_processors
+        # one slot per `$n`: the parameter's key, the value it has when the call gives none (a
+        # literal of the statement; _REQUIRED for a bindparam the call must give), its processor
+        self.slots = []
+        for name in compiled.positiontup or ():
+            bind = compiled.binds[name]
+            fixed = _REQUIRED if bind.required else bind.effective_value
+            self.slots.append((bind.key, fixed, processors.get(name)))
         # expanding IN lists are rendered per call, and Python-side column defaults are
         # computed by SQLAlchemy's execution context: those statements take the normal path
         self.fast = not (compiled.literal_execute_params or compiled.post_compile_params
-                         or compiled.insert_prefetch or compiled.update_prefetch)
+                         or compiled.insert_prefetch or compiled.update_prefetch
+                         or any(compiled.binds[n].callable for n in compiled.positiontup or ()))
 
     def args(self, params: Mapping[str, Any] | None) -> list[Any]:
-        values = self.compiled.construct_params(params, _check=False)
-        processors = self.processors
+        params = params or {}
         out = []
-        for name in self.names:
-            value = values[name]
-            processor = processors.get(name)
+        for key, fixed, processor in self.slots:
+            value = params[key] if fixed is _REQUIRED else params.get(key, fixed)
             out.append(value if processor is None or value is None else processor(value))
         return out
 
@@ -133,15 +140,19 @@ def prepare_module(namespace: Mapping[str, Any]) -> None:
 
 
 async def _driver(session: AsyncSession) -> Any:
-    """The asyncpg connection of the session's current transaction (BEGIN sent if not yet)."""
-    transaction = session.sync_session.get_transaction()
+    """The asyncpg connection of the session's current transaction. The session's innermost
+    transaction takes the connection first (`session.connection()`), so SQLAlchemy has sent the
+    BEGIN or the SAVEPOINT of a `begin_nested()` block before a statement goes round it, and
+    rolls back to that savepoint when the block fails."""
+    sync = session.sync_session
+    key = (sync.get_transaction(), sync.get_nested_transaction())
     cached = session.info.get(_DRIVER_KEY)
-    if cached is not None and transaction is not None and cached[0] is transaction:
+    if cached is not None and key[0] is not None and cached[0] == key:
         adapted = cached[1]
     else:
         connection = await session.connection()
         adapted = (await connection.get_raw_connection()).dbapi_connection
-        session.info[_DRIVER_KEY] = (session.sync_session.get_transaction(), adapted)
+        session.info[_DRIVER_KEY] = ((sync.get_transaction(), sync.get_nested_transaction()), adapted)
     if adapted._transaction is None:
         await adapted._start_transaction()
     return adapted
