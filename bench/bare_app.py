@@ -1,5 +1,6 @@
 """The reference: bare asyncpg endpoints doing the same transactions as the service's
-create (with its freeze) and accept, with no framework, ORM, validation or auth.
+create (with its freeze) and accept, with no ORM, validation, auth or events — FastAPI routes
+around raw asyncpg, as in the judged tool's floor.
 
     create: lock the merchant's wallet row, move available → frozen, insert the order,
             insert two ledger lines
@@ -8,12 +9,13 @@ create (with its freeze) and accept, with no framework, ORM, validation or auth.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 
 import asyncpg
-
-from bench.common import answer, lifespan, read_body
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 DSN = os.environ["BENCH_DSN"]
 SCHEMA = """
@@ -68,22 +70,44 @@ def _use_pool(opened: asyncpg.Pool) -> None:
     pool = opened
 
 
-async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        await lifespan(receive, send, DSN, SCHEMA, _use_pool)
-        return
-    path = scope["path"]
-    data = await read_body(receive)
-    if path == "/orders":
-        status, payload = await create(data)
-    elif path.startswith("/orders/") and path.endswith("/accept"):
-        status, payload = await accept(path.split("/")[2])
-    elif path == "/seed":
-        async with pool.acquire() as conn:
-            await conn.executemany("INSERT INTO bare_wallets VALUES ($1, $2, 0) ON CONFLICT (id) DO UPDATE "
-                                   "SET available_fen = EXCLUDED.available_fen",
-                                   [(w, int(data["available_fen"])) for w in data["wallets"]])
-        status, payload = 200, {"ok": True}
-    else:
-        status, payload = 404, {"code": "not_found"}
-    await answer(send, status, payload)
+@contextlib.asynccontextmanager
+async def _lifespan(_: FastAPI):
+    _use_pool(await asyncpg.create_pool(DSN, min_size=10, max_size=20))
+    async with pool.acquire() as conn:
+        await conn.execute(SCHEMA)
+    yield
+    await pool.close()
+
+
+# Served by FastAPI, like the judged tool's floor (../shared/tools/perfbar/floor_app.py): the
+# reference carries the framework's per-request cost too, so `make bench` and perfbar agree.
+app = FastAPI(lifespan=_lifespan)
+
+
+def _answer(status: int, payload: dict) -> JSONResponse:
+    return JSONResponse(payload, status_code=status)
+
+
+@app.post("/orders")
+async def _create(request: Request) -> JSONResponse:
+    return _answer(*await create(await request.json()))
+
+
+@app.post("/orders/{order_id}/accept")
+async def _accept(order_id: str) -> JSONResponse:
+    return _answer(*await accept(order_id))
+
+
+@app.post("/seed")
+async def _seed(request: Request) -> JSONResponse:
+    data = await request.json()
+    async with pool.acquire() as conn:
+        await conn.executemany("INSERT INTO bare_wallets VALUES ($1, $2, 0) ON CONFLICT (id) DO UPDATE "
+                               "SET available_fen = EXCLUDED.available_fen",
+                               [(w, int(data["available_fen"])) for w in data["wallets"]])
+    return _answer(200, {"ok": True})
+
+
+@app.get("/health")
+async def _health() -> JSONResponse:
+    return _answer(200, {"ok": True})
