@@ -8,8 +8,9 @@ never `test`); the figure is this process's CPU time per pair (`time.process_tim
 of `--rounds` rounds. Under wrk, throughput on these shared 2-core machines swings by ±15 % from
 one minute to the next; this figure is steadier, for comparing one change of the request path
 with the next (run it before and after, a few times each). It is not the judged figure (that is
-`make bench` / perfbar under wrk). `--profile` writes a cProfile of the last round, sorted by
-cumulative time."""
+`make bench` / perfbar under wrk). `--profile F` writes a cProfile of the last round (sorted by cumulative
+time, or the raw profile when F ends in `.prof`); its count of function calls per pair is a
+figure that does not drift with the machine's speed."""
 
 from __future__ import annotations
 
@@ -138,8 +139,11 @@ async def run(args) -> None:
             figures.append(await pairs(app, args.pairs, merchant, creator, body))
             if profiler:
                 profiler.disable()
-                with open(args.profile, "w") as out:
-                    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(80)
+                if args.profile.endswith(".prof"):
+                    profiler.dump_stats(args.profile)  # for pstats / snakeviz
+                else:
+                    with open(args.profile, "w") as out:
+                        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(80)
         print(f"server CPU per create+accept pair: median {statistics.median(figures):.2f} ms, least {min(figures):.2f} ms "
               f"(rounds: {', '.join(f'{f:.2f}' for f in figures)}; {args.pairs} pairs each)")
     finally:
