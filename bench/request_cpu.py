@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import json
 import os
 import pstats
@@ -131,6 +132,9 @@ async def run(args) -> None:
             await conn.run_sync(Base.metadata.create_all)
         merchant, creator, body = await world(app)
         await pairs(app, 50, merchant, creator, body)  # warm: compiled statements, prepared plans
+        if args.gc_freeze:
+            gc.collect()
+            gc.freeze()
         figures = []
         for round_ in range(args.rounds):
             profiler = cProfile.Profile() if args.profile and round_ == args.rounds - 1 else None
@@ -156,6 +160,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=150)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--profile", help="write a cProfile of the last round to this file")
+    parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after the warm-up")
     args = parser.parse_args()
     try:
         import uvloop  # as uvicorn runs the service
