@@ -680,10 +680,7 @@ async def list_targeted_plans(session: AsyncSession, actor: Actor, *, limit: int
     if actor.role not in ("merchant", "creator", "operator"):
         raise NotFound("targeted plans are for merchants, creators and operators")
     page = await repo.targeted_plans_page(session, actor.role, actor.id, limit=limit, cursor=cursor)
-    return [TargetedPlanOut(id=r.id, task_order_id=r.task_order_id, merchant_id=r.merchant_id,
-                            creator_id=r.creator_id, product_id=r.product_id, product_title=r.product_title,
-                            commission_bp=r.commission_bp, created_at=r.created_at) for r in page.items], \
-        page.next_cursor
+    return [TargetedPlanOut.model_validate(r, from_attributes=True) for r in page.items], page.next_cursor
 
 
 # =========================================================================== disputes

@@ -212,9 +212,7 @@ async def wallet_of(session: AsyncSession, owner_id: str) -> WalletOut:
 async def entries(session: AsyncSession, owner_id: str, *, limit: int,
                   cursor: str | None) -> tuple[list[EntryOut], str | None]:
     page = await repo.entries_page(session, owner_id, limit=limit, cursor=cursor)
-    return [EntryOut(id=e.id, transaction_id=e.transaction_id, kind=e.kind, bucket=e.bucket, amount_fen=e.amount_fen,
-                     balance_after_fen=e.balance_after_fen, ref_type=e.ref_type, ref_id=e.ref_id, memo=e.memo,
-                     created_at=e.created_at) for e in page.items], page.next_cursor
+    return [EntryOut.model_validate(e, from_attributes=True) for e in page.items], page.next_cursor
 
 
 async def resolve_owner(session: AsyncSession, actor: Actor, account_id: str | None) -> str:
