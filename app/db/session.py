@@ -2,12 +2,18 @@
 
 SQLite: pysqlite's own transaction handling is switched off and every transaction starts with
 `BEGIN IMMEDIATE`, so writers are serialised by the database (SQLAlchemy's documented
-workaround), and foreign keys are enforced. PostgreSQL: asyncpg, READ COMMITTED, row locks."""
+workaround), and foreign keys are enforced. PostgreSQL: asyncpg, READ COMMITTED, row locks;
+sessions are `LeanSession`s (below)."""
 
 from __future__ import annotations
 
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn
+
+from sqlalchemy import event, exc
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 
 def make_engine(url: str, *, pool_size: int = 40, **kwargs) -> AsyncEngine:
@@ -38,4 +44,146 @@ def make_engine(url: str, *, pool_size: int = 40, **kwargs) -> AsyncEngine:
 
 
 def make_sessionmaker(bind) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(bind, expire_on_commit=False, autoflush=True)
+    lean = isinstance(bind, AsyncEngine) and bind.dialect.name == "postgresql"
+    return async_sessionmaker(bind, class_=LeanSession if lean else AsyncSession,
+                              expire_on_commit=False, autoflush=True)
+
+
+def raise_as_sqlalchemy(error: Exception, adapted: Any, dialect: Any, statement: str | None = None,
+                        params: Any = None) -> NoReturn:
+    """Raise asyncpg's `error` as SQLAlchemy would (a DBAPIError subclass: IntegrityError …)."""
+    try:
+        adapted._handle_exception(error)
+    except Exception as dbapi_error:
+        raise exc.DBAPIError.instance(statement, params, dbapi_error, dialect.loaded_dbapi.Error) from error
+    raise error
+
+
+class LeanSession(AsyncSession):
+    """An AsyncSession that is only a pooled connection and its transaction until something asks
+    for the ORM.
+
+    Repository statements on the fast lane (`app/db/repositories/_run.py`) need no ORM session:
+    they go through `driver()`, the asyncpg connection of a pool checkout, in a transaction begun
+    on it. Building SQLAlchemy's Session, SessionTransaction and Connection around that for every
+    request cost more CPU than the asyncpg round trips of a task-order accept. So nothing of
+    AsyncSession is built at construction; the first use of anything AsyncSession provides
+    (`execute`, `add`, `get`, `begin_nested`, `new` …) builds it — `__getattr__` runs for the
+    instance attributes `AsyncSession.__init__` would have set — bound to the same pooled
+    connection, inside the transaction already begun, so both kinds of work commit or roll back
+    together. `commit`, `rollback` and `close` end the transaction themselves while the session
+    is still lean. Correct by default: code that uses the session like any AsyncSession gets one."""
+
+    _orm = False  # whether AsyncSession's own state has been built
+
+    def __init__(self, bind: AsyncEngine, **kw: Any) -> None:  # noqa: D107 - AsyncSession.__init__ deferred
+        self._engine = bind
+        self._kw = kw
+        self._info: dict[Any, Any] = dict(kw.pop("info", None) or {})
+        self._fairy: Any = None  # the pool checkout
+        self._adapted: Any = None  # SQLAlchemy's adapter of its asyncpg connection
+        self._sync_connection: Connection | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or "_engine" not in self.__dict__ or self.__dict__.get("_orm"):
+            raise AttributeError(name)
+        self._build_orm()
+        return getattr(self, name)
+
+    def _build_orm(self) -> None:
+        self._orm = True
+        bind: AsyncEngine | AsyncConnection = self._engine
+        if self._fairy is not None:  # join the transaction already begun on this connection
+            self._sync_connection = Connection(self._engine.sync_engine, connection=self._fairy)
+            bind = AsyncConnection(self._engine, self._sync_connection)
+        AsyncSession.__init__(self, bind=bind, **self._kw)
+        self.sync_session.info.update(self._info)
+        self._info = self.sync_session.info
+
+    @property
+    def lean(self) -> bool:
+        """True while no ORM session has been built."""
+        return not self._orm
+
+    @property
+    def info(self) -> dict[Any, Any]:  # type: ignore[override]
+        return self._info
+
+    @property
+    def bind(self) -> Any:  # type: ignore[override]
+        return AsyncSession.bind.fget(self) if self._orm else self._engine  # type: ignore[attr-defined]
+
+    async def driver(self) -> Any:
+        """SQLAlchemy's adapter of the asyncpg connection, in a transaction: a connection is
+        checked out of the pool and BEGIN sent on first use. Only while `lean`."""
+        adapted = self._adapted
+        if adapted is None:
+            dialect = self._engine.dialect
+            try:
+                self._fairy = await greenlet_spawn(self._engine.sync_engine.raw_connection)
+            except dialect.loaded_dbapi.Error as error:
+                raise exc.DBAPIError.instance(None, None, error, dialect.loaded_dbapi.Error,
+                                              connection_invalidated=True) from error
+            adapted = self._adapted = self._fairy.dbapi_connection
+        if adapted._transaction is None:
+            await self._guard(adapted._start_transaction)
+        return adapted
+
+    async def _guard(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Run a driver call; a broken connection is invalidated (never goes back to the pool)."""
+        try:
+            return await call()
+        except Exception as error:
+            self.forget_if_broken()
+            if isinstance(error, exc.DBAPIError):
+                raise
+            raise_as_sqlalchemy(error, self._adapted, self._engine.dialect)
+
+    def forget_if_broken(self) -> None:
+        if self._fairy is not None and self._adapted._connection.is_closed():
+            self._fairy.invalidate()
+
+    async def _end(self, commit: bool) -> None:
+        adapted = self._adapted
+        if adapted is not None and adapted._transaction is not None:
+            transaction = adapted._transaction
+            await self._guard(lambda: adapted._call_and_discard(transaction.commit if commit else transaction.rollback))
+
+    async def commit(self) -> None:
+        if self._orm:
+            await AsyncSession.commit(self)
+        else:
+            await self._end(commit=True)
+
+    async def rollback(self) -> None:
+        if self._orm:
+            await AsyncSession.rollback(self)
+        else:
+            await self._end(commit=False)
+
+    async def close(self) -> None:
+        """End what is open and give the connection back to the pool."""
+        try:
+            if self._orm:
+                await AsyncSession.close(self)
+            elif self._adapted is not None:
+                try:
+                    await self._end(commit=False)
+                except exc.DBAPIError:  # a connection that cannot roll back is not reused
+                    self._fairy.invalidate()
+        finally:
+            connection, fairy = self._sync_connection, self._fairy
+            self._sync_connection = self._fairy = self._adapted = None
+            if self._orm:  # lean again: a later use checks out a connection afresh
+                for name in _ASYNC_SESSION_STATE:
+                    self.__dict__.pop(name, None)
+                self._info = dict(self._info)
+                self._orm = False
+            if connection is not None:
+                await greenlet_spawn(connection.close)
+            elif fairy is not None:
+                await greenlet_spawn(fairy.close)
+
+
+# what AsyncSession.__init__ (and its memoized properties) set on the instance
+_ASYNC_SESSION_STATE = ("sync_session", "_proxied", "_async_bind", "_async_binds", "_translate_binds")

@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Executable, exc
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.session import LeanSession, raise_as_sqlalchemy
+
 T = TypeVar("T")
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
 
@@ -162,7 +164,8 @@ async def run(session: AsyncSession, statement: Executable, params: Params = Non
     """Execute a Core statement in the request's transaction. Objects that a module still on the
     ORM has added or changed are flushed first (Core statements do not autoflush), so both
     kinds of code see one consistent transaction while the modules move to repositories."""
-    if session.new or session.dirty or session.deleted:
+    lean = session.__class__ is LeanSession and session.lean  # type: ignore[attr-defined]
+    if not lean and (session.new or session.dirty or session.deleted):
         await session.flush()
     dialect = session.bind.dialect
     if dialect.name != "postgresql":
@@ -176,7 +179,7 @@ async def run(session: AsyncSession, statement: Executable, params: Params = Non
         _PLANS[id(statement)] = (statement, plan)
     if not plan.fast:
         return await session.execute(statement, params)
-    adapted = await _driver(session)
+    adapted = await (session.driver() if lean else _driver(session))  # type: ignore[attr-defined]
     many = isinstance(params, Sequence)
     args: Any = [plan.args(p) for p in params] if many else plan.args(params)  # type: ignore[union-attr]
     try:
@@ -186,11 +189,9 @@ async def run(session: AsyncSession, statement: Executable, params: Params = Non
                 return FastResult([])
             return FastResult(await adapted._connection.fetch(plan.sql, *args))
     except Exception as error:  # the driver's error, raised as SQLAlchemy would raise it
-        try:
-            adapted._handle_exception(error)
-        except Exception as dbapi_error:
-            raise exc.DBAPIError.instance(plan.sql, args, dbapi_error, dialect.loaded_dbapi.Error) from error
-        raise
+        if lean:
+            session.forget_if_broken()  # type: ignore[attr-defined]
+        raise_as_sqlalchemy(error, adapted, dialect, plan.sql, args)
 
 
 def record_of(cls: type[T], row: Any) -> T:

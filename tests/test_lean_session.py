@@ -1,0 +1,174 @@
+"""`LeanSession` (app/db/session.py), the service's session on PostgreSQL: a request that only
+runs repository statements never builds an ORM session, and one that needs the ORM gets it on
+the same connection and transaction — both kinds of work commit or roll back together, a
+failing statement in a savepoint leaves the transaction usable, no connection leaks, a broken
+connection is not reused."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import bindparam, exc, func, select, text
+
+from app.db.models.platform import Timer
+from app.db.repositories._run import prepared, run
+from app.db.session import LeanSession, make_sessionmaker
+from tests.conftest import postgres_only
+from tests.test_task_orders_support import minute, order_body, ready_merchant
+
+_timers = Timer.__table__
+_INSERT = prepared(_timers.insert().values(id=bindparam("id"), machine="lean-test", entity_id=bindparam("id"),
+                                           action="expire", due_at=bindparam("due")))
+_COUNT = select(func.count()).select_from(_timers).where(_timers.c.machine == "lean-test")
+_FAILS = prepared(text("SELECT 1 / 0"))
+_DUE = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+async def maker(engine):
+    maker = make_sessionmaker(engine)
+    yield maker
+    async with engine.begin() as conn:
+        await conn.execute(_timers.delete().where(_timers.c.machine == "lean-test"))
+
+
+async def _count(engine) -> int:
+    async with engine.connect() as conn:
+        return (await conn.execute(_COUNT)).scalar_one()
+
+
+@postgres_only
+async def test_the_service_sessions_are_lean(maker):
+    async with maker() as session:
+        assert isinstance(session, LeanSession) and session.lean
+
+
+@postgres_only
+async def test_create_and_accept_build_no_orm_session(committed_client, committed_factory, monkeypatch):
+    built = []
+    original = LeanSession._build_orm
+    monkeypatch.setattr(LeanSession, "_build_orm", lambda self: (built.append(1), original(self)))
+    merchant, product_id = await ready_merchant(committed_client, committed_factory)
+    creator = await committed_factory.user("creator")
+    body = order_body(creator, product_id, minute(await committed_factory.now() + timedelta(days=5)))
+    built.clear()
+    r = await committed_client.post("/v1/task-orders", headers=merchant.headers, json=body)
+    assert r.status_code == 201, r.text
+    r = await committed_client.post(f"/v1/task-orders/{r.json()['id']}/accept", headers=creator.headers)
+    assert r.status_code == 200, r.text
+    assert built == []
+    r = await committed_client.get(f"/v1/task-orders/{r.json()['id']}", headers=merchant.headers)
+    assert r.json()["state"] == "waiting_live"  # committed, seen by the next request
+
+
+@postgres_only
+async def test_lean_statements_commit(engine, maker):
+    async with maker() as session:
+        await run(session, _INSERT, {"id": "tmr_lean_1", "due": _DUE})
+        assert session.lean
+        await session.commit()
+    assert await _count(engine) == 1
+
+
+@postgres_only
+async def test_lean_statements_roll_back_on_close(engine, maker):
+    async with maker() as session:
+        await run(session, _INSERT, {"id": "tmr_lean_1", "due": _DUE})
+    assert await _count(engine) == 0
+
+
+@postgres_only
+async def test_orm_work_joins_the_lean_transaction(engine, maker):
+    """A fast-lane row, then ORM work: one transaction, committed together or not at all."""
+    for commit in (False, True):
+        async with maker() as session:
+            await run(session, _INSERT, {"id": "tmr_lean_1", "due": _DUE})
+            session.add(Timer(id="tmr_lean_2", machine="lean-test", entity_id="e2", action="expire", due_at=_DUE))
+            assert not session.lean
+            await session.flush()
+            seen = (await session.execute(_COUNT)).scalar_one()
+            assert seen == 2  # the ORM's connection sees the fast lane's uncommitted row
+            await run(session, _INSERT, {"id": "tmr_lean_3", "due": _DUE})  # after the ORM, fast again
+            if commit:
+                await session.commit()
+            else:
+                await session.rollback()
+        assert await _count(engine) == (3 if commit else 0)
+
+
+@postgres_only
+async def test_a_failure_in_a_savepoint_keeps_the_transaction(engine, maker):
+    async with maker() as session:
+        await run(session, _INSERT, {"id": "tmr_lean_1", "due": _DUE})
+        with pytest.raises(exc.DBAPIError, match="division by zero"):
+            async with session.begin_nested():
+                await run(session, _INSERT, {"id": "tmr_lean_2", "due": _DUE})
+                await run(session, _FAILS)
+        await run(session, _INSERT, {"id": "tmr_lean_3", "due": _DUE})
+        await session.commit()
+    async with engine.connect() as conn:
+        ids = (await conn.execute(select(_timers.c.id).where(_timers.c.machine == "lean-test")
+                                  .order_by(_timers.c.id))).scalars().all()
+    assert ids == ["tmr_lean_1", "tmr_lean_3"]
+
+
+@postgres_only
+async def test_errors_are_sqlalchemys_and_leave_nothing(engine, maker):
+    async with maker() as session:
+        await run(session, _INSERT, {"id": "tmr_lean_1", "due": _DUE})
+        with pytest.raises(exc.IntegrityError):
+            await run(session, _INSERT, {"id": "tmr_lean_1", "due": _DUE})
+        await session.rollback()
+        await run(session, _INSERT, {"id": "tmr_lean_2", "due": _DUE})  # a fresh transaction
+        await session.commit()
+    assert await _count(engine) == 1
+
+
+@postgres_only
+async def test_no_connection_stays_checked_out(engine, maker):
+    pool = engine.sync_engine.pool
+    before = pool.checkedout()
+    for i in range(5):
+        async with maker() as session:
+            await run(session, _INSERT, {"id": f"tmr_lean_{i}", "due": _DUE})
+            if i % 2:
+                session.add(Timer(id=f"tmr_orm_{i}", machine="lean-test", entity_id="e", action=f"a{i}", due_at=_DUE))
+            if i == 3:
+                with pytest.raises(exc.DBAPIError):
+                    await run(session, _FAILS)
+                continue
+            await session.commit()
+    assert pool.checkedout() == before
+    assert await _count(engine) == 5  # i = 0, 1 (and its ORM row), 2, 4; i = 3 rolled back
+
+
+@postgres_only
+async def test_a_session_is_usable_again_after_close(engine, maker):
+    session = maker()
+    await run(session, _INSERT, {"id": "tmr_lean_1", "due": _DUE})
+    session.add(Timer(id="tmr_orm_1", machine="lean-test", entity_id="e", action="a", due_at=_DUE))
+    await session.commit()
+    await session.close()
+    assert session.lean
+    await run(session, _INSERT, {"id": "tmr_lean_2", "due": _DUE})
+    await session.commit()
+    await session.close()
+    assert await _count(engine) == 3
+
+
+@postgres_only
+async def test_a_broken_connection_is_not_reused(engine, maker):
+    """The backend is terminated under an open lean transaction: the statement fails as a
+    SQLAlchemy error, the connection is invalidated, and the next session works."""
+    async with maker() as session:
+        await run(session, _INSERT, {"id": "tmr_lean_1", "due": _DUE})
+        pid = (await (await session.driver())._connection.fetchval("SELECT pg_backend_pid()"))
+        async with engine.connect() as other:
+            await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        with pytest.raises(exc.DBAPIError):
+            await run(session, _INSERT, {"id": "tmr_lean_2", "due": _DUE})
+    for _ in range(engine.sync_engine.pool.size() + 1):  # every pooled connection is a live one
+        async with maker() as session:
+            await run(session, _INSERT, {"id": "tmr_lean_3", "due": _DUE})
+    assert await _count(engine) == 0
