@@ -81,32 +81,37 @@ class FromGate(str):
     """A value taken from the gate's returned row: the name of one of its RETURNING columns."""
 
 
-_GATED: dict[tuple, Any] = {}
+_GATED: dict[tuple, tuple[Update, Any, list[tuple[tuple[str, ...], tuple[str, ...]]]]] = {}
 
 
-def _gated_statement(gate: Update, parts: list[Part]) -> Any:
-    shape = (id(gate), tuple((table.name, len(rows) > 1, tuple(
-        (column, value if isinstance(value, FromGate) else None) for column, value in rows[0].items()))
-        for table, rows in parts))
-    statement = _GATED.get(shape)
-    if statement is None:
-        moved = gate.cte("gate")
-        inserts = []
-        for i, (table, rows) in enumerate(parts):
-            columns = list(rows[0])
-            if len(rows) > 1:
-                if any(isinstance(v, FromGate) for row in rows for v in row.values()):
-                    raise ValueError("FromGate values go in single-row parts")
-                values = [func.unnest(bindparam(f"p{i}_{c}", type_=ARRAY(table.c[c].type))) for c in columns]
-            else:
-                values = [moved.c[v] if isinstance(v, FromGate) else bindparam(f"p{i}_{c}", type_=table.c[c].type)
-                          for c, v in rows[0].items()]
-            inserts.append(table.insert().from_select(columns, select(*values).select_from(moved)).cte(f"w{i}"))
-        statement = prepared(select(*moved.c).add_cte(*inserts))
-        _GATED[shape] = (gate, statement)  # keeps `gate` alive, so its id is not reused
-    else:
-        statement = statement[1]
-    return statement
+def _gated_shape(gate: Update, parts: list[Part]) -> tuple:
+    # per part: table, one row or several, its columns, and which of them come from which
+    # column of the gate's row
+    return (id(gate), tuple([(table.name, len(rows) > 1, tuple(rows[0]),
+                              tuple([(c, v) for c, v in rows[0].items() if v.__class__ is FromGate]))
+                             for table, rows in parts]))
+
+
+def _gated_statement(gate: Update, parts: list[Part], shape: tuple) -> tuple[Any, list]:
+    """The statement of this shape, and for each part the parameter names and the columns
+    whose values fill them."""
+    moved = gate.cte("gate")
+    inserts, fills = [], []
+    for i, ((table, rows), (_, many, columns, from_gate)) in enumerate(zip(parts, shape[1], strict=True)):
+        gated = dict(from_gate)
+        if many:
+            if any(v.__class__ is FromGate for row in rows for v in row.values()):
+                raise ValueError("FromGate values go in single-row parts")
+            values = [func.unnest(bindparam(f"p{i}_{c}", type_=ARRAY(table.c[c].type))) for c in columns]
+        else:
+            values = [moved.c[gated[c]] if c in gated else bindparam(f"p{i}_{c}", type_=table.c[c].type)
+                      for c in columns]
+        inserts.append(table.insert().from_select(list(columns), select(*values).select_from(moved)).cte(f"w{i}"))
+        filled = tuple(c for c in columns if c not in gated)
+        fills.append((tuple(f"p{i}_{c}" for c in filled), filled))
+    statement = prepared(select(*moved.c).add_cte(*inserts))
+    _GATED[shape] = (gate, statement, fills)  # keeps `gate` alive, so its id is not reused
+    return statement, fills
 
 
 async def write_gated(session: AsyncSession, gate: Update, gate_params: dict[str, Any], *parts: Part) -> Row | None:
@@ -120,12 +125,15 @@ async def write_gated(session: AsyncSession, gate: Update, gate_params: dict[str
             return None
         for table, rows in todo:
             await run(session, table.insert(), [
-                {c: moved._mapping[v] if isinstance(v, FromGate) else v for c, v in row.items()} for row in rows])
+                {c: moved._mapping[v] if v.__class__ is FromGate else v for c, v in row.items()} for row in rows])
         return moved
+    shape = _gated_shape(gate, todo)
+    known = _GATED.get(shape)
+    statement, fills = (known[1], known[2]) if known is not None else _gated_statement(gate, todo, shape)
     params = dict(gate_params)
-    for i, (_, rows) in enumerate(todo):
+    for (names, columns), (_, rows) in zip(fills, todo, strict=True):
         if len(rows) == 1:
-            params.update({f"p{i}_{c}": v for c, v in rows[0].items() if not isinstance(v, FromGate)})
+            params.update(zip(names, map(rows[0].__getitem__, columns), strict=True))
         else:
-            params.update({f"p{i}_{c}": [row[c] for row in rows] for c in rows[0]})
-    return (await run(session, _gated_statement(gate, todo), params)).first()
+            params.update(zip(names, ([row[c] for row in rows] for c in columns), strict=True))
+    return (await run(session, statement, params)).first()
