@@ -29,6 +29,7 @@ from app.api import (
     wallet,
 )
 from app.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from app.api.routing import TxRoute
 from app.config import Settings, get_settings
 from app.db.session import make_engine, make_sessionmaker
 from app.domain.schemas import Problem
@@ -156,6 +157,8 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
         for route in router.routes:
             if isinstance(route, APIRoute):
                 route.operation_id = route.operation_id or _operation_id(route)
+            if isinstance(route, TxRoute):
+                route.literal_prefix = route.path.split("{", 1)[0]
             app.router.routes.append(route)
 
     if settings.cors_origins:
