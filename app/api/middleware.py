@@ -6,6 +6,7 @@ import logging
 import time
 import uuid
 from contextvars import ContextVar
+from typing import Any
 
 from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -15,6 +16,19 @@ log = logging.getLogger("app.access")
 REQUEST_LATENCY = Histogram("lc_http_request_duration_seconds", "HTTP request latency",
                             ["method", "route", "status"],
                             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+
+
+_LATENCY_CHILDREN: dict[tuple[str, str, int], Any] = {}
+
+
+def _latency(method: str, route: str, status: int) -> Any:
+    """The histogram's child for these labels (prometheus_client's `labels()` validates and locks
+    on every call; the set of children is bounded by routes × methods × statuses)."""
+    key = (method, route, status)
+    child = _LATENCY_CHILDREN.get(key)
+    if child is None:
+        child = _LATENCY_CHILDREN[key] = REQUEST_LATENCY.labels(method, route, str(status))
+    return child
 
 
 class RequestContextMiddleware:
@@ -46,7 +60,7 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            REQUEST_LATENCY.labels(scope["method"], template, str(status)).observe(elapsed)
+            _latency(scope["method"], template, status).observe(elapsed)
             log.info("request", extra={"method": scope["method"], "path": scope["path"], "route": template,
                                        "status": status, "duration_ms": round(elapsed * 1000, 2)})
             request_id_var.reset(token)

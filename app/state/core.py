@@ -155,6 +155,13 @@ class Workflow:
             conditions = [self._condition(r)]
             self.machine.add_transition(r.action, list(r.source), r.dest, conditions=conditions)
         self.actions = list(dict.fromkeys(r.action for r in rules))
+        # built once: the rules of each action, their roles, and per state the rules that leave it
+        # (in the order of `actions`), so questions asked on every answer are lookups
+        self._by_action = {a: tuple(r for r in rules if r.action == a) for a in self.actions}
+        self._roles = {a: frozenset(role for r in self._by_action[a] for role in r.roles) for a in self.actions}
+        leaving = {state: [(a, tuple(r for r in self._by_action[a] if state in r.source)) for a in self.actions]
+                   for state in states}
+        self._leaving = {state: [(a, rs) for a, rs in pairs if rs] for state, pairs in leaving.items()}
         self._for_update = (select(model).where(model.id == bindparam("id")).with_for_update()
                             .execution_options(populate_existing=True))
         unknown = {s for r in rules for s in (*r.source, r.dest) if s is not None} - set(states)
@@ -171,20 +178,19 @@ class Workflow:
         return check
 
     # -- questions -------------------------------------------------------------------------
-    def rules_for(self, action: str) -> list[Rule]:
-        return [r for r in self.rules if r.action == action]
+    def rules_for(self, action: str) -> tuple[Rule, ...]:
+        return self._by_action.get(action, ())
 
     def allowed_actions(self, row: Any, actor: Actor, now: datetime) -> list[str]:
         ctx = Ctx(row, actor, now)
-        return [a for a in self.actions
-                if any(row.state in r.source and r.permits(ctx) for r in self.rules_for(a))]
+        return [a for a, rules in self._leaving.get(row.state, ()) if any(r.permits(ctx) for r in rules)]
 
     def can(self, row: Any, action: str, actor: Actor, now: datetime) -> bool:
         ctx = Ctx(row, actor, now)
         return any(row.state in r.source and r.permits(ctx) for r in self.rules_for(action))
 
-    def roles_of(self, action: str) -> set[str]:
-        return {role for r in self.rules_for(action) for role in r.roles}
+    def roles_of(self, action: str) -> frozenset[str]:
+        return self._roles.get(action, frozenset())
 
     # -- firing ----------------------------------------------------------------------------
     async def create(self, session: AsyncSession, row: Any, actor: Actor, *, now: datetime | None = None,

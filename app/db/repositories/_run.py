@@ -31,19 +31,23 @@ _REQUIRED = object()
 class Plan:
     """A statement compiled once for asyncpg."""
 
-    __slots__ = ("sql", "slots", "fast")
+    __slots__ = ("sql", "slots", "required", "processed", "fast")
 
     def __init__(self, statement: Executable, dialect: Any) -> None:
         compiled = statement.compile(dialect=dialect)
         self.sql = compiled.string
         processors = compiled._bind_processors
-        # one slot per `$n`: the parameter's key, the value it has when the call gives none (a
-        # literal of the statement; _REQUIRED for a bindparam the call must give), its processor
-        self.slots = []
-        for name in compiled.positiontup or ():
+        # one slot per `$n`: the parameter's key and the value it has when the call gives none (a
+        # literal of the statement; _REQUIRED for a bindparam the call must give); then the keys
+        # a call must give, and the slots whose values SQLAlchemy's type processes
+        self.slots: list[tuple[str, Any]] = []
+        self.processed: list[tuple[int, Any]] = []
+        for index, name in enumerate(compiled.positiontup or ()):
             bind = compiled.binds[name]
-            fixed = _REQUIRED if bind.required else bind.effective_value
-            self.slots.append((bind.key, fixed, processors.get(name)))
+            self.slots.append((bind.key, _REQUIRED if bind.required else bind.effective_value))
+            if processors.get(name) is not None:
+                self.processed.append((index, processors[name]))
+        self.required = frozenset(key for key, fixed in self.slots if fixed is _REQUIRED)
         # expanding IN lists are rendered per call, and Python-side column defaults are
         # computed by SQLAlchemy's execution context: those statements take the normal path
         self.fast = not (compiled.literal_execute_params or compiled.post_compile_params
@@ -52,10 +56,13 @@ class Plan:
 
     def args(self, params: Mapping[str, Any] | None) -> list[Any]:
         params = params or {}
-        out = []
-        for key, fixed, processor in self.slots:
-            value = params[key] if fixed is _REQUIRED else params.get(key, fixed)
-            out.append(value if processor is None or value is None else processor(value))
+        if not self.required <= params.keys():
+            raise KeyError(f"missing parameters: {sorted(self.required - params.keys())}")
+        get = params.get
+        out = [get(key, fixed) for key, fixed in self.slots]
+        for index, processor in self.processed:
+            if out[index] is not None:
+                out[index] = processor(out[index])
         return out
 
 
