@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import bindparam, exc, func, select, text
+from sqlalchemy import bindparam, event, exc, func, select, text
 
 from app.db.models.platform import Timer
 from app.db.repositories._run import prepared, run
@@ -20,7 +20,7 @@ from tests.test_task_orders_support import minute, order_body, ready_merchant
 _timers = Timer.__table__
 _INSERT = prepared(_timers.insert().values(id=bindparam("id"), machine="lean-test", entity_id=bindparam("id"),
                                            action="expire", due_at=bindparam("due")))
-_COUNT = select(func.count()).select_from(_timers).where(_timers.c.machine == "lean-test")
+_COUNT = prepared(select(func.count()).select_from(_timers).where(_timers.c.machine == "lean-test"))
 _FAILS = prepared(text("SELECT 1 / 0"))
 _DUE = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -171,4 +171,122 @@ async def test_a_broken_connection_is_not_reused(engine, maker):
     for _ in range(engine.sync_engine.pool.size() + 1):  # every pooled connection is a live one
         async with maker() as session:
             await run(session, _INSERT, {"id": "tmr_lean_3", "due": _DUE})
+    assert await _count(engine) == 0
+
+
+# ------------------------------------------------------------ one write without BEGIN/COMMIT
+class Sent:
+    """Every command the pooled connections send meanwhile (asyncpg's query logger)."""
+
+    def __init__(self, engine) -> None:
+        self.pool = engine.sync_engine.pool
+        self.connections: list = []
+        self.queries: list[str] = []
+
+    def __enter__(self) -> list[str]:
+        event.listen(self.pool, "checkout", self._checkout)
+        return self.queries
+
+    def __exit__(self, *exc) -> None:
+        event.remove(self.pool, "checkout", self._checkout)
+        for connection in self.connections:
+            connection.remove_query_logger(self._logged)
+
+    def _checkout(self, dbapi_connection, record, proxy) -> None:
+        self.connections.append(dbapi_connection._connection)
+        dbapi_connection._connection.add_query_logger(self._logged)
+
+    def _logged(self, logged) -> None:
+        self.queries.append(logged.query.split()[0].upper().rstrip(";"))
+
+
+async def _ordered(client, factory):
+    merchant, product_id = await ready_merchant(client, factory)
+    creator = await factory.user("creator")
+    body = order_body(creator, product_id, minute(await factory.now() + timedelta(days=5)))
+    return merchant, creator, body
+
+
+@postgres_only
+async def test_create_and_accept_send_no_begin_or_commit(committed_client, committed_factory, committed_app):
+    merchant, creator, body = await _ordered(committed_client, committed_factory)
+    with Sent(committed_app.state.engine) as create:
+        r = await committed_client.post("/v1/task-orders", headers=merchant.headers, json=body)
+    assert r.status_code == 201, r.text
+    order = r.json()
+    with Sent(committed_app.state.engine) as accept:
+        r = await committed_client.post(f"/v1/task-orders/{order['id']}/accept", headers=creator.headers)
+    assert r.status_code == 200, r.text
+    assert create and "BEGIN" not in create and "COMMIT" not in create, create
+    assert accept and "BEGIN" not in accept and "COMMIT" not in accept, accept
+    # committed: the next requests see the order accepted and the amount frozen
+    r = await committed_client.get(f"/v1/task-orders/{order['id']}", headers=merchant.headers)
+    assert r.json()["state"] == "waiting_live" and r.json()["hold_status"] == "held"
+    balance = (await committed_client.get("/v1/wallet", headers=merchant.headers)).json()
+    assert balance["frozen_fen"] == order["amount_fen"]
+
+
+@postgres_only
+async def test_with_an_idempotency_key_the_write_commits_with_its_answer(committed_client, committed_factory,
+                                                                        committed_app):
+    merchant, _, body = await _ordered(committed_client, committed_factory)
+    headers = {**merchant.headers, "Idempotency-Key": "lean-create-1"}
+    with Sent(committed_app.state.engine) as sent:
+        first = await committed_client.post("/v1/task-orders", headers=headers, json=body)
+    assert first.status_code == 201, first.text
+    assert sent.count("BEGIN") == 1 and sent.count("COMMIT") == 1, sent
+    again = await committed_client.post("/v1/task-orders", headers=headers, json=body)
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+
+
+@postgres_only
+async def test_an_overdue_order_is_expired_in_a_transaction_before_the_accept(committed_client, committed_factory,
+                                                                          committed_app):
+    """The accept finds the acceptance deadline passed: the expiry (a transition and the
+    refund) fires first, in a transaction that the accept's own statements then join."""
+    from app.domain import clock
+
+    merchant, creator, body = await _ordered(committed_client, committed_factory)
+    before = (await committed_client.get("/v1/wallet", headers=merchant.headers)).json()
+    order = (await committed_client.post("/v1/task-orders", headers=merchant.headers, json=body)).json()
+    async with committed_app.state.sessionmaker() as session:  # business time moves; no timer fires
+        await clock.advance(session, 25 * 3600)
+        await session.commit()
+    with Sent(committed_app.state.engine) as sent:
+        r = await committed_client.post(f"/v1/task-orders/{order['id']}/accept", headers=creator.headers)
+    assert r.status_code == 409 and r.json()["code"] == "invalid_transition", r.text
+    assert "BEGIN" in sent, sent  # (the 409 rolls it back; the next read fires the expiry again)
+    r = await committed_client.get(f"/v1/task-orders/{order['id']}", headers=merchant.headers)
+    assert r.json()["state"] == "cancelled_timeout"
+    after = (await committed_client.get("/v1/wallet", headers=merchant.headers)).json()
+    assert after["available_fen"] == before["available_fen"] and after["frozen_fen"] == before["frozen_fen"]
+
+
+@postgres_only
+async def test_a_second_write_after_the_committed_one_fails_loudly(engine, maker):
+    from app.db.bulk import insert_together
+    from app.db.session import WriteAfterCommit
+
+    row = {"id": "tmr_lean_1", "machine": "lean-test", "entity_id": "e1", "action": "a", "due_at": _DUE}
+    async with maker() as session:
+        session.defer_transaction()
+        assert (await run(session, _COUNT)).scalar_one() == 0  # a read: no transaction
+        await insert_together(session, (_timers, [row, {**row, "id": "tmr_lean_2", "action": "b"}]))
+        assert (await run(session, _COUNT)).scalar_one() == 2  # committed by itself, seen by a read
+        with pytest.raises(WriteAfterCommit):
+            await run(session, _INSERT, {"id": "tmr_lean_3", "due": _DUE})
+        with pytest.raises(WriteAfterCommit):
+            session.add(Timer(id="tmr_orm_1", machine="lean-test", entity_id="e", action="c", due_at=_DUE))
+        assert session.lean
+    assert await _count(engine) == 2
+
+
+@postgres_only
+async def test_a_deferred_transaction_begins_for_anything_but_reads_and_one_write(engine, maker):
+    async with maker() as session:
+        session.defer_transaction()
+        await run(session, _INSERT, {"id": "tmr_lean_1", "due": _DUE})  # not atomic: BEGIN first
+        await run(session, _INSERT, {"id": "tmr_lean_2", "due": _DUE})
+        await session.rollback()
     assert await _count(engine) == 0

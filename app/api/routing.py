@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
@@ -20,6 +20,7 @@ from starlette.types import Scope
 
 from app.db.base import new_id
 from app.db.repositories import platform as repo
+from app.db.session import LeanSession
 from app.domain.clock import real_now
 from app.domain.errors import Conflict, DomainError, ValidationFailed
 from app.domain.security import decode_token
@@ -63,6 +64,20 @@ async def _claim(session: AsyncSession, account_id: str, key: str, request_hash:
                     media_type=stored.content_type, headers=headers)
 
 
+E = TypeVar("E", bound=Callable[..., Any])
+
+
+def one_write(endpoint: E) -> E:
+    """Declare that this operation writes once: its domain ends with one statement that carries
+    the whole write (a transition or a freeze, with everything behind it). Without an
+    Idempotency-Key its request then runs without BEGIN/COMMIT (`LeanSession.defer_transaction`:
+    reads on their own, the write committing by itself). Paths that need more (firing an
+    overdue timer first) begin a transaction as usual; a second write after the committed one
+    fails loudly (`WriteAfterCommit`). `tests/test_lean_session.py` holds the declared routes to it."""
+    endpoint.one_write = True  # type: ignore[attr-defined]
+    return endpoint
+
+
 class TxRoute(APIRoute):
     # The literal start of the path, up to its first parameter; set by `main.py` for the routes
     # it adds to the application flat. A request whose path does not start with it cannot
@@ -79,6 +94,7 @@ class TxRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         endpoint = super().get_route_handler()
+        writes_once = getattr(self.endpoint, "one_write", False)
 
         async def handler(request: Request) -> Response:
             key = request.headers.get("idempotency-key") if request.method == "POST" else None
@@ -95,6 +111,8 @@ class TxRoute(APIRoute):
             try:
                 async with request.app.state.sessionmaker() as session:
                     request.state.db = session
+                    if writes_once and not flight and isinstance(session, LeanSession):
+                        session.defer_transaction()
                     try:
                         if flight:
                             request_hash = await _request_hash(request)

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from app.api.deps import CurrentActor, Operator, Page, Session, roles
-from app.api.routing import TxRoute
+from app.api.routing import TxRoute, one_write
 from app.domain import task_orders as svc
 from app.domain.schemas import PageOut, TransitionOut
 from app.domain.task_orders import (
@@ -58,6 +58,7 @@ async def list_creators(session: Session, _: CurrentActor, page: Page,
 
 @router.post("/v1/task-orders", response_model=TaskOrderOut, status_code=status.HTTP_201_CREATED, tags=TAGS,
              name="create_task_order")
+@one_write
 async def create_task_order(body: TaskOrderCreate, session: Session, actor: Merchant) -> TaskOrderOut:
     """Book a creator's live session. The amount (the creator's quote × `hours`) moves from the
     merchant's available balance to frozen in the same transaction; the creator is notified
@@ -111,6 +112,7 @@ async def task_order_history(order_id: str, session: Session, actor: CurrentActo
 
 @router.post("/v1/task-orders/{order_id}/accept", response_model=TaskOrderOut, tags=TAGS,
              name="accept_task_order")
+@one_write
 async def accept(order_id: str, session: Session, actor: CurrentActor) -> TaskOrderOut:
     """The creator accepts; a targeted plan (定向计划) is created for each `targeted` product."""
     return await svc.accept(session, actor, order_id)

@@ -51,7 +51,7 @@ def _statement(parts: list[tuple[Table, Rows]]) -> Insert:
         statement = _insert(*last)
         for table, i, many, columns in firsts:
             statement = statement.add_cte(_insert(table, i, many, columns).cte(f"w{i}"))
-        _STATEMENTS[shape] = prepared(statement)
+        _STATEMENTS[shape] = prepared(statement, atomic=True)
     return statement
 
 
@@ -109,7 +109,7 @@ def _gated_statement(gate: Update, parts: list[Part], shape: tuple) -> tuple[Any
         inserts.append(table.insert().from_select(list(columns), select(*values).select_from(moved)).cte(f"w{i}"))
         filled = tuple(c for c in columns if c not in gated)
         fills.append((tuple(f"p{i}_{c}" for c in filled), filled))
-    statement = prepared(select(*moved.c).add_cte(*inserts))
+    statement = prepared(select(*moved.c).add_cte(*inserts), atomic=True)
     _GATED[shape] = (gate, statement, fills)  # keeps `gate` alive, so its id is not reused
     return statement, fills
 

@@ -49,6 +49,17 @@ def make_sessionmaker(bind) -> async_sessionmaker[AsyncSession]:
                               expire_on_commit=False, autoflush=True)
 
 
+# What a fast-lane statement does, for a deferred transaction (LeanSession.defer_transaction):
+READ = "read"  # a plain SELECT: no lock, no data-modifying CTE
+ATOMIC = "atomic"  # a whole write in one statement (marked by whoever builds it: app/db/bulk.py)
+OTHER = "other"  # anything else: it needs the transaction
+
+
+class WriteAfterCommit(RuntimeError):
+    """A request that declared one write (`@one_write`) tried to write again after that write
+    had committed on its own: the route's declaration is wrong (a programming error, a 500)."""
+
+
 def raise_as_sqlalchemy(error: Exception, adapted: Any, dialect: Any, statement: str | None = None,
                         params: Any = None) -> NoReturn:
     """Raise asyncpg's `error` as SQLAlchemy would (a DBAPIError subclass: IntegrityError …)."""
@@ -75,6 +86,8 @@ class LeanSession(AsyncSession):
     is still lean. Correct by default: code that uses the session like any AsyncSession gets one."""
 
     _orm = False  # whether AsyncSession's own state has been built
+    _deferred = False  # see defer_transaction
+    _wrote = False  # a deferred transaction's one write has committed
 
     def __init__(self, bind: AsyncEngine, **kw: Any) -> None:  # noqa: D107 - AsyncSession.__init__ deferred
         self._engine = bind
@@ -91,6 +104,8 @@ class LeanSession(AsyncSession):
         return getattr(self, name)
 
     def _build_orm(self) -> None:
+        if self._wrote:
+            raise WriteAfterCommit("the ORM was asked for after this request's one write committed")
         self._orm = True
         bind: AsyncEngine | AsyncConnection = self._engine
         if self._fairy is not None:  # join the transaction already begun on this connection
@@ -113,9 +128,23 @@ class LeanSession(AsyncSession):
     def bind(self) -> Any:  # type: ignore[override]
         return AsyncSession.bind.fget(self) if self._orm else self._engine  # type: ignore[attr-defined]
 
-    async def driver(self) -> Any:
+    def defer_transaction(self) -> None:
+        """No BEGIN until one is needed, for a request that writes once: plain reads run on their
+        own, and a statement that carries a whole write by itself (`ATOMIC`: a gated write with
+        its history, event and the rows behind it) commits on its own when no transaction has
+        begun — two round trips fewer (BEGIN, COMMIT), and the rows it locks are released when
+        it ends, not one event-loop turn later. PostgreSQL makes one statement atomic, and a
+        READ COMMITTED transaction gives each statement its own snapshot anyway, so the request
+        sees and does the same. Anything else (a locking read, any other write, the ORM) begins
+        the transaction as usual, and once one has begun everything runs in it. A write after
+        the committed one raises `WriteAfterCommit`. Set by `TxRoute` for `@one_write` routes
+        called without an Idempotency-Key (the stored answer must commit with the effect)."""
+        self._deferred = True
+
+    async def driver(self, kind: str = OTHER) -> Any:
         """SQLAlchemy's adapter of the asyncpg connection, in a transaction: a connection is
-        checked out of the pool and BEGIN sent on first use. Only while `lean`."""
+        checked out of the pool and BEGIN sent on first use (a deferred transaction: see
+        `defer_transaction`). Only while `lean`."""
         adapted = self._adapted
         if adapted is None:
             dialect = self._engine.dialect
@@ -126,6 +155,13 @@ class LeanSession(AsyncSession):
                                               connection_invalidated=True) from error
             adapted = self._adapted = self._fairy.dbapi_connection
         if adapted._transaction is None:
+            if self._deferred and kind == READ:
+                return adapted
+            if self._wrote:
+                raise WriteAfterCommit("this request's one write has committed; it may not write again")
+            if self._deferred and kind == ATOMIC:
+                self._wrote = True
+                return adapted
             await self._guard(adapted._start_transaction)
         return adapted
 
@@ -174,6 +210,7 @@ class LeanSession(AsyncSession):
         finally:
             connection, fairy = self._sync_connection, self._fairy
             self._sync_connection = self._fairy = self._adapted = None
+            self._deferred = self._wrote = False
             if self._orm:  # lean again: a later use checks out a connection afresh
                 for name in _ASYNC_SESSION_STATE:
                     self.__dict__.pop(name, None)

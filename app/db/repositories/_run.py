@@ -16,10 +16,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import fields
 from typing import Any, TypeVar
 
-from sqlalchemy import Executable, exc
+from sqlalchemy import Executable, Select, exc
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import UpdateBase
 
-from app.db.session import LeanSession, raise_as_sqlalchemy
+from app.db.session import ATOMIC, OTHER, READ, LeanSession, raise_as_sqlalchemy
 
 T = TypeVar("T")
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
@@ -31,9 +32,9 @@ _REQUIRED = object()
 class Plan:
     """A statement compiled once for asyncpg."""
 
-    __slots__ = ("sql", "slots", "required", "processed", "fast")
+    __slots__ = ("sql", "slots", "required", "processed", "fast", "kind")
 
-    def __init__(self, statement: Executable, dialect: Any) -> None:
+    def __init__(self, statement: Executable, dialect: Any, *, atomic: bool = False) -> None:
         compiled = statement.compile(dialect=dialect)
         self.sql = compiled.string
         processors = compiled._bind_processors
@@ -53,6 +54,15 @@ class Plan:
         self.fast = not (compiled.literal_execute_params or compiled.post_compile_params
                          or compiled.insert_prefetch or compiled.update_prefetch
                          or any(compiled.binds[n].callable for n in compiled.positiontup or ()))
+        # what a deferred transaction (LeanSession.defer_transaction) may run outside one
+        writes = compiled.isinsert or compiled.isupdate or compiled.isdelete \
+            or any(isinstance(cte.element, UpdateBase) for cte in compiled.ctes or ())
+        if atomic:
+            self.kind = ATOMIC
+        elif isinstance(statement, Select) and not writes and statement._for_update_arg is None:
+            self.kind = READ
+        else:
+            self.kind = OTHER
 
     def args(self, params: Mapping[str, Any] | None) -> list[Any]:
         params = params or {}
@@ -128,13 +138,18 @@ class FastResult:
 
 
 _PLANS: dict[int, tuple[Executable, Plan | None]] = {}
+_ATOMIC: set[int] = set()
 _DRIVER_KEY = "lc_driver"
 S = TypeVar("S", bound=Executable)
 
 
-def prepared(statement: S) -> S:
-    """Mark a statement built once (at import, or once per shape and cached) for the fast lane."""
+def prepared(statement: S, *, atomic: bool = False) -> S:
+    """Mark a statement built once (at import, or once per shape and cached) for the fast lane.
+    `atomic`: it carries a whole write by itself (a gated write with everything behind it), so a
+    request that declared one write may run it outside a transaction block (`LeanSession`)."""
     _PLANS.setdefault(id(statement), (statement, None))
+    if atomic:
+        _ATOMIC.add(id(statement))
     return statement
 
 
@@ -182,11 +197,11 @@ async def run(session: AsyncSession, statement: Executable, params: Params = Non
         return await session.execute(statement, params)
     plan = known[1]
     if plan is None:
-        plan = Plan(statement, dialect)
+        plan = Plan(statement, dialect, atomic=id(statement) in _ATOMIC)
         _PLANS[id(statement)] = (statement, plan)
     if not plan.fast:
         return await session.execute(statement, params)
-    adapted = await (session.driver() if lean else _driver(session))  # type: ignore[attr-defined]
+    adapted = await (session.driver(plan.kind) if lean else _driver(session))  # type: ignore[attr-defined]
     many = isinstance(params, Sequence)
     args: Any = [plan.args(p) for p in params] if many else plan.args(params)  # type: ignore[union-attr]
     try:
