@@ -10,7 +10,6 @@ from fastapi.responses import Response
 
 from app.api.deps import CurrentActor, Page, Session, roles
 from app.api.routing import TxRoute
-from app.domain import clock
 from app.domain import live_bases as lb
 from app.domain.ingest import AwareDatetime
 from app.domain.live_bases import (
@@ -30,7 +29,7 @@ from app.domain.live_bases import (
     StatsOut,
 )
 from app.domain.schemas import PageOut, ReasonIn, TransitionOut
-from app.state.core import Actor, history
+from app.state.core import Actor
 
 router = APIRouter(route_class=TxRoute)
 Agency = Annotated[Actor, Depends(roles("agency"))]
@@ -57,8 +56,7 @@ async def create_live_base(body: LiveBaseCreate, session: Session, actor: Agency
 async def list_live_bases(session: Session, actor: CurrentActor, page: Page):
     """Bases the caller may see: an agency its own, a creator every base (it may check in at any),
     a merchant the bases of the agencies its shop is bound to, an operator all."""
-    items, cursor = await lb.list_bases(session, actor, limit=page.limit, cursor=page.cursor)
-    return PageOut[LiveBaseOut](items=items, next_cursor=cursor)
+    return await lb.list_bases(session, actor, limit=page.limit, cursor=page.cursor)
 
 
 @router.get("/v1/live-bases/{base_id}", response_model=LiveBaseDetail, tags=["live bases"], name="get_live_base")
@@ -79,9 +77,9 @@ async def get_check_in_code(base_id: str, session: Session, actor: Agency):
             responses={200: {"content": {"image/svg+xml": {}}, "description": "the QR code picture"}})
 async def get_check_in_code_svg(base_id: str, session: Session, actor: Agency) -> Response:
     """The QR code (SVG) of a fresh check-in code's URL, to print or show at the base."""
-    code = await lb.check_in_code(session, actor, base_id)
-    return Response(lb.qr_svg(code.url), media_type="image/svg+xml",
-                    headers={"Cache-Control": "no-store", "X-Check-In-Expires-At": code.expires_at.isoformat()})
+    picture = await lb.check_in_qr(session, actor, base_id)
+    return Response(picture.svg, media_type="image/svg+xml",
+                    headers={"Cache-Control": "no-store", "X-Check-In-Expires-At": picture.expires_at.isoformat()})
 
 
 @router.get("/v1/live-bases/{base_id}/stats", response_model=StatsOut, tags=["live bases"], name="get_live_base_stats")
@@ -99,8 +97,7 @@ async def get_live_base_stats(base_id: str, session: Session, actor: AgencyOrOpe
              tags=["live bases"], name="create_creator_binding")
 async def create_creator_binding(body: CreatorBindingCreate, session: Session, actor: Agency):
     """The agency invites a creator to bind (达人绑定); the invitation expires after 7 days."""
-    row = await lb.create_creator_binding(session, actor, body)
-    return await lb.creator_binding_out(session, row, actor)
+    return await lb.create_creator_binding(session, actor, body)
 
 
 @router.get("/v1/creator-bindings", response_model=PageOut[CreatorBindingOut], tags=["live bases"],
@@ -108,39 +105,32 @@ async def create_creator_binding(body: CreatorBindingCreate, session: Session, a
 async def list_creator_bindings(session: Session, actor: CurrentActor, page: Page,
                                 state: Annotated[BindingState | None, Query()] = None):
     """The caller's creator bindings (agency or creator; an operator sees all)."""
-    rows, cursor = await lb.list_creator_bindings(session, actor, state=state, limit=page.limit, cursor=page.cursor)
-    now = await clock.now(session)
-    return PageOut[CreatorBindingOut](items=[await lb.creator_binding_out(session, r, actor, now) for r in rows],
-                                      next_cursor=cursor)
+    return await lb.list_creator_bindings(session, actor, state=state, limit=page.limit, cursor=page.cursor)
 
 
 @router.get("/v1/creator-bindings/{binding_id}", response_model=CreatorBindingOut, tags=["live bases"],
             name="get_creator_binding")
 async def get_creator_binding(binding_id: str, session: Session, actor: CurrentActor):
     """One creator binding with `live_count` (live sessions since it began) and `allowed_actions`."""
-    row = await lb.get_creator_binding(session, actor, binding_id)
-    return await lb.creator_binding_out(session, row, actor)
+    return await lb.get_creator_binding(session, actor, binding_id)
 
 
 @router.patch("/v1/creator-bindings/{binding_id}", response_model=CreatorBindingOut, tags=["live bases"],
               name="update_creator_binding")
 async def update_creator_binding(binding_id: str, body: CreatorBindingPatch, session: Session, actor: Agency):
     """The agency sets the creator's commission while the binding is active."""
-    row = await lb.patch_creator_binding(session, actor, binding_id, body)
-    return await lb.creator_binding_out(session, row, actor)
+    return await lb.patch_creator_binding(session, actor, binding_id, body)
 
 
 @router.get("/v1/creator-bindings/{binding_id}/history", response_model=list[TransitionOut], tags=["live bases"],
             name="get_creator_binding_history")
 async def get_creator_binding_history(binding_id: str, session: Session, actor: CurrentActor):
     """Every transition of the binding."""
-    await lb.get_creator_binding(session, actor, binding_id)
-    return await history(session, "creator_binding", binding_id)
+    return await lb.creator_binding_history(session, actor, binding_id)
 
 
 async def _creator_binding_action(session, actor: Actor, binding_id: str, action: str, body: ReasonIn | None):
-    row = await lb.fire_creator_binding(session, actor, binding_id, action, _reason(body))
-    return await lb.creator_binding_out(session, row, actor)
+    return await lb.fire_creator_binding(session, actor, binding_id, action, _reason(body))
 
 
 @router.post("/v1/creator-bindings/{binding_id}/accept", response_model=CreatorBindingOut, tags=["live bases"],
@@ -179,38 +169,32 @@ async def terminate_creator_binding(binding_id: str, session: Session, actor: Cu
              tags=["live bases"], name="create_shop_binding")
 async def create_shop_binding(body: ShopBindingCreate, session: Session, actor: Agency):
     """The agency invites a shop to 直播基地合作 (`type: "live_base"`); expires after 7 days."""
-    row = await lb.create_shop_binding(session, actor, body)
-    return lb.shop_binding_out(row, actor, await clock.now(session))
+    return await lb.create_shop_binding(session, actor, body)
 
 
 @router.get("/v1/shop-bindings", response_model=PageOut[ShopBindingOut], tags=["live bases"], name="list_shop_bindings")
 async def list_shop_bindings(session: Session, actor: CurrentActor, page: Page,
                              state: Annotated[BindingState | None, Query()] = None):
     """The caller's shop bindings (agency or merchant; an operator sees all)."""
-    rows, cursor = await lb.list_shop_bindings(session, actor, state=state, limit=page.limit, cursor=page.cursor)
-    now = await clock.now(session)
-    return PageOut[ShopBindingOut](items=[lb.shop_binding_out(r, actor, now) for r in rows], next_cursor=cursor)
+    return await lb.list_shop_bindings(session, actor, state=state, limit=page.limit, cursor=page.cursor)
 
 
 @router.get("/v1/shop-bindings/{binding_id}", response_model=ShopBindingOut, tags=["live bases"],
              name="get_shop_binding")
 async def get_shop_binding(binding_id: str, session: Session, actor: CurrentActor):
     """One shop binding with its `allowed_actions`."""
-    row = await lb.get_shop_binding(session, actor, binding_id)
-    return lb.shop_binding_out(row, actor, await clock.now(session))
+    return await lb.get_shop_binding(session, actor, binding_id)
 
 
 @router.get("/v1/shop-bindings/{binding_id}/history", response_model=list[TransitionOut], tags=["live bases"],
             name="get_shop_binding_history")
 async def get_shop_binding_history(binding_id: str, session: Session, actor: CurrentActor):
     """Every transition of the binding."""
-    await lb.get_shop_binding(session, actor, binding_id)
-    return await history(session, "shop_binding", binding_id)
+    return await lb.shop_binding_history(session, actor, binding_id)
 
 
 async def _shop_binding_action(session, actor: Actor, binding_id: str, action: str, body: ReasonIn | None):
-    row = await lb.fire_shop_binding(session, actor, binding_id, action, _reason(body))
-    return lb.shop_binding_out(row, actor, await clock.now(session))
+    return await lb.fire_shop_binding(session, actor, binding_id, action, _reason(body))
 
 
 @router.post("/v1/shop-bindings/{binding_id}/accept", response_model=ShopBindingOut, tags=["live bases"],
@@ -247,8 +231,7 @@ async def terminate_shop_binding(binding_id: str, session: Session, actor: Curre
 async def list_product_pool(session: Session, actor: Agency, page: Page,
                             listed: Annotated[bool | None, Query()] = None):
     """选品管理: every product of the agency's actively bound shops, whether it qualifies and is listed."""
-    items, cursor = await lb.list_pool(session, actor, listed=listed, limit=page.limit, cursor=page.cursor)
-    return PageOut[PoolItemOut](items=items, next_cursor=cursor)
+    return await lb.list_pool(session, actor, listed=listed, limit=page.limit, cursor=page.cursor)
 
 
 @router.post("/v1/product-pool/{item_id}/list", response_model=PoolItemOut, tags=["live bases"], name="list_pool_item")
@@ -270,8 +253,7 @@ async def unlist_pool_item(item_id: str, session: Session, actor: Agency):
 async def create_check_in(body: CheckInCreate, session: Session, actor: Creator):
     """The creator scanned a base's code: the check-in page, `pending_confirmation` with its
     eligibility, or `rejected` with the reasons."""
-    row = await lb.open_check_in(session, actor, body)
-    return lb.check_in_out(row, actor, await clock.now(session))
+    return await lb.open_check_in(session, actor, body)
 
 
 @router.get("/v1/check-ins", response_model=PageOut[CheckInOut], tags=["live bases"], name="list_check_ins")
@@ -279,25 +261,21 @@ async def list_check_ins(session: Session, actor: CurrentActor, page: Page,
                          state: Annotated[CheckInState | None, Query()] = None,
                          base_id: Annotated[str | None, Query(max_length=40)] = None):
     """达人合作: the caller's check-ins (a creator's own; an agency's at its bases)."""
-    rows, cursor = await lb.list_check_ins(session, actor, state=state, base_id=base_id, limit=page.limit,
-                                           cursor=page.cursor)
-    now = await clock.now(session)
-    return PageOut[CheckInOut](items=[lb.check_in_out(r, actor, now) for r in rows], next_cursor=cursor)
+    return await lb.list_check_ins(session, actor, state=state, base_id=base_id, limit=page.limit,
+                                   cursor=page.cursor)
 
 
 @router.get("/v1/check-ins/{check_in_id}", response_model=CheckInOut, tags=["live bases"], name="get_check_in")
 async def get_check_in(check_in_id: str, session: Session, actor: CurrentActor):
     """One check-in with its eligibility and `allowed_actions`."""
-    row = await lb.get_check_in(session, actor, check_in_id)
-    return lb.check_in_out(row, actor, await clock.now(session))
+    return await lb.get_check_in(session, actor, check_in_id)
 
 
 @router.get("/v1/check-ins/{check_in_id}/history", response_model=list[TransitionOut], tags=["live bases"],
             name="get_check_in_history")
 async def get_check_in_history(check_in_id: str, session: Session, actor: CurrentActor):
     """Every transition of the check-in."""
-    await lb.get_check_in(session, actor, check_in_id)
-    return await history(session, "check_in", check_in_id)
+    return await lb.check_in_history(session, actor, check_in_id)
 
 
 @router.post("/v1/check-ins/{check_in_id}/confirm", response_model=CheckInOut, tags=["live bases"],
@@ -305,8 +283,7 @@ async def get_check_in_history(check_in_id: str, session: Session, actor: Curren
 async def confirm_check_in(check_in_id: str, session: Session, actor: CurrentActor):
     """The creator confirms: the rules are evaluated again; `checked_in` (starting a cooperation
     at a new base) or `rejected` with the reasons."""
-    row = await lb.confirm_check_in(session, actor, check_in_id)
-    return lb.check_in_out(row, actor, await clock.now(session))
+    return await lb.confirm_check_in(session, actor, check_in_id)
 
 
 @router.post("/v1/check-ins/{check_in_id}/check-out", response_model=CheckInOut, tags=["live bases"],
@@ -314,8 +291,7 @@ async def confirm_check_in(check_in_id: str, session: Session, actor: CurrentAct
 async def check_out_check_in(check_in_id: str, session: Session, actor: CurrentActor,
                              body: ReasonIn | None = None):
     """The creator or the agency checks the creator out."""
-    row = await lb.check_out(session, actor, check_in_id, _reason(body))
-    return lb.check_in_out(row, actor, await clock.now(session))
+    return await lb.check_out(session, actor, check_in_id, _reason(body))
 
 
 # -- cooperations ----------------------------------------------------------------------------
@@ -323,25 +299,21 @@ async def check_out_check_in(check_in_id: str, session: Session, actor: CurrentA
 async def list_cooperations(session: Session, actor: CurrentActor, page: Page,
                             state: Annotated[CooperationState | None, Query()] = None):
     """The caller's cooperations (a creator's own; an agency's at its bases)."""
-    rows, cursor = await lb.list_cooperations(session, actor, state=state, limit=page.limit, cursor=page.cursor)
-    now = await clock.now(session)
-    return PageOut[CooperationOut](items=[lb.cooperation_out(r, actor, now) for r in rows], next_cursor=cursor)
+    return await lb.list_cooperations(session, actor, state=state, limit=page.limit, cursor=page.cursor)
 
 
 @router.get("/v1/cooperations/{cooperation_id}", response_model=CooperationOut, tags=["live bases"],
              name="get_cooperation")
 async def get_cooperation(cooperation_id: str, session: Session, actor: CurrentActor):
     """One cooperation with its `allowed_actions`."""
-    row = await lb.get_cooperation(session, actor, cooperation_id)
-    return lb.cooperation_out(row, actor, await clock.now(session))
+    return await lb.get_cooperation(session, actor, cooperation_id)
 
 
 @router.get("/v1/cooperations/{cooperation_id}/history", response_model=list[TransitionOut], tags=["live bases"],
             name="get_cooperation_history")
 async def get_cooperation_history(cooperation_id: str, session: Session, actor: CurrentActor):
     """Every transition of the cooperation."""
-    await lb.get_cooperation(session, actor, cooperation_id)
-    return await history(session, "cooperation", cooperation_id)
+    return await lb.cooperation_history(session, actor, cooperation_id)
 
 
 @router.post("/v1/cooperations/{cooperation_id}/terminate", response_model=CooperationOut, tags=["live bases"],
@@ -349,5 +321,4 @@ async def get_cooperation_history(cooperation_id: str, session: Session, actor: 
 async def terminate_cooperation(cooperation_id: str, session: Session, actor: CurrentActor,
                                 body: ReasonIn | None = None):
     """The creator or the agency ends the cooperation early (checking the creator out)."""
-    row = await lb.terminate_cooperation(session, actor, cooperation_id, _reason(body))
-    return lb.cooperation_out(row, actor, await clock.now(session))
+    return await lb.terminate_cooperation(session, actor, cooperation_id, _reason(body))

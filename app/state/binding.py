@@ -7,8 +7,8 @@ from __future__ import annotations
 from app.state.core import Ctx, Workflow, rule
 
 
-def binding_workflow(name: str, *, model: type, invitee_role: str, invitee_column: str, description: str,
-                     accept_description: str = "") -> Workflow:
+def binding_workflow(name: str, *, model: type, record: type, invitee_role: str, invitee_column: str,
+                     description: str, accept_description: str = "") -> Workflow:
     def is_invitee(ctx: Ctx) -> bool:
         return getattr(ctx.row, invitee_column) == ctx.actor.id
 
@@ -19,7 +19,7 @@ def binding_workflow(name: str, *, model: type, invitee_role: str, invitee_colum
         return is_invitee(ctx) or is_agency(ctx)
 
     return Workflow(
-        name, model=model, initial="invited",
+        name, model=model, record=record, initial="invited",
         states=["invited", "active", "declined", "revoked", "expired", "terminated"],
         final_states=["declined", "revoked", "expired", "terminated"],
         parties=lambda row: [row.agency_id, getattr(row, invitee_column)],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.db.models.live_bases import CheckIn
+from app.db.repositories.live_bases import CheckInRecord
 from app.state.core import Ctx, Workflow, rule
 
 
@@ -23,7 +24,7 @@ def _not_eligible_now(ctx: Ctx) -> bool:
 
 
 CHECK_IN = Workflow(
-    "check_in", model=CheckIn, initial="pending_confirmation",
+    "check_in", model=CheckIn, record=CheckInRecord, initial="pending_confirmation",
     states=["pending_confirmation", "rejected", "checked_in", "checked_out", "expired"],
     final_states=["rejected", "checked_out", "expired"],
     parties=lambda row: [row.creator_id, row.agency_id],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.db.models.live_bases import Cooperation
+from app.db.repositories.live_bases import CooperationRecord
 from app.state.core import Ctx, Workflow, rule
 
 
@@ -11,7 +12,7 @@ def _is_party(ctx: Ctx) -> bool:
 
 
 COOPERATION = Workflow(
-    "cooperation", model=Cooperation, initial="active",
+    "cooperation", model=Cooperation, record=CooperationRecord, initial="active",
     states=["active", "terminated", "ended"],
     final_states=["terminated", "ended"],
     parties=lambda row: [row.creator_id, row.agency_id],

@@ -1,0 +1,168 @@
+"""Pydantic shapes of the live bases module: request bodies and answers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from app.domain.products import ProductOut
+from app.domain.schemas import Strict
+
+
+class LiveBaseCreate(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    address: str = Field(min_length=1, max_length=300)
+
+
+class LiveBaseOut(BaseModel):
+    id: str
+    agency_id: str
+    name: str
+    address: str
+    created_at: datetime
+
+
+class AgencyCard(BaseModel):
+    id: str
+    name: str | None
+    head_annual: bool
+
+
+class ShopCard(BaseModel):
+    id: str
+    shop_name: str | None
+    experience_score: float | None
+
+
+class LiveBaseDetail(LiveBaseOut):
+    """The base's home page (what creators see): its agency, bound shops and listed products."""
+
+    agency: AgencyCard
+    shops: list[ShopCard]
+    products: list[ProductOut]
+
+
+class CreatorBindingCreate(Strict):
+    creator_id: str = Field(max_length=40)
+    commission_bp: int = Field(ge=0, le=10000)
+
+
+class CreatorBindingPatch(Strict):
+    commission_bp: int = Field(ge=0, le=10000)
+
+
+class CreatorBindingOut(BaseModel):
+    id: str
+    agency_id: str
+    creator_id: str
+    commission_bp: int
+    strong: bool = Field(description="bound to a head annual agency (强绑定)")
+    state: str
+    version: int
+    allowed_actions: list[str]
+    invited_at: datetime
+    expires_at: datetime
+    began_at: datetime | None
+    ended_at: datetime | None
+    live_count: int | None = Field(description="live sessions since the binding began (null before)")
+
+
+class ShopBindingCreate(Strict):
+    shop_id: str = Field(max_length=40)
+    type: Literal["live_base"] = "live_base"
+
+
+class ShopBindingOut(BaseModel):
+    id: str
+    agency_id: str
+    shop_id: str
+    type: str
+    state: str
+    version: int
+    allowed_actions: list[str]
+    invited_at: datetime
+    expires_at: datetime
+    began_at: datetime | None
+    ended_at: datetime | None
+
+
+class PoolItemOut(BaseModel):
+    item_id: str
+    product: ProductOut
+    shop: ShopCard
+    qualifies: bool
+    listed: bool
+
+
+class CheckInCodeOut(BaseModel):
+    token: str
+    url: str
+    expires_at: datetime
+
+
+class CheckInCreate(Strict):
+    token: str = Field(min_length=1, max_length=2000)
+
+
+class Eligibility(BaseModel):
+    eligible: bool
+    reasons: list[str]
+
+
+class CheckInOut(BaseModel):
+    id: str
+    base_id: str
+    agency_id: str
+    creator_id: str
+    state: str
+    version: int
+    allowed_actions: list[str]
+    eligibility: Eligibility
+    created_at: datetime
+    expires_at: datetime
+    checked_in_at: datetime | None
+    checked_out_at: datetime | None
+    cooperation_id: str | None
+
+
+class CooperationOut(BaseModel):
+    id: str
+    base_id: str
+    agency_id: str
+    creator_id: str
+    state: str
+    version: int
+    allowed_actions: list[str]
+    started_at: datetime
+    ends_at: datetime
+    ended_at: datetime | None
+
+
+class CreatorStats(BaseModel):
+    creator_id: str
+    nickname: str | None
+    gmv_fen: int
+    orders: int
+
+
+class ProductStats(BaseModel):
+    product_id: str
+    title: str
+    gmv_fen: int
+    orders: int
+
+
+class StatsOut(BaseModel):
+    base_id: str
+    from_: datetime = Field(alias="from", serialization_alias="from")
+    to: datetime
+    gmv_fen: int
+    orders: int
+    check_ins: int
+    live_sessions: int
+    by_creator: list[CreatorStats]
+    by_product: list[ProductStats]
+
+    model_config = {"populate_by_name": True}
