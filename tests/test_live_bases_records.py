@@ -229,3 +229,26 @@ async def test_both_sides_terminate_one_cooperation_one_wins(committed_client, c
         assert sorted(r.status_code for r in answers) == [200, 409], [r.text for r in answers]
         assert await _history(client, agency, url) == ["create", "terminate"]
         assert await _history(client, creator, f"/v1/check-ins/{done['id']}") == ["create", "confirm", "check-out"]
+
+
+@postgres_only
+async def test_two_commission_changes_of_one_binding_one_wins(committed_client, committed_factory):
+    """Two PATCHes read the same version: the second's UPDATE finds it moved and answers 409,
+    so the stored commission is the winner's and the version stepped once."""
+    client, factory = committed_client, committed_factory
+    for _ in range(3):
+        agency = await factory.user("agency")
+        creator = await factory.user("creator")
+        binding = await bind_creator(client, agency, creator)
+        url = f"/v1/creator-bindings/{binding['id']}"
+        answers = await asyncio.gather(client.patch(url, headers=agency.headers, json={"commission_bp": 1500}),
+                                       client.patch(url, headers=agency.headers, json={"commission_bp": 2500}))
+        codes = sorted(r.status_code for r in answers)
+        assert codes in ([200, 409], [200, 200]), [r.text for r in answers]
+        seen = (await client.get(url, headers=agency.headers)).json()
+        if codes == [200, 409]:
+            won = next(r.json() for r in answers if r.status_code == 200)
+            assert next(r.json() for r in answers if r.status_code == 409)["code"] == "conflict"
+            assert (seen["commission_bp"], seen["version"]) == (won["commission_bp"], binding["version"] + 1)
+        else:  # one ran after the other had committed: both applied, one version step each
+            assert seen["version"] == binding["version"] + 2

@@ -345,7 +345,8 @@ _OTHER_ACTIVE = (select(creator_bindings.c.id)
                  .where(creator_bindings.c.creator_id == bindparam("creator"), creator_bindings.c.state == "active",
                         creator_bindings.c.id != bindparam("id")).limit(1))
 _SET_COMMISSION = (update(creator_bindings)
-                   .where(creator_bindings.c.id == bindparam("b_id"), creator_bindings.c.state == "active")
+                   .where(creator_bindings.c.id == bindparam("b_id"), creator_bindings.c.state == "active",
+                          creator_bindings.c.version == bindparam("b_seen"))
                    .values(commission_bp=bindparam("b_bp"), version=creator_bindings.c.version + 1)
                    .returning(*creator_bindings.c))
 _PARTY = {"creator_bindings": ("creator_id", "creator"), "shop_bindings": ("shop_id", "merchant")}
@@ -393,10 +394,12 @@ async def other_active_binding(session: AsyncSession, creator_id: str, binding_i
     return (await run(session, _OTHER_ACTIVE, {"creator": creator_id, "id": binding_id})).scalar()
 
 
-async def set_commission(session: AsyncSession, binding_id: str, commission_bp: int) -> CreatorBindingRecord | None:
+async def set_commission(session: AsyncSession, binding_id: str, seen_version: int,
+                         commission_bp: int) -> CreatorBindingRecord | None:
     """The active binding with its new commission (its version steps like any change of the
-    row); None when it is not active (any more)."""
-    row = (await run(session, _SET_COMMISSION, {"b_id": binding_id, "b_bp": commission_bp})).first()
+    row); None when it is not active any more or changed since version `seen_version` was read."""
+    row = (await run(session, _SET_COMMISSION, {"b_id": binding_id, "b_seen": seen_version,
+                                                "b_bp": commission_bp})).first()
     return None if row is None else record_of(CreatorBindingRecord, row)
 
 

@@ -238,9 +238,13 @@ async def patch_creator_binding(session: AsyncSession, actor: Actor, binding_id:
     row, now = await _visible_binding(session, actor, _CREATOR, binding_id)
     if row.agency_id != actor.id:
         raise NotFound("no such creator binding")
-    updated = await repo.set_commission(session, row.id, body.commission_bp) if row.state == "active" else None
+    updated = await repo.set_commission(session, row.id, row.version, body.commission_bp) \
+        if row.state == "active" else None
     if updated is None:
         current = await repo.binding(session, CREATOR_BINDING.table, CreatorBindingRecord, binding_id)
+        if current is not None and current.state == "active":  # changed by a racing request: it won
+            raise Conflict("the binding changed meanwhile; read it again", code="conflict",
+                           version=current.version)
         raise Conflict("the commission is set while the binding is active", code="binding_not_active",
                        state=current.state if current else row.state)
     return await _creator_binding_answer(session, updated, actor, now)
