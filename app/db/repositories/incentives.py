@@ -1,0 +1,569 @@
+"""Statements of the incentives module: provider contracts, programs, the monthly computation
+(set-based SQL over the facts), statements, vouchers, redemptions and the holiday list.
+
+Who sees what is written once, here (`_VISIBLE`): an operator every row, a service provider the
+rows it is the provider of, a merchant the rows it is the merchant of; lists and single rows use
+the same scope."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Select,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    distinct,
+    exists,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models.accounts import Account
+from app.db.models.facts import LiveSession, MerchantTier, SalesOrder
+from app.db.models.incentives import (
+    Holiday,
+    IncentiveProgram,
+    IncentiveStatement,
+    ProviderContract,
+    Redemption,
+    TierAward,
+    Voucher,
+)
+from app.db.repositories._run import prepare_module, record_of, run
+from app.db.repositories.pages import Page, keyset
+
+contracts = ProviderContract.__table__
+programs = IncentiveProgram.__table__
+statements = IncentiveStatement.__table__
+tier_awards = TierAward.__table__
+vouchers = Voucher.__table__
+redemptions = Redemption.__table__
+holidays = Holiday.__table__
+accounts = Account.__table__
+live_sessions = LiveSession.__table__
+merchant_tiers = MerchantTier.__table__
+sales_orders = SalesOrder.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class ContractRecord:
+    id: str
+    state: str
+    version: int
+    provider_id: str
+    merchant_id: str
+    mode: str
+    created_at: datetime
+    activated_at: datetime | None
+    ended_at: datetime | None
+    end_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramRecord:
+    id: str
+    name: str
+    month_from: str
+    month_to: str
+    coefficient_bp: int
+    v3_reward_fen: int
+    v4_reward_fen: int
+    min_active_merchants: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StatementRecord:
+    id: str
+    state: str
+    version: int
+    program_id: str
+    provider_id: str
+    month: str
+    eligible: bool
+    reasons: list[Any]
+    active_merchants: int
+    dimension1: list[Any]
+    dimension2: list[Any]
+    total_fen: int
+    computed_at: datetime
+    published_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class VoucherRecord:
+    id: str
+    state: str
+    version: int
+    program_id: str
+    statement_id: str
+    provider_id: str
+    month: str
+    dimension: int
+    merchant_id: str | None
+    amount_fen: int
+    remaining_fen: int
+    issued_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RedemptionRecord:
+    id: str
+    state: str
+    version: int
+    voucher_id: str
+    provider_id: str
+    merchant_id: str
+    amount_fen: int
+    use_date: date
+    requested_at: datetime
+    redeemed_at: datetime | None
+    reject_reason: str | None
+
+
+# --------------------------------------------------------------------------- who sees what
+# role -> the column that must hold the caller's id (None: every row); a role not listed sees nothing
+_VISIBLE: dict[str, dict[str, str | None]] = {
+    "provider_contracts": {"operator": None, "service_provider": "provider_id", "merchant": "merchant_id"},
+    "redemptions": {"operator": None, "service_provider": "provider_id", "merchant": "merchant_id"},
+    "incentive_statements": {"operator": None, "service_provider": "provider_id"},
+    "vouchers": {"operator": None, "service_provider": "provider_id"},
+}
+
+
+def _visible(table: Table, role: str, account_id: Any) -> Select:
+    """The rows of `table` a caller of `role` sees (`account_id`: its id, or a bindparam)."""
+    scope = _VISIBLE[table.name]
+    query = select(table)
+    if role not in scope:
+        return query.where(false())
+    column = scope[role]
+    return query if column is None else query.where(table.c[column] == account_id)
+
+
+def _one_visible(table: Table) -> dict[str, Select]:
+    """Per role, one row of `table` by id if the caller sees it (built once)."""
+    return {role: _visible(table, role, bindparam("account_id")).where(table.c.id == bindparam("id"))
+            for role in _VISIBLE[table.name]}
+
+
+_CONTRACT_FOR = _one_visible(contracts)
+_REDEMPTION_FOR = _one_visible(redemptions)
+_VOUCHER_FOR = _one_visible(vouchers)
+
+
+async def _one_for(session: AsyncSession, statements_by_role: dict[str, Select], record: type, role: str,
+                   account_id: str, entity_id: str) -> Any:
+    statement = statements_by_role.get(role)
+    if statement is None:
+        return None
+    row = (await run(session, statement, {"account_id": account_id, "id": entity_id})).first()
+    return None if row is None else record_of(record, row)
+
+
+# --------------------------------------------------------------------------- contracts
+_LIVE_STATES = ("proposed", "active")
+_PROPOSAL = select(
+    accounts.c.role,
+    select(contracts.c.id).where(contracts.c.provider_id == bindparam("provider"),
+                                 contracts.c.merchant_id == bindparam("merchant"),
+                                 contracts.c.state.in_(_LIVE_STATES)).limit(1).scalar_subquery().label("live_id"),
+).where(accounts.c.id == bindparam("merchant"))
+
+
+async def proposal_check(session: AsyncSession, provider_id: str, merchant_id: str) -> tuple[str | None, str | None]:
+    """(the role of the account `merchant_id`, None if there is none; the id of the pair's
+    proposed or active contract, if any) in one statement."""
+    row = (await run(session, _PROPOSAL, {"provider": provider_id, "merchant": merchant_id})).first()
+    return (None, None) if row is None else (row.role, row.live_id)
+
+
+async def contract_visible_to(session: AsyncSession, role: str, account_id: str,
+                              contract_id: str) -> ContractRecord | None:
+    return await _one_for(session, _CONTRACT_FOR, ContractRecord, role, account_id, contract_id)
+
+
+async def contracts_page(session: AsyncSession, role: str, account_id: str, *, state: str | None, limit: int,
+                         cursor: str | None) -> Page[ContractRecord]:
+    query = _visible(contracts, role, account_id)
+    if state:
+        query = query.where(contracts.c.state == state)
+    return await keyset(session, query, contracts.c.id, ContractRecord, limit=limit, cursor=cursor)
+
+
+_PAIR_CONTRACT = select(contracts.c.id).where(contracts.c.provider_id == bindparam("provider"),
+                                             contracts.c.merchant_id == bindparam("merchant")).limit(1)
+
+
+async def has_contract(session: AsyncSession, provider_id: str, merchant_id: str) -> bool:
+    """Whether the pair has a contract in any state."""
+    return (await run(session, _PAIR_CONTRACT, {"provider": provider_id, "merchant": merchant_id})).first() is not None
+
+
+# --------------------------------------------------------------------------- programs
+_PROGRAM_COLUMNS = tuple(f.name for f in fields(ProgramRecord))
+_INSERT_PROGRAM = insert(programs).values({c: bindparam(f"v_{c}", type_=programs.c[c].type)
+                                           for c in _PROGRAM_COLUMNS}).returning(*programs.c)
+_LOCK_PROGRAM = select(programs).where(programs.c.id == bindparam("id")).with_for_update()
+_PROGRAM_FROM = select(programs.c.id).where(programs.c.month_from == bindparam("month")).limit(1)
+
+
+async def insert_program(session: AsyncSession, values: dict[str, Any]) -> ProgramRecord:
+    """A new program of `values` (every column, the id included)."""
+    row = (await run(session, _INSERT_PROGRAM, {f"v_{c}": values[c] for c in _PROGRAM_COLUMNS})).one()
+    return record_of(ProgramRecord, row)
+
+
+async def programs_page(session: AsyncSession, *, limit: int, cursor: str | None) -> Page[ProgramRecord]:
+    return await keyset(session, select(programs), programs.c.id, ProgramRecord, limit=limit, cursor=cursor)
+
+
+async def lock_program(session: AsyncSession, program_id: str) -> ProgramRecord | None:
+    """The program, locked until the transaction ends: compute and publish of one program never
+    interleave."""
+    row = (await run(session, _LOCK_PROGRAM, {"id": program_id})).first()
+    return None if row is None else record_of(ProgramRecord, row)
+
+
+async def has_program_from(session: AsyncSession, month: str) -> bool:
+    return (await run(session, _PROGRAM_FROM, {"month": month})).first() is not None
+
+
+# --------------------------------------------------------------------------- statements
+_LOCK_MONTH = (select(statements).where(statements.c.program_id == bindparam("program"),
+                                        statements.c.month == bindparam("month"))
+               .order_by(statements.c.id).with_for_update())
+
+
+async def lock_month_statements(session: AsyncSession, program_id: str, month: str) -> list[StatementRecord]:
+    """The month's statements of a program, locked in id order."""
+    rows = await run(session, _LOCK_MONTH, {"program": program_id, "month": month})
+    return [record_of(StatementRecord, row) for row in rows]
+
+
+def _statements_query(role: str, account_id: str, month: str | None) -> Select:
+    query = _visible(statements, role, account_id)
+    return query if not month else query.where(statements.c.month == month)
+
+
+async def statements_page(session: AsyncSession, role: str, account_id: str, *, month: str | None, limit: int,
+                          cursor: str | None) -> Page[StatementRecord]:
+    return await keyset(session, _statements_query(role, account_id, month), statements.c.id, StatementRecord,
+                        limit=limit, cursor=cursor)
+
+
+async def statements_for_export(session: AsyncSession, role: str, account_id: str,
+                                month: str | None) -> list[StatementRecord]:
+    """Every statement the caller sees (of `month`), oldest first."""
+    query = _statements_query(role, account_id, month).order_by(statements.c.id)
+    return [record_of(StatementRecord, row) for row in await run(session, query)]
+
+
+# --------------------------------------------------------------------------- the monthly computation
+# Parameters of the computation's statements: ms, me (the month's start and the next month's,
+# UTC instants), ps (the previous month's start), month, b1..b3 (the three months before),
+# year, min_active (the program's minimum of active merchants).
+_WORK_MEM = text("SET LOCAL work_mem = '64MB'")
+_NO_JIT = text("SET LOCAL jit = off")
+
+
+async def tune_for_batch(session: AsyncSession) -> None:
+    """A batch over millions of orders, for this transaction only (PostgreSQL): hash the shops'
+    sums in memory rather than spilling to disk (default work_mem 4MB), and skip JIT compilation
+    (seconds of LLVM time on 2 cores for queries that are hashing-bound anyway)."""
+    if session.bind.dialect.name == "postgresql":
+        await run(session, _WORK_MEM)
+        await run(session, _NO_JIT)
+
+
+_DELETE_MONTH_AWARDS = delete(tier_awards).where(tier_awards.c.statement_id.in_(
+    select(statements.c.id).where(statements.c.program_id == bindparam("program"),
+                                  statements.c.month == bindparam("month"))))
+
+
+async def delete_month_awards(session: AsyncSession, program_id: str, month: str) -> None:
+    """The dimension-2 records of the month's drafts (they are counted again)."""
+    await run(session, _DELETE_MONTH_AWARDS, {"program": program_id, "month": month})
+
+
+def _active_during():
+    """A contract that was active at some instant of [ms, me)."""
+    return and_(contracts.c.activated_at.is_not(None), contracts.c.activated_at < bindparam("me"),
+                or_(contracts.c.ended_at.is_(None), contracts.c.ended_at > bindparam("ms")))
+
+
+def _active_at_end():
+    """A contract active at the month's last instant: activated before the next month began
+    and not ended before it."""
+    return and_(contracts.c.activated_at.is_not(None), contracts.c.activated_at < bindparam("me"),
+                or_(contracts.c.ended_at.is_(None), contracts.c.ended_at >= bindparam("me")))
+
+
+# providers with a contract active during the month, and how many of its merchants went live
+_LIVE_MERCHANTS = (select(live_sessions.c.host_id.label("merchant_id"))
+                   .where(live_sessions.c.started_at >= bindparam("ms"), live_sessions.c.started_at < bindparam("me"))
+                   .distinct().cte("live_merchants"))
+_PER_PROVIDER = (
+    select(contracts.c.provider_id, func.count(distinct(_LIVE_MERCHANTS.c.merchant_id)).label("active"))
+    .select_from(contracts)
+    .outerjoin(_LIVE_MERCHANTS, _LIVE_MERCHANTS.c.merchant_id == contracts.c.merchant_id)
+    .where(_active_during())
+    .group_by(contracts.c.provider_id).cte("per_provider"))
+_PROVIDERS = (select(_PER_PROVIDER.c.provider_id, _PER_PROVIDER.c.active, accounts.c.certified)
+              .join(accounts, accounts.c.id == _PER_PROVIDER.c.provider_id)
+              .order_by(_PER_PROVIDER.c.provider_id))
+_ELIGIBLE = (select(_PER_PROVIDER.c.provider_id).join(accounts, accounts.c.id == _PER_PROVIDER.c.provider_id)
+             .where(accounts.c.certified.is_(True), _PER_PROVIDER.c.active >= bindparam("min_active"))
+             .cte("eligible"))
+
+# dimension 1: one provider per merchant (the earliest-activated commission_split contract)
+_D1_CONTRACTS = (
+    select(contracts.c.provider_id, contracts.c.merchant_id,
+           func.row_number().over(partition_by=contracts.c.merchant_id,
+                                  order_by=(contracts.c.activated_at, contracts.c.id)).label("rn"))
+    .join(_ELIGIBLE, _ELIGIBLE.c.provider_id == contracts.c.provider_id)
+    .where(contracts.c.mode == "commission_split", _active_at_end())
+    .cte("d1_contracts"))
+_D1 = select(_D1_CONTRACTS.c.provider_id, _D1_CONTRACTS.c.merchant_id).where(_D1_CONTRACTS.c.rn == 1).cte("d1")
+_IN_MONTH = sales_orders.c.paid_at >= bindparam("ms")
+# One pass over the two months' live orders, grouped by shop, then joined to d1's merchants.
+# Not `shop_id IN (d1)`: the planner estimates d1's `rn = 1` at one row and probes the index
+# per merchant with random heap reads (minutes at 10M orders); a semi-join on a superset costs a
+# second hash lookup per order. Grouping every shop's orders is one hash lookup per order, and
+# the outer join keeps d1's merchants only.
+_GMV = (select(sales_orders.c.shop_id,
+               func.sum(case((_IN_MONTH, sales_orders.c.amount_fen), else_=0)).label("gmv"),
+               func.sum(case((_IN_MONTH, 0), else_=sales_orders.c.amount_fen)).label("gmv_prev"))
+        .where(sales_orders.c.channel == "live", sales_orders.c.status == "paid",
+               sales_orders.c.paid_at >= bindparam("ps"), sales_orders.c.paid_at < bindparam("me"))
+        .group_by(sales_orders.c.shop_id).cte("gmv"))
+_DIMENSION1 = (select(_D1.c.provider_id, _D1.c.merchant_id, func.coalesce(_GMV.c.gmv, 0).label("gmv_fen"),
+                      func.coalesce(_GMV.c.gmv_prev, 0).label("gmv_prev_fen"))
+               .outerjoin(_GMV, _GMV.c.shop_id == _D1.c.merchant_id)
+               .order_by(_D1.c.provider_id, _D1.c.merchant_id))
+
+# dimension 2: the first jump to V3/V4 after three months of V0–V2 or absence, once a year
+_EARLIER = merchant_tiers.alias("earlier")
+_JUMPS = (select(merchant_tiers.c.merchant_id, merchant_tiers.c.tier)
+          .where(merchant_tiers.c.month == bindparam("month"), merchant_tiers.c.tier >= 3,
+                 ~exists().where(_EARLIER.c.merchant_id == merchant_tiers.c.merchant_id,
+                                 _EARLIER.c.month.in_([bindparam("b1"), bindparam("b2"), bindparam("b3")]),
+                                 _EARLIER.c.tier >= 3),
+                 ~exists().where(tier_awards.c.merchant_id == merchant_tiers.c.merchant_id,
+                                 tier_awards.c.year == bindparam("year")))
+          .cte("jumps"))
+_D2_CONTRACTS = (
+    select(contracts.c.provider_id, contracts.c.merchant_id, _JUMPS.c.tier,
+           func.row_number().over(partition_by=contracts.c.merchant_id,
+                                  order_by=(contracts.c.activated_at, contracts.c.id)).label("rn"))
+    .join(_JUMPS, _JUMPS.c.merchant_id == contracts.c.merchant_id)
+    .join(_ELIGIBLE, _ELIGIBLE.c.provider_id == contracts.c.provider_id)
+    .where(_active_during()).cte("d2_contracts"))
+_DIMENSION2 = (select(_D2_CONTRACTS.c.provider_id, _D2_CONTRACTS.c.merchant_id, _D2_CONTRACTS.c.tier)
+               .where(_D2_CONTRACTS.c.rn == 1).order_by(_D2_CONTRACTS.c.provider_id, _D2_CONTRACTS.c.merchant_id))
+
+
+@dataclass(frozen=True, slots=True)
+class MonthWindow:
+    """The instants and months one computation reads."""
+
+    month: str
+    year: int
+    start: datetime  # 00:00 of the month's first day (Asia/Shanghai), UTC
+    end: datetime  # the next month's start
+    previous_start: datetime
+    months_before: tuple[str, str, str]
+    min_active: int
+
+    def params(self) -> dict[str, Any]:
+        b1, b2, b3 = self.months_before
+        return {"month": self.month, "year": self.year, "ms": self.start, "me": self.end,
+                "ps": self.previous_start, "b1": b1, "b2": b2, "b3": b3, "min_active": self.min_active}
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderActivity:
+    provider_id: str
+    active: int
+    certified: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class GmvLine:
+    provider_id: str
+    merchant_id: str
+    gmv_fen: int
+    gmv_prev_fen: int
+
+
+@dataclass(frozen=True, slots=True)
+class TierJump:
+    provider_id: str
+    merchant_id: str
+    tier: int
+
+
+async def providers_active_in(session: AsyncSession, window: MonthWindow) -> list[ProviderActivity]:
+    """Providers with a contract active during the month, with their merchants that went live."""
+    rows = await run(session, _PROVIDERS, window.params())
+    return [ProviderActivity(row.provider_id, int(row.active), row.certified) for row in rows]
+
+
+async def dimension1_lines(session: AsyncSession, window: MonthWindow) -> list[GmvLine]:
+    """Each eligible provider's dimension-1 merchants with their live GMV this month and the one before."""
+    rows = await run(session, _DIMENSION1, window.params())
+    return [GmvLine(row.provider_id, row.merchant_id, int(row.gmv_fen), int(row.gmv_prev_fen)) for row in rows]
+
+
+async def dimension2_jumps(session: AsyncSession, window: MonthWindow) -> list[TierJump]:
+    """Each eligible provider's merchants that jumped to V3/V4 this month, not yet counted this year."""
+    rows = await run(session, _DIMENSION2, window.params())
+    return [TierJump(row.provider_id, row.merchant_id, int(row.tier)) for row in rows]
+
+
+_DRAFT_COLUMNS = ("eligible", "reasons", "active_merchants", "dimension1", "dimension2", "total_fen", "computed_at")
+_INSERT_STATEMENT = insert(statements).values({c.key: bindparam(f"v_{c.key}", type_=c.type) for c in statements.c})
+_UPDATE_DRAFT = (update(statements).where(statements.c.id == bindparam("d_id"))
+                 .values({**{c: bindparam(f"d_{c}", type_=statements.c[c].type) for c in _DRAFT_COLUMNS},
+                          "version": statements.c.version + 1}))
+_INSERT_AWARD = insert(tier_awards).values({c.key: bindparam(f"v_{c.key}", type_=c.type) for c in tier_awards.c})
+_DELETE_STATEMENTS = delete(statements).where(statements.c.id.in_(bindparam("ids", expanding=True)))
+
+
+async def insert_statements(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """New statements (every column): one executemany (their JSON columns hold lists, which an
+    array parameter would take for a second dimension)."""
+    if rows:
+        await run(session, _INSERT_STATEMENT, [{f"v_{k}": v for k, v in row.items()} for row in rows])
+
+
+async def update_drafts(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """New figures for drafts this transaction holds locked (`id` and the draft columns); each
+    version steps once."""
+    if rows:
+        await run(session, _UPDATE_DRAFT, [{f"d_{k}": v for k, v in row.items()} for row in rows])
+
+
+async def insert_awards(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await run(session, _INSERT_AWARD, [{f"v_{k}": v for k, v in row.items()} for row in rows])
+
+
+async def delete_statements(session: AsyncSession, ids: list[str]) -> None:
+    if ids:
+        await run(session, _DELETE_STATEMENTS, {"ids": ids})
+
+
+# --------------------------------------------------------------------------- vouchers
+async def vouchers_page(session: AsyncSession, role: str, account_id: str, *, state: str | None, limit: int,
+                        cursor: str | None) -> Page[VoucherRecord]:
+    query = _visible(vouchers, role, account_id)
+    if state:
+        query = query.where(vouchers.c.state == state)
+    return await keyset(session, query, vouchers.c.id, VoucherRecord, limit=limit, cursor=cursor)
+
+
+async def voucher_visible_to(session: AsyncSession, role: str, account_id: str,
+                             voucher_id: str) -> VoucherRecord | None:
+    return await _one_for(session, _VOUCHER_FOR, VoucherRecord, role, account_id, voucher_id)
+
+
+RESERVE_GATE = (update(vouchers)
+                .where(vouchers.c.id == bindparam("g_id"), vouchers.c.state == "available",
+                       vouchers.c.remaining_fen >= bindparam("g_amount"))
+                .values(remaining_fen=vouchers.c.remaining_fen - bindparam("g_amount"),
+                        version=vouchers.c.version + 1)
+                .returning(vouchers.c.id, vouchers.c.remaining_fen))
+"""A reservation as one conditional UPDATE: the voucher is locked, checked (still available,
+enough balance) and moved at once; the redemption and its outbox rows are written behind it
+(`write_gated`), or nothing is when another request took the balance first."""
+
+_RETURN_TO_VOUCHER = (update(vouchers).where(vouchers.c.id == bindparam("b_id"))
+                      .values(remaining_fen=vouchers.c.remaining_fen + bindparam("b_amount"),
+                              version=vouchers.c.version + 1))
+
+
+async def return_to_voucher(session: AsyncSession, voucher_id: str, amount_fen: int) -> None:
+    """A rejected redemption's amount goes back to the voucher's balance."""
+    await run(session, _RETURN_TO_VOUCHER, {"b_id": voucher_id, "b_amount": amount_fen})
+
+
+_OPEN_STATES = ("requested", "approved")
+_HAS_OPEN = select(redemptions.c.id).where(redemptions.c.voucher_id == bindparam("voucher"),
+                                          redemptions.c.state.in_(_OPEN_STATES)).limit(1)
+
+
+async def has_open_redemptions(session: AsyncSession, voucher_id: str) -> bool:
+    """Whether a redemption of the voucher is still requested or approved."""
+    return (await run(session, _HAS_OPEN, {"voucher": voucher_id})).first() is not None
+
+
+# --------------------------------------------------------------------------- redemptions
+async def redemption_visible_to(session: AsyncSession, role: str, account_id: str,
+                                redemption_id: str) -> RedemptionRecord | None:
+    return await _one_for(session, _REDEMPTION_FOR, RedemptionRecord, role, account_id, redemption_id)
+
+
+def _contract_exists(*criteria) -> Any:
+    return exists().where(contracts.c.provider_id == bindparam("provider"), *criteria)
+
+
+_STANDING = select(
+    _contract_exists(contracts.c.merchant_id == bindparam("merchant"), contracts.c.state == "active")
+    .label("merchant_active"),
+    _contract_exists(contracts.c.merchant_id == bindparam("bound"), contracts.c.state == "active").label("bound_active"),
+    _contract_exists(contracts.c.merchant_id == bindparam("bound"), contracts.c.ended_at >= bindparam("issued_at"))
+    .label("bound_ended"))
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """The provider's contracts as a redemption request needs them."""
+
+    merchant_active: bool  # an active contract with the merchant it is for
+    bound_active: bool  # an active contract with the merchant the voucher is bound to
+    bound_ended: bool  # a contract with the bound merchant ended since the voucher was issued
+
+
+async def redemption_standing(session: AsyncSession, provider_id: str, merchant_id: str, bound_merchant_id: str | None,
+                              issued_at: datetime) -> Standing:
+    row = (await run(session, _STANDING, {"provider": provider_id, "merchant": merchant_id,
+                                          "bound": bound_merchant_id, "issued_at": issued_at})).one()
+    return Standing(bool(row.merchant_active), bool(row.bound_active), bool(row.bound_ended))
+
+
+# --------------------------------------------------------------------------- holidays
+_HOLIDAYS_BETWEEN = select(holidays.c.day).where(holidays.c.day > bindparam("after"),
+                                                 holidays.c.day <= bindparam("until"))
+_ALL_HOLIDAYS = select(holidays.c.day).order_by(holidays.c.day)
+_FORGET_HOLIDAYS = delete(holidays)
+_INSERT_HOLIDAY = insert(holidays).values(day=bindparam("day", type_=holidays.c.day.type))
+
+
+async def holidays_between(session: AsyncSession, after: date, until: date) -> set[date]:
+    """Holidays in (after, until]."""
+    return set((await run(session, _HOLIDAYS_BETWEEN, {"after": after, "until": until})).scalars())
+
+
+async def replace_holidays(session: AsyncSession, days: list[date]) -> list[date]:
+    """The holiday list becomes `days`; the stored list, sorted."""
+    await run(session, _FORGET_HOLIDAYS)
+    if days:
+        await run(session, _INSERT_HOLIDAY, [{"day": d} for d in days])
+    return list((await run(session, _ALL_HOLIDAYS)).scalars())
+
+
+prepare_module(globals())
