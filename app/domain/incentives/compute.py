@@ -107,9 +107,9 @@ async def compute_month(session: AsyncSession, program_id: str, month: str,
                   "dimension2": lines2, "total_fen": total_fen, "computed_at": now}
         draft = existing.get(p.provider_id)
         if draft is None:
-            values.update(id=id_for(IncentiveStatement), program_id=program_id, provider_id=p.provider_id,
-                          month=month, published_at=None)
-            row, parts = INCENTIVE_STATEMENT.creation(values, SYSTEM, now)
+            row, parts = INCENTIVE_STATEMENT.creation({
+                **values, "id": id_for(IncentiveStatement), "program_id": program_id, "provider_id": p.provider_id,
+                "month": month, "published_at": None}, SYSTEM, now)
             new_rows.extend(parts[0][1])
             outbox.extend(parts[1:])
             statement_id = row.id
