@@ -1,5 +1,6 @@
-"""The monthly computation (set-based SQL in `app/db/repositories/incentives.py`; Python only
-loops over its result rows, providers and merchants) and the publication that issues vouchers."""
+"""The monthly computation (set-based SQL in `app/db/repositories/incentives_compute.py`;
+Python only loops over its result rows, providers and merchants) and the publication that
+issues vouchers."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from app.db.base import id_for
 from app.db.bulk import Part, insert_together
 from app.db.models.incentives import IncentiveStatement, TierAward, Voucher
 from app.db.repositories import incentives as repo
-from app.db.repositories.incentives import MonthWindow, ProgramRecord, StatementRecord
+from app.db.repositories import incentives_compute as compute_repo
+from app.db.repositories.incentives import ProgramRecord, StatementRecord
+from app.db.repositories.incentives_compute import MonthWindow
 from app.domain import clock
 from app.domain.errors import Conflict, NotFound, ValidationFailed
 from app.domain.incentives.months import month_start, parse_month, shift_month, voucher_expiry
@@ -68,19 +71,19 @@ async def compute_month(session: AsyncSession, program_id: str, month: str,
     existing = {s.provider_id: s for s in await repo.lock_month_statements(session, program_id, month)}
     if any(s.state == "published" for s in existing.values()):
         raise Conflict(f"{month} is already published", code="month_published")
-    await repo.tune_for_batch(session)
+    await compute_repo.tune_for_batch(session)
     if existing:  # the drafts' dimension-2 counts are recomputed
-        await repo.delete_month_awards(session, program_id, month)
+        await compute_repo.delete_month_awards(session, program_id, month)
 
-    providers = await repo.providers_active_in(session, window)
+    providers = await compute_repo.providers_active_in(session, window)
     dimension1: dict[str, list[dict]] = {}
-    for line in await repo.dimension1_lines(session, window):
+    for line in await compute_repo.dimension1_lines(session, window):
         increment = max(0, line.gmv_fen - line.gmv_prev_fen)
         dimension1.setdefault(line.provider_id, []).append({
             "merchant_id": line.merchant_id, "gmv_prev_fen": line.gmv_prev_fen, "gmv_fen": line.gmv_fen,
             "increment_fen": increment, "voucher_fen": increment * program.coefficient_bp // 10000})
     dimension2: dict[str, list[dict]] = {}
-    for jump in await repo.dimension2_jumps(session, window):
+    for jump in await compute_repo.dimension2_jumps(session, window):
         reward = program.v4_reward_fen if jump.tier == 4 else program.v3_reward_fen
         dimension2.setdefault(jump.provider_id, []).append({"merchant_id": jump.merchant_id, "tier": jump.tier,
                                                             "reward_fen": reward})
@@ -123,14 +126,14 @@ async def compute_month(session: AsyncSession, program_id: str, month: str,
         eligible_count += int(eligible)
         if progress is not None and (done % 500 == 0 or done == total):
             progress(done, total)
-    await repo.insert_statements(session, new_rows)
+    await compute_repo.insert_statements(session, new_rows)
     per_draft = 3  # history row, event, recipients
     for start in range(0, len(outbox), OUTBOX_BATCH * per_draft):
         await insert_together(session, *merged(outbox[start:start + OUTBOX_BATCH * per_draft]))
-    await repo.update_drafts(session, updated)
-    await repo.insert_awards(session, awards)
+    await compute_repo.update_drafts(session, updated)
+    await compute_repo.insert_awards(session, awards)
     seen = {p.provider_id for p in providers}
-    await repo.delete_statements(session, [s.id for pid, s in existing.items() if pid not in seen])
+    await compute_repo.delete_statements(session, [s.id for pid, s in existing.items() if pid not in seen])
     return MonthResult(program_id=program_id, month=month, statements=len(providers), eligible=eligible_count,
                        total_fen=total_all)
 
