@@ -11,7 +11,9 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, delete, exists, false, insert, select, update
+from sqlalchemy import Select, Table, bindparam, delete, exists, false, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models.accounts import Account
@@ -25,6 +27,7 @@ from app.db.models.incentives import (
 )
 from app.db.repositories._run import prepare_module, record_of, run
 from app.db.repositories.pages import Page, keyset
+from app.db.repositories.platform import CLOCK_OFFSET
 
 contracts = ProviderContract.__table__
 programs = IncentiveProgram.__table__
@@ -132,10 +135,14 @@ def _visible(table: Table, role: str, account_id: Any) -> Select:
     return query if column is None else query.where(table.c[column] == account_id)
 
 
-def _one_visible(table: Table) -> dict[str, Select]:
-    """Per role, one row of `table` by id if the caller sees it (built once)."""
-    return {role: _visible(table, role, bindparam("account_id")).where(table.c.id == bindparam("id"))
-            for role in _VISIBLE[table.name]}
+def _one_visible(table: Table) -> dict[tuple[str, bool], Select]:
+    """Per role, one row of `table` by id if the caller sees it, without and with the test
+    clock's offset as a column (built once)."""
+    statements: dict[tuple[str, bool], Select] = {}
+    for role in _VISIBLE[table.name]:
+        one = _visible(table, role, bindparam("account_id")).where(table.c.id == bindparam("id"))
+        statements[role, False], statements[role, True] = one, one.add_columns(CLOCK_OFFSET)
+    return statements
 
 
 _CONTRACT_FOR = _one_visible(contracts)
@@ -143,22 +150,25 @@ _REDEMPTION_FOR = _one_visible(redemptions)
 _VOUCHER_FOR = _one_visible(vouchers)
 
 
-async def _one_for(session: AsyncSession, statements_by_role: dict[str, Select], record: type, role: str,
-                   account_id: str, entity_id: str) -> Any:
-    statement = statements_by_role.get(role)
+async def _one_for(session: AsyncSession, statements_by_role: dict[tuple[str, bool], Select], record: type, role: str,
+                   account_id: str, entity_id: str, with_clock: bool = False) -> tuple[Any, int | None]:
+    """(the record, or None; the test clock's offset when asked and the row was found)."""
+    statement = statements_by_role.get((role, with_clock))
     if statement is None:
-        return None
+        return None, None
     row = (await run(session, statement, {"account_id": account_id, "id": entity_id})).first()
-    return None if row is None else record_of(record, row)
+    if row is None:
+        return None, None
+    return record_of(record, row), row.clock_offset if with_clock else None
 
 
 # --------------------------------------------------------------------------- contracts
-_LIVE_STATES = ("proposed", "active")
+_LIVE = or_(contracts.c.state == "proposed", contracts.c.state == "active")  # not IN (…): that is an expanding list
 _PROPOSAL = select(
     accounts.c.role,
     select(contracts.c.id).where(contracts.c.provider_id == bindparam("provider"),
                                  contracts.c.merchant_id == bindparam("merchant"),
-                                 contracts.c.state.in_(_LIVE_STATES)).limit(1).scalar_subquery().label("live_id"),
+                                 _LIVE).limit(1).scalar_subquery().label("live_id"),
 ).where(accounts.c.id == bindparam("merchant"))
 
 
@@ -171,7 +181,23 @@ async def proposal_check(session: AsyncSession, provider_id: str, merchant_id: s
 
 async def contract_visible_to(session: AsyncSession, role: str, account_id: str,
                               contract_id: str) -> ContractRecord | None:
-    return await _one_for(session, _CONTRACT_FOR, ContractRecord, role, account_id, contract_id)
+    return (await _one_for(session, _CONTRACT_FOR, ContractRecord, role, account_id, contract_id))[0]
+
+
+def _insert_contract(dialect_insert):
+    # a pair's live contract exists already (the partial unique index): nothing, and no row back
+    return (dialect_insert(contracts).values({c.key: bindparam(f"v_{c.key}", type_=c.type) for c in contracts.c})
+            .on_conflict_do_nothing().returning(contracts.c.id))
+
+
+_INSERT_CONTRACT = {"postgresql": _insert_contract(pg_insert), "sqlite": _insert_contract(sqlite_insert)}
+
+
+async def insert_contract(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """A new contract of `values` (every column); False when the pair has a proposed or active
+    one (a concurrent proposal that won: this statement waited for it to commit)."""
+    params = {f"v_{k}": v for k, v in values.items()}
+    return (await run(session, _INSERT_CONTRACT[session.bind.dialect.name], params)).first() is not None
 
 
 async def contracts_page(session: AsyncSession, role: str, account_id: str, *, state: str | None, limit: int,
@@ -259,9 +285,10 @@ async def vouchers_page(session: AsyncSession, role: str, account_id: str, *, st
     return await keyset(session, query, vouchers.c.id, VoucherRecord, limit=limit, cursor=cursor)
 
 
-async def voucher_visible_to(session: AsyncSession, role: str, account_id: str,
-                             voucher_id: str) -> VoucherRecord | None:
-    return await _one_for(session, _VOUCHER_FOR, VoucherRecord, role, account_id, voucher_id)
+async def voucher_visible_to(session: AsyncSession, role: str, account_id: str, voucher_id: str, *,
+                             with_clock: bool = False) -> tuple[VoucherRecord | None, int | None]:
+    """The voucher if the caller sees it, and the test clock's offset when asked."""
+    return await _one_for(session, _VOUCHER_FOR, VoucherRecord, role, account_id, voucher_id, with_clock)
 
 
 RESERVE_GATE = (update(vouchers)
@@ -284,9 +311,9 @@ async def return_to_voucher(session: AsyncSession, voucher_id: str, amount_fen: 
     await run(session, _RETURN_TO_VOUCHER, {"b_id": voucher_id, "b_amount": amount_fen})
 
 
-_OPEN_STATES = ("requested", "approved")
-_HAS_OPEN = select(redemptions.c.id).where(redemptions.c.voucher_id == bindparam("voucher"),
-                                          redemptions.c.state.in_(_OPEN_STATES)).limit(1)
+_HAS_OPEN = select(redemptions.c.id).where(
+    redemptions.c.voucher_id == bindparam("voucher"),
+    or_(redemptions.c.state == "requested", redemptions.c.state == "approved")).limit(1)
 
 
 async def has_open_redemptions(session: AsyncSession, voucher_id: str) -> bool:
@@ -295,9 +322,10 @@ async def has_open_redemptions(session: AsyncSession, voucher_id: str) -> bool:
 
 
 # --------------------------------------------------------------------------- redemptions
-async def redemption_visible_to(session: AsyncSession, role: str, account_id: str,
-                                redemption_id: str) -> RedemptionRecord | None:
-    return await _one_for(session, _REDEMPTION_FOR, RedemptionRecord, role, account_id, redemption_id)
+async def redemption_visible_to(session: AsyncSession, role: str, account_id: str, redemption_id: str, *,
+                                with_clock: bool = False) -> tuple[RedemptionRecord | None, int | None]:
+    """The redemption if the caller sees it, and the test clock's offset when asked."""
+    return await _one_for(session, _REDEMPTION_FOR, RedemptionRecord, role, account_id, redemption_id, with_clock)
 
 
 def _contract_exists(*criteria) -> Any:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models.facts import LiveSession, MerchantTier, SalesOrder
 from app.db.models.incentives import TierAward
+from app.db.repositories._lists import in_list, per_dialect
 from app.db.repositories._run import prepare_module, run
 from app.db.repositories.incentives import accounts, contracts, statements
 
@@ -188,7 +189,7 @@ _UPDATE_DRAFT = (update(statements).where(statements.c.id == bindparam("d_id"))
                  .values({**{c: bindparam(f"d_{c}", type_=statements.c[c].type) for c in _DRAFT_COLUMNS},
                           "version": statements.c.version + 1}))
 _INSERT_AWARD = insert(tier_awards).values({c.key: bindparam(f"v_{c.key}", type_=c.type) for c in tier_awards.c})
-_DELETE_STATEMENTS = delete(statements).where(statements.c.id.in_(bindparam("ids", expanding=True)))
+_DELETE_STATEMENTS = per_dialect(lambda d: delete(statements).where(in_list(statements.c.id, "ids", d)))
 
 
 async def insert_statements(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
@@ -212,7 +213,7 @@ async def insert_awards(session: AsyncSession, rows: list[dict[str, Any]]) -> No
 
 async def delete_statements(session: AsyncSession, ids: list[str]) -> None:
     if ids:
-        await run(session, _DELETE_STATEMENTS, {"ids": ids})
+        await run(session, _DELETE_STATEMENTS[session.bind.dialect.name], {"ids": ids})
 
 
 prepare_module(globals())

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models.platform import Notification, SmsMessage
 from app.db.models.webhooks import SmsDispatch
+from app.db.repositories._lists import in_list, per_dialect
 from app.db.repositories._run import prepare_module, record_of, run
 from app.db.repositories.pages import Page, keyset
 
@@ -114,11 +115,11 @@ _DUE_SMS = (select(sms_messages.c.id, sms_messages.c.phone, sms_messages.c.text,
                    or_(sms_dispatch.c.next_attempt_at.is_(None), sms_dispatch.c.next_attempt_at <= bindparam("now")))
             .order_by(sms_messages.c.id).limit(bindparam("limit", type_=Integer))
             .with_for_update(of=sms_messages, skip_locked=True))
-_LOCK_CLAIMED = (select(sms_messages.c.id, sms_messages.c.phone, sms_messages.c.text, sms_messages.c.attempts,
-                        sms_messages.c.status, sms_dispatch.c.next_attempt_at, sms_dispatch.c.claim_token)
-                 .join(sms_dispatch, sms_dispatch.c.sms_id == sms_messages.c.id)
-                 .where(sms_messages.c.id.in_(bindparam("ids", expanding=True)))
-                 .order_by(sms_messages.c.id).with_for_update())
+_LOCK_CLAIMED = per_dialect(lambda d: select(sms_messages.c.id, sms_messages.c.status, sms_messages.c.attempts,
+                                              sms_dispatch.c.next_attempt_at, sms_dispatch.c.claim_token)
+                            .join(sms_dispatch, sms_dispatch.c.sms_id == sms_messages.c.id)
+                            .where(in_list(sms_messages.c.id, "ids", d))
+                            .order_by(sms_messages.c.id).with_for_update())
 _SET_SMS = (update(sms_messages).where(sms_messages.c.id == bindparam("b_id"))
             .values(status=bindparam("b_status"), attempts=bindparam("b_attempts"),
                     sent_at=bindparam("b_sent_at", type_=sms_messages.c.sent_at.type)))
@@ -155,7 +156,7 @@ async def lock_claimed_sms(session: AsyncSession, sms_ids: list[str]) -> dict[st
     """The messages and their relay state, locked in id order (to record outcomes)."""
     if not sms_ids:
         return {}
-    rows = await run(session, _LOCK_CLAIMED, {"ids": sorted(sms_ids)})
+    rows = await run(session, _LOCK_CLAIMED[session.bind.dialect.name], {"ids": sorted(sms_ids)})
     return {row.id: record_of(ClaimedSms, row) for row in rows}
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models.platform import Event, EventRecipient
 from app.db.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookFanoutCursor, WebhookSubscription
+from app.db.repositories._lists import in_list, per_dialect
 from app.db.repositories._run import prepare_module, record_of, run
 from app.db.repositories.pages import Page, keyset
 
@@ -106,8 +107,8 @@ async def active_subscriptions(session: AsyncSession) -> list[SubscriptionRecord
 
 
 # --------------------------------------------------------------------------- deliveries and attempts
-_ATTEMPTS_OF = (select(attempts).where(attempts.c.delivery_id.in_(bindparam("ids", expanding=True)))
-                .order_by(attempts.c.number, attempts.c.id))
+_ATTEMPTS_OF = per_dialect(lambda d: select(attempts).where(in_list(attempts.c.delivery_id, "ids", d))
+                           .order_by(attempts.c.number, attempts.c.id))
 
 
 async def deliveries_page(session: AsyncSession, subscription_id: str, *, status: str | None, limit: int,
@@ -123,7 +124,7 @@ async def attempts_of(session: AsyncSession, delivery_ids: list[str]) -> dict[st
     """Each delivery's attempts, in order."""
     log: dict[str, list[AttemptRecord]] = defaultdict(list)
     if delivery_ids:
-        for row in await run(session, _ATTEMPTS_OF, {"ids": delivery_ids}):
+        for row in await run(session, _ATTEMPTS_OF[session.bind.dialect.name], {"ids": delivery_ids}):
             log[row.delivery_id].append(record_of(AttemptRecord, row))
     return log
 
@@ -146,10 +147,10 @@ _OLDEST_OPEN_TRANSACTION = text(
     "AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND xact_start IS NOT NULL")
 _EVENTS_AFTER = (select(events.c.id, events.c.type).where(events.c.id > bindparam("after"))
                  .order_by(events.c.id).limit(bindparam("limit", type_=Integer)))
-_RECIPIENTS_OF = select(event_recipients.c.event_id, event_recipients.c.account_id).where(
-    event_recipients.c.event_id.in_(bindparam("ids", expanding=True)))
-_DELIVERED = select(deliveries.c.subscription_id, deliveries.c.event_id).where(
-    deliveries.c.event_id.in_(bindparam("ids", expanding=True)))
+_RECIPIENTS_OF = per_dialect(lambda d: select(event_recipients.c.event_id, event_recipients.c.account_id).where(
+    in_list(event_recipients.c.event_id, "ids", d)))
+_DELIVERED = per_dialect(lambda d: select(deliveries.c.subscription_id, deliveries.c.event_id).where(
+    in_list(deliveries.c.event_id, "ids", d)))
 _INSERT_DELIVERY = _insert(deliveries, DeliveryRecord)
 
 
@@ -189,14 +190,14 @@ async def events_after(session: AsyncSession, after: str, limit: int) -> list[tu
 async def recipients_of(session: AsyncSession, event_ids: list[str]) -> dict[str, set[str]]:
     """Whom each event concerns."""
     concerned: dict[str, set[str]] = defaultdict(set)
-    for event_id, account_id in await run(session, _RECIPIENTS_OF, {"ids": event_ids}):
+    for event_id, account_id in await run(session, _RECIPIENTS_OF[session.bind.dialect.name], {"ids": event_ids}):
         concerned[event_id].add(account_id)
     return concerned
 
 
 async def delivered_pairs(session: AsyncSession, event_ids: list[str]) -> set[tuple[str, str]]:
     """(subscription_id, event_id) of the deliveries these events already have."""
-    return {(s, e) for s, e in await run(session, _DELIVERED, {"ids": event_ids})}
+    return {(s, e) for s, e in await run(session, _DELIVERED[session.bind.dialect.name], {"ids": event_ids})}
 
 
 async def insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
@@ -223,8 +224,8 @@ _DUE = (select(deliveries, subscriptions.c.url, subscriptions.c.secret, events.c
         .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= bindparam("now"))
         .order_by(deliveries.c.next_attempt_at, deliveries.c.id).limit(bindparam("limit", type_=Integer))
         .with_for_update(of=deliveries, skip_locked=True))
-_LOCK_DELIVERIES = (select(deliveries).where(deliveries.c.id.in_(bindparam("ids", expanding=True)))
-                    .order_by(deliveries.c.id).with_for_update())
+_LOCK_DELIVERIES = per_dialect(lambda d: select(deliveries).where(in_list(deliveries.c.id, "ids", d))
+                               .order_by(deliveries.c.id).with_for_update())
 _MUTABLE = ("status", "attempts", "next_attempt_at", "claim_token", "last_status_code", "last_error", "finished_at")
 _SET_DELIVERY = (update(deliveries).where(deliveries.c.id == bindparam("b_id"))
                  .values({c: bindparam(f"b_{c}", type_=deliveries.c[c].type) for c in _MUTABLE}))
@@ -243,7 +244,7 @@ async def lock_deliveries(session: AsyncSession, delivery_ids: list[str]) -> dic
     """The deliveries, locked in id order."""
     if not delivery_ids:
         return {}
-    rows = await run(session, _LOCK_DELIVERIES, {"ids": sorted(set(delivery_ids))})
+    rows = await run(session, _LOCK_DELIVERIES[session.bind.dialect.name], {"ids": sorted(set(delivery_ids))})
     return {row.id: record_of(DeliveryRecord, row) for row in rows}
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.base import id_for
@@ -102,11 +101,9 @@ async def create_contract(session: AsyncSession, actor: Actor, body: ContractCre
     values = {"id": id_for(ProviderContract), "provider_id": actor.id, "merchant_id": body.merchant_id,
               "mode": body.mode.value, "created_at": now, "activated_at": None, "ended_at": None, "end_reason": None}
     row, parts = PROVIDER_CONTRACT.creation(values, actor, now)
-    try:
-        async with session.begin_nested():
-            await insert_together(session, *parts)
-    except IntegrityError:  # a concurrent proposal for the same pair won (the live-pair unique index)
-        raise _contract_exists() from None
+    if not await repo.insert_contract(session, parts[0][1][0]):  # a concurrent proposal for the pair won
+        raise _contract_exists()
+    await insert_together(session, *parts[1:])  # its history row, event and recipients
     return contract_out(row, actor, now)
 
 
@@ -173,13 +170,41 @@ def _too_low(voucher: VoucherRecord) -> Conflict:
                     remaining_fen=voucher.remaining_fen)
 
 
-async def request_redemption(session: AsyncSession, actor: Actor, voucher_id: str,
-                             body: RedemptionCreate) -> RedemptionOut:
-    await fire_due(session, entity_id=voucher_id)
-    now = await clock.now(session)
-    voucher = await repo.voucher_visible_to(session, actor.role, actor.id, voucher_id)
+async def _voucher_now(session: AsyncSession, actor: Actor, voucher_id: str) -> tuple[VoucherRecord, datetime]:
+    """The caller's voucher as of now, and business time, in one statement: its expiry timer is
+    fired first when the row says it is overdue (as the sweeper would have)."""
+    voucher, offset = await repo.voucher_visible_to(session, actor.role, actor.id, voucher_id,
+                                                    with_clock=clock.carries_offset())
     if voucher is None:
         raise NotFound("no such voucher")
+    clock.remember(session, offset)
+    now = await clock.now(session)
+    if voucher.state == "available" and now >= voucher.expires_at:
+        await fire_due(session, entity_id=voucher_id)
+        voucher, _ = await repo.voucher_visible_to(session, actor.role, actor.id, voucher_id)
+        assert voucher is not None
+    return voucher, now
+
+
+async def _redemption_now(session: AsyncSession, actor: Actor, redemption_id: str) -> tuple[RedemptionRecord, datetime]:
+    """The redemption as of now (if the caller sees it), and business time: an approved one is
+    fulfilled first when its use date has begun (its timer is due)."""
+    row, offset = await repo.redemption_visible_to(session, actor.role, actor.id, redemption_id,
+                                                   with_clock=clock.carries_offset())
+    if row is None:
+        raise NotFound("no such redemption")
+    clock.remember(session, offset)
+    now = await clock.now(session)
+    if row.state == "approved" and now >= clock.local_midnight(row.use_date):
+        await fire_due(session, entity_id=redemption_id)
+        row, _ = await repo.redemption_visible_to(session, actor.role, actor.id, redemption_id)
+        assert row is not None
+    return row, now
+
+
+async def request_redemption(session: AsyncSession, actor: Actor, voucher_id: str,
+                             body: RedemptionCreate) -> RedemptionOut:
+    voucher, now = await _voucher_now(session, actor, voucher_id)
     if voucher.state != "available" or now >= voucher.expires_at:
         raise _not_available(voucher)
     working = await working_days_between(session, clock.local_date(now), body.use_date,
@@ -216,11 +241,8 @@ async def request_redemption(session: AsyncSession, actor: Actor, voucher_id: st
 
 
 async def get_redemption(session: AsyncSession, actor: Actor, redemption_id: str) -> RedemptionOut:
-    await fire_due(session, entity_id=redemption_id)
-    row = await repo.redemption_visible_to(session, actor.role, actor.id, redemption_id)
-    if row is None:
-        raise NotFound("no such redemption")
-    return redemption_out(row, actor, await clock.now(session))
+    row, now = await _redemption_now(session, actor, redemption_id)
+    return redemption_out(row, actor, now)
 
 
 async def _after_redeemed(session: AsyncSession, row: RedemptionRecord, now: datetime) -> None:
@@ -246,11 +268,7 @@ async def _fulfil_on_use_date(session: AsyncSession, row: RedemptionRecord, now:
 
 async def act_on_redemption(session: AsyncSession, actor: Actor, redemption_id: str,
                             action: Literal["approve", "reject", "fulfil"], reason: str | None = None) -> RedemptionOut:
-    await fire_due(session, entity_id=redemption_id)
-    now = await clock.now(session)
-    row = await entities.entity(session, REDEMPTION.table, RedemptionRecord, redemption_id)
-    if row is None:
-        raise NotFound(f"{REDEMPTION.name} {redemption_id} not found")
+    row, now = await _redemption_now(session, actor, redemption_id)
     if action == "approve":  # redeemed at 00:00 of its use date, unless fulfilled before
         row = await REDEMPTION.fire(session, row, action, actor, now=now, reason=reason, also=[
             new_timer(REDEMPTION.name, row.id, "fulfil", clock.local_midnight(row.use_date))])
