@@ -1,4 +1,4 @@
-"""The incentives' and the inbox's single-entity request paths stay lean on PostgreSQL
+"""The incentives' single-entity request paths, the event feed and the inbox stay lean on PostgreSQL
 (`LeanSession`: no ORM session is built, every statement takes the repositories' fast lane)."""
 
 from __future__ import annotations
@@ -60,3 +60,10 @@ async def test_contracts_redemptions_and_the_inbox_build_no_orm_session(committe
     ok(r, 201)
     r = await client.post("/v1/notifications/ntf_missing/read", headers=inbox_owner.headers)
     assert r.status_code == 404 and built == []
+    for unread in (None, "true", "false"):
+        ok(await client.get("/v1/notifications", headers=inbox_owner.headers,
+                            params={"unread": unread} if unread else {}))
+    page = ok(await client.get("/v1/events", headers=merchant.headers, params={"limit": 2}))
+    assert page["next_cursor"]
+    ok(await client.get("/v1/events", headers=merchant.headers, params={"limit": 2, "cursor": page["next_cursor"]}))
+    ok(await client.get("/v1/events", headers=w.op.headers, params={"limit": 2}))

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, func, or_, select, update
+from sqlalchemy import Integer, Select, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models.platform import Notification, SmsMessage
 from app.db.models.webhooks import SmsDispatch
+from app.db.pagination import key_after, page_of
 from app.db.repositories._lists import in_list, per_dialect
 from app.db.repositories._run import prepare_module, record_of, run
 from app.db.repositories.pages import Page, keyset
@@ -61,16 +62,29 @@ _MARK_READ = (update(notifications)
               .returning(*notifications.c))
 
 
+def _inbox_page(*, read: bool | None, after: bool) -> Select:
+    query = select(notifications).where(notifications.c.account_id == bindparam("account_id"))
+    if read is not None:
+        query = query.where(notifications.c.read_at.is_not(None) if read else notifications.c.read_at.is_(None))
+    if after:
+        query = query.where(notifications.c.id < bindparam("after"))
+    return query.order_by(notifications.c.id.desc()).limit(bindparam("limit", type_=Integer))
+
+
+# one statement per (every, only read or only unread message; first page or a later one)
+_INBOX_PAGES = {(read, after): _inbox_page(read=read, after=after) for read in (None, True, False)
+                for after in (False, True)}
+
+
 async def notifications_page(session: AsyncSession, account_id: str, *, unread: bool | None, limit: int,
                              cursor: str | None) -> Page[NotificationRecord]:
     """An account's own messages (nobody sees another's), newest first; `unread`: only unread
     (True) or read (False) ones."""
-    query = select(notifications).where(notifications.c.account_id == account_id)
-    if unread is True:
-        query = query.where(notifications.c.read_at.is_(None))
-    elif unread is False:
-        query = query.where(notifications.c.read_at.is_not(None))
-    return await keyset(session, query, notifications.c.id, NotificationRecord, limit=limit, cursor=cursor)
+    after = key_after(cursor, notifications.c.id)
+    read = None if unread is None else not unread
+    params = {"account_id": account_id, "after": after, "limit": limit + 1}
+    rows = await run(session, _INBOX_PAGES[read, after is not None], params)
+    return Page(*page_of([record_of(NotificationRecord, row) for row in rows], limit))
 
 
 async def mark_read(session: AsyncSession, account_id: str, notification_id: str,
