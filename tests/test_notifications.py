@@ -155,3 +155,32 @@ async def test_racing_sms_relays_send_each_once(committed_client, committed_fact
     assert sorted(r["json"]["text"] for r in receiver.requests) == sorted(f"text {n}" for n in range(9))
     r = await committed_client.get("/v1/admin/sms", headers=op.headers, params={"limit": 100})
     assert {(s["status"], s["attempts"]) for s in r.json()["items"]} == {("sent", 1)}
+
+
+async def test_a_crashed_relay_lease_expires_then_the_sms_is_sent_or_given_up(client, factory: Factory, gateway,
+                                                                                monkeypatch):
+    op = await factory.operator()
+    with Receiver() as receiver:
+        gateway(receiver.url)
+        async with factory.maker() as session:
+            await send_sms(session, None, "13900000002", "lease 1")
+            await session.commit()
+        start = real_now()
+        assert len(await notifications._claim_sms(factory.maker, start)) == 1      # claimed, then the relay "dies"
+        assert await send_queued_sms(factory.maker, now=start + timedelta(seconds=5)) == 0           # leased
+        later = start + timedelta(seconds=notifications.SMS_LEASE_SECONDS + 1)
+        assert await send_queued_sms(factory.maker, now=later) == 1
+        [sms] = (await client.get("/v1/admin/sms", headers=op.headers)).json()["items"]
+        assert sms["status"] == "sent" and sms["attempts"] == 2 and sms["last_error"] is None
+        assert len(receiver.requests) == 1
+
+        monkeypatch.setattr(notifications, "SMS_MAX_ATTEMPTS", 1)
+        async with factory.maker() as session:
+            await send_sms(session, None, "13900000003", "lease 2")
+            await session.commit()
+        assert len(await notifications._claim_sms(factory.maker, start)) == 1
+        assert await send_queued_sms(factory.maker, now=later) == 0                  # its one attempt was lost
+    [given_up] = (await client.get("/v1/admin/sms", headers=op.headers, params={"phone": "13900000003"})).json()["items"]
+    assert given_up["status"] == "failed" and given_up["attempts"] == 1
+    assert given_up["last_error"].startswith("lease expired")
+    assert len(receiver.requests) == 1

@@ -206,3 +206,20 @@ async def test_racing_relays_deliver_each_event_once(committed_client, committed
                                    params={"limit": 100})
     items = r.json()["items"]
     assert len(items) == 12 and all(d["status"] == "succeeded" and d["attempts"] == 1 for d in items)
+
+
+async def test_a_lost_last_attempt_fails_the_delivery(client, factory: Factory, monkeypatch):
+    monkeypatch.setattr(webhooks, "MAX_ATTEMPTS", 1)
+    creator = await factory.user("creator")
+    with Receiver(SECRET) as receiver:
+        hook = await subscribe(client, creator, receiver.url, ["*"])
+        await emit(factory.maker, "task_order.accepted", [creator.id])
+        await webhooks.fan_out(factory.maker)
+        assert len(await webhooks.claim_due(factory.maker)) == 1          # claimed, then the worker "dies"
+        assert await deliver_due(factory.maker, now=later(webhooks.LEASE_SECONDS + 1)) == 0
+        assert await deliver_due(factory.maker, now=later(3600)) == 0
+    assert receiver.requests == []
+    [d] = await deliveries(client, creator, hook["id"])
+    assert d["status"] == "failed" and d["attempts"] == 1 and d["next_attempt_at"] is None
+    assert d["finished_at"] is not None and d["last_error"].startswith("lease expired")
+    assert [a["error"][:13] for a in d["attempt_log"]] == ["lease expired"]

@@ -13,14 +13,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import get_settings
 from app.db.base import new_id
 from app.db.bulk import Part, insert_together
 from app.db.models.platform import Notification, SmsMessage
-from app.db.models.webhooks import SmsDispatch
+from app.db.repositories import notifications as repo
 from app.domain import clock
 from app.workers import periodic
 
@@ -80,9 +79,9 @@ async def notify_with_sms(session: AsyncSession, account_id: str, phone: str | N
 # -- the HTTP gateway adapter -------------------------------------------------------------------
 # With `LC_SMS_GATEWAY_URL`, queued rows are POSTed as JSON `{phone, text}` by the relay below:
 # claimed with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL) in one transaction, sent outside
-# any transaction, the outcome recorded in another. A 2xx answer marks the row `sent`; failures
-# are retried with exponential back-off (real wall-clock time) and end `failed` after
-# SMS_MAX_ATTEMPTS attempts.
+# any transaction, the outcome recorded in another (one executemany per table each time). A 2xx
+# answer marks the row `sent`; failures are retried with exponential back-off (real wall-clock
+# time) and end `failed` after SMS_MAX_ATTEMPTS attempts.
 SMS_MAX_ATTEMPTS = 5
 SMS_LEASE_SECONDS = 30.0
 SMS_BACKOFF_BASE_SECONDS = 2.0
@@ -101,27 +100,25 @@ class _SmsJob:
 
 async def _claim_sms(sessionmaker: async_sessionmaker[AsyncSession], now: datetime) -> list[_SmsJob]:
     async with sessionmaker() as session:
-        rows = (await session.execute(
-            select(SmsMessage, SmsDispatch)
-            .outerjoin(SmsDispatch, SmsDispatch.sms_id == SmsMessage.id)
-            .where(SmsMessage.status == "queued",
-                   or_(SmsDispatch.next_attempt_at.is_(None), SmsDispatch.next_attempt_at <= now))
-            .order_by(SmsMessage.id).limit(SMS_BATCH)
-            .with_for_update(of=SmsMessage, skip_locked=True))).all()
         jobs = []
-        for message, dispatch in rows:
-            if dispatch is None:
-                dispatch = SmsDispatch(sms_id=message.id, next_attempt_at=now)
-                session.add(dispatch)
-            elif dispatch.claim_token is not None:
-                dispatch.last_error = "lease expired: the worker did not report an outcome"
-                if message.attempts >= SMS_MAX_ATTEMPTS:
-                    message.status, dispatch.claim_token = "failed", None
+        messages: list[dict] = []
+        dispatch: list[dict] = []
+        for due in await repo.claim_queued_sms(session, now, SMS_BATCH):
+            state = {"sms_id": due.id, "next_attempt_at": due.next_attempt_at if due.dispatched else now,
+                     "claim_token": due.claim_token, "last_status_code": due.last_status_code,
+                     "last_error": due.last_error}
+            if due.claim_token is not None:  # the previous claimer never reported: its lease ran out
+                state["last_error"] = "lease expired: the worker did not report an outcome"
+                if due.attempts >= SMS_MAX_ATTEMPTS:
+                    messages.append({"id": due.id, "status": "failed", "attempts": due.attempts, "sent_at": None})
+                    dispatch.append({**state, "claim_token": None})
                     continue
-            message.attempts = (message.attempts or 0) + 1
-            dispatch.claim_token = os.urandom(12).hex()
-            dispatch.next_attempt_at = now + timedelta(seconds=SMS_LEASE_SECONDS)
-            jobs.append(_SmsJob(message.id, dispatch.claim_token, message.phone, message.text))
+            token = os.urandom(12).hex()
+            messages.append({"id": due.id, "status": "queued", "attempts": (due.attempts or 0) + 1, "sent_at": None})
+            dispatch.append({**state, "claim_token": token, "next_attempt_at": now + timedelta(seconds=SMS_LEASE_SECONDS)})
+            jobs.append(_SmsJob(due.id, token, due.phone, due.text))
+        await repo.set_sms(session, messages)
+        await repo.set_dispatch(session, dispatch)
         await session.commit()
     return jobs
 
@@ -160,19 +157,26 @@ async def send_queued_sms(sessionmaker: async_sessionmaker[AsyncSession], *, now
 async def _record_sms(sessionmaker: async_sessionmaker[AsyncSession],
                       results: list[tuple[_SmsJob, tuple[int | None, str | None]]], now: datetime) -> None:
     async with sessionmaker() as session:
+        claimed = await repo.lock_claimed_sms(session, [job.sms_id for job, _ in results])
+        sent_at = await clock.now(session)
+        messages: list[dict] = []
+        dispatch: list[dict] = []
         for job, (status_code, error) in results:
-            message = await session.get(SmsMessage, job.sms_id, with_for_update=True)
-            dispatch = await session.get(SmsDispatch, job.sms_id, with_for_update=True)
-            if message is None or dispatch is None or dispatch.claim_token != job.token \
-                    or message.status != "queued":
+            row = claimed.get(job.sms_id)
+            if row is None or row.claim_token != job.token or row.status != "queued":
                 continue  # the lease ran out and another relay took it over
-            dispatch.claim_token = None
-            dispatch.last_status_code, dispatch.last_error = status_code, error
+            status, next_attempt_at = row.status, row.next_attempt_at
             if error is None:
-                message.status, message.sent_at = "sent", await clock.now(session)
-            elif message.attempts >= SMS_MAX_ATTEMPTS:
-                message.status = "failed"
+                status = "sent"
+            elif row.attempts >= SMS_MAX_ATTEMPTS:
+                status = "failed"
             else:
-                delay = min(SMS_BACKOFF_BASE_SECONDS * 2 ** (message.attempts - 1), SMS_BACKOFF_CAP_SECONDS)
-                dispatch.next_attempt_at = now + timedelta(seconds=delay)
+                delay = min(SMS_BACKOFF_BASE_SECONDS * 2 ** (row.attempts - 1), SMS_BACKOFF_CAP_SECONDS)
+                next_attempt_at = now + timedelta(seconds=delay)
+            messages.append({"id": row.id, "status": status, "attempts": row.attempts,
+                             "sent_at": sent_at if status == "sent" else None})
+            dispatch.append({"sms_id": row.id, "next_attempt_at": next_attempt_at, "claim_token": None,
+                             "last_status_code": status_code, "last_error": error})
+        await repo.set_sms(session, messages)
+        await repo.set_dispatch(session, dispatch)
         await session.commit()

@@ -22,22 +22,21 @@ import json
 import os
 import re
 import time
-from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import httpx
 from pydantic import Field, field_validator
-from sqlalchemy import func, select, text
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db.base import new_id
-from app.db.models.platform import Event, EventRecipient
-from app.db.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookFanoutCursor, WebhookSubscription
-from app.db.pagination import keyset_page
+from app.db.base import id_for, new_id
+from app.db.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookSubscription
+from app.db.models.webhooks import WebhookFanoutCursor as WebhookFanoutCursor  # the cursor's table, for tests
+from app.db.repositories import webhooks as repo
+from app.db.repositories.events import EventRecord
+from app.db.repositories.webhooks import SubscriptionRecord
 from app.domain.clock import real_now
 from app.domain.errors import NotFound
 from app.domain.schemas import Out, Strict
@@ -118,41 +117,29 @@ class DeliveryOut(Out):
 
 
 # -- subscriptions ------------------------------------------------------------------------------
-async def create_subscription(session: AsyncSession, actor: Actor, body: WebhookCreate) -> WebhookSubscription:
-    sub = WebhookSubscription(account_id=actor.id, owner_role=actor.role, url=body.url,
-                              event_types=body.event_types, secret=body.secret, active=True,
-                              since_event_id=new_id("evt"), created_at=real_now())
-    session.add(sub)
-    await session.flush()
-    return sub
+async def create_subscription(session: AsyncSession, actor: Actor, body: WebhookCreate) -> WebhookOut:
+    sub = await repo.insert_subscription(session, {
+        "id": id_for(WebhookSubscription), "account_id": actor.id, "owner_role": actor.role, "url": body.url,
+        "event_types": body.event_types, "secret": body.secret, "active": True, "since_event_id": new_id("evt"),
+        "created_at": real_now()})
+    return WebhookOut.model_validate(sub)
 
 
 async def list_subscriptions(session: AsyncSession, actor: Actor, *, limit: int,
-                             cursor: str | None) -> tuple[list[WebhookSubscription], str | None]:
-    query = select(WebhookSubscription).where(WebhookSubscription.account_id == actor.id)
-    return await keyset_page(session, query, WebhookSubscription.id, limit=limit, cursor=cursor)
+                             cursor: str | None) -> tuple[list[WebhookOut], str | None]:
+    page = await repo.subscriptions_page(session, actor.id, limit=limit, cursor=cursor)
+    return [WebhookOut.model_validate(s) for s in page.items], page.next_cursor
 
 
 async def list_deliveries(session: AsyncSession, actor: Actor, subscription_id: str, *, status: str | None,
                           limit: int, cursor: str | None) -> tuple[list[DeliveryOut], str | None]:
-    sub = await session.scalar(select(WebhookSubscription).where(
-        WebhookSubscription.id == subscription_id, WebhookSubscription.account_id == actor.id))
-    if sub is None:
+    if not await repo.owns_subscription(session, actor.id, subscription_id):
         raise NotFound(f"webhook {subscription_id} not found")
-    query = select(WebhookDelivery).where(WebhookDelivery.subscription_id == sub.id)
-    if status:
-        query = query.where(WebhookDelivery.status == status)
-    rows, next_cursor = await keyset_page(session, query, WebhookDelivery.id, limit=limit, cursor=cursor)
-    log: dict[str, list[WebhookAttempt]] = defaultdict(list)
-    if rows:
-        attempts = await session.scalars(select(WebhookAttempt).where(
-            WebhookAttempt.delivery_id.in_([r.id for r in rows])).order_by(WebhookAttempt.number,
-                                                                            WebhookAttempt.id))
-        for a in attempts:
-            log[a.delivery_id].append(a)
+    page = await repo.deliveries_page(session, subscription_id, status=status, limit=limit, cursor=cursor)
+    log = await repo.attempts_of(session, [r.id for r in page.items])
     items = [DeliveryOut.model_validate(r).model_copy(update={
-        "attempt_log": [AttemptOut.model_validate(a) for a in log[r.id]]}) for r in rows]
-    return items, next_cursor
+        "attempt_log": [AttemptOut.model_validate(a) for a in log[r.id]]}) for r in page.items]
+    return items, page.next_cursor
 
 
 # -- fan-out ------------------------------------------------------------------------------------
@@ -171,15 +158,17 @@ def matches(event_types: list[str], event_type: str) -> bool:
     return "*" in event_types or event_type in event_types or f"{machine}.*" in event_types
 
 
-async def _fan_out_batch(session: AsyncSession, subs: list[WebhookSubscription], events: list[tuple[str, str]],
+def _delivery(sub: SubscriptionRecord, event_id: str, event_type: str, now: datetime) -> dict[str, Any]:
+    return {"id": id_for(WebhookDelivery), "subscription_id": sub.id, "event_id": event_id, "event_type": event_type,
+            "status": "pending", "attempts": 0, "next_attempt_at": now, "claim_token": None, "last_status_code": None,
+            "last_error": None, "created_at": now, "finished_at": None}
+
+
+async def _fan_out_batch(session: AsyncSession, subs: list[SubscriptionRecord], events: list[tuple[str, str]],
                          now: datetime) -> int:
     ids = [event_id for event_id, _ in events]
-    recipients: dict[str, set[str]] = defaultdict(set)
-    for event_id, account_id in await session.execute(
-            select(EventRecipient.event_id, EventRecipient.account_id).where(EventRecipient.event_id.in_(ids))):
-        recipients[event_id].add(account_id)
-    existing = {(s, e) for s, e in await session.execute(
-        select(WebhookDelivery.subscription_id, WebhookDelivery.event_id).where(WebhookDelivery.event_id.in_(ids)))}
+    recipients = await repo.recipients_of(session, ids)
+    existing = await repo.delivered_pairs(session, ids)
     rows = []
     for event_id, event_type in events:
         for sub in subs:
@@ -189,11 +178,8 @@ async def _fan_out_batch(session: AsyncSession, subs: list[WebhookSubscription],
                 continue
             if not matches(sub.event_types, event_type):
                 continue
-            rows.append(WebhookDelivery(subscription_id=sub.id, event_id=event_id, event_type=event_type,
-                                        status="pending", attempts=0, next_attempt_at=now, created_at=now))
-    if rows:
-        session.add_all(rows)
-        await session.flush()
+            rows.append(_delivery(sub, event_id, event_type, now))
+    await repo.insert_deliveries(session, rows)
     return len(rows)
 
 
@@ -202,11 +188,7 @@ async def _oldest_open_transaction(session: AsyncSession, now: datetime) -> date
     SQLite, whose writers are serialised). A batch of timers fired in one transaction under lock
     contention can stay open for tens of seconds: its first events carry ids drawn at its start
     and become visible only at its commit."""
-    if session.bind.dialect.name != "postgresql":
-        return None
-    oldest = await session.scalar(text(
-        "SELECT min(xact_start) FROM pg_stat_activity WHERE datname = current_database() "
-        "AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND xact_start IS NOT NULL"))
+    oldest = await repo.oldest_open_transaction(session)
     if oldest is None or oldest < now - timedelta(seconds=OPEN_TRANSACTION_WAIT_SECONDS):
         return None
     return oldest
@@ -218,35 +200,27 @@ async def fan_out(sessionmaker: async_sessionmaker[AsyncSession], *, now: dateti
     now = now or real_now()
     created = 0
     async with sessionmaker() as session:
-        cursor_row = await session.scalar(select(WebhookFanoutCursor).where(WebhookFanoutCursor.id == 1)
-                                          .with_for_update(skip_locked=True))
-        if cursor_row is None:
-            if await session.scalar(select(func.count()).select_from(WebhookFanoutCursor)):
+        last = await repo.lock_fanout_cursor(session)
+        if last is None:
+            if await repo.has_fanout_cursor(session) or not await repo.create_fanout_cursor(session):
                 return 0  # another relay holds it
-            cursor_row = WebhookFanoutCursor(id=1, last_event_id="")
-            session.add(cursor_row)
-            try:
-                await session.flush()
-            except IntegrityError:
-                await session.rollback()
-                return 0
+            last = ""
         settled = now
         oldest = await _oldest_open_transaction(session, now)
         if oldest is not None:
             settled = min(settled, oldest)
         horizon = _id_floor("evt", settled - timedelta(seconds=SETTLE_SECONDS))
-        subs = list((await session.scalars(select(WebhookSubscription).where(
-            WebhookSubscription.active.is_(True)))).all())
+        subs = await repo.active_subscriptions(session)
         if not subs:
             # Nothing to deliver: every settled event is done (a later subscription only
             # receives events written after it).
-            cursor_row.last_event_id = max(cursor_row.last_event_id, horizon)
+            if horizon > last:
+                await repo.move_fanout_cursor(session, horizon)
             await session.commit()
             return 0
-        after = new_cursor = cursor_row.last_event_id
+        after = new_cursor = last
         for _ in range(FANOUT_MAX_BATCHES):
-            events = [(i, t) for i, t in await session.execute(
-                select(Event.id, Event.type).where(Event.id > after).order_by(Event.id).limit(FANOUT_BATCH))]
+            events = await repo.events_after(session, after, FANOUT_BATCH)
             if not events:
                 break
             created += await _fan_out_batch(session, subs, events, now)
@@ -256,8 +230,8 @@ async def fan_out(sessionmaker: async_sessionmaker[AsyncSession], *, now: dateti
             after = events[-1][0]
             if len(events) < FANOUT_BATCH:
                 break
-        if new_cursor > cursor_row.last_event_id:
-            cursor_row.last_event_id = new_cursor
+        if new_cursor > last:
+            await repo.move_fanout_cursor(session, new_cursor)
         await session.commit()
     return created
 
@@ -286,7 +260,7 @@ class _Outcome:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def event_body(event: Event) -> bytes:
+def event_body(event: EventRecord) -> bytes:
     payload: dict[str, Any] = {"id": event.id, "type": event.type,
                                "occurred_at": event.occurred_at.isoformat(), "data": event.data}
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str).encode()
@@ -301,41 +275,42 @@ def backoff(attempt: int) -> float:
     return min(BACKOFF_BASE_SECONDS * 2 ** (attempt - 1), BACKOFF_CAP_SECONDS)
 
 
+_LEASE_EXPIRED = "lease expired: the worker did not report an outcome"
+
+
+def _attempt(delivery_id: str, number: int, started_at: datetime, status_code: int | None, error: str | None,
+             duration_ms: int) -> dict[str, Any]:
+    return {"id": id_for(WebhookAttempt), "delivery_id": delivery_id, "number": number, "started_at": started_at,
+            "status_code": status_code, "error": error, "duration_ms": duration_ms}
+
+
 async def claim_due(sessionmaker: async_sessionmaker[AsyncSession], *, now: datetime | None = None,
                     limit: int | None = None) -> list[_Job]:
     """Claim due deliveries: each is leased to this caller until `now + LEASE_SECONDS`."""
     now = now or real_now()
-    limit = limit or CLAIM_BATCH
     async with sessionmaker() as session:
-        rows = (await session.execute(
-            select(WebhookDelivery)
-            .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
-            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).limit(limit)
-            .with_for_update(skip_locked=True))).scalars().all()
-        if not rows:
+        due = await repo.claim_due_deliveries(session, now, limit or CLAIM_BATCH)
+        if not due:
             return []
-        subs = {s.id: s for s in await session.scalars(select(WebhookSubscription).where(
-            WebhookSubscription.id.in_({r.subscription_id for r in rows})))}
-        events = {e.id: e for e in await session.scalars(select(Event).where(
-            Event.id.in_({r.event_id for r in rows})))}
         jobs = []
-        for row in rows:
+        lost: list[dict] = []  # attempts whose worker never reported
+        changed = []
+        for d in due:
+            row = d.delivery
             if row.claim_token is not None:  # the previous claimer never reported: its lease ran out
-                session.add(WebhookAttempt(
-                    delivery_id=row.id, number=row.attempts, started_at=row.next_attempt_at - timedelta(
-                        seconds=LEASE_SECONDS), status_code=None, duration_ms=int(LEASE_SECONDS * 1000),
-                    error="lease expired: the worker did not report an outcome"))
+                lost.append(_attempt(row.id, row.attempts, row.next_attempt_at - timedelta(seconds=LEASE_SECONDS),
+                                     None, _LEASE_EXPIRED, int(LEASE_SECONDS * 1000)))
                 if row.attempts >= MAX_ATTEMPTS:
-                    row.status, row.finished_at, row.claim_token = "failed", now, None
-                    row.next_attempt_at = None
-                    row.last_error = "lease expired: the worker did not report an outcome"
+                    changed.append(replace(row, status="failed", finished_at=now, claim_token=None,
+                                           next_attempt_at=None, last_error=_LEASE_EXPIRED))
                     continue
-            sub = subs[row.subscription_id]
-            row.attempts += 1
-            row.claim_token = os.urandom(12).hex()
-            row.next_attempt_at = now + timedelta(seconds=LEASE_SECONDS)
-            jobs.append(_Job(row.id, row.claim_token, row.attempts, sub.url, sub.secret, row.event_id,
-                             event_body(events[row.event_id])))
+            row = replace(row, attempts=row.attempts + 1, claim_token=os.urandom(12).hex(),
+                          next_attempt_at=now + timedelta(seconds=LEASE_SECONDS))
+            changed.append(row)
+            event = EventRecord(row.event_id, row.event_type, d.occurred_at, d.data)
+            jobs.append(_Job(row.id, row.claim_token, row.attempts, d.url, d.secret, row.event_id, event_body(event)))
+        await repo.insert_attempts(session, lost)
+        await repo.set_deliveries(session, changed)
         await session.commit()
     return jobs
 
@@ -362,25 +337,24 @@ async def _post(client: httpx.AsyncClient, job: _Job) -> _Outcome:
 async def _record(sessionmaker: async_sessionmaker[AsyncSession], results: list[tuple[_Job, _Outcome]],
                   now: datetime) -> None:
     async with sessionmaker() as session:
-        rows = {r.id: r for r in await session.scalars(
-            select(WebhookDelivery).where(WebhookDelivery.id.in_([j.delivery_id for j, _ in results]))
-            .order_by(WebhookDelivery.id).with_for_update())}
+        rows = await repo.lock_deliveries(session, [j.delivery_id for j, _ in results])
+        changed = []
         for job, outcome in results:
-            session.add(WebhookAttempt(delivery_id=job.delivery_id, number=job.number,
-                                       started_at=outcome.started_at, status_code=outcome.status_code,
-                                       error=outcome.error, duration_ms=outcome.duration_ms))
             row = rows.get(job.delivery_id)
             if row is None or row.claim_token != job.token or row.status != "pending":
                 continue  # the lease ran out and another relay took it over
-            row.claim_token = None
-            row.last_status_code = outcome.status_code
-            row.last_error = outcome.error
+            row = replace(row, claim_token=None, last_status_code=outcome.status_code, last_error=outcome.error)
             if outcome.ok:
-                row.status, row.finished_at, row.next_attempt_at = "succeeded", real_now(), None
+                row = replace(row, status="succeeded", finished_at=real_now(), next_attempt_at=None)
             elif row.attempts >= MAX_ATTEMPTS:
-                row.status, row.finished_at, row.next_attempt_at = "failed", real_now(), None
+                row = replace(row, status="failed", finished_at=real_now(), next_attempt_at=None)
             else:
-                row.next_attempt_at = now + timedelta(seconds=backoff(row.attempts))
+                row = replace(row, next_attempt_at=now + timedelta(seconds=backoff(row.attempts)))
+            changed.append(row)
+        await repo.insert_attempts(session, [
+            _attempt(job.delivery_id, job.number, outcome.started_at, outcome.status_code, outcome.error,
+                     outcome.duration_ms) for job, outcome in results if job.delivery_id in rows])
+        await repo.set_deliveries(session, changed)
         await session.commit()
 
 

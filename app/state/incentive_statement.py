@@ -4,10 +4,12 @@ publishes the month."""
 from __future__ import annotations
 
 from app.db.models.incentives import IncentiveStatement
+from app.db.repositories.incentives import StatementRecord
 from app.state.core import Workflow, rule
 
 INCENTIVE_STATEMENT = Workflow(
     "incentive_statement", model=IncentiveStatement, initial="draft",
+    record=StatementRecord,
     states=["draft", "published"],
     final_states=["published"],
     parties=lambda row: [row.provider_id],

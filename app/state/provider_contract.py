@@ -4,6 +4,7 @@ party ends an active contract."""
 from __future__ import annotations
 
 from app.db.models.incentives import ProviderContract
+from app.db.repositories.incentives import ContractRecord
 from app.state.core import Ctx, Workflow, rule
 
 
@@ -17,6 +18,7 @@ def _is_party(ctx: Ctx) -> bool:
 
 PROVIDER_CONTRACT = Workflow(
     "provider_contract", model=ProviderContract, initial="proposed",
+    record=ContractRecord,
     states=["proposed", "active", "declined", "ended"],
     final_states=["declined", "ended"],
     parties=lambda row: [row.provider_id, row.merchant_id],

@@ -5,10 +5,12 @@ the operator approves or rejects; an approved one is redeemed at the start of it
 from __future__ import annotations
 
 from app.db.models.incentives import Redemption
+from app.db.repositories.incentives import RedemptionRecord
 from app.state.core import Workflow, rule
 
 REDEMPTION = Workflow(
     "redemption", model=Redemption, initial="requested",
+    record=RedemptionRecord,
     states=["requested", "approved", "redeemed", "rejected"],
     final_states=["redeemed", "rejected"],
     parties=lambda row: [row.provider_id, row.merchant_id],

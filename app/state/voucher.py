@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 from app.db.models.incentives import Voucher
+from app.db.repositories.incentives import VoucherRecord
 from app.state.core import Workflow, rule
 
 VOUCHER = Workflow(
     "voucher", model=Voucher, initial="available",
+    record=VoucherRecord,
     states=["available", "used_up", "expired"],
     final_states=["used_up", "expired"],
     parties=lambda row: [row.provider_id],

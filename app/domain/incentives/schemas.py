@@ -1,0 +1,162 @@
+"""Request and response shapes of the incentives module."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from app.domain.incentives.months import MONTH_PATTERN
+from app.domain.schemas import Strict
+
+
+class ContractMode(StrEnum):
+    commission_split = "commission_split"
+    service_fee = "service_fee"
+
+
+class ContractCreate(Strict):
+    merchant_id: str = Field(max_length=40)
+    mode: ContractMode
+
+
+class EndIn(Strict):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class RedemptionRejectIn(Strict):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class ContractOut(BaseModel):
+    id: str
+    provider_id: str
+    merchant_id: str
+    mode: ContractMode
+    state: str
+    version: int
+    allowed_actions: list[str]
+    created_at: datetime
+    activated_at: datetime | None
+    ended_at: datetime | None
+    end_reason: str | None
+
+
+class ProgramCreate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    month_from: str = Field(pattern=MONTH_PATTERN)
+    month_to: str = Field(pattern=MONTH_PATTERN)
+    coefficient_bp: int = Field(default=1000, ge=0, le=10000, description="dimension-1 coefficient (10% = 1000)")
+    v3_reward_fen: int = Field(default=300_000, ge=0, le=10**12)
+    v4_reward_fen: int = Field(default=1_000_000, ge=0, le=10**12)
+    min_active_merchants: int = Field(default=3, ge=0, le=10**6)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ProgramCreate:
+        if self.month_to < self.month_from:
+            raise ValueError("month_to is before month_from")
+        return self
+
+
+class ProgramOut(BaseModel):
+    id: str
+    name: str
+    month_from: str
+    month_to: str
+    coefficient_bp: int
+    v3_reward_fen: int
+    v4_reward_fen: int
+    min_active_merchants: int
+    created_at: datetime
+
+
+class Dimension1Line(BaseModel):
+    merchant_id: str
+    gmv_prev_fen: int
+    gmv_fen: int
+    increment_fen: int
+    voucher_fen: int
+
+
+class Dimension2Line(BaseModel):
+    merchant_id: str
+    tier: int
+    reward_fen: int
+
+
+class StatementOut(BaseModel):
+    id: str
+    program_id: str
+    provider_id: str
+    month: str
+    state: str
+    version: int
+    allowed_actions: list[str]
+    eligible: bool
+    reasons: list[str]
+    active_merchants: int
+    dimension1: list[Dimension1Line]
+    dimension2: list[Dimension2Line]
+    total_fen: int
+    computed_at: datetime
+    published_at: datetime | None
+
+
+class MonthResult(BaseModel):
+    program_id: str
+    month: str
+    statements: int
+    eligible: int
+    total_fen: int
+    vouchers: int = 0
+
+
+class VoucherOut(BaseModel):
+    id: str
+    provider_id: str
+    program_id: str
+    month: str
+    dimension: int
+    merchant_id: str | None
+    amount_fen: int
+    remaining_fen: int
+    issued_at: datetime
+    expires_at: datetime
+    state: str
+    version: int
+    allowed_actions: list[str]
+
+
+class RedemptionCreate(Strict):
+    merchant_id: str = Field(max_length=40)
+    amount_fen: int = Field(ge=1, le=10**13)
+    use_date: date
+
+
+class RedemptionOut(BaseModel):
+    id: str
+    voucher_id: str
+    provider_id: str
+    merchant_id: str
+    amount_fen: int
+    use_date: date
+    state: str
+    version: int
+    allowed_actions: list[str]
+    requested_at: datetime
+    redeemed_at: datetime | None
+    reject_reason: str | None
+
+
+class HolidaysIn(Strict):
+    dates: list[date] = Field(max_length=1000)
+
+    @field_validator("dates")
+    @classmethod
+    def _unique(cls, dates: list[date]) -> list[date]:
+        return sorted(set(dates))
+
+
+class HolidaysOut(BaseModel):
+    dates: list[date]
