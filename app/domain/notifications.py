@@ -103,7 +103,15 @@ async def _claim_sms(sessionmaker: async_sessionmaker[AsyncSession], now: dateti
         jobs = []
         messages: list[dict] = []
         dispatch: list[dict] = []
-        for due in await repo.claim_queued_sms(session, now, SMS_BATCH):
+        claimed = await repo.claim_queued_sms(session, now, SMS_BATCH)
+        # A message another relay claimed and committed after this claim's snapshot was taken is
+        # locked here all the same, its relay row read from the old snapshot (PostgreSQL
+        # rechecks only the locked row): read the relay rows afresh and leave those it now holds.
+        current = await repo.dispatch_now(session, [due.id for due in claimed])
+        for due in claimed:
+            if current.get(due.id, (None, None)) != ((due.next_attempt_at, due.claim_token) if due.dispatched
+                                                     else (None, None)):
+                continue
             state = {"sms_id": due.id, "next_attempt_at": due.next_attempt_at if due.dispatched else now,
                      "claim_token": due.claim_token, "last_status_code": due.last_status_code,
                      "last_error": due.last_error}

@@ -157,6 +157,21 @@ async def claim_queued_sms(session: AsyncSession, now: datetime, limit: int) -> 
     return [record_of(QueuedSms, row) for row in rows]
 
 
+_DISPATCH_NOW = per_dialect(lambda d: select(sms_dispatch.c.sms_id, sms_dispatch.c.next_attempt_at,
+                                             sms_dispatch.c.claim_token)
+                            .where(in_list(sms_dispatch.c.sms_id, "ids", d)))
+
+
+async def dispatch_now(session: AsyncSession, sms_ids: list[str]) -> dict[str, tuple[datetime, str | None]]:
+    """The relay state of these messages as committed now (next attempt, claim token), read by a
+    statement of its own: under READ COMMITTED it sees what another relay committed after the
+    claiming statement's snapshot was taken."""
+    if not sms_ids:
+        return {}
+    rows = await run(session, _DISPATCH_NOW[session.bind.dialect.name], {"ids": sms_ids})
+    return {row.sms_id: (row.next_attempt_at, row.claim_token) for row in rows}
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimedSms:
     id: str
