@@ -55,8 +55,7 @@ async def create_campaign(body: CampaignCreate, session: Session, actor: Operato
 async def list_campaigns(session: Session, actor: Party, page: Page, state: CampaignState | None = None):
     """Campaigns, newest first: operators see all; merchants and creators the published and closed ones
     (creators with `can_sign_up`)."""
-    items, cursor = await svc.list_campaigns(session, actor, state=state, limit=page.limit, cursor=page.cursor)
-    return PageOut[CampaignOut](items=items, next_cursor=cursor)
+    return await svc.list_campaigns(session, actor, state=state, limit=page.limit, cursor=page.cursor)
 
 
 @router.get(CAMPAIGN, response_model=CampaignOut, tags=TAGS, name="get_campaign")
@@ -109,9 +108,7 @@ async def create_signup(campaign_id: str, body: CampaignSignupCreate, session: S
 async def list_signups(campaign_id: str, session: Session, actor: Party, page: Page,
                        state: CampaignSignupState | None = None):
     """Signups of the campaign: a creator sees its own, a merchant those listing its shop, an operator all."""
-    items, cursor = await svc.list_signups(session, actor, campaign_id, state=state, limit=page.limit,
-                                           cursor=page.cursor)
-    return PageOut[CampaignSignupOut](items=items, next_cursor=cursor)
+    return await svc.list_signups(session, actor, campaign_id, state=state, limit=page.limit, cursor=page.cursor)
 
 
 @router.get(SIGNUP, response_model=CampaignSignupOut, tags=TAGS, name="get_campaign_signup")
@@ -204,15 +201,9 @@ async def stock_plan(campaign_id: str, session: Session, actor: Merchant):
 async def export_stock_plan(campaign_id: str, session: Session, actor: Merchant,
                             format: Annotated[Literal["csv", "xlsx"], Query()] = "csv") -> Response:
     """下载带货单: CSV (UTF-8 with BOM) or XLSX, a row per product and creator."""
-    plan = await svc.stock_plan(session, actor, campaign_id)
-    if format == "xlsx":
-        content = svc.export_xlsx(plan)
-        media = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-    else:
-        content = svc.export_csv(plan)
-        media = "text/csv; charset=utf-8"
-    return Response(content=content, media_type=media, headers={
-        "Content-Disposition": f'attachment; filename="stock-plan-{campaign_id}.{format}"'})
+    download = await svc.stock_plan_download(session, actor, campaign_id, format)
+    return Response(content=download.content, media_type=download.media_type, headers={
+        "Content-Disposition": f'attachment; filename="{download.filename}"'})
 
 
 @router.get(CAMPAIGN + "/creators", response_model=PageOut[CampaignCreatorOut], tags=TAGS,
@@ -221,13 +212,8 @@ async def list_creators(campaign_id: str, session: Session, actor: Party, page: 
                         q: Annotated[str | None, Query(max_length=100)] = None,
                         level_min: Annotated[int | None, Query(ge=0, le=7)] = None):
     """寻找达人: the pre-selected creators with profile, 30-day GMV and their campaign card."""
-    items, cursor = await svc.list_creators(session, actor, campaign_id, q=q, level_min=level_min,
-                                            limit=page.limit, cursor=page.cursor)
-    if actor.role == "creator":  # a card's contact is published to merchants, not to other creators
-        for item in items:
-            if item.card is not None and item.creator_id != actor.id:
-                item.card.contact = svc.CampaignContactOut()
-    return PageOut[CampaignCreatorOut](items=items, next_cursor=cursor)
+    return await svc.list_creators(session, actor, campaign_id, q=q, level_min=level_min, limit=page.limit,
+                                   cursor=page.cursor)
 
 
 @router.put(CAMPAIGN + "/my-card", response_model=CampaignCardOut, tags=TAGS, name="put_my_campaign_card")
@@ -246,5 +232,4 @@ async def create_intent(campaign_id: str, body: CampaignIntentIn, session: Sessi
 @router.get(CAMPAIGN + "/intents", response_model=PageOut[CampaignIntentOut], tags=TAGS, name="list_campaign_intents")
 async def list_intents(campaign_id: str, session: Session, actor: Party, page: Page):
     """Intents: a merchant sees its own, pre-selected creators and operators see all (with shop names)."""
-    items, cursor = await svc.list_intents(session, actor, campaign_id, limit=page.limit, cursor=page.cursor)
-    return PageOut[CampaignIntentOut](items=items, next_cursor=cursor)
+    return await svc.list_intents(session, actor, campaign_id, limit=page.limit, cursor=page.cursor)

@@ -1,16 +1,9 @@
-"""GMV, one definition for every module: paid minus refunded `amount_fen`.
-
-An upstream order is one row whose status is its latest fact: pushed `paid`, it adds its amount;
-pushed again `refunded`, its amount is taken back out. So an order contributes its amount while
-paid and nothing once refunded (never a negative amount: that would take the refund off twice)."""
+"""GMV, one definition for every module: paid minus refunded `amount_fen` (see
+`app/db/repositories/gmv.py`, where the expression is built over the table's columns, so the
+repositories' statements stay Core; it serves ORM queries just as well)."""
 
 from __future__ import annotations
 
-from sqlalchemy import case, func
+from app.db.repositories.gmv import gmv_sum
 
-from app.db.models.facts import SalesOrder
-
-
-def gmv_sum():
-    """`SUM(...)` of GMV over the selected `sales_orders` rows (0 when none)."""
-    return func.coalesce(func.sum(case((SalesOrder.status == "paid", SalesOrder.amount_fen), else_=0)), 0)
+__all__ = ["gmv_sum"]

@@ -5,22 +5,41 @@ Per-shop steps (`merchant-approve`, `merchant-reject`, `merchant-confirm-stock`)
 rules each: `when` picks at firing time whether this decision is the last one awaited (the
 signup moves on) or not (an internal transition: the state stays, the version bumps). The
 deciding shop is `ctx.extra["shop_id"]`; the signup row is locked while it is decided, so two
-merchants deciding at once are serialised and exactly one of them moves it on."""
+merchants deciding at once are serialised and exactly one of them moves it on.
+
+The machine writes the signup's own row (`SignupRecord`); it is fired with the signup and its
+parts (`SignupWithParts`: the campaign's product deadline, the listed shops, the planned
+products), which the guards and the event's parties read. A record without its parts (the
+core's re-read after a lost race, which the row lock rules out) allows no per-shop action."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from app.db.models.campaigns import CampaignSignup
+from app.db.repositories.campaigns import SignupRecord, SignupWithParts
 from app.state.core import Ctx, Workflow, rule
 
 BEFORE_PRODUCTS = ("pending_merchant", "pending_platform", "approved", "traffic_granted")
 
 
+def expiry_due(row: SignupWithParts, now: datetime) -> bool:
+    """Whether the `expire` timer (at the campaign's `product_deadline`) has fallen due."""
+    return row.state in BEFORE_PRODUCTS and row.product_deadline <= now
+
+
+def _parts(ctx: Ctx) -> SignupWithParts | None:
+    return ctx.row if isinstance(ctx.row, SignupWithParts) else None
+
+
 def before_product_deadline(ctx: Ctx) -> bool:
-    return ctx.now < ctx.row.campaign.product_deadline
+    row = _parts(ctx)
+    return row is not None and ctx.now < row.product_deadline
 
 
 def _shop(ctx: Ctx):
-    return next((s for s in ctx.row.shops if s.shop_id == ctx.actor.id), None)
+    row = _parts(ctx)
+    return None if row is None else next((s for s in row.shops if s.shop_id == ctx.actor.id), None)
 
 
 def _may_decide(ctx: Ctx) -> bool:
@@ -30,7 +49,8 @@ def _may_decide(ctx: Ctx) -> bool:
 
 def _others(ctx: Ctx):
     me = ctx.extra.get("shop_id", ctx.actor.id)
-    return [s for s in ctx.row.shops if s.shop_id != me]
+    row = _parts(ctx)
+    return [] if row is None else [s for s in row.shops if s.shop_id != me]
 
 
 def _others_pending(ctx: Ctx) -> bool:
@@ -49,7 +69,7 @@ def _is_creator(ctx: Ctx) -> bool:
     return ctx.row.creator_id == ctx.actor.id
 
 
-def _stock_shops(row) -> set[str]:
+def _stock_shops(row: SignupWithParts) -> set[str]:
     return {i.shop_id for i in row.items}
 
 
@@ -60,9 +80,16 @@ def _may_confirm_stock(ctx: Ctx) -> bool:
 
 def _others_unconfirmed(ctx: Ctx) -> bool:
     me = ctx.extra.get("shop_id", ctx.actor.id)
-    with_products = _stock_shops(ctx.row)
-    return any(s.stock_confirmed_at is None for s in ctx.row.shops
-               if s.shop_id != me and s.shop_id in with_products)
+    row = _parts(ctx)
+    if row is None:
+        return False
+    with_products = _stock_shops(row)
+    return any(s.stock_confirmed_at is None for s in row.shops if s.shop_id != me and s.shop_id in with_products)
+
+
+def _parties(row: SignupRecord) -> list[str]:
+    shops = row.shops if isinstance(row, SignupWithParts) else ()
+    return [row.creator_id, *(s.shop_id for s in shops)]
 
 
 CAMPAIGN_SIGNUP = Workflow(
@@ -71,7 +98,8 @@ CAMPAIGN_SIGNUP = Workflow(
             "traffic_granted", "products_submitted", "stock_confirmed", "ready", "live", "finished",
             "withdrawn", "expired"],
     final_states=["merchant_rejected", "platform_rejected", "finished", "withdrawn", "expired"],
-    parties=lambda row: [row.creator_id, *(s.shop_id for s in row.shops)],
+    record=SignupRecord,
+    parties=_parties,
     description="A creator's signup to a reward campaign (达人报名).",
     rules=[
         rule("merchant-approve", "pending_merchant", None, "merchant", guard=_may_decide, when=_others_pending,

@@ -1,0 +1,205 @@
+"""Pydantic shapes of the campaigns module (直播间奖励): what the endpoints take and answer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+from app.domain.accounts import Contact
+from app.domain.schemas import Strict
+
+
+class CampaignState(StrEnum):
+    draft = "draft"
+    published = "published"
+    closed = "closed"
+
+
+class CampaignSignupState(StrEnum):
+    pending_merchant = "pending_merchant"
+    pending_platform = "pending_platform"
+    merchant_rejected = "merchant_rejected"
+    approved = "approved"
+    platform_rejected = "platform_rejected"
+    traffic_granted = "traffic_granted"
+    products_submitted = "products_submitted"
+    stock_confirmed = "stock_confirmed"
+    ready = "ready"
+    live = "live"
+    finished = "finished"
+    withdrawn = "withdrawn"
+    expired = "expired"
+
+
+Text2000 = Annotated[str, Field(max_length=2000)]
+
+
+class CampaignCreate(Strict):
+    title: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=10000)
+    signup_deadline: AwareDatetime
+    product_deadline: AwareDatetime
+    live_from: AwareDatetime
+    live_to: AwareDatetime
+
+
+class CampaignOut(BaseModel):
+    id: str
+    title: str
+    description: str
+    signup_deadline: datetime
+    product_deadline: datetime
+    live_from: datetime
+    live_to: datetime
+    state: CampaignState
+    version: int
+    allowed_actions: list[str]
+    can_sign_up: bool | None = Field(
+        default=None, description="creators only: pre-selected and before signup_deadline")
+    created_at: datetime
+
+
+class CampaignEligibleCreatorsIn(Strict):
+    creator_ids: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(max_length=10000)
+
+
+class CampaignEligibleCreatorsOut(BaseModel):
+    campaign_id: str
+    creator_ids: list[str]
+
+
+class CampaignSignupCreate(Strict):
+    shop_ids: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
+        min_length=1, max_length=5, description="1–5 merchant ids (带货店铺)")
+    planned_live_at: AwareDatetime
+    contact: Contact | None = Field(default=None, description="defaults to the creator's profile contact")
+    note: Text2000 | None = None
+
+
+class CampaignSignupRejectIn(Strict):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class CampaignReasonIn(Strict):
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class CampaignGrantTrafficIn(Strict):
+    traffic_units: int = Field(ge=1, le=10**9)
+    note: Text2000 | None = None
+
+
+class CampaignPlannedItem(Strict):
+    product_id: str = Field(min_length=1, max_length=40)
+    planned_quantity: int = Field(ge=1, le=10**9)
+
+
+class CampaignSubmitProductsIn(Strict):
+    items: list[CampaignPlannedItem] = Field(min_length=1, max_length=100)
+
+
+class CampaignContactOut(BaseModel):
+    phone: str | None = None
+    wechat: str | None = None
+
+
+class CampaignSignupShopOut(BaseModel):
+    shop_id: str
+    shop_name: str | None
+    decision: str = Field(description="pending | approved | rejected")
+    reason: str | None
+    decided_at: datetime | None
+    has_products: bool
+    stock_confirmed: bool
+    stock_confirmed_at: datetime | None
+
+
+class CampaignSignupItemOut(BaseModel):
+    product_id: str
+    shop_id: str
+    title: str | None
+    planned_quantity: int
+
+
+class CampaignSignupOut(BaseModel):
+    id: str
+    campaign_id: str
+    creator_id: str
+    creator_nickname: str | None
+    planned_live_at: datetime
+    contact: CampaignContactOut
+    note: str | None
+    shops: list[CampaignSignupShopOut]
+    items: list[CampaignSignupItemOut]
+    traffic_units: int | None
+    traffic_note: str | None
+    live_session_id: str | None
+    state: CampaignSignupState
+    version: int
+    allowed_actions: list[str]
+    created_at: datetime
+
+
+class CampaignStockPlanCreator(BaseModel):
+    creator_id: str
+    nickname: str | None
+    signup_id: str
+    planned_quantity: int
+    contact: CampaignContactOut
+
+
+class CampaignStockPlanRow(BaseModel):
+    product_id: str
+    title: str
+    inventory: int
+    planned_total: int
+    at_risk: bool
+    creators: list[CampaignStockPlanCreator]
+
+
+class CampaignStockPlanOut(BaseModel):
+    campaign_id: str
+    items: list[CampaignStockPlanRow]
+
+
+class CampaignCardIn(Strict):
+    contact: Contact | None = None
+    intended_merchants: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        default_factory=list, max_length=20)
+    cooperation_note: Text2000 | None = None
+
+
+class CampaignCardOut(BaseModel):
+    campaign_id: str
+    creator_id: str
+    contact: CampaignContactOut
+    intended_merchants: list[str]
+    cooperation_note: str | None
+    updated_at: datetime
+
+
+class CampaignCreatorOut(BaseModel):
+    creator_id: str
+    nickname: str | None
+    level: int | None
+    followers: int | None
+    gmv_30d_fen: int = Field(description="paid minus refunded amount_fen of the last 30 days")
+    card: CampaignCardOut | None
+
+
+class CampaignIntentIn(Strict):
+    description: str = Field(min_length=1, max_length=2000)
+    creator_ids: list[Annotated[str, Field(min_length=1, max_length=40)]] | None = Field(default=None, max_length=100)
+
+
+class CampaignIntentOut(BaseModel):
+    id: str
+    campaign_id: str
+    merchant_id: str
+    shop_name: str | None
+    description: str
+    creator_ids: list[str]
+    created_at: datetime
