@@ -650,3 +650,40 @@ async def test_live_session_moves_the_nearest_ready_signup(client, factory: Fact
                       json={**live, "ended_at": iso(now + timedelta(hours=1))})
     got = (await state(late)).json()
     assert got["state"] == "finished" and got["live_session_id"]
+
+
+async def test_signup_events_concern_every_listed_shop(client, factory: Factory):
+    """The created event and the expiry the timer fires reach the creator and every listed shop,
+    and nobody else."""
+    w = await world(client, factory, shops=2)
+    outsider = await factory.user("merchant")
+    signup = await sign_up(client, w)
+    await factory.advance(3 * DAY + 60)
+    got = (await client.get(f"/v1/campaign-signups/{signup['id']}", headers=w.op.headers)).json()
+    assert got["state"] == "expired" and got["version"] == signup["version"] + 1
+    for user in (w.creator, *w.merchants):
+        events = (await client.get("/v1/events", headers=user.headers, params={"limit": 100})).json()["items"]
+        mine = [(e["type"], e["data"]["version"]) for e in events if e["data"].get("id") == signup["id"]]
+        assert mine == [("campaign_signup.created", 1), ("campaign_signup.expired", 2)], (user.role, mine)
+    events = (await client.get("/v1/events", headers=outsider.headers, params={"limit": 100})).json()["items"]
+    assert not [e for e in events if e["data"].get("id") == signup["id"]]
+
+
+async def test_creators_see_only_their_own_card_contact(client, factory: Factory):
+    """A card's contact is published to merchants and operators; another creator gets it blank."""
+    a = await factory.user("creator", nickname="甲")
+    b = await factory.user("creator", nickname="乙")
+    merchant = await factory.user("merchant")
+    op = await factory.operator()
+    campaign = await make_campaign(client, factory, eligible=[a.id, b.id])
+    for user, wx in ((a, "wx_a"), (b, "wx_b")):
+        r = await client.put(f"/v1/campaigns/{campaign['id']}/my-card", headers=user.headers,
+                             json={"contact": {"phone": "13700000000", "wechat": wx}, "cooperation_note": "n"})
+        assert r.status_code == 200, r.text
+    url = f"/v1/campaigns/{campaign['id']}/creators"
+    seen = {i["creator_id"]: i["card"]["contact"] for i in (await client.get(url, headers=a.headers)).json()["items"]}
+    assert seen == {a.id: {"phone": "13700000000", "wechat": "wx_a"}, b.id: {"phone": None, "wechat": None}}
+    for user in (merchant, op):
+        seen = {i["creator_id"]: i["card"]["contact"]["wechat"]
+                for i in (await client.get(url, headers=user.headers)).json()["items"]}
+        assert seen == {a.id: "wx_a", b.id: "wx_b"}

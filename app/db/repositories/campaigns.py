@@ -8,7 +8,8 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import Select, String, and_, any_, bindparam, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -315,10 +316,18 @@ def _signups_seen_by(role: str, account_id: str) -> Select:
 _HEAD = (select(signups, campaigns.c.product_deadline, accounts.c.nickname.label("creator_nickname"))
          .join(campaigns, campaigns.c.id == signups.c.campaign_id)
          .join(accounts, accounts.c.id == signups.c.creator_id))
-# locked: only the signup's row (the shops and items are read by statements of their own after
-# the lock is granted, so they show what the transaction that held it committed)
-_SIGNUP = {False: _HEAD.where(signups.c.id == bindparam("id")),
-           True: _HEAD.where(signups.c.id == bindparam("id")).with_for_update(of=signups)}
+
+
+def _signup_by_id(lock: bool, clocked: bool) -> Select:
+    """Locked: only the signup's row. Its shops and items are read by statements of their own
+    after the lock is granted, so they show what the transaction that held it committed (a
+    locking join would re-read the signup's row but keep the other rows of its snapshot)."""
+    statement = (_HEAD.add_columns(CLOCK_OFFSET) if clocked else _HEAD).where(signups.c.id == bindparam("id"))
+    return statement.with_for_update(of=signups) if lock else statement
+
+
+# by (lock, with the test clock's offset)
+_SIGNUP = {(lock, clocked): _signup_by_id(lock, clocked) for lock in (False, True) for clocked in (False, True)}
 _SHOP_COLUMNS = (signup_shops.c.signup_id, signup_shops.c.shop_id, accounts.c.shop_name, signup_shops.c.position,
                  signup_shops.c.decision, signup_shops.c.decision_reason, signup_shops.c.decided_at,
                  signup_shops.c.stock_confirmed_at)
@@ -334,15 +343,17 @@ _ITEMS_OF_MANY = (_ITEMS.where(signup_items.c.signup_id.in_(bindparam("ids", exp
                   .order_by(signup_items.c.signup_id, signup_items.c.position))
 
 
-async def signup(session: AsyncSession, signup_id: str, *, lock: bool = False) -> SignupWithParts | None:
-    """The signup with its shops (names included) and planned products (titles included);
-    `lock`: its row `FOR UPDATE` first (PostgreSQL; SQLite serialises writers)."""
-    row = (await run(session, _SIGNUP[lock], {"id": signup_id})).first()
+async def signup(session: AsyncSession, signup_id: str, *, lock: bool = False,
+                 with_clock: bool = False) -> tuple[SignupWithParts | None, int | None]:
+    """The signup with its shops (names included) and planned products (titles included), and
+    the test clock's offset when asked; `lock`: its row `FOR UPDATE` first (PostgreSQL; SQLite
+    serialises writers)."""
+    row = (await run(session, _SIGNUP[lock, with_clock], {"id": signup_id})).first()
     if row is None:
-        return None
+        return None, None
     shops = tuple(record_of(SignupShop, r) for r in await run(session, _SHOPS_OF, {"id": signup_id}))
     items = tuple(record_of(SignupItem, r) for r in await run(session, _ITEMS_OF, {"id": signup_id}))
-    return with_parts(record_of(SignupHead, row), shops, items)
+    return with_parts(record_of(SignupHead, row), shops, items), row.clock_offset if with_clock else None
 
 
 async def with_parts_of(session: AsyncSession, heads: list[SignupHead]) -> list[SignupWithParts]:
@@ -370,8 +381,12 @@ async def signups_page(session: AsyncSession, campaign_id: str, role: str, accou
 
 
 # --------------------------------------------------------------------------- a new signup
-_PARTIES = select(accounts.c.id, accounts.c.role, accounts.c.nickname, accounts.c.shop_name, accounts.c.contact_phone,
-                  accounts.c.contact_wechat).where(accounts.c.id.in_(bindparam("ids", expanding=True)))
+_PARTY_COLUMNS = (accounts.c.id, accounts.c.role, accounts.c.nickname, accounts.c.shop_name, accounts.c.contact_phone,
+                  accounts.c.contact_wechat)
+# an array parameter on PostgreSQL (one SQL text whatever the number of ids: the fast lane);
+# an expanding IN elsewhere
+_PARTIES = {"postgresql": select(*_PARTY_COLUMNS).where(accounts.c.id == any_(bindparam("ids", type_=ARRAY(String)))),
+            "sqlite": select(*_PARTY_COLUMNS).where(accounts.c.id.in_(bindparam("ids", expanding=True)))}
 _SLOT_TAKEN = (select(signups.c.id)
                .where(signups.c.campaign_id == bindparam("campaign"), signups.c.creator_id == bindparam("creator"),
                       signups.c.planned_live_at == bindparam("at"),
@@ -381,7 +396,7 @@ _SLOT_TAKEN = (select(signups.c.id)
 
 async def signup_parties(session: AsyncSession, account_ids: list[str]) -> dict[str, SignupParty]:
     return {row.id: record_of(SignupParty, row)
-            for row in await run(session, _PARTIES, {"ids": sorted(set(account_ids))})}
+            for row in await run(session, _PARTIES[session.bind.dialect.name], {"ids": sorted(set(account_ids))})}
 
 
 async def slot_holder(session: AsyncSession, campaign_id: str, creator_id: str, planned_live_at: datetime) -> str | None:

@@ -20,7 +20,7 @@ from app.state.timers import on_timer
 @on_timer("campaign_signup", "expire")
 async def _expire(session: AsyncSession, row: SignupRecord, now: datetime) -> None:
     """The event concerns the listed shops too: the signup is fired with its parts."""
-    signup = await repo.signup(session, row.id)
+    signup, _ = await repo.signup(session, row.id)
     assert signup is not None
     await CAMPAIGN_SIGNUP.fire(session, signup, "expire", SYSTEM, now=now)
 
@@ -39,7 +39,7 @@ async def _on_live_started(session: AsyncSession, live_session: Any) -> None:
         return
     now = await clock.now(session)
     for signup_id, _ in chosen.values():
-        row = await repo.signup(session, signup_id, lock=True)
+        row, _ = await repo.signup(session, signup_id, lock=True)
         if row is None or row.state != "ready":
             continue
         await CAMPAIGN_SIGNUP.fire(session, row, "start-live", SYSTEM, now=now,
@@ -54,7 +54,7 @@ async def _on_live_ended(session: AsyncSession, live_session: Any) -> None:
         return
     now = await clock.now(session)
     for signup_id in ids:
-        row = await repo.signup(session, signup_id, lock=True)
+        row, _ = await repo.signup(session, signup_id, lock=True)
         if row is not None and row.state == "live":
             await CAMPAIGN_SIGNUP.fire(session, row, "end-live", SYSTEM, now=now,
                                        event_data={"live_session_id": live_session.id})

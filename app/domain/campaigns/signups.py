@@ -74,13 +74,14 @@ async def load_signup(session: AsyncSession, actor: Actor, signup_id: str, *,
     """The signup with its parts as of now (an overdue `expire` fired first: the timer query
     only runs when the row says `product_deadline` has passed), and business time; 404 to
     anyone not a party to it. `lock`: the signup's row `FOR UPDATE` (a per-shop step)."""
-    row = await repo.signup(session, signup_id, lock=lock)
+    row, offset = await repo.signup(session, signup_id, lock=lock, with_clock=clock.carries_offset())
     if row is None or not repo.signup_visible_to(actor.role, actor.id, row):
         raise NotFound("no such signup")
+    clock.remember(session, offset)
     now = await clock.now(session)
     if expiry_due(row, now):
         await fire_due(session, entity_id=signup_id)
-        row = await repo.signup(session, signup_id, lock=lock)
+        row, _ = await repo.signup(session, signup_id, lock=lock)
         assert row is not None
     return row, now
 
