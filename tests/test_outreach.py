@@ -545,7 +545,7 @@ async def test_idempotent_open_replays(client, factory: Factory):
 async def test_lost_insert_race_answers_the_existing_conversation(client, factory: Factory, monkeypatch):
     """When the pre-check misses a conversation another request just created, the unique pair
     constraint turns the insert into a 200 with that conversation, and nothing is counted."""
-    from app.domain import outreach
+    from app.domain.outreach import conversations as outreach
 
     merchant = await factory.user("merchant")
     creator = await factory.user("creator")

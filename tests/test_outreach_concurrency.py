@@ -108,3 +108,24 @@ async def test_fifty_parallel_opens_with_ten_units_left_create_exactly_ten(commi
     conv = item((await committed_client.get("/v1/quotas/me", headers=merchant.headers)).json(),
                 "conversations", "creator")
     assert (conv["limit"], conv["used"], conv["remaining"]) == (20, 20, 0)
+
+
+@postgres_only
+async def test_racing_messages_take_distinct_seqs(committed_client, committed_factory):
+    """Each message takes the conversation's next `seq` in the statement that counts it."""
+    merchant = await committed_factory.user("merchant")
+    creator = await committed_factory.user("creator")
+    conv = (await committed_client.post("/v1/conversations", headers=merchant.headers,
+                                        json={"counterpart_id": creator.id})).json()
+    url = f"/v1/conversations/{conv['id']}/messages"
+    answers = await asyncio.gather(*(committed_client.post(url, headers=who.headers, json={"text": f"m{n}"})
+                                     for n, who in enumerate([merchant, creator] * 4)))
+    assert [a.status_code for a in answers] == [201] * 8, [a.text for a in answers]
+    assert sorted(a.json()["seq"] for a in answers) == list(range(1, 9))
+    sent = [a.json() for a in answers]
+    # the messages ran one after the other (the counting UPDATE locks the conversation): the
+    # merchant has read up to its own last one
+    last_own = max(m["seq"] for m in sent if m["sender_id"] == merchant.id)
+    unread = sum(1 for m in sent if m["sender_id"] == creator.id and m["seq"] > last_own)
+    listed = (await committed_client.get("/v1/conversations", headers=merchant.headers)).json()["items"]
+    assert (listed[0]["message_count"], listed[0]["unread_count"]) == (8, unread)

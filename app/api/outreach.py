@@ -44,8 +44,7 @@ async def open_conversation(body: ConversationOpen, session: Session, actor: Cur
             name="list_conversations")
 async def list_conversations(session: Session, actor: CurrentActor, page: Page):
     """The caller's conversations, latest activity first, each with its unread count."""
-    items, cursor = await outreach.list_conversations(session, actor, limit=page.limit, cursor=page.cursor)
-    return PageOut[ConversationOut](items=items, next_cursor=cursor)
+    return await outreach.list_conversations(session, actor, limit=page.limit, cursor=page.cursor)
 
 
 @router.post("/v1/conversations/{conversation_id}/messages", response_model=ConversationMessageOut,
@@ -59,9 +58,7 @@ async def post_message(conversation_id: str, body: ConversationMessageIn, sessio
             tags=["outreach"], name="list_conversation_messages")
 async def list_messages(conversation_id: str, session: Session, actor: CurrentActor, page: Page):
     """The conversation's messages, newest first; listing marks the conversation read."""
-    items, cursor = await outreach.list_messages(session, actor, conversation_id, limit=page.limit,
-                                                 cursor=page.cursor)
-    return PageOut[ConversationMessageOut](items=items, next_cursor=cursor)
+    return await outreach.list_messages(session, actor, conversation_id, limit=page.limit, cursor=page.cursor)
 
 
 @router.post("/v1/creators/{creator_id}/contact-views", response_model=ContactViewOut,
