@@ -8,13 +8,13 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, String, and_, any_, bindparam, delete, func, or_, select, update
+from sqlalchemy import Select, String, and_, any_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.bulk import insert_together
+from app.db.bulk import Part, insert_together
 from app.db.models.accounts import Account, Product
 from app.db.models.campaigns import (
     RELEASED_STATES,
@@ -52,6 +52,13 @@ def _one_of(column: Any, values: tuple[str, ...]) -> Any:
     """`column IN (…)` of fixed values as plain bound literals (an `in_()` list is rendered per
     call, which keeps a statement off the fast lane)."""
     return or_(*(column == value for value in values))
+
+
+def _among(statement: Select, column: Any) -> dict[str, Select]:
+    """`statement` narrowed to `column` in the list `:ids`: an array parameter on PostgreSQL (one
+    SQL text whatever the number of ids, so the fast lane), an expanding IN elsewhere."""
+    return {"postgresql": statement.where(column == any_(bindparam("ids", type_=ARRAY(String)))),
+            "sqlite": statement.where(column.in_(bindparam("ids", expanding=True)))}
 
 
 def _with_clock(statement: Select) -> dict[bool, Select]:
@@ -262,9 +269,8 @@ _ELIGIBLE_IDS = (select(eligible_creators.c.creator_id).where(eligible_creators.
                  .order_by(eligible_creators.c.creator_id))
 _IS_ELIGIBLE = select(eligible_creators.c.creator_id).where(
     eligible_creators.c.campaign_id == bindparam("id"), eligible_creators.c.creator_id == bindparam("creator"))
-_ELIGIBLE_AMONG = select(eligible_creators.c.creator_id).where(
-    eligible_creators.c.campaign_id == bindparam("id"),
-    eligible_creators.c.creator_id.in_(bindparam("ids", expanding=True)))
+_ELIGIBLE_AMONG = _among(select(eligible_creators.c.creator_id).where(eligible_creators.c.campaign_id == bindparam("id")),
+                         eligible_creators.c.creator_id)
 _CLEAR_ELIGIBLE = delete(eligible_creators).where(eligible_creators.c.campaign_id == bindparam("id"))
 
 
@@ -281,7 +287,8 @@ async def eligible_among(session: AsyncSession, campaign_id: str, creator_ids: l
     """Those of `creator_ids` pre-selected for the campaign."""
     if not creator_ids:
         return set()
-    return set((await run(session, _ELIGIBLE_AMONG, {"id": campaign_id, "ids": creator_ids})).scalars())
+    statement = _ELIGIBLE_AMONG[session.bind.dialect.name]
+    return set((await run(session, statement, {"id": campaign_id, "ids": creator_ids})).scalars())
 
 
 async def replace_eligible(session: AsyncSession, campaign_id: str, creator_ids: list[str]) -> None:
@@ -381,12 +388,8 @@ async def signups_page(session: AsyncSession, campaign_id: str, role: str, accou
 
 
 # --------------------------------------------------------------------------- a new signup
-_PARTY_COLUMNS = (accounts.c.id, accounts.c.role, accounts.c.nickname, accounts.c.shop_name, accounts.c.contact_phone,
-                  accounts.c.contact_wechat)
-# an array parameter on PostgreSQL (one SQL text whatever the number of ids: the fast lane);
-# an expanding IN elsewhere
-_PARTIES = {"postgresql": select(*_PARTY_COLUMNS).where(accounts.c.id == any_(bindparam("ids", type_=ARRAY(String)))),
-            "sqlite": select(*_PARTY_COLUMNS).where(accounts.c.id.in_(bindparam("ids", expanding=True)))}
+_PARTIES = _among(select(accounts.c.id, accounts.c.role, accounts.c.nickname, accounts.c.shop_name,
+                         accounts.c.contact_phone, accounts.c.contact_wechat), accounts.c.id)
 _SLOT_TAKEN = (select(signups.c.id)
                .where(signups.c.campaign_id == bindparam("campaign"), signups.c.creator_id == bindparam("creator"),
                       signups.c.planned_live_at == bindparam("at"),
@@ -416,8 +419,7 @@ _CONFIRM_STOCK = (update(signup_shops)
 _RESET_STOCK = (update(signup_shops).where(signup_shops.c.signup_id == bindparam("b_signup"))
                 .values(stock_confirmed_at=None))
 _CLEAR_ITEMS = delete(signup_items).where(signup_items.c.signup_id == bindparam("id"))
-_PLANNABLE = select(products.c.id, products.c.shop_id, products.c.title, products.c.status).where(
-    products.c.id.in_(bindparam("ids", expanding=True)))
+_PLANNABLE = _among(select(products.c.id, products.c.shop_id, products.c.title, products.c.status), products.c.id)
 
 
 async def record_decision(session: AsyncSession, signup_id: str, shop_id: str, decision: str, reason: str | None,
@@ -442,7 +444,7 @@ async def plannable_products(session: AsyncSession, product_ids: list[str]) -> d
     if not product_ids:
         return {}
     return {row.id: record_of(PlannableProduct, row)
-            for row in await run(session, _PLANNABLE, {"ids": sorted(set(product_ids))})}
+            for row in await run(session, _PLANNABLE[session.bind.dialect.name], {"ids": sorted(set(product_ids))})}
 
 
 # --------------------------------------------------------------------------- live sessions
@@ -570,6 +572,17 @@ def _intents_seen_by(role: str, account_id: str) -> Select:
              .outerjoin(accounts, accounts.c.id == intents.c.merchant_id)
              .where(intents.c.campaign_id == bindparam("campaign")))
     return query.where(intents.c.merchant_id == account_id) if role == "merchant" else query
+
+
+_INSERT_INTENT = insert(intents).values({c.key: bindparam(f"v_{c.key}", type_=c.type) for c in intents.c})
+
+
+async def insert_intent(session: AsyncSession, intent: dict[str, Any], *, also: list[Part]) -> None:
+    """The intent (every column of `intents`) and the `also` rows (its messages): one statement."""
+    if also:
+        await insert_together(session, (intents, [intent]), *also)
+    else:
+        await run(session, _INSERT_INTENT, {f"v_{k}": v for k, v in intent.items()})
 
 
 async def intents_page(session: AsyncSession, campaign_id: str, role: str, account_id: str, *, limit: int,

@@ -18,10 +18,10 @@ from app.db.bulk import FromGate, write_gated
 from app.db.models.accounts import Account
 from app.db.models.facts import SalesOrder
 from app.db.models.outreach import Conversation, ConversationMember, ConversationMessage, OutreachQuota, QuotaPolicy
-from app.db.pagination import decode_cursor, encode_cursor
+from app.db.pagination import decode_cursor, encode_cursor, key_after, page_of
 from app.db.repositories._run import prepare_module, record_of, run
 from app.db.repositories.gmv import gmv_sum
-from app.db.repositories.pages import Page, keyset
+from app.db.repositories.pages import Page
 from app.db.repositories.platform import CLOCK_OFFSET
 from app.domain.errors import ValidationFailed
 
@@ -310,7 +310,17 @@ _MARK_READ = (update(members)
               .where(members.c.conversation_id == bindparam("b_id"), members.c.account_id == bindparam("b_me"),
                      members.c.last_read_seq < bindparam("b_latest", type_=Integer))
               .values(last_read_seq=bindparam("b_latest", type_=Integer)))
-_MESSAGES = select(messages).where(messages.c.conversation_id == bindparam("conversation"))
+
+
+def _messages_page(after: bool) -> Select:
+    query = select(messages).where(messages.c.conversation_id == bindparam("conversation"))
+    if after:
+        query = query.where(messages.c.id < bindparam("after"))
+    return query.order_by(messages.c.id.desc()).limit(bindparam("limit", type_=Integer))
+
+
+# newest first; one statement for the first page and one for the later ones
+_MESSAGE_PAGES = {after: _messages_page(after) for after in (False, True)}
 
 
 async def append_message(session: AsyncSession, message: dict[str, Any]) -> int | None:
@@ -329,8 +339,13 @@ async def append_message(session: AsyncSession, message: dict[str, Any]) -> int 
 
 async def messages_page(session: AsyncSession, conversation_id: str, *, limit: int,
                         cursor: str | None) -> Page[MessageRecord]:
-    return await keyset(session, _MESSAGES, messages.c.id, MessageRecord, limit=limit, cursor=cursor,
-                        params={"conversation": conversation_id})
+    after = key_after(cursor, messages.c.id)
+    params: dict[str, Any] = {"conversation": conversation_id, "limit": limit + 1}
+    if after is not None:
+        params["after"] = after
+    rows = [record_of(MessageRecord, row) for row in await run(session, _MESSAGE_PAGES[after is not None], params)]
+    items, next_cursor = page_of(rows, limit)
+    return Page(items, next_cursor)
 
 
 async def mark_read(session: AsyncSession, conversation_id: str, account_id: str, latest: int) -> None:

@@ -200,10 +200,9 @@ async def create_intent(session: AsyncSession, actor: Actor,
     merchant = await accounts_repo.account_by_id(session, actor.id)
     intent = {"id": id_for(CampaignIntent), "campaign_id": campaign.id, "merchant_id": actor.id,
               "description": body.description, "creator_ids": wanted, "created_at": now}
-    # the intent and the named creators' messages: one statement
-    await insert_together(session, (repo.intents, [intent]), *(part for creator_id in wanted for part in message_rows(
+    await repo.insert_intent(session, intent, also=[part for creator_id in wanted for part in message_rows(
         creator_id, "campaign_intent.created", "商家发布了合作意向", body.description[:200],
-        {"intent_id": intent["id"], "campaign_id": campaign.id}, now)))
+        {"intent_id": intent["id"], "campaign_id": campaign.id}, now)])
     return CampaignIntentOut(**intent, shop_name=merchant.shop_name if merchant else None)
 
 

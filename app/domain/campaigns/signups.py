@@ -36,10 +36,10 @@ from app.domain.campaigns.schemas import (
 )
 from app.domain.campaigns.service import visible_campaign
 from app.domain.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from app.domain.notifications import message_rows, notify
+from app.domain.notifications import message_rows
 from app.domain.schemas import PageOut
 from app.state.campaign_signup import CAMPAIGN_SIGNUP, expiry_due
-from app.state.core import Actor, history
+from app.state.core import Actor, Ctx, history
 from app.state.timers import fire_due, new_timer
 
 _EVENTS, _RECIPIENTS = Event.__table__, EventRecipient.__table__
@@ -84,6 +84,18 @@ async def load_signup(session: AsyncSession, actor: Actor, signup_id: str, *,
         row, _ = await repo.signup(session, signup_id, lock=lock)
         assert row is not None
     return row, now
+
+
+def _destination(row: SignupWithParts, action: str, actor: Actor, now: datetime,
+                 extra: dict[str, object] | None = None) -> str | None:
+    """Where `action` would take the signup now, by the machine's own rules (the one whose
+    guard and `when` hold): what a message announcing the move says, so that it rides in the
+    transition's statement. None when it is not allowed (the transition then refuses it)."""
+    ctx = Ctx(row, actor, now, dict(extra or {}))
+    for r in CAMPAIGN_SIGNUP.rules_for(action):
+        if row.state in r.source and r.permits(ctx) and (r.when is None or r.when(ctx)):
+            return r.dest or row.state
+    return None
 
 
 def _deadline_passed(row: SignupWithParts, action: str, now: datetime) -> None:
@@ -191,13 +203,15 @@ async def merchant_decide(session: AsyncSession, actor: Actor, signup_id: str, a
     row, now = await load_signup(session, actor, signup_id, lock=True)
     if actor.role == "merchant":
         _deadline_passed(row, action, now)
-    moved = await CAMPAIGN_SIGNUP.fire(session, row, action, actor, now=now, reason=reason,
-                                       extra={"shop_id": actor.id}, event_data={"shop_id": actor.id})
+    extra = {"shop_id": actor.id}
+    to = _destination(row, action, actor, now, extra)
+    also = message_rows(row.creator_id, f"campaign_signup.{to}", "报名商家确认结果",
+                        f"Every listed shop decided on your signup: {to}.", {"signup_id": row.id}, now) \
+        if to not in (None, row.state) else []
+    moved = await CAMPAIGN_SIGNUP.fire(session, row, action, actor, now=now, reason=reason, extra=extra,
+                                       event_data={"shop_id": actor.id}, also=also)
     decision = "approved" if approve else "rejected"
     await repo.record_decision(session, row.id, actor.id, decision, reason, now)
-    if moved.state != row.state:
-        await notify(session, row.creator_id, f"campaign_signup.{moved.state}", "报名商家确认结果",
-                     f"Every listed shop decided on your signup: {moved.state}.", {"signup_id": row.id})
     moved = _with_shop(moved, actor.id, decision=decision, decision_reason=reason, decided_at=now)
     return signup_out(moved, actor, now)
 
@@ -206,10 +220,10 @@ async def simple_action(session: AsyncSession, actor: Actor, signup_id: str, act
                         reason: str | None = None) -> CampaignSignupOut:
     """platform-approve, platform-reject, platform-confirm-stock, withdraw."""
     row, now = await load_signup(session, actor, signup_id, lock=True)
-    row = await CAMPAIGN_SIGNUP.fire(session, row, action, actor, now=now, reason=reason)
-    if actor.id != row.creator_id:
-        await notify(session, row.creator_id, f"campaign_signup.{row.state}", "活动报名状态更新",
-                     f"Your signup is now {row.state}.", {"signup_id": row.id})
+    to = _destination(row, action, actor, now)
+    also = message_rows(row.creator_id, f"campaign_signup.{to}", "活动报名状态更新", f"Your signup is now {to}.",
+                        {"signup_id": row.id}, now) if to is not None and actor.id != row.creator_id else []
+    row = await CAMPAIGN_SIGNUP.fire(session, row, action, actor, now=now, reason=reason, also=also)
     return signup_out(row, actor, now)
 
 
