@@ -3,8 +3,8 @@
 An upstream order is one row whose status is its latest fact: pushed `paid`, it adds its amount;
 pushed again `refunded`, its amount is taken back out. So an order contributes its amount while
 paid and nothing once refunded (never a negative amount: that would take the refund off twice).
-Over the table's columns, so a repository's statement stays Core (`app.domain.gmv` hands the
-same expression to the modules still on the ORM)."""
+Built over the table's columns, so the statements using it stay Core (ORM attributes would make
+them ORM-enabled)."""
 
 from __future__ import annotations
 
