@@ -111,8 +111,7 @@ def compute_incentives(program_id: str, month: str) -> None:
     except DomainError as exc:
         typer.echo(f"error ({exc.code}): {exc.detail}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"{result.month}: {result.statements} statements, {result.eligible} eligible, "
-               f"{result.total_fen} fen in vouchers")
+    typer.echo(f"{result.month}: {result.statements} statements, {result.eligible} eligible, {result.total_fen} fen in vouchers")
 
 
 def main() -> None:

@@ -19,11 +19,19 @@ PASSWORD = "demo-pass-123"
 ACCOUNTS = [
     ("operator", "operator", "平台运营", {}),
     ("platform", "platform", "Upstream systems", {}),
-    ("merchant", "merchant", "示例旗舰店", {"shop_name": "示例旗舰店", "alliance_member": True,
-                                       "experience_score": "4.80"}),
-    ("creator", "creator", "小美直播", {"nickname": "小美", "level": 3, "followers": 120000,
-                                     "quotes": {"dedicated_hourly_fen": 100000, "shared_hourly_fen": 40000},
-                                     "contact": {"phone": "13800138000", "wechat": "xiaomei_live"}}),
+    ("merchant", "merchant", "示例旗舰店", {"shop_name": "示例旗舰店", "alliance_member": True, "experience_score": "4.80"}),
+    (
+        "creator",
+        "creator",
+        "小美直播",
+        {
+            "nickname": "小美",
+            "level": 3,
+            "followers": 120000,
+            "quotes": {"dedicated_hourly_fen": 100000, "shared_hourly_fen": 40000},
+            "contact": {"phone": "13800138000", "wechat": "xiaomei_live"},
+        },
+    ),
     ("agency", "agency", "星光机构", {"name": "星光机构", "head_annual": False}),
     ("group_leader", "leader", "团长老王", {"name": "团长老王"}),
     ("service_provider", "provider", "优播服务商", {"name": "优播服务商", "certified": True}),
@@ -45,9 +53,16 @@ async def seed() -> list[str]:
             for role, username, display, profile in ACCOUNTS:
                 account = await session.scalar(select(Account).where(Account.username == username))
                 if account is None:
-                    created = await create_account(session, AccountCreate(
-                        role=role, username=username, password=PASSWORD, display_name=display,
-                        profile=Profile.model_validate(profile)))
+                    created = await create_account(
+                        session,
+                        AccountCreate(
+                            role=role,
+                            username=username,
+                            password=PASSWORD,
+                            display_name=display,
+                            profile=Profile.model_validate(profile),
+                        ),
+                    )
                     # the steps get ORM accounts, as for the existing ones (some set columns on them)
                     account = await session.get(Account, created.id)
                 accounts[username] = account
@@ -55,12 +70,24 @@ async def seed() -> list[str]:
             merchant = accounts["merchant"]
             if not await session.scalar(select(Product.id).where(Product.shop_id == merchant.id)):
                 now = await clock.now(session)
-                for title, brand, price, stock, bp in [("旗舰手机 X1", "Xphone", 399900, 200, 1500),
-                                                       ("无线耳机 Pro", "Xphone", 59900, 1000, 2000),
-                                                       ("保温杯", None, 9900, 500, None)]:
-                    session.add(Product(shop_id=merchant.id, title=title, brand=brand, price_fen=price,
-                                        inventory=stock, general_commission_bp=bp, status="on_sale",
-                                        created_at=now, updated_at=now))
+                for title, brand, price, stock, bp in [
+                    ("旗舰手机 X1", "Xphone", 399900, 200, 1500),
+                    ("无线耳机 Pro", "Xphone", 59900, 1000, 2000),
+                    ("保温杯", None, 9900, 500, None),
+                ]:
+                    session.add(
+                        Product(
+                            shop_id=merchant.id,
+                            title=title,
+                            brand=brand,
+                            price_fen=price,
+                            inventory=stock,
+                            general_commission_bp=bp,
+                            status="on_sale",
+                            created_at=now,
+                            updated_at=now,
+                        )
+                    )
                 lines.append("  3 products for the merchant")
             for step in DEMO_STEPS:
                 lines.extend(await step(session, accounts))

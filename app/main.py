@@ -77,8 +77,9 @@ def _problem_media_types(app: FastAPI) -> None:
         if app.openapi_schema is None:
             schema = build()
             ref = {"$ref": "#/components/schemas/Problem"}
-            schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = \
-                Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = Problem.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
             for path in schema.get("paths", {}).values():
                 for operation in path.values():
                     responses = operation.setdefault("responses", {})
@@ -107,8 +108,7 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
             from app.domain.accounts import ensure_operator
 
             async with app.state.sessionmaker() as session:
-                if await ensure_operator(session, settings.bootstrap_operator_username,
-                                         settings.bootstrap_operator_password):
+                if await ensure_operator(session, settings.bootstrap_operator_username, settings.bootstrap_operator_password):
                     log.info("bootstrap operator created", extra={"username": settings.bootstrap_operator_username})
                 await session.commit()
         # What start-up built lives as long as the process: keep it out of the collector's full
@@ -118,8 +118,7 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
         gc.freeze()
         background = None
         if settings.run_sweeper:
-            background = asyncio.create_task(workers.run_forever(app.state.sessionmaker,
-                                                                 settings.sweeper_interval_seconds))
+            background = asyncio.create_task(workers.run_forever(app.state.sessionmaker, settings.sweeper_interval_seconds))
         try:
             yield
         finally:
@@ -134,9 +133,9 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
         title="Live Collab",
         version="0.1.0",
         description="Collaboration back end for live-stream commerce: task orders with escrow, reward "
-                    "campaigns, live bases, outreach quotas and service-provider incentives.\n\n"
-                    "Authenticate with `POST /v1/auth/token` (the **Authorize** button), then call the "
-                    "`/v1` operations. Errors are RFC 9457 `application/problem+json` with a stable `code`.",
+        "campaigns, live bases, outreach quotas and service-provider incentives.\n\n"
+        "Authenticate with `POST /v1/auth/token` (the **Authorize** button), then call the "
+        "`/v1` operations. Errors are RFC 9457 `application/problem+json` with a stable `code`.",
         openapi_tags=TAGS,
         generate_unique_id_function=_operation_id,
         lifespan=lifespan,
@@ -151,9 +150,20 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
     _problem_media_types(app)
     # The routers carry their own prefix and tags, so their routes are added flat: FastAPI ≥ 0.16x
     # keeps an included router as one opaque route, which tools walking `app.routes` cannot see.
-    for router in (accounts.router, products.router, ingest.router, platform.router, wallet.router,
-                   task_orders.router, campaigns.router, live_bases.router, outreach.router, incentives.router,
-                   events.router, platform.ops):
+    for router in (
+        accounts.router,
+        products.router,
+        ingest.router,
+        platform.router,
+        wallet.router,
+        task_orders.router,
+        campaigns.router,
+        live_bases.router,
+        outreach.router,
+        incentives.router,
+        events.router,
+        platform.ops,
+    ):
         for route in router.routes:
             if isinstance(route, APIRoute):
                 route.operation_id = route.operation_id or _operation_id(route)
@@ -162,9 +172,14 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
             app.router.routes.append(route)
 
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
-                           allow_methods=["*"], allow_headers=["*"],
-                           expose_headers=["Retry-After", "Idempotent-Replayed", "X-Request-ID"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["Retry-After", "Idempotent-Replayed", "X-Request-ID"],
+        )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -32,21 +32,32 @@ pool: asyncpg.Pool | None = None
 
 async def create(data: dict) -> tuple[int, dict]:
     async with pool.acquire() as conn, conn.transaction():
-        wallet = await conn.fetchrow("SELECT available_fen FROM bare_wallets WHERE id = $1 FOR UPDATE",
-                                     data["merchant_id"])
+        wallet = await conn.fetchrow("SELECT available_fen FROM bare_wallets WHERE id = $1 FOR UPDATE", data["merchant_id"])
         amount = int(data["amount_fen"])
         if wallet is None or wallet["available_fen"] < amount:
             return 409, {"code": "insufficient_balance"}
-        await conn.execute("UPDATE bare_wallets SET available_fen = available_fen - $2, frozen_fen = frozen_fen + $2 "
-                           "WHERE id = $1", data["merchant_id"], amount)
+        await conn.execute(
+            "UPDATE bare_wallets SET available_fen = available_fen - $2, frozen_fen = frozen_fen + $2 WHERE id = $1",
+            data["merchant_id"],
+            amount,
+        )
         order_id = uuid.uuid4().hex
-        await conn.execute("INSERT INTO bare_orders (id, merchant_id, creator_id, amount_fen, state, version) "
-                           "VALUES ($1, $2, $3, $4, 'pending_acceptance', 1)",
-                           order_id, data["merchant_id"], data["creator_id"], amount)
+        await conn.execute(
+            "INSERT INTO bare_orders (id, merchant_id, creator_id, amount_fen, state, version) "
+            "VALUES ($1, $2, $3, $4, 'pending_acceptance', 1)",
+            order_id,
+            data["merchant_id"],
+            data["creator_id"],
+            amount,
+        )
         txn = uuid.uuid4().hex
-        await conn.executemany("INSERT INTO bare_ledger (id, txn_id, account, amount_fen) VALUES ($1, $2, $3, $4)",
-                               [(uuid.uuid4().hex, txn, f"{data['merchant_id']}:available", -amount),
-                                (uuid.uuid4().hex, txn, f"{data['merchant_id']}:frozen", amount)])
+        await conn.executemany(
+            "INSERT INTO bare_ledger (id, txn_id, account, amount_fen) VALUES ($1, $2, $3, $4)",
+            [
+                (uuid.uuid4().hex, txn, f"{data['merchant_id']}:available", -amount),
+                (uuid.uuid4().hex, txn, f"{data['merchant_id']}:frozen", amount),
+            ],
+        )
     return 201, {"id": order_id, "state": "pending_acceptance"}
 
 
@@ -57,11 +68,13 @@ async def accept(order_id: str) -> tuple[int, dict]:
             return 404, {"code": "not_found"}
         if row["state"] != "pending_acceptance":
             return 409, {"code": "invalid_transition"}
-        await conn.execute("UPDATE bare_orders SET state = 'waiting_live', version = version + 1 WHERE id = $1",
-                           order_id)
-        await conn.execute("INSERT INTO bare_history (id, order_id, from_state, to_state, actor) "
-                           "VALUES ($1, $2, 'pending_acceptance', 'waiting_live', 'creator')",
-                           uuid.uuid4().hex, order_id)
+        await conn.execute("UPDATE bare_orders SET state = 'waiting_live', version = version + 1 WHERE id = $1", order_id)
+        await conn.execute(
+            "INSERT INTO bare_history (id, order_id, from_state, to_state, actor) "
+            "VALUES ($1, $2, 'pending_acceptance', 'waiting_live', 'creator')",
+            uuid.uuid4().hex,
+            order_id,
+        )
     return 200, {"id": order_id, "state": "waiting_live"}
 
 
@@ -102,9 +115,10 @@ async def _accept(order_id: str) -> JSONResponse:
 async def _seed(request: Request) -> JSONResponse:
     data = await request.json()
     async with pool.acquire() as conn:
-        await conn.executemany("INSERT INTO bare_wallets VALUES ($1, $2, 0) ON CONFLICT (id) DO UPDATE "
-                               "SET available_fen = EXCLUDED.available_fen",
-                               [(w, int(data["available_fen"])) for w in data["wallets"]])
+        await conn.executemany(
+            "INSERT INTO bare_wallets VALUES ($1, $2, 0) ON CONFLICT (id) DO UPDATE SET available_fen = EXCLUDED.available_fen",
+            [(w, int(data["available_fen"])) for w in data["wallets"]],
+        )
     return _answer(200, {"ok": True})
 
 

@@ -130,35 +130,85 @@ async def _due_timers(conn, now: datetime, *, entity_id: str | None = None, mach
     """The service fires overdue timers before acting (`fire_due`): claim them the same way.
     None is due during the benchmark, as in the service's run."""
     if entity_id is not None:
-        await conn.fetch("SELECT id FROM bare_timers WHERE due_at <= $1 AND entity_id = $2 ORDER BY due_at LIMIT 200 "
-                         "FOR UPDATE SKIP LOCKED", now, entity_id)
+        await conn.fetch(
+            "SELECT id FROM bare_timers WHERE due_at <= $1 AND entity_id = $2 ORDER BY due_at LIMIT 200 FOR UPDATE SKIP LOCKED",
+            now,
+            entity_id,
+        )
     else:
-        await conn.fetch("SELECT id FROM bare_timers WHERE due_at <= $1 AND machine = ANY($2) ORDER BY due_at "
-                         "LIMIT 200 FOR UPDATE SKIP LOCKED", now, machines)
+        await conn.fetch(
+            "SELECT id FROM bare_timers WHERE due_at <= $1 AND machine = ANY($2) ORDER BY due_at "
+            "LIMIT 200 FOR UPDATE SKIP LOCKED",
+            now,
+            machines,
+        )
 
 
-async def _record(conn, machine: str, entity_id: str, from_state: str | None, to_state: str, action: str,
-                  actor_id: str, actor_role: str, now: datetime, parties: list[str], data: dict,
-                  reason: object = None) -> None:
+async def _record(
+    conn,
+    machine: str,
+    entity_id: str,
+    from_state: str | None,
+    to_state: str,
+    action: str,
+    actor_id: str,
+    actor_role: str,
+    now: datetime,
+    parties: list[str],
+    data: dict,
+    reason: object = None,
+) -> None:
     """History row, outbox event and its recipients: what the service's `Workflow._record` writes."""
     event_id = _id()
-    await conn.execute("INSERT INTO bare_history (id, machine, entity_id, from_state, to_state, action, actor_id, "
-                       "actor_role, reason, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                       _id(), machine, entity_id, from_state, to_state, action, actor_id, actor_role,
-                       None if reason is None else json.dumps(reason), now)
-    await conn.execute("INSERT INTO bare_events (id, type, occurred_at, data) VALUES ($1, $2, $3, $4)",
-                       event_id, f"{machine}.{action}d" if action == "create" else f"{machine}.{action}", now,
-                       json.dumps({"id": entity_id, "machine": machine, "action": action, "from_state": from_state,
-                                   "to_state": to_state, "version": 1, "actor_id": actor_id,
-                                   "actor_role": actor_role, **data}))
-    await conn.executemany("INSERT INTO bare_event_recipients (event_id, account_id) VALUES ($1, $2)",
-                           [(event_id, p) for p in dict.fromkeys(parties)])
+    await conn.execute(
+        "INSERT INTO bare_history (id, machine, entity_id, from_state, to_state, action, actor_id, "
+        "actor_role, reason, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        _id(),
+        machine,
+        entity_id,
+        from_state,
+        to_state,
+        action,
+        actor_id,
+        actor_role,
+        None if reason is None else json.dumps(reason),
+        now,
+    )
+    await conn.execute(
+        "INSERT INTO bare_events (id, type, occurred_at, data) VALUES ($1, $2, $3, $4)",
+        event_id,
+        f"{machine}.{action}d" if action == "create" else f"{machine}.{action}",
+        now,
+        json.dumps(
+            {
+                "id": entity_id,
+                "machine": machine,
+                "action": action,
+                "from_state": from_state,
+                "to_state": to_state,
+                "version": 1,
+                "actor_id": actor_id,
+                "actor_role": actor_role,
+                **data,
+            }
+        ),
+    )
+    await conn.executemany(
+        "INSERT INTO bare_event_recipients (event_id, account_id) VALUES ($1, $2)",
+        [(event_id, p) for p in dict.fromkeys(parties)],
+    )
 
 
 async def _schedule(conn, machine: str, entity_id: str, action: str, due_at: datetime) -> None:
-    await conn.execute("INSERT INTO bare_timers (id, machine, entity_id, action, due_at) VALUES ($1, $2, $3, $4, $5) "
-                       "ON CONFLICT (machine, entity_id, action) DO UPDATE SET due_at = EXCLUDED.due_at",
-                       _id(), machine, entity_id, action, due_at)
+    await conn.execute(
+        "INSERT INTO bare_timers (id, machine, entity_id, action, due_at) VALUES ($1, $2, $3, $4, $5) "
+        "ON CONFLICT (machine, entity_id, action) DO UPDATE SET due_at = EXCLUDED.due_at",
+        _id(),
+        machine,
+        entity_id,
+        action,
+        due_at,
+    )
 
 
 # -- campaigns -----------------------------------------------------------------------------------
@@ -175,12 +225,15 @@ async def create_signup(campaign_id: str, data: dict) -> tuple[int, dict]:
     planned = datetime.fromisoformat(data["planned_live_at"])
     async with pool.acquire() as conn, conn.transaction():
         await _due_timers(conn, now, entity_id=campaign_id)
-        campaign = await conn.fetchrow("SELECT title, state, signup_deadline, product_deadline, live_from, live_to "
-                                       "FROM bare_campaigns WHERE id = $1", campaign_id)
+        campaign = await conn.fetchrow(
+            "SELECT title, state, signup_deadline, product_deadline, live_from, live_to FROM bare_campaigns WHERE id = $1",
+            campaign_id,
+        )
         if campaign is None or campaign["state"] not in ("published", "closed"):
             return 404, {"code": "not_found"}
-        if not await conn.fetchval("SELECT creator_id FROM bare_campaign_eligible WHERE campaign_id = $1 AND "
-                                   "creator_id = $2", campaign_id, creator_id):
+        if not await conn.fetchval(
+            "SELECT creator_id FROM bare_campaign_eligible WHERE campaign_id = $1 AND creator_id = $2", campaign_id, creator_id
+        ):
             return 403, {"code": "not_eligible"}
         if campaign["state"] != "published" or now >= campaign["signup_deadline"]:
             return 409, {"code": "deadline_passed"}
@@ -189,33 +242,66 @@ async def create_signup(campaign_id: str, data: dict) -> tuple[int, dict]:
             return 422, {"code": "validation_failed"}
         if not campaign["live_from"] <= planned < campaign["live_to"]:
             return 422, {"code": "validation_failed"}
-        taken = await conn.fetchval("SELECT id FROM bare_signups WHERE campaign_id = $1 AND creator_id = $2 AND "
-                                    "planned_live_at = $3 AND state <> ALL($4)", campaign_id, creator_id, planned,
-                                    RELEASED)
+        taken = await conn.fetchval(
+            "SELECT id FROM bare_signups WHERE campaign_id = $1 AND creator_id = $2 AND "
+            "planned_live_at = $3 AND state <> ALL($4)",
+            campaign_id,
+            creator_id,
+            planned,
+            RELEASED,
+        )
         if taken:
             return 409, {"code": "duplicate_signup", "signup_id": taken}
-        creator = await conn.fetchrow("SELECT contact_phone, contact_wechat FROM bare_accounts WHERE id = $1",
-                                      creator_id)
+        creator = await conn.fetchrow("SELECT contact_phone, contact_wechat FROM bare_accounts WHERE id = $1", creator_id)
         signup_id = _id()
         inserted = await conn.fetchval(
             "INSERT INTO bare_signups (id, campaign_id, creator_id, planned_live_at, contact_phone, contact_wechat, "
             "note, created_at, state, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending_merchant', 1) "
             "ON CONFLICT (campaign_id, creator_id, planned_live_at) WHERE state NOT IN ('withdrawn', "
             "'merchant_rejected', 'platform_rejected', 'expired') DO NOTHING RETURNING id",
-            signup_id, campaign_id, creator_id, planned, creator["contact_phone"], creator["contact_wechat"],
-            data.get("note"), now)
+            signup_id,
+            campaign_id,
+            creator_id,
+            planned,
+            creator["contact_phone"],
+            creator["contact_wechat"],
+            data.get("note"),
+            now,
+        )
         if inserted is None:
             return 409, {"code": "duplicate_signup"}
-        await conn.executemany("INSERT INTO bare_signup_shops (signup_id, shop_id, position, decision) "
-                               "VALUES ($1, $2, $3, 'pending')", [(signup_id, s, i) for i, s in enumerate(shop_ids)])
-        await _record(conn, "campaign_signup", signup_id, None, "pending_merchant", "create", creator_id, "creator",
-                      now, [creator_id, *shop_ids], {})
+        await conn.executemany(
+            "INSERT INTO bare_signup_shops (signup_id, shop_id, position, decision) VALUES ($1, $2, $3, 'pending')",
+            [(signup_id, s, i) for i, s in enumerate(shop_ids)],
+        )
+        await _record(
+            conn,
+            "campaign_signup",
+            signup_id,
+            None,
+            "pending_merchant",
+            "create",
+            creator_id,
+            "creator",
+            now,
+            [creator_id, *shop_ids],
+            {},
+        )
         await _schedule(conn, "campaign_signup", signup_id, "expire", campaign["product_deadline"])
         await conn.executemany(
             "INSERT INTO bare_notifications (id, account_id, kind, title, body, data, created_at) "
             "VALUES ($1, $2, 'campaign_signup.created', '达人报名待确认', $3, $4, $5)",
-            [(_id(), s, f"A creator listed your shop in a signup to '{campaign['title']}'.",
-              json.dumps({"signup_id": signup_id, "campaign_id": campaign_id}), now) for s in shop_ids])
+            [
+                (
+                    _id(),
+                    s,
+                    f"A creator listed your shop in a signup to '{campaign['title']}'.",
+                    json.dumps({"signup_id": signup_id, "campaign_id": campaign_id}),
+                    now,
+                )
+                for s in shop_ids
+            ],
+        )
     return 201, {"id": signup_id, "state": "pending_merchant"}
 
 
@@ -235,16 +321,26 @@ async def create_check_in(data: dict) -> tuple[int, dict]:
             return 422, {"code": "invalid_check_in_code"}
         await _due_timers(conn, now, machines=["cooperation", "check_in"])
         level = await conn.fetchval("SELECT level FROM bare_accounts WHERE id = $1", creator_id)
-        present = await conn.fetchval("SELECT id FROM bare_check_ins WHERE creator_id = $1 AND base_id = $2 AND "
-                                      "state = 'checked_in'", creator_id, base["id"])
+        present = await conn.fetchval(
+            "SELECT id FROM bare_check_ins WHERE creator_id = $1 AND base_id = $2 AND state = 'checked_in'",
+            creator_id,
+            base["id"],
+        )
         if present:
             return 409, {"code": "already_checked_in", "check_in_id": present}
         strong = await conn.fetchval(
             "SELECT b.agency_id FROM bare_creator_bindings b JOIN bare_accounts a ON a.id = b.agency_id "
-            "WHERE b.creator_id = $1 AND b.state = 'active' AND a.head_annual IS true LIMIT 1", creator_id)
-        bases = {r["base_id"] for r in await conn.fetch(
-            "SELECT base_id FROM bare_cooperations WHERE creator_id = $1 AND state = 'active' AND ends_at > $2",
-            creator_id, now)}
+            "WHERE b.creator_id = $1 AND b.state = 'active' AND a.head_annual IS true LIMIT 1",
+            creator_id,
+        )
+        bases = {
+            r["base_id"]
+            for r in await conn.fetch(
+                "SELECT base_id FROM bare_cooperations WHERE creator_id = $1 AND state = 'active' AND ends_at > $2",
+                creator_id,
+                now,
+            )
+        }
         reasons = []
         if strong is not None and strong != base["agency_id"]:
             reasons.append("head_agency_other_base")
@@ -257,11 +353,30 @@ async def create_check_in(data: dict) -> tuple[int, dict]:
         await conn.execute(
             "INSERT INTO bare_check_ins (id, base_id, agency_id, creator_id, eligible, reasons, created_at, expires_at, "
             "state, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1)",
-            check_in_id, base["id"], base["agency_id"], creator_id, not reasons, json.dumps(reasons), now,
-            now + PENDING_CHECK_IN, state)
-        await _record(conn, "check_in", check_in_id, None, state, "create", creator_id, "creator", now,
-                      [creator_id, base["agency_id"]], {"base_id": base["id"]},
-                      reason={"reasons": reasons} if reasons else None)
+            check_in_id,
+            base["id"],
+            base["agency_id"],
+            creator_id,
+            not reasons,
+            json.dumps(reasons),
+            now,
+            now + PENDING_CHECK_IN,
+            state,
+        )
+        await _record(
+            conn,
+            "check_in",
+            check_in_id,
+            None,
+            state,
+            "create",
+            creator_id,
+            "creator",
+            now,
+            [creator_id, base["agency_id"]],
+            {"base_id": base["id"]},
+            reason={"reasons": reasons} if reasons else None,
+        )
         if not reasons:
             await _schedule(conn, "check_in", check_in_id, "expire", now + PENDING_CHECK_IN)
     return 201, {"id": check_in_id, "state": state, "eligibility": {"eligible": not reasons, "reasons": reasons}}
@@ -281,34 +396,49 @@ async def view_contact(creator_id: str, data: dict) -> tuple[int, dict]:
     RETURNING used` (429 when none is left). No history, event or notification, as in the service."""
     now = datetime.now(UTC)
     async with pool.acquire() as conn, conn.transaction():
-        merchant = await conn.fetchrow("SELECT id, alliance_member FROM bare_accounts WHERE id = $1",
-                                       data["merchant_id"])
+        merchant = await conn.fetchrow("SELECT id, alliance_member FROM bare_accounts WHERE id = $1", data["merchant_id"])
         if merchant is None or not merchant["alliance_member"]:
             return 403, {"code": "alliance_membership_required"}
-        creator = await conn.fetchrow("SELECT role, contact_phone, contact_wechat FROM bare_accounts WHERE id = $1",
-                                      creator_id)
+        creator = await conn.fetchrow("SELECT role, contact_phone, contact_wechat FROM bare_accounts WHERE id = $1", creator_id)
         if creator is None or creator["role"] != "creator":
             return 404, {"code": "not_found"}
         value = creator["contact_phone"] if data["field"] == "phone" else creator["contact_wechat"]
         if not value:
             return 404, {"code": "contact_not_provided"}
         week = _week_start(now)
-        query = ("SELECT id, quota_limit, used FROM bare_quotas WHERE account_id = $1 AND week_start = $2 AND "
-                 "kind = 'contact_views' AND counterpart_role = 'creator'")
+        query = (
+            "SELECT id, quota_limit, used FROM bare_quotas WHERE account_id = $1 AND week_start = $2 AND "
+            "kind = 'contact_views' AND counterpart_role = 'creator'"
+        )
         quota = await conn.fetchrow(query, merchant["id"], week)
         if quota is None:
-            limit = await conn.fetchval("SELECT merchant_contact_views FROM bare_quota_policies WHERE "
-                                        "effective_week <= $1 ORDER BY effective_week DESC LIMIT 1", week)
-            gmv = await conn.fetchval("SELECT coalesce(sum(amount_fen), 0) FROM bare_sales_orders WHERE shop_id = $1 "
-                                      "AND status = 'paid' AND paid_at >= $2 AND paid_at < $3",
-                                      merchant["id"], week - timedelta(days=7), week)
-            await conn.execute("INSERT INTO bare_quotas (id, account_id, week_start, kind, counterpart_role, "
-                               "quota_limit, used, basis_value, created_at) VALUES ($1, $2, $3, 'contact_views', "
-                               "'creator', $4, 0, $5, $6) ON CONFLICT DO NOTHING",
-                               _id(), merchant["id"], week, limit or 10, gmv, now)
+            limit = await conn.fetchval(
+                "SELECT merchant_contact_views FROM bare_quota_policies WHERE "
+                "effective_week <= $1 ORDER BY effective_week DESC LIMIT 1",
+                week,
+            )
+            gmv = await conn.fetchval(
+                "SELECT coalesce(sum(amount_fen), 0) FROM bare_sales_orders WHERE shop_id = $1 "
+                "AND status = 'paid' AND paid_at >= $2 AND paid_at < $3",
+                merchant["id"],
+                week - timedelta(days=7),
+                week,
+            )
+            await conn.execute(
+                "INSERT INTO bare_quotas (id, account_id, week_start, kind, counterpart_role, "
+                "quota_limit, used, basis_value, created_at) VALUES ($1, $2, $3, 'contact_views', "
+                "'creator', $4, 0, $5, $6) ON CONFLICT DO NOTHING",
+                _id(),
+                merchant["id"],
+                week,
+                limit or 10,
+                gmv,
+                now,
+            )
             quota = await conn.fetchrow(query, merchant["id"], week)
-        used = await conn.fetchval("UPDATE bare_quotas SET used = used + 1 WHERE id = $1 AND used < quota_limit "
-                                   "RETURNING used", quota["id"])
+        used = await conn.fetchval(
+            "UPDATE bare_quotas SET used = used + 1 WHERE id = $1 AND used < quota_limit RETURNING used", quota["id"]
+        )
         if used is None:
             return 429, {"code": "quota_exhausted"}
     return 200, {"field": data["field"], "value": value}
@@ -318,8 +448,7 @@ async def view_contact(creator_id: str, data: dict) -> tuple[int, dict]:
 async def _working_days(conn, after: date, until: date, enough: int) -> int:
     if until <= after:
         return 0
-    holidays = {r["day"] for r in await conn.fetch("SELECT day FROM bare_holidays WHERE day > $1 AND day <= $2",
-                                                   after, until)}
+    holidays = {r["day"] for r in await conn.fetch("SELECT day FROM bare_holidays WHERE day > $1 AND day <= $2", after, until)}
     count, day = 0, after
     while day < until and count < enough:
         day += timedelta(days=1)
@@ -328,8 +457,14 @@ async def _working_days(conn, after: date, until: date, enough: int) -> int:
 
 
 async def _active_contract(conn, provider_id: str, merchant_id: str) -> bool:
-    return await conn.fetchval("SELECT id FROM bare_contracts WHERE provider_id = $1 AND merchant_id = $2 AND "
-                               "state = 'active' LIMIT 1", provider_id, merchant_id) is not None
+    return (
+        await conn.fetchval(
+            "SELECT id FROM bare_contracts WHERE provider_id = $1 AND merchant_id = $2 AND state = 'active' LIMIT 1",
+            provider_id,
+            merchant_id,
+        )
+        is not None
+    )
 
 
 async def request_redemption(voucher_id: str, data: dict) -> tuple[int, dict]:
@@ -344,9 +479,11 @@ async def request_redemption(voucher_id: str, data: dict) -> tuple[int, dict]:
     use = date.fromisoformat(data["use_date"])
     async with pool.acquire() as conn, conn.transaction():
         await _due_timers(conn, now, entity_id=voucher_id)
-        voucher = await conn.fetchrow("SELECT provider_id, dimension, merchant_id, remaining_fen, issued_at, "
-                                      "expires_at, state, version FROM bare_vouchers WHERE id = $1 FOR UPDATE",
-                                      voucher_id)
+        voucher = await conn.fetchrow(
+            "SELECT provider_id, dimension, merchant_id, remaining_fen, issued_at, "
+            "expires_at, state, version FROM bare_vouchers WHERE id = $1 FOR UPDATE",
+            voucher_id,
+        )
         if voucher is None or voucher["provider_id"] != provider_id:
             return 404, {"code": "not_found"}
         if voucher["state"] != "available" or now >= voucher["expires_at"]:
@@ -358,21 +495,47 @@ async def request_redemption(voucher_id: str, data: dict) -> tuple[int, dict]:
         if not await _active_contract(conn, provider_id, merchant_id):
             return 409, {"code": "merchant_not_contracted"}
         if voucher["dimension"] == 1 and merchant_id != voucher["merchant_id"]:
-            ended = await conn.fetchval("SELECT id FROM bare_contracts WHERE provider_id = $1 AND merchant_id = $2 "
-                                        "AND ended_at >= $3 LIMIT 1", provider_id, voucher["merchant_id"],
-                                        voucher["issued_at"])
+            ended = await conn.fetchval(
+                "SELECT id FROM bare_contracts WHERE provider_id = $1 AND merchant_id = $2 AND ended_at >= $3 LIMIT 1",
+                provider_id,
+                voucher["merchant_id"],
+                voucher["issued_at"],
+            )
             if ended is None or await _active_contract(conn, provider_id, voucher["merchant_id"]):
                 return 409, {"code": "voucher_bound_to_other_merchant"}
         if amount > voucher["remaining_fen"]:
             return 409, {"code": "insufficient_balance"}
-        await conn.execute("UPDATE bare_vouchers SET remaining_fen = $2, version = $3 + 1 WHERE id = $1 AND "
-                           "version = $3", voucher_id, voucher["remaining_fen"] - amount, voucher["version"])
+        await conn.execute(
+            "UPDATE bare_vouchers SET remaining_fen = $2, version = $3 + 1 WHERE id = $1 AND version = $3",
+            voucher_id,
+            voucher["remaining_fen"] - amount,
+            voucher["version"],
+        )
         redemption_id = _id()
-        await conn.execute("INSERT INTO bare_redemptions (id, voucher_id, provider_id, merchant_id, amount_fen, "
-                           "use_date, requested_at, state, version) VALUES ($1, $2, $3, $4, $5, $6, $7, 'requested', 1)",
-                           redemption_id, voucher_id, provider_id, merchant_id, amount, use, now)
-        await _record(conn, "redemption", redemption_id, None, "requested", "create", provider_id, "service_provider",
-                      now, [provider_id, merchant_id], {"amount_fen": amount, "use_date": use.isoformat()})
+        await conn.execute(
+            "INSERT INTO bare_redemptions (id, voucher_id, provider_id, merchant_id, amount_fen, "
+            "use_date, requested_at, state, version) VALUES ($1, $2, $3, $4, $5, $6, $7, 'requested', 1)",
+            redemption_id,
+            voucher_id,
+            provider_id,
+            merchant_id,
+            amount,
+            use,
+            now,
+        )
+        await _record(
+            conn,
+            "redemption",
+            redemption_id,
+            None,
+            "requested",
+            "create",
+            provider_id,
+            "service_provider",
+            now,
+            [provider_id, merchant_id],
+            {"amount_fen": amount, "use_date": use.isoformat()},
+        )
     return 201, {"id": redemption_id, "state": "requested"}
 
 
@@ -396,18 +559,26 @@ async def seed(data: dict) -> tuple[int, dict]:
             + [(c, "creator", 3, None, None, "13800138000", f"wx{c}") for c in creators]
             + [("agency", "agency", None, None, False, None, None)]
             + [(p, "service_provider", None, None, None, None, None) for p in providers]
-            + [(f"pm{i}", "merchant", None, False, None, None, None) for i in range(len(providers))])
-        await conn.execute("INSERT INTO bare_campaigns VALUES ('cmp', 'bench', $1, $2, $3, $4, 'published', 2)",
-                           t(data["signup_deadline"]), t(data["product_deadline"]), t(data["live_from"]),
-                           t(data["live_to"]))
+            + [(f"pm{i}", "merchant", None, False, None, None, None) for i in range(len(providers))],
+        )
+        await conn.execute(
+            "INSERT INTO bare_campaigns VALUES ('cmp', 'bench', $1, $2, $3, $4, 'published', 2)",
+            t(data["signup_deadline"]),
+            t(data["product_deadline"]),
+            t(data["live_from"]),
+            t(data["live_to"]),
+        )
         await conn.executemany("INSERT INTO bare_campaign_eligible VALUES ('cmp', $1)", [(c,) for c in creators])
         await conn.execute("INSERT INTO bare_bases VALUES ('base', 'agency')")
         await conn.execute("INSERT INTO bare_quota_policies VALUES ('2020-01-05 16:00+00', 1000000)")
-        await conn.executemany("INSERT INTO bare_contracts VALUES ($1, $2, $3, 'active', NULL)",
-                               [(f"pct{i}", p, f"pm{i}") for i, p in enumerate(providers)])
-        await conn.executemany("INSERT INTO bare_vouchers VALUES ($1, $2, 2, NULL, $3, $4, $5, 'available', 1)",
-                               [(f"v{i}", p, 10**12, now, t(data["voucher_expires_at"]))
-                                for i, p in enumerate(providers)])
+        await conn.executemany(
+            "INSERT INTO bare_contracts VALUES ($1, $2, $3, 'active', NULL)",
+            [(f"pct{i}", p, f"pm{i}") for i, p in enumerate(providers)],
+        )
+        await conn.executemany(
+            "INSERT INTO bare_vouchers VALUES ($1, $2, 2, NULL, $3, $4, $5, 'available', 1)",
+            [(f"v{i}", p, 10**12, now, t(data["voucher_expires_at"])) for i, p in enumerate(providers)],
+        )
     return 200, {"ok": True}
 
 

@@ -78,52 +78,99 @@ async def generate(db: str, signups: int) -> dict:
     signup_deadline, product_deadline = now - timedelta(days=10), now - timedelta(days=3)
     live_from, live_to = now - timedelta(days=2), now + timedelta(days=5)
     # signup i's state by i % 20: 15% released, 85% at products_submitted or later
-    states = ["withdrawn", "merchant_rejected", "expired"] + ["products_submitted"] * 4 + \
-        ["stock_confirmed"] * 3 + ["ready"] * 7 + ["live"] * 2 + ["finished"]
-    versions = {"withdrawn": 2, "merchant_rejected": 2, "expired": 2, "products_submitted": 6,
-                "stock_confirmed": 8, "ready": 9, "live": 10, "finished": 11}
+    states = (
+        ["withdrawn", "merchant_rejected", "expired"]
+        + ["products_submitted"] * 4
+        + ["stock_confirmed"] * 3
+        + ["ready"] * 7
+        + ["live"] * 2
+        + ["finished"]
+    )
+    versions = {
+        "withdrawn": 2,
+        "merchant_rejected": 2,
+        "expired": 2,
+        "products_submitted": 6,
+        "stock_confirmed": 8,
+        "ready": 9,
+        "live": 10,
+        "finished": 11,
+    }
     conn = await asyncpg.connect(pg_url(db))
     try:
         await conn.execute("SET synchronous_commit = off")  # a bench load; changes no result
         async with conn.transaction():
-            await conn.execute("""
+            await conn.execute(
+                """
                 INSERT INTO accounts (id, role, username, password_hash, display_name, created_at)
-                VALUES ('acc_co00000000', 'operator', 'bench-operator', 'x', 'Ops', $1)""", created)
-            await conn.execute("""
+                VALUES ('acc_co00000000', 'operator', 'bench-operator', 'x', 'Ops', $1)""",
+                created,
+            )
+            await conn.execute(
+                """
                 INSERT INTO accounts (id, role, username, password_hash, display_name, created_at, shop_name,
                                       alliance_member, experience_score)
                 SELECT 'acc_cm' || lpad(i::text, 8, '0'), 'merchant', 'bench-shop-' || i, 'x', '店铺 ' || i, $1,
                        CASE WHEN i = 0 THEN '品牌旗舰店' ELSE '店铺 ' || i END, true, 4.50
-                FROM generate_series(0, $2 - 1) AS i""", created, shops)
-            await conn.execute("""
+                FROM generate_series(0, $2 - 1) AS i""",
+                created,
+                shops,
+            )
+            await conn.execute(
+                """
                 INSERT INTO accounts (id, role, username, password_hash, display_name, created_at, nickname, level,
                                       followers, accepting_orders, contact_phone, contact_wechat)
                 SELECT 'acc_cc' || lpad(i::text, 8, '0'), 'creator', 'bench-creator-' || i, 'x', '达人' || i, $1,
                        '达人' || i || CASE WHEN i % 5 = 0 THEN ' "带货, 王"' ELSE '' END, 1 + i % 10, 1000 + i * 37,
                        true, '138' || lpad(i::text, 8, '0'), 'wx_creator_' || i
-                FROM generate_series(0, $2 - 1) AS i""", created, signups)
+                FROM generate_series(0, $2 - 1) AS i""",
+                created,
+                signups,
+            )
             # products: the brand's and 20 per other shop; inventory so that about a third is at risk
-            await conn.execute("""
+            await conn.execute(
+                """
                 INSERT INTO products (id, shop_id, title, brand, price_fen, inventory, general_commission_bp, status,
                                       created_at, updated_at)
                 SELECT 'prd_c' || lpad(s::text, 4, '0') || lpad(p::text, 4, '0'), 'acc_cm' || lpad(s::text, 8, '0'),
                        CASE WHEN s = 0 THEN '旗舰商品 ' || p ELSE '商品 ' || s || '-' || p END, 'Brand ' || s,
                        1990 + p * 100, CASE WHEN p % 3 = 0 THEN 100 ELSE 10000000 END, 2000, 'on_sale', $1, $1
                 FROM generate_series(0, $2 - 1) AS s, generate_series(0, $3 - 1) AS p
-                WHERE p < CASE WHEN s = 0 THEN $3 ELSE $4 END""", created, shops, brand_products, shop_products)
-            await conn.execute("""
+                WHERE p < CASE WHEN s = 0 THEN $3 ELSE $4 END""",
+                created,
+                shops,
+                brand_products,
+                shop_products,
+            )
+            await conn.execute(
+                """
                 INSERT INTO campaigns (id, title, description, signup_deadline, product_deadline, live_from, live_to,
                                        created_by, created_at, state, version)
                 VALUES ($1, '双11 直播间奖励 (bench)', 'bench', $2, $3, $4, $5, 'acc_co00000000', $6,
-                        'published', 2)""", CAMPAIGN_ID, signup_deadline, product_deadline, live_from, live_to, created)
-            await conn.execute("""
+                        'published', 2)""",
+                CAMPAIGN_ID,
+                signup_deadline,
+                product_deadline,
+                live_from,
+                live_to,
+                created,
+            )
+            await conn.execute(
+                """
                 INSERT INTO timers (id, machine, entity_id, action, due_at)
-                VALUES ('tmr_bench_close', 'campaign', $1, 'close', $2)""", CAMPAIGN_ID, live_to)
-            await conn.execute("""
+                VALUES ('tmr_bench_close', 'campaign', $1, 'close', $2)""",
+                CAMPAIGN_ID,
+                live_to,
+            )
+            await conn.execute(
+                """
                 INSERT INTO campaign_eligible_creators (campaign_id, creator_id)
                 SELECT $1, 'acc_cc' || lpad(i::text, 8, '0') FROM generate_series(0, $2 - 1) AS i""",
-                               CAMPAIGN_ID, signups)
-            await conn.execute("""
+                CAMPAIGN_ID,
+                signups,
+            )
+            await conn.execute(
+                """
                 INSERT INTO campaign_signups (id, campaign_id, creator_id, planned_live_at, contact_phone,
                                               contact_wechat, note, traffic_units, traffic_note, live_session_id,
                                               created_at, state, version)
@@ -134,10 +181,17 @@ async def generate(db: str, signups: int) -> dict:
                        CASE WHEN st IN ('live', 'finished') THEN 'lss_bench_' || i END,
                        $3::timestamptz + make_interval(secs => i), st, ($6::int[])[i % 20 + 1]
                 FROM generate_series(0, $4 - 1) AS i, LATERAL (SELECT ($7::text[])[i % 20 + 1] AS st) AS s""",
-                               CAMPAIGN_ID, live_from, created, signups, list(PLANNED),
-                               [versions[s] for s in states], states)
+                CAMPAIGN_ID,
+                live_from,
+                created,
+                signups,
+                list(PLANNED),
+                [versions[s] for s in states],
+                states,
+            )
             # listed shops: the brand first, then i % 3 other shops
-            await conn.execute("""
+            await conn.execute(
+                """
                 INSERT INTO campaign_signup_shops (signup_id, shop_id, position, decision, decision_reason, decided_at,
                                                    stock_confirmed_at)
                 SELECT 'csu_b' || lpad(i::text, 8, '0'),
@@ -149,9 +203,15 @@ async def generate(db: str, signups: int) -> dict:
                        CASE WHEN st IN ('stock_confirmed', 'ready', 'live', 'finished') THEN $3::timestamptz END
                 FROM generate_series(0, $1 - 1) AS i, generate_series(0, 2) AS j,
                      LATERAL (SELECT ($4::text[])[i % 20 + 1] AS st) AS s
-                WHERE j <= i % 3""", signups, shops, product_deadline - timedelta(days=1), states)
+                WHERE j <= i % 3""",
+                signups,
+                shops,
+                product_deadline - timedelta(days=1),
+                states,
+            )
             # planned products: 1–3 of the brand's, one of each other listed shop
-            await conn.execute("""
+            await conn.execute(
+                """
                 INSERT INTO campaign_signup_items (id, signup_id, product_id, shop_id, position, planned_quantity)
                 SELECT 'csi_b' || lpad(i::text, 8, '0') || k, 'csu_b' || lpad(i::text, 8, '0'),
                        'prd_c' || lpad(sh::text, 4, '0') || lpad(pr::text, 4, '0'), 'acc_cm' || lpad(sh::text, 8, '0'),
@@ -161,10 +221,18 @@ async def generate(db: str, signups: int) -> dict:
                                      CASE WHEN k < 3 THEN (i * 31 + k * 7) % $3 ELSE (i + k) % $4 END AS pr) AS x
                 WHERE ($5::text[])[i % 20 + 1] = ANY($6::text[])
                   AND ((k < 3 AND k <= i % 3) OR (k >= 3 AND k - 2 <= i % 3))""",
-                               signups, shops, brand_products, shop_products, states, list(PLANNED))
+                signups,
+                shops,
+                brand_products,
+                shop_products,
+                states,
+                list(PLANNED),
+            )
         await conn.execute("ANALYZE")
-        counts = {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in
-                  ("campaign_signups", "campaign_signup_shops", "campaign_signup_items", "products")}
+        counts = {
+            t: await conn.fetchval(f"SELECT count(*) FROM {t}")
+            for t in ("campaign_signups", "campaign_signup_shops", "campaign_signup_items", "products")
+        }
     finally:
         await conn.close()
     return counts
@@ -176,7 +244,8 @@ async def expected_plan(db: str, merchant_id: str) -> dict:
 
     conn = await asyncpg.connect(pg_url(db))
     try:
-        row = await conn.fetchrow("""
+        row = await conn.fetchrow(
+            """
             WITH lines AS (
                 SELECT i.product_id, i.planned_quantity FROM campaign_signup_items i
                 JOIN campaign_signups s ON s.id = i.signup_id
@@ -186,7 +255,11 @@ async def expected_plan(db: str, merchant_id: str) -> dict:
                     FROM lines l JOIN products p ON p.id = l.product_id GROUP BY l.product_id)
             SELECT (SELECT count(*) FROM per) AS products, (SELECT count(*) FROM lines) AS lines,
                    (SELECT count(*) FROM per WHERE total > inventory) AS at_risk,
-                   (SELECT coalesce(sum(total), 0) FROM per) AS planned""", CAMPAIGN_ID, list(PLANNED), merchant_id)
+                   (SELECT coalesce(sum(total), 0) FROM per) AS planned""",
+            CAMPAIGN_ID,
+            list(PLANNED),
+            merchant_id,
+        )
         return dict(row)
     finally:
         await conn.close()
@@ -199,11 +272,15 @@ def check(name: str, body: bytes, expected: dict, merchant: str) -> list[str]:
     problems = []
     if name == "stock-plan":
         plan = json.loads(body)
-        got = {"products": len(plan["items"]), "lines": sum(len(r["creators"]) for r in plan["items"]),
-               "at_risk": sum(r["at_risk"] for r in plan["items"]),
-               "planned": sum(r["planned_total"] for r in plan["items"])}
-        bad_total = [r["product_id"] for r in plan["items"]
-                     if r["planned_total"] != sum(c["planned_quantity"] for c in r["creators"])]
+        got = {
+            "products": len(plan["items"]),
+            "lines": sum(len(r["creators"]) for r in plan["items"]),
+            "at_risk": sum(r["at_risk"] for r in plan["items"]),
+            "planned": sum(r["planned_total"] for r in plan["items"]),
+        }
+        bad_total = [
+            r["product_id"] for r in plan["items"] if r["planned_total"] != sum(c["planned_quantity"] for c in r["creators"])
+        ]
         if bad_total:
             problems.append(f"{merchant} stock-plan: planned_total != sum of creators for {bad_total[:3]}")
     elif name == "export csv":
@@ -211,16 +288,24 @@ def check(name: str, body: bytes, expected: dict, merchant: str) -> list[str]:
         if not text.startswith("\ufeff"):
             problems.append("csv without BOM")
         rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))[1:]
-        got = {"lines": len(rows), "planned": None, "products": len({r[0] for r in rows}),
-               "at_risk": len({r[0] for r in rows if r[8] == "yes"})}
+        got = {
+            "lines": len(rows),
+            "planned": None,
+            "products": len({r[0] for r in rows}),
+            "at_risk": len({r[0] for r in rows if r[8] == "yes"}),
+        }
         got["planned"] = sum(int(r[6]) for r in rows)
     else:
         from openpyxl import load_workbook
 
         sheet = load_workbook(io.BytesIO(body), read_only=True).active
         rows = list(sheet.iter_rows(min_row=2, values_only=True))
-        got = {"lines": len(rows), "products": len({r[0] for r in rows}),
-               "at_risk": len({r[0] for r in rows if r[8] is True}), "planned": sum(int(r[6]) for r in rows)}
+        got = {
+            "lines": len(rows),
+            "products": len({r[0] for r in rows}),
+            "at_risk": len({r[0] for r in rows if r[8] is True}),
+            "planned": sum(int(r[6]) for r in rows),
+        }
     for key, value in got.items():
         if value != expected[key]:
             problems.append(f"{merchant} {name}: {key} {value} != {expected[key]} (independent SQL)")
@@ -239,14 +324,15 @@ async def measure(db: str, repeat: int, merchants: list[str]) -> tuple[list[dict
     app = create_app(get_settings(), engine=engine)
     results, problems = [], []
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench",
-                                     timeout=120) as client:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench", timeout=120) as client:
             for merchant in merchants:
                 expected = await expected_plan(db, merchant)
                 headers = {"Authorization": f"Bearer {create_token(merchant, 'merchant')[0]}"}
-                for name, path in (("stock-plan", f"/v1/campaigns/{CAMPAIGN_ID}/stock-plan"),
-                                   ("export csv", f"/v1/campaigns/{CAMPAIGN_ID}/stock-plan/export?format=csv"),
-                                   ("export xlsx", f"/v1/campaigns/{CAMPAIGN_ID}/stock-plan/export?format=xlsx")):
+                for name, path in (
+                    ("stock-plan", f"/v1/campaigns/{CAMPAIGN_ID}/stock-plan"),
+                    ("export csv", f"/v1/campaigns/{CAMPAIGN_ID}/stock-plan/export?format=csv"),
+                    ("export xlsx", f"/v1/campaigns/{CAMPAIGN_ID}/stock-plan/export?format=xlsx"),
+                ):
                     times, cpu, size, body = [], [], 0, b""
                     for attempt in range(repeat + 1):  # the first call warms up (not counted)
                         started, cpu_started = time.perf_counter(), time.process_time()
@@ -259,10 +345,19 @@ async def measure(db: str, repeat: int, merchants: list[str]) -> tuple[list[dict
                             cpu.append(time.process_time() - cpu_started)
                         body, size = response.content, len(response.content)
                     problems += check(name, body, expected, merchant)
-                    results.append({"merchant": merchant, "name": name, "p50": statistics.median(times),
-                                    "cpu": statistics.median(cpu),
-                                    "min": min(times), "max": max(times), "bytes": size,
-                                    "lines": expected["lines"], "products": expected["products"]})
+                    results.append(
+                        {
+                            "merchant": merchant,
+                            "name": name,
+                            "p50": statistics.median(times),
+                            "cpu": statistics.median(cpu),
+                            "min": min(times),
+                            "max": max(times),
+                            "bytes": size,
+                            "lines": expected["lines"],
+                            "products": expected["products"],
+                        }
+                    )
     finally:
         await engine.dispose()
     return results, problems
@@ -276,9 +371,12 @@ async def run(args: argparse.Namespace) -> int:
         await asyncio.to_thread(migrate, args.db)
         migrated = time.perf_counter()
         counts = await generate(args.db, args.signups)
-        print(f"data: {counts['campaign_signups']} signups, {counts['campaign_signup_shops']} listed shops, "
-              f"{counts['campaign_signup_items']} planned products, {counts['products']} products "
-              f"(migrate {migrated - started:.1f} s, load {time.perf_counter() - migrated:.1f} s)", flush=True)
+        print(
+            f"data: {counts['campaign_signups']} signups, {counts['campaign_signup_shops']} listed shops, "
+            f"{counts['campaign_signup_items']} planned products, {counts['products']} products "
+            f"(migrate {migrated - started:.1f} s, load {time.perf_counter() - migrated:.1f} s)",
+            flush=True,
+        )
         import app.main  # noqa: F401  (the baseline RSS includes the service's imports)
 
         rss_before, _ = rss_mib()
@@ -291,14 +389,20 @@ async def run(args: argparse.Namespace) -> int:
             verdict = "" if not full else ("  ok" if r["p50"] < target else "  MISSED")
             if full and r["merchant"] == BRAND and r["p50"] >= target:
                 missed.append(r["name"])
-            print(f"  {who:<10} {r['name']:<11} p50 {r['p50'] * 1000:8.1f} ms  min {r['min'] * 1000:8.1f}  "
-                  f"max {r['max'] * 1000:8.1f}  cpu {r['cpu'] * 1000:7.1f} ms  ({r['products']} products, {r['lines']} lines, "
-                  f"{r['bytes'] / 1024:,.0f} KiB){verdict}", flush=True)
+            print(
+                f"  {who:<10} {r['name']:<11} p50 {r['p50'] * 1000:8.1f} ms  min {r['min'] * 1000:8.1f}  "
+                f"max {r['max'] * 1000:8.1f}  cpu {r['cpu'] * 1000:7.1f} ms  ({r['products']} products, {r['lines']} lines, "
+                f"{r['bytes'] / 1024:,.0f} KiB){verdict}",
+                flush=True,
+            )
         rss_now, rss_peak = rss_mib()
-        print(f"peak RSS {rss_peak:.0f} MiB (before the requests {rss_before:.0f} MiB, after {rss_now:.0f} MiB); "
-              f"targets at 10,000 signups: stock-plan < {TARGETS['stock-plan'] * 1000:.0f} ms, downloads "
-              f"< {TARGETS['export csv']:.0f} s: " + ("MISSED " + ", ".join(missed) if missed else
-                                                      "met" if full else "n/a (fewer signups)"), flush=True)
+        print(
+            f"peak RSS {rss_peak:.0f} MiB (before the requests {rss_before:.0f} MiB, after {rss_now:.0f} MiB); "
+            f"targets at 10,000 signups: stock-plan < {TARGETS['stock-plan'] * 1000:.0f} ms, downloads "
+            f"< {TARGETS['export csv']:.0f} s: "
+            + ("MISSED " + ", ".join(missed) if missed else "met" if full else "n/a (fewer signups)"),
+            flush=True,
+        )
         for problem in problems:
             print(f"PROBLEM: {problem}", flush=True)
         return 1 if problems else 0

@@ -47,8 +47,7 @@ async def recreate_database(db: str, *, drop_only: bool = False) -> None:
 
 def migrate(db: str) -> None:
     env = dict(os.environ, LC_DATABASE_URL=pg_url(db, "postgresql+asyncpg"))
-    subprocess.run([sys.executable, "-m", "app", "migrate"], cwd=ROOT, env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "app", "migrate"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
 
 
 # -- server processes and what they cost ---------------------------------------------------------
@@ -158,8 +157,11 @@ class World:
         return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
     async def account(self, op: dict[str, str], role: str, username: str, profile: dict) -> str:
-        r = await self.client.post("/v1/accounts", headers=op, json={
-            "role": role, "username": username, "password": PASSWORD, "display_name": username, "profile": profile})
+        r = await self.client.post(
+            "/v1/accounts",
+            headers=op,
+            json={"role": role, "username": username, "password": PASSWORD, "display_name": username, "profile": profile},
+        )
         r.raise_for_status()
         self.tokens[r.json()["id"]] = await self.login(username)
         return r.json()["id"]
@@ -171,30 +173,57 @@ class World:
             mid = await self.account(op, "merchant", f"bench-m{i}", {"shop_name": f"Shop {i}", "alliance_member": True})
             h = self.tokens[mid]
             (await self.client.post("/v1/xingtu-binding", headers=h, json={})).raise_for_status()
-            top_up = await self.client.post("/v1/wallet/top-ups", headers=h, json={
-                "amount_fen": 10**11, "method": "online", "reference": f"bench-{i}"})
+            top_up = await self.client.post(
+                "/v1/wallet/top-ups", headers=h, json={"amount_fen": 10**11, "method": "online", "reference": f"bench-{i}"}
+            )
             top_up.raise_for_status()
             if top_up.json()["state"] == "pending":  # production: no instant gateway, an operator confirms
-                (await self.client.post(f"/v1/wallet/top-ups/{top_up.json()['id']}/confirm", headers=op,
-                                        json={})).raise_for_status()
-            product = await self.client.post("/v1/products", headers=h, json={
-                "title": f"Product {i}", "brand": "B", "price_fen": 9900, "inventory": 10**6,
-                "general_commission_bp": 1000})
+                (
+                    await self.client.post(f"/v1/wallet/top-ups/{top_up.json()['id']}/confirm", headers=op, json={})
+                ).raise_for_status()
+            product = await self.client.post(
+                "/v1/products",
+                headers=h,
+                json={
+                    "title": f"Product {i}",
+                    "brand": "B",
+                    "price_fen": 9900,
+                    "inventory": 10**6,
+                    "general_commission_bp": 1000,
+                },
+            )
             product.raise_for_status()
             self.merchants.append((mid, product.json()["id"]))
         for i in range(creators):
-            self.creators.append(await self.account(op, "creator", f"bench-c{i}", {
-                "nickname": f"Creator {i}", "level": 3, "accepting_orders": True,
-                "quotes": {"dedicated_hourly_fen": 1000, "shared_hourly_fen": 500},
-                "contact": {"phone": "13800138000"}}))
+            self.creators.append(
+                await self.account(
+                    op,
+                    "creator",
+                    f"bench-c{i}",
+                    {
+                        "nickname": f"Creator {i}",
+                        "level": 3,
+                        "accepting_orders": True,
+                        "quotes": {"dedicated_hourly_fen": 1000, "shared_hourly_fen": 500},
+                        "contact": {"phone": "13800138000"},
+                    },
+                )
+            )
 
 
 def order_body(creator_id: str, product_id: str, start: datetime) -> dict:
     """A task order's create body: one dedicated hour of `creator_id` for one product."""
-    return {"title": "直播专场", "contact_name": "王经理", "contact_phone": "13900139000",
-            "expected_start_at": start.isoformat(), "return_samples": False, "session_type": "dedicated",
-            "hours": 1, "creator_id": creator_id,
-            "products": [{"product_id": product_id, "plan": "general", "commission_bp": 1000}]}
+    return {
+        "title": "直播专场",
+        "contact_name": "王经理",
+        "contact_phone": "13900139000",
+        "expected_start_at": start.isoformat(),
+        "return_samples": False,
+        "session_type": "dedicated",
+        "hours": 1,
+        "creator_id": creator_id,
+        "products": [{"product_id": product_id, "plan": "general", "commission_bp": 1000}],
+    }
 
 
 # -- raw ASGI, for the bare references ----------------------------------------------------------
@@ -232,6 +261,11 @@ async def read_body(receive) -> dict:
 
 async def answer(send, status: int, payload: dict) -> None:
     body = json.dumps(payload).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -86,34 +86,64 @@ async def generate(db: str, scale: float, month: str, no_vacuum: bool = False) -
         await conn.execute("SET maintenance_work_mem = '512MB'")
         await conn.execute("SELECT setseed(0.42)")
         # accounts: providers, merchants, creators, one operator (ids are opaque, prefixed strings)
-        await _timed(conn, "accounts (providers)", """
+        await _timed(
+            conn,
+            "accounts (providers)",
+            """
             INSERT INTO accounts (id, role, username, password_hash, display_name, created_at, org_name, certified)
             SELECT 'acc_bp' || lpad(i::text, 8, '0'), 'service_provider', 'bench-provider-' || i, 'x',
                    '服务商 ' || i, $1, '服务商 ' || i, (i % 10) <> 0
-            FROM generate_series(0, $2 - 1) AS i""", created, providers)
-        await _timed(conn, "accounts (merchants)", """
+            FROM generate_series(0, $2 - 1) AS i""",
+            created,
+            providers,
+        )
+        await _timed(
+            conn,
+            "accounts (merchants)",
+            """
             INSERT INTO accounts (id, role, username, password_hash, display_name, created_at, shop_name,
                                   alliance_member, experience_score)
             SELECT 'acc_bm' || lpad(i::text, 8, '0'), 'merchant', 'bench-merchant-' || i, 'x',
                    '店铺 ' || i, $1, '店铺 ' || i, true, 4.50
-            FROM generate_series(0, $2 - 1) AS i""", created, merchants)
-        await _timed(conn, "accounts (creators)", """
+            FROM generate_series(0, $2 - 1) AS i""",
+            created,
+            merchants,
+        )
+        await _timed(
+            conn,
+            "accounts (creators)",
+            """
             INSERT INTO accounts (id, role, username, password_hash, display_name, created_at, nickname, level,
                                   followers, accepting_orders)
             SELECT 'acc_bc' || lpad(i::text, 8, '0'), 'creator', 'bench-creator-' || i, 'x', '达人 ' || i, $1,
                    '达人 ' || i, 1 + i % 10, 1000 * i, true
-            FROM generate_series(0, $2 - 1) AS i""", created, creators)
-        await conn.execute("""
+            FROM generate_series(0, $2 - 1) AS i""",
+            created,
+            creators,
+        )
+        await conn.execute(
+            """
             INSERT INTO accounts (id, role, username, password_hash, display_name, created_at)
-            VALUES ('acc_bench_operator', 'operator', 'bench-operator', 'x', 'Ops', $1)""", created)
-        await _timed(conn, "products (one per merchant)", """
+            VALUES ('acc_bench_operator', 'operator', 'bench-operator', 'x', 'Ops', $1)""",
+            created,
+        )
+        await _timed(
+            conn,
+            "products (one per merchant)",
+            """
             INSERT INTO products (id, shop_id, title, price_fen, inventory, status, created_at, updated_at)
             SELECT 'prd_bm' || lpad(i::text, 8, '0'), 'acc_bm' || lpad(i::text, 8, '0'), '商品 ' || i,
                    1000 + i % 9000, 1000, 'on_sale', $1, $1
-            FROM generate_series(0, $2 - 1) AS i""", created, merchants)
+            FROM generate_series(0, $2 - 1) AS i""",
+            created,
+            merchants,
+        )
         # contracts: a primary one per merchant; 10% a second one with another provider.
         # activated 1–360 days before the month; 5% ended during the month, 3% before it, 2% proposed.
-        await _timed(conn, "provider_contracts", """
+        await _timed(
+            conn,
+            "provider_contracts",
+            """
             WITH c AS (
                 SELECT m, k,
                        CASE WHEN k = 0 THEN m % $2
@@ -143,8 +173,15 @@ async def generate(db: str, scale: float, month: str, no_vacuum: bool = False) -
                    CASE WHEN act IS NOT NULL AND ended IS NOT NULL THEN 'bench' END,
                    CASE WHEN act IS NULL THEN 'proposed' WHEN ended IS NULL THEN 'active' ELSE 'ended' END,
                    CASE WHEN act IS NULL THEN 1 WHEN ended IS NULL THEN 2 ELSE 3 END
-            FROM d""", merchants, providers, ms)
-        await _timed(conn, "live_sessions (70% of merchants, 1-3 each)", """
+            FROM d""",
+            merchants,
+            providers,
+            ms,
+        )
+        await _timed(
+            conn,
+            "live_sessions (70% of merchants, 1-3 each)",
+            """
             INSERT INTO live_sessions (id, external_id, host_id, started_at, ended_at, peak_viewers, room_url)
             SELECT 'lss_b' || lpad(m::text, 8, '0') || j, 'bench-live-' || m || '-' || j,
                    'acc_bm' || lpad(m::text, 8, '0'), s, s + interval '2 hours', (random() * 5000)::int,
@@ -154,20 +191,34 @@ async def generate(db: str, scale: float, month: str, no_vacuum: bool = False) -
                                                      * ($3::timestamptz - $2::timestamptz - interval '3 hours'))
                           AS s) AS t
             WHERE (m::bigint * 2654435761 % 4294967296) % 10 < 7
-              AND j <= 1 + (m::bigint * 2654435761 % 4294967296) / 10 % 3""", merchants, ms, me)
-        await _timed(conn, "merchant_tiers (4 months)", """
+              AND j <= 1 + (m::bigint * 2654435761 % 4294967296) / 10 % 3""",
+            merchants,
+            ms,
+            me,
+        )
+        await _timed(
+            conn,
+            "merchant_tiers (4 months)",
+            """
             INSERT INTO merchant_tiers (id, merchant_id, month, tier)
             SELECT 'mtr_b' || lpad(m::text, 8, '0') || '_' || mo, 'acc_bm' || lpad(m::text, 8, '0'), mo,
                    CASE WHEN r < 0.55 THEN 0 WHEN r < 0.75 THEN 1 WHEN r < 0.90 THEN 2 WHEN r < 0.97 THEN 3
                         ELSE 4 END
             FROM generate_series(0, $1 - 1) AS m, unnest($2::text[]) AS mo,
                  LATERAL (SELECT random() + 0 * m + 0 * length(mo) AS r) AS t
-            """, merchants, months)
-        await conn.execute("""
+            """,
+            merchants,
+            months,
+        )
+        await conn.execute(
+            """
             INSERT INTO incentive_programs (id, name, month_from, month_to, coefficient_bp, v3_reward_fen,
                                             v4_reward_fen, min_active_merchants, created_at)
             VALUES ($1, 'bench program', $2, $2, 1000, 300000, 1000000, 3, $3)""",
-                           program_id, month, created)
+            program_id,
+            month,
+            created,
+        )
 
         # orders: drop the secondary indexes and foreign keys of sales_orders for the load and
         # build them again afterwards (same definitions, read from the catalog)
@@ -196,15 +247,13 @@ async def generate(db: str, scale: float, month: str, no_vacuum: bool = False) -
                                  random() AS r1, random() AS r2, random() AS r3,
                                  $3::timestamptz + random() * ($4::timestamptz - $3::timestamptz) AS t) AS x"""
         await _timed(conn, f"sales_orders ({month})", order_sql, orders, creators, ms, me, "m", merchants)
-        await _timed(conn, f"sales_orders ({shift_month(month, -1)})", order_sql, prev_orders, creators, ps, ms,
-                     "p", merchants)
+        await _timed(conn, f"sales_orders ({shift_month(month, -1)})", order_sql, prev_orders, creators, ps, ms, "p", merchants)
         started = time.perf_counter()
         for i in indexes:
             await conn.execute(i["indexdef"])
         for c in constraints:
             await conn.execute(f'ALTER TABLE sales_orders ADD CONSTRAINT "{c["conname"]}" {c["def"]}')
-        print(f"  {'sales_orders indexes and constraints':<44} {'':>10}       "
-              f"{time.perf_counter() - started:7.1f} s", flush=True)
+        print(f"  {'sales_orders indexes and constraints':<44} {'':>10}       {time.perf_counter() - started:7.1f} s", flush=True)
         # VACUUM as autovacuum would have done to tables that old: without it, the first scan after
         # the bulk load sets the hint bits of every fresh row (a write of the whole table) inside
         # the measured computation. --no-vacuum measures that cold case.
@@ -214,8 +263,13 @@ async def generate(db: str, scale: float, month: str, no_vacuum: bool = False) -
         print(f"  {command:<44} {'':>10}       {time.perf_counter() - started:7.1f} s", flush=True)
     finally:
         await conn.close()
-    return {"providers": providers, "merchants": merchants, "orders": orders, "prev_orders": prev_orders,
-            "program_id": program_id}
+    return {
+        "providers": providers,
+        "merchants": merchants,
+        "orders": orders,
+        "prev_orders": prev_orders,
+        "program_id": program_id,
+    }
 
 
 # -- measurement -------------------------------------------------------------------------------
@@ -249,26 +303,40 @@ async def verify(db: str, program_id: str, month: str, result) -> list[str]:
     problems: list[str] = []
     conn = await asyncpg.connect(pg_url(db))
     try:
-        expected = await conn.fetchval("""
+        expected = await conn.fetchval(
+            """
             SELECT count(DISTINCT provider_id) FROM provider_contracts
-            WHERE activated_at < $2 AND (ended_at IS NULL OR ended_at > $1)""", ms, me)
-        stored = await conn.fetchval("SELECT count(*) FROM incentive_statements WHERE program_id = $1 AND month = $2",
-                                     program_id, month)
-        print(f"  statements {stored} (independent count of providers with a contract active in the month:"
-              f" {expected}), eligible {result.eligible}, total {result.total_fen} fen")
+            WHERE activated_at < $2 AND (ended_at IS NULL OR ended_at > $1)""",
+            ms,
+            me,
+        )
+        stored = await conn.fetchval(
+            "SELECT count(*) FROM incentive_statements WHERE program_id = $1 AND month = $2", program_id, month
+        )
+        print(
+            f"  statements {stored} (independent count of providers with a contract active in the month:"
+            f" {expected}), eligible {result.eligible}, total {result.total_fen} fen"
+        )
         if not stored == expected == result.statements:
             problems.append(f"statements: stored {stored}, expected {expected}, reported {result.statements}")
-        row = await conn.fetchrow("""
+        row = await conn.fetchrow(
+            """
             SELECT id, provider_id, dimension1, dimension2, total_fen FROM incentive_statements
             WHERE program_id = $1 AND month = $2 AND eligible
-            ORDER BY json_array_length(dimension1) DESC, provider_id LIMIT 1""", program_id, month)
+            ORDER BY json_array_length(dimension1) DESC, provider_id LIMIT 1""",
+            program_id,
+            month,
+        )
         if row is None:
             problems.append("no eligible statement")
             return problems
         d1 = json.loads(row["dimension1"])
         d2 = json.loads(row["dimension2"])
         # which merchants this provider gets in dimension 1: DISTINCT ON instead of ROW_NUMBER()
-        merchants = [r["merchant_id"] for r in await conn.fetch("""
+        merchants = [
+            r["merchant_id"]
+            for r in await conn.fetch(
+                """
             WITH lm AS (SELECT DISTINCT host_id FROM live_sessions WHERE started_at >= $1 AND started_at < $2),
             act AS (SELECT pc.provider_id, count(DISTINCT lm.host_id) AS n FROM provider_contracts pc
                     LEFT JOIN lm ON lm.host_id = pc.merchant_id
@@ -283,14 +351,28 @@ async def verify(db: str, program_id: str, month: str, result) -> list[str]:
                          AND (pc.ended_at IS NULL OR pc.ended_at >= $2)
                        ORDER BY pc.merchant_id, pc.activated_at, pc.id)
             SELECT merchant_id FROM winner WHERE provider_id = $4 ORDER BY merchant_id""",
-            ms, me, program_id, row["provider_id"])]
+                ms,
+                me,
+                program_id,
+                row["provider_id"],
+            )
+        ]
         if merchants != [line["merchant_id"] for line in d1]:
             problems.append(f"{row['provider_id']}: dimension-1 merchants differ from the independent query")
-        sums = {r["shop_id"]: (r["gmv"], r["prev"]) for r in await conn.fetch("""
+        sums = {
+            r["shop_id"]: (r["gmv"], r["prev"])
+            for r in await conn.fetch(
+                """
             SELECT shop_id, sum(amount_fen) FILTER (WHERE paid_at >= $2) AS gmv,
                    sum(amount_fen) FILTER (WHERE paid_at < $2) AS prev
             FROM sales_orders WHERE shop_id = ANY($4::text[]) AND channel = 'live' AND status = 'paid'
-              AND paid_at >= $1 AND paid_at < $3 GROUP BY shop_id""", ps, ms, me, merchants)}
+              AND paid_at >= $1 AND paid_at < $3 GROUP BY shop_id""",
+                ps,
+                ms,
+                me,
+                merchants,
+            )
+        }
         coefficient = await conn.fetchval("SELECT coefficient_bp FROM incentive_programs WHERE id = $1", program_id)
         for line in d1:
             gmv, prev = sums.get(line["merchant_id"], (0, 0))
@@ -302,13 +384,19 @@ async def verify(db: str, program_id: str, month: str, result) -> list[str]:
         if total != row["total_fen"]:
             problems.append(f"{row['id']}: total_fen {row['total_fen']} != {total}")
         gmv_total = sum(line["gmv_fen"] for line in d1)
-        print(f"  spot check {row['provider_id']}: {len(d1)} dimension-1 merchants, GMV {gmv_total} fen "
-              f"(independent SUM: {sum(int(v[0] or 0) for v in sums.values())}), {len(d2)} dimension-2, "
-              f"total {row['total_fen']} fen: {'ok' if not problems else 'MISMATCH'}")
+        print(
+            f"  spot check {row['provider_id']}: {len(d1)} dimension-1 merchants, GMV {gmv_total} fen "
+            f"(independent SUM: {sum(int(v[0] or 0) for v in sums.values())}), {len(d2)} dimension-2, "
+            f"total {row['total_fen']} fen: {'ok' if not problems else 'MISMATCH'}"
+        )
         awards = await conn.fetchval("SELECT count(*) FROM incentive_tier_awards WHERE month = $1", month)
-        lines2 = await conn.fetchval("""
+        lines2 = await conn.fetchval(
+            """
             SELECT coalesce(sum(json_array_length(dimension2)), 0) FROM incentive_statements
-            WHERE program_id = $1 AND month = $2""", program_id, month)
+            WHERE program_id = $1 AND month = $2""",
+            program_id,
+            month,
+        )
         if awards != lines2:
             problems.append(f"tier awards {awards} != dimension-2 lines {lines2}")
     finally:
@@ -331,19 +419,28 @@ async def run(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         sizes = await generate(args.db, args.scale, month, args.no_vacuum)
         load = time.perf_counter() - started
-        print(f"data: {sizes['providers']} providers, {sizes['merchants']} merchants, {sizes['orders']} orders "
-              f"in {month} (+{sizes['prev_orders']} the month before), loaded in {load:.0f} s", flush=True)
+        print(
+            f"data: {sizes['providers']} providers, {sizes['merchants']} merchants, {sizes['orders']} orders "
+            f"in {month} (+{sizes['prev_orders']} the month before), loaded in {load:.0f} s",
+            flush=True,
+        )
         timings = []
         for attempt in ("compute", "recompute"):
             result, seconds = await compute_once(sizes["program_id"], month)
             timings.append(seconds)
-            print(f"{attempt:<10} {seconds:8.2f} s  ({result.statements} statements, {result.eligible} eligible, "
-                  f"{result.total_fen} fen)", flush=True)
+            print(
+                f"{attempt:<10} {seconds:8.2f} s  ({result.statements} statements, {result.eligible} eligible, "
+                f"{result.total_fen} fen)",
+                flush=True,
+            )
         problems = await verify(args.db, sizes["program_id"], month, result)
         verdict = "met" if max(timings) < TARGET_SECONDS else "MISSED"
-        print(f"one month's compute: {timings[0]:.2f} s (recompute {timings[1]:.2f} s); target < {TARGET_SECONDS:.0f} s"
-              f" at full scale: {verdict}{'' if args.scale == 1 else f' (scale {args.scale:g})'}; "
-              f"peak RSS {peak_rss_mib():.0f} MiB", flush=True)
+        print(
+            f"one month's compute: {timings[0]:.2f} s (recompute {timings[1]:.2f} s); target < {TARGET_SECONDS:.0f} s"
+            f" at full scale: {verdict}{'' if args.scale == 1 else f' (scale {args.scale:g})'}; "
+            f"peak RSS {peak_rss_mib():.0f} MiB",
+            flush=True,
+        )
         for problem in problems:
             print(f"PROBLEM: {problem}", flush=True)
         return 1 if problems else 0

@@ -122,12 +122,19 @@ class ModulesWorld(World):
         op = await self.login("bench-operator")
         self.platform = await self.account(op, "platform", "bench-platform", {})
         for i in range(merchants):
-            self.merchant_ids.append(await self.account(op, "merchant", f"bench-m{i}", {
-                "shop_name": f"Shop {i}", "alliance_member": True}))
+            self.merchant_ids.append(
+                await self.account(op, "merchant", f"bench-m{i}", {"shop_name": f"Shop {i}", "alliance_member": True})
+            )
         for i in range(workers):
             # level ≤ 4: may start a cooperation at a base (check-in rule 2)
-            self.creators.append(await self.account(op, "creator", f"bench-c{i}", {
-                "nickname": f"Creator {i}", "level": 3, "contact": {"phone": "13800138000", "wechat": f"wx{i}"}}))
+            self.creators.append(
+                await self.account(
+                    op,
+                    "creator",
+                    f"bench-c{i}",
+                    {"nickname": f"Creator {i}", "level": 3, "contact": {"phone": "13800138000", "wechat": f"wx{i}"}},
+                )
+            )
         await self._campaign(op)
         await self._live_base(op)
         await self._quota_policy()
@@ -135,17 +142,27 @@ class ModulesWorld(World):
 
     async def _campaign(self, op: dict[str, str]) -> None:
         now = datetime.now(UTC).replace(microsecond=0)
-        r = await self.client.post("/v1/campaigns", headers=op, json={
-            "title": "双11 直播间奖励", "signup_deadline": (now + timedelta(days=20)).isoformat(),
-            "product_deadline": (now + timedelta(days=21)).isoformat(),
-            "live_from": (now + timedelta(days=22)).isoformat(), "live_to": (now + timedelta(days=60)).isoformat()})
+        r = await self.client.post(
+            "/v1/campaigns",
+            headers=op,
+            json={
+                "title": "双11 直播间奖励",
+                "signup_deadline": (now + timedelta(days=20)).isoformat(),
+                "product_deadline": (now + timedelta(days=21)).isoformat(),
+                "live_from": (now + timedelta(days=22)).isoformat(),
+                "live_to": (now + timedelta(days=60)).isoformat(),
+            },
+        )
         r.raise_for_status()
         self.campaign = r.json()["id"]
         self.live_from = datetime.fromisoformat(r.json()["live_from"])
         self.campaign_times = {k: r.json()[k] for k in ("signup_deadline", "product_deadline", "live_from", "live_to")}
         (await self.client.post(f"/v1/campaigns/{self.campaign}/publish", headers=op, json={})).raise_for_status()
-        (await self.client.put(f"/v1/campaigns/{self.campaign}/eligible-creators", headers=op,
-                               json={"creator_ids": self.creators})).raise_for_status()
+        (
+            await self.client.put(
+                f"/v1/campaigns/{self.campaign}/eligible-creators", headers=op, json={"creator_ids": self.creators}
+            )
+        ).raise_for_status()
 
     async def _live_base(self, op: dict[str, str]) -> None:
         agency = await self.account(op, "agency", "bench-agency", {"name": "Agency"})
@@ -170,9 +187,10 @@ class ModulesWorld(World):
             await conn.execute(
                 "INSERT INTO quota_policies (id, effective_week, merchant_tiers, creator_tiers, fixed, created_by, "
                 "created_at) VALUES ('qpl_bench', '2020-01-05 16:00+00', $1, $2, $3, 'bench', now())",
-                tiers, f'[{{"min_level": 0, "conversations": {HUGE}}}]',
-                f'{{"agency_to_creator": {HUGE}, "group_leader_to_creator": {HUGE}, '
-                f'"group_leader_to_merchant": {HUGE}}}')
+                tiers,
+                f'[{{"min_level": 0, "conversations": {HUGE}}}]',
+                f'{{"agency_to_creator": {HUGE}, "group_leader_to_creator": {HUGE}, "group_leader_to_merchant": {HUGE}}}',
+            )
         finally:
             await conn.close()
 
@@ -186,32 +204,44 @@ class ModulesWorld(World):
         for i in range(workers):
             provider = await self.account(op, "service_provider", f"bench-p{i}", {"name": f"P{i}", "certified": True})
             merchant = await self.account(op, "merchant", f"bench-pm{i}", {"shop_name": f"PM {i}"})
-            r = await self.client.post("/v1/provider-contracts", headers=self.tokens[provider],
-                                       json={"merchant_id": merchant, "mode": "service_fee"})
+            r = await self.client.post(
+                "/v1/provider-contracts", headers=self.tokens[provider], json={"merchant_id": merchant, "mode": "service_fee"}
+            )
             r.raise_for_status()
-            (await self.client.post(f"/v1/provider-contracts/{r.json()['id']}/accept",
-                                    headers=self.tokens[merchant], json={})).raise_for_status()
+            (
+                await self.client.post(f"/v1/provider-contracts/{r.json()['id']}/accept", headers=self.tokens[merchant], json={})
+            ).raise_for_status()
             self.providers.append(provider)
             self.provider_merchant[provider] = merchant
             tiers.append({"merchant_id": merchant, "tier": 4})
         # no test clock in production: the contracts were active last month
         conn = await asyncpg.connect(self.url)
         try:
-            await conn.execute("UPDATE provider_contracts SET created_at = $1, activated_at = $1",
-                               datetime.combine(today.replace(day=1) - timedelta(days=20), datetime.min.time(), SH))
+            await conn.execute(
+                "UPDATE provider_contracts SET created_at = $1, activated_at = $1",
+                datetime.combine(today.replace(day=1) - timedelta(days=20), datetime.min.time(), SH),
+            )
         finally:
             await conn.close()
         ph = self.tokens[self.platform]
-        (await self.client.post("/v1/ingest/merchant-tiers", headers=ph, json={"month": last, "tiers": tiers})
-         ).raise_for_status()
-        r = await self.client.post("/v1/incentive-programs", headers=op, json={
-            "name": "bench", "month_from": last, "month_to": month_of(today, 1), "min_active_merchants": 0,
-            "v4_reward_fen": 10**12})
+        (await self.client.post("/v1/ingest/merchant-tiers", headers=ph, json={"month": last, "tiers": tiers})).raise_for_status()
+        r = await self.client.post(
+            "/v1/incentive-programs",
+            headers=op,
+            json={
+                "name": "bench",
+                "month_from": last,
+                "month_to": month_of(today, 1),
+                "min_active_merchants": 0,
+                "v4_reward_fen": 10**12,
+            },
+        )
         r.raise_for_status()
         program = r.json()["id"]
         for step in ("compute", "publish"):
-            (await self.client.post(f"/v1/incentive-programs/{program}/months/{last}/{step}", headers=op,
-                                    json={})).raise_for_status()
+            (
+                await self.client.post(f"/v1/incentive-programs/{program}/months/{last}/{step}", headers=op, json={})
+            ).raise_for_status()
         for provider in self.providers:
             r = await self.client.get("/v1/vouchers", headers=self.tokens[provider])
             r.raise_for_status()
@@ -220,8 +250,13 @@ class ModulesWorld(World):
 
     def bare_seed(self) -> dict:
         """The same world for the bare reference (its own ids, in its bare_* tables)."""
-        return {"merchants": len(self.merchant_ids), "creators": len(self.creators), "providers": len(self.providers),
-                **self.campaign_times, "voucher_expires_at": self.voucher_expires_at}
+        return {
+            "merchants": len(self.merchant_ids),
+            "creators": len(self.creators),
+            "providers": len(self.providers),
+            **self.campaign_times,
+            "voucher_expires_at": self.voucher_expires_at,
+        }
 
 
 # -- one call per module: (world, client, bare, worker, n) -> (name, request coroutine, success status) -----
@@ -230,48 +265,86 @@ def campaigns_call(world, client, bare: bool, worker: int, n: int):
     at = (world.live_from + timedelta(seconds=n)).isoformat()
     shop = worker % len(world.merchant_ids)
     if bare:
-        return "signup", client.post("/campaigns/cmp/signups", json={
-            "creator_id": f"c{worker}", "shop_ids": [f"m{shop}"], "planned_live_at": at}), 201
-    return "signup", client.post(f"/v1/campaigns/{world.campaign}/signups", headers=world.tokens[world.creators[worker]],
-                                 json={"shop_ids": [world.merchant_ids[shop]], "planned_live_at": at}), 201
+        return (
+            "signup",
+            client.post(
+                "/campaigns/cmp/signups", json={"creator_id": f"c{worker}", "shop_ids": [f"m{shop}"], "planned_live_at": at}
+            ),
+            201,
+        )
+    return (
+        "signup",
+        client.post(
+            f"/v1/campaigns/{world.campaign}/signups",
+            headers=world.tokens[world.creators[worker]],
+            json={"shop_ids": [world.merchant_ids[shop]], "planned_live_at": at},
+        ),
+        201,
+    )
 
 
 def live_bases_call(world, client, bare: bool, worker: int, n: int):
     if bare:
         return "check-in", client.post("/check-ins", json={"creator_id": f"c{worker}", "base_id": "base"}), 201
-    return "check-in", client.post("/v1/check-ins", headers=world.tokens[world.creators[worker]],
-                                   json={"token": world.check_in_token}), 201
+    return (
+        "check-in",
+        client.post("/v1/check-ins", headers=world.tokens[world.creators[worker]], json={"token": world.check_in_token}),
+        201,
+    )
 
 
 def outreach_call(world, client, bare: bool, worker: int, n: int):
     creator, merchant = (worker + n) % len(world.creators), worker % len(world.merchant_ids)
     if bare:
-        return "contact-view", client.post(f"/creators/c{creator}/contact-views",
-                                           json={"merchant_id": f"m{merchant}", "field": "phone"}), 200
-    return "contact-view", client.post(f"/v1/creators/{world.creators[creator]}/contact-views",
-                                       headers=world.tokens[world.merchant_ids[merchant]], json={"field": "phone"}), 200
+        return (
+            "contact-view",
+            client.post(f"/creators/c{creator}/contact-views", json={"merchant_id": f"m{merchant}", "field": "phone"}),
+            200,
+        )
+    return (
+        "contact-view",
+        client.post(
+            f"/v1/creators/{world.creators[creator]}/contact-views",
+            headers=world.tokens[world.merchant_ids[merchant]],
+            json={"field": "phone"},
+        ),
+        200,
+    )
 
 
 def incentives_call(world, client, bare: bool, worker: int, n: int):
     if bare:
-        return "redemption", client.post(f"/vouchers/v{worker}/redemptions", json={
-            "provider_id": f"p{worker}", "merchant_id": f"pm{worker}", "amount_fen": 100,
-            "use_date": world.use_date}), 201
+        return (
+            "redemption",
+            client.post(
+                f"/vouchers/v{worker}/redemptions",
+                json={"provider_id": f"p{worker}", "merchant_id": f"pm{worker}", "amount_fen": 100, "use_date": world.use_date},
+            ),
+            201,
+        )
     provider = world.providers[worker]
-    return "redemption", client.post(f"/v1/vouchers/{world.vouchers[provider]}/redemptions",
-                                     headers=world.tokens[provider], json={
-                                         "merchant_id": world.provider_merchant[provider], "amount_fen": 100,
-                                         "use_date": world.use_date}), 201
+    return (
+        "redemption",
+        client.post(
+            f"/v1/vouchers/{world.vouchers[provider]}/redemptions",
+            headers=world.tokens[provider],
+            json={"merchant_id": world.provider_merchant[provider], "amount_fen": 100, "use_date": world.use_date},
+        ),
+        201,
+    )
 
 
-CALLS = {"campaigns": (campaigns_call, "creator signs up (POST /v1/campaigns/{id}/signups)"),
-         "live_bases": (live_bases_call, "creator scans the QR code (POST /v1/check-ins)"),
-         "outreach": (outreach_call, "merchant views a creator's contact (POST /v1/creators/{id}/contact-views)"),
-         "incentives": (incentives_call, "provider requests a redemption (POST /v1/vouchers/{id}/redemptions)")}
+CALLS = {
+    "campaigns": (campaigns_call, "creator signs up (POST /v1/campaigns/{id}/signups)"),
+    "live_bases": (live_bases_call, "creator scans the QR code (POST /v1/check-ins)"),
+    "outreach": (outreach_call, "merchant views a creator's contact (POST /v1/creators/{id}/contact-views)"),
+    "incentives": (incentives_call, "provider requests a redemption (POST /v1/vouchers/{id}/redemptions)"),
+}
 
 
 def worker_of(call):
     """A load worker: (target, stats, worker, deadline); target is (world, client, bare)."""
+
     async def worker(target, stats: Stats, w: int, deadline: float) -> None:
         world, client, bare = target
         while time.perf_counter() < deadline:
@@ -279,6 +352,7 @@ def worker_of(call):
             name, coro, ok = call(world, client, bare, w, n)
             if (await stats.call(name, coro)).status_code == ok:
                 stats.transitions += 1
+
     return worker
 
 
@@ -287,8 +361,7 @@ class Phase:
     side's (on a shared machine, a neighbour's burst then hits both sides alike)."""
 
     def __init__(self, label: str, worker, target, concurrency: int, pid: int, db: str) -> None:
-        self.label, self.worker, self.target, self.concurrency, self.pid, self.db = \
-            label, worker, target, concurrency, pid, db
+        self.label, self.worker, self.target, self.concurrency, self.pid, self.db = label, worker, target, concurrency, pid, db
         self.stats = Stats()
         self.elapsed = self.cpu = self.pg = 0.0
 
@@ -306,23 +379,36 @@ class Phase:
     def result(self) -> dict:
         values = sorted(v for vs in self.stats.latency.values() for v in vs) or [float("nan")]
         n = self.stats.transitions
-        result = {"rate": n / self.elapsed if self.elapsed else 0.0, "n": n, "p50": values[len(values) // 2] * 1000,
-                  "p99": values[min(len(values) - 1, int(len(values) * 0.99))] * 1000,
-                  "cpu": self.cpu / n * 1000 if n else float("nan"), "pg": self.pg / n * 1000 if n else float("nan"),
-                  "errors": dict(self.stats.errors)}
-        print(f"  {self.label:<8} {result['rate']:8.1f}/s  n={n:6d}  p50={result['p50']:7.2f} ms  "
-              f"p99={result['p99']:7.2f} ms  CPU/transition: server {result['cpu']:6.2f} ms, "
-              f"PostgreSQL backends {result['pg']:6.2f} ms"
-              + (f"  errors {result['errors']}" if result["errors"] else ""), flush=True)
+        result = {
+            "rate": n / self.elapsed if self.elapsed else 0.0,
+            "n": n,
+            "p50": values[len(values) // 2] * 1000,
+            "p99": values[min(len(values) - 1, int(len(values) * 0.99))] * 1000,
+            "cpu": self.cpu / n * 1000 if n else float("nan"),
+            "pg": self.pg / n * 1000 if n else float("nan"),
+            "errors": dict(self.stats.errors),
+        }
+        print(
+            f"  {self.label:<8} {result['rate']:8.1f}/s  n={n:6d}  p50={result['p50']:7.2f} ms  "
+            f"p99={result['p99']:7.2f} ms  CPU/transition: server {result['cpu']:6.2f} ms, "
+            f"PostgreSQL backends {result['pg']:6.2f} ms" + (f"  errors {result['errors']}" if result["errors"] else ""),
+            flush=True,
+        )
         return result
 
 
 def service_env(url: str) -> dict[str, str]:
     # production settings (no test clock), cheap password hashing for the accounts it makes
-    return {"LC_DATABASE_URL": url.replace("postgresql://", "postgresql+asyncpg://"), "LC_ENV": "production",
-            "LC_SECRET_KEY": secrets.token_urlsafe(32), "LC_LOG_LEVEL": "WARNING",
-            "LC_BOOTSTRAP_OPERATOR_USERNAME": "bench-operator", "LC_BOOTSTRAP_OPERATOR_PASSWORD": PASSWORD,
-            "LC_ARGON2_TIME_COST": "1", "LC_ARGON2_MEMORY_COST_KIB": "1024"}
+    return {
+        "LC_DATABASE_URL": url.replace("postgresql://", "postgresql+asyncpg://"),
+        "LC_ENV": "production",
+        "LC_SECRET_KEY": secrets.token_urlsafe(32),
+        "LC_LOG_LEVEL": "WARNING",
+        "LC_BOOTSTRAP_OPERATOR_USERNAME": "bench-operator",
+        "LC_BOOTSTRAP_OPERATOR_PASSWORD": PASSWORD,
+        "LC_ARGON2_TIME_COST": "1",
+        "LC_ARGON2_MEMORY_COST_KIB": "1024",
+    }
 
 
 async def run(args) -> int:
@@ -335,21 +421,38 @@ async def run(args) -> int:
         # `python -m app serve` migrates first, then runs uvicorn (the deployment's command)
         service = spawn([sys.executable, "-m", "app", "serve", "--port", str(sport)], env, Path(logs.name, "service"))
         procs.append(service)
-        bare = spawn([sys.executable, "-m", "uvicorn", "--log-level", "warning", "--no-access-log",
-                      "bench.bare_modules:app", "--port", str(bport)],
-                     {"BENCH_DSN": url, "PYTHONPATH": str(ROOT)}, Path(logs.name, "bare"))
+        bare = spawn(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--log-level",
+                "warning",
+                "--no-access-log",
+                "bench.bare_modules:app",
+                "--port",
+                str(bport),
+            ],
+            {"BENCH_DSN": url, "PYTHONPATH": str(ROOT)},
+            Path(logs.name, "bare"),
+        )
         procs.append(bare)
         await ready(f"http://127.0.0.1:{sport}/healthz", service)
         await ready(f"http://127.0.0.1:{bport}/health", bare)
         limits = httpx.Limits(max_connections=args.concurrency * 2, max_keepalive_connections=args.concurrency * 2)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{sport}", limits=limits, timeout=30) as client, \
-                httpx.AsyncClient(base_url=f"http://127.0.0.1:{bport}", limits=limits, timeout=30) as bare_client:
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{sport}", limits=limits, timeout=30) as client,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{bport}", limits=limits, timeout=30) as bare_client,
+        ):
             world = ModulesWorld(client, url)
             await world.build_modules(args.concurrency, args.merchants)
             (await bare_client.post("/seed", json=world.bare_seed())).raise_for_status()
-            print(f"service pid {service.pid}, bare reference pid {bare.pid}; {args.concurrency} clients, "
-                  f"{args.seconds:g} s per side and module in {args.rounds} alternating round(s) "
-                  f"(warm-up {args.warmup:g} s)", flush=True)
+            print(
+                f"service pid {service.pid}, bare reference pid {bare.pid}; {args.concurrency} clients, "
+                f"{args.seconds:g} s per side and module in {args.rounds} alternating round(s) "
+                f"(warm-up {args.warmup:g} s)",
+                flush=True,
+            )
             results = {}
             for module in args.modules:
                 call, what = CALLS[module]
@@ -367,16 +470,22 @@ async def run(args) -> int:
                         await phase.run(args.seconds / args.rounds)
                 svc, ref = svc.result(), ref.result()
                 results[module] = (svc, ref)
-        print(f"\nper transition, service / bare ({args.concurrency} clients, {args.seconds:g} s each); "
-              "cpu ratio = bare/service (server + PostgreSQL backends) CPU per transition:")
-        print(f"{'module':<11} {'transitions/s':>15} {'p50 ms':>15} {'p99 ms':>15} {'server CPU ms':>15} "
-              f"{'PG CPU ms':>13} {'ratio':>6} {'cpu ratio':>9}")
+        print(
+            f"\nper transition, service / bare ({args.concurrency} clients, {args.seconds:g} s each); "
+            "cpu ratio = bare/service (server + PostgreSQL backends) CPU per transition:"
+        )
+        print(
+            f"{'module':<11} {'transitions/s':>15} {'p50 ms':>15} {'p99 ms':>15} {'server CPU ms':>15} "
+            f"{'PG CPU ms':>13} {'ratio':>6} {'cpu ratio':>9}"
+        )
         for module, (svc, ref) in results.items():
             ratio = svc["rate"] / ref["rate"] if ref["rate"] else float("nan")
             cpu_ratio = (ref["cpu"] + ref["pg"]) / (svc["cpu"] + svc["pg"]) if svc["n"] and ref["n"] else float("nan")
-            print(f"{module:<11} {svc['rate']:7.1f} /{ref['rate']:6.1f} {svc['p50']:7.1f} /{ref['p50']:6.1f} "
-                  f"{svc['p99']:7.1f} /{ref['p99']:6.1f} {svc['cpu']:7.2f} /{ref['cpu']:6.2f} "
-                  f"{svc['pg']:5.2f} /{ref['pg']:5.2f} {ratio:6.2f} {cpu_ratio:9.2f}")
+            print(
+                f"{module:<11} {svc['rate']:7.1f} /{ref['rate']:6.1f} {svc['p50']:7.1f} /{ref['p50']:6.1f} "
+                f"{svc['p99']:7.1f} /{ref['p99']:6.1f} {svc['cpu']:7.2f} /{ref['cpu']:6.2f} "
+                f"{svc['pg']:5.2f} /{ref['pg']:5.2f} {ratio:6.2f} {cpu_ratio:9.2f}"
+            )
         for module, (svc, ref) in results.items():
             ratio = svc["rate"] / ref["rate"] if ref["rate"] else float("nan")
             print(f"ratio service/bare {module}: {ratio:.2f}")
@@ -416,8 +525,11 @@ async def show_sql(args) -> int:
     from app.main import create_app  # noqa: PLC0415
 
     statements: list[str] = []
-    event.listen(Engine, "before_cursor_execute", lambda conn, cursor, sql, params, context, many:
-                 statements.append(" ".join(sql.split()) + ("  [many]" if many else "")))
+    event.listen(
+        Engine,
+        "before_cursor_execute",
+        lambda conn, cursor, sql, params, context, many: statements.append(" ".join(sql.split()) + ("  [many]" if many else "")),
+    )
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(), port=port, log_level="warning", access_log=False))
     task = asyncio.create_task(server.serve())
@@ -446,16 +558,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--warmup", type=float, default=2,
-                        help="seconds of warm-up of each side before its module's phases (0: none)")
-    parser.add_argument("--rounds", type=int, default=3, help="split each side's SECONDS into this many phases, "
-                        "alternating service and bare")
+    parser.add_argument(
+        "--warmup", type=float, default=2, help="seconds of warm-up of each side before its module's phases (0: none)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="split each side's SECONDS into this many phases, alternating service and bare"
+    )
     parser.add_argument("--merchants", type=int, default=4)
     parser.add_argument("--modules", nargs="+", choices=MODULES, default=list(MODULES))
     parser.add_argument("--db", default="lc_bench_modules", help="database created and dropped (never 'test')")
     parser.add_argument("--keep", action="store_true", help="keep the database at the end (to inspect it)")
-    parser.add_argument("--sql", action="store_true", help="instead: print the SQL the service runs for one "
-                        "transition of each module (service in-process)")
+    parser.add_argument(
+        "--sql",
+        action="store_true",
+        help="instead: print the SQL the service runs for one transition of each module (service in-process)",
+    )
     args = parser.parse_args()
     if args.sql:
         return asyncio.run(show_sql(args))

@@ -36,11 +36,27 @@ DB = "lc_request_cpu"
 
 
 def _scope(app, method: str, path: str, token: str, body: bytes) -> dict:
-    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-            "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "app": app,
-            "headers": [(b"host", b"bench"), (b"content-type", b"application/json"),
-                        (b"authorization", b"Bearer " + token.encode()), (b"content-length", str(len(body)).encode())],
-            "client": ("127.0.0.1", 1), "server": ("bench", 80), "state": {}}
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "app": app,
+        "headers": [
+            (b"host", b"bench"),
+            (b"content-type", b"application/json"),
+            (b"authorization", b"Bearer " + token.encode()),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("bench", 80),
+        "state": {},
+    }
 
 
 async def call(app, method: str, path: str, token: str, body: bytes = b"") -> tuple[int, bytes]:
@@ -73,35 +89,64 @@ async def world(app) -> tuple[str, str, bytes]:
     from app.domain.security import create_token
 
     async with app.state.sessionmaker() as session:
-        op = await create_account(session, AccountCreate(role=Role.operator, username="bench-op",
-                                                         password="bench-password-1", display_name="op"))
+        op = await create_account(
+            session, AccountCreate(role=Role.operator, username="bench-op", password="bench-password-1", display_name="op")
+        )
         await session.commit()
     headers = {"Authorization": f"Bearer {create_token(op.id, 'operator')[0]}"}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
+
         async def account(role: str, profile: dict) -> tuple[dict, str]:
             name = f"{role}-{uuid.uuid4().hex[:8]}"
-            r = await client.post("/v1/accounts", headers=headers, json={
-                "role": role, "username": name, "password": "pw-" + name, "display_name": name, "profile": profile})
+            r = await client.post(
+                "/v1/accounts",
+                headers=headers,
+                json={"role": role, "username": name, "password": "pw-" + name, "display_name": name, "profile": profile},
+            )
             r.raise_for_status()
             return r.json(), create_token(r.json()["id"], role)[0]
 
-        merchant, merchant_token = await account("merchant", {"shop_name": "s", "alliance_member": True,
-                                                              "experience_score": 4.8})
-        creator, creator_token = await account("creator", {
-            "nickname": "c", "level": 3, "followers": 1000, "accepting_orders": True,
-            "quotes": {"dedicated_hourly_fen": 1000, "shared_hourly_fen": 500}})
+        merchant, merchant_token = await account("merchant", {"shop_name": "s", "alliance_member": True, "experience_score": 4.8})
+        creator, creator_token = await account(
+            "creator",
+            {
+                "nickname": "c",
+                "level": 3,
+                "followers": 1000,
+                "accepting_orders": True,
+                "quotes": {"dedicated_hourly_fen": 1000, "shared_hourly_fen": 500},
+            },
+        )
         mine = {"Authorization": f"Bearer {merchant_token}"}
         (await client.post("/v1/xingtu-binding", headers=mine, json={})).raise_for_status()
-        (await client.post("/v1/wallet/top-ups", headers=mine, json={
-            "amount_fen": 10**12, "method": "online", "reference": "bench"})).raise_for_status()
-        product = (await client.post("/v1/products", headers=mine, json={
-            "title": "P", "brand": "B", "price_fen": 100, "inventory": 10**6, "general_commission_bp": 1000})).json()
+        (
+            await client.post(
+                "/v1/wallet/top-ups", headers=mine, json={"amount_fen": 10**12, "method": "online", "reference": "bench"}
+            )
+        ).raise_for_status()
+        product = (
+            await client.post(
+                "/v1/products",
+                headers=mine,
+                json={"title": "P", "brand": "B", "price_fen": 100, "inventory": 10**6, "general_commission_bp": 1000},
+            )
+        ).json()
         now = (await client.get("/v1/admin/clock", headers=headers)).json()["now"]
     start = (datetime.fromisoformat(now.replace("Z", "+00:00")) + timedelta(days=5)).replace(second=0, microsecond=0)
-    body = json.dumps({"title": "带货任务", "contact_name": "张三", "contact_phone": "13800138000",
-                       "expected_start_at": start.isoformat().replace("+00:00", "Z"), "return_samples": False,
-                       "session_type": "dedicated", "hours": 1, "creator_id": creator["id"],
-                       "products": [{"product_id": product["id"], "plan": "general"}]}, ensure_ascii=False).encode()
+    body = json.dumps(
+        {
+            "title": "带货任务",
+            "contact_name": "张三",
+            "contact_phone": "13800138000",
+            "expected_start_at": start.isoformat().replace("+00:00", "Z"),
+            "return_samples": False,
+            "session_type": "dedicated",
+            "hours": 1,
+            "creator_id": creator["id"],
+            "products": [{"product_id": product["id"], "plan": "general"}],
+        },
+        ensure_ascii=False,
+    ).encode()
     return merchant_token, creator_token, body
 
 
@@ -119,8 +164,9 @@ async def pairs(app, n: int, merchant: str, creator: str, body: bytes) -> float:
 
 async def run(args) -> None:
     await recreate_database(DB)
-    os.environ.update(LC_DATABASE_URL=pg_url(DB, "postgresql+asyncpg"), LC_ENV="test", LC_RUN_SWEEPER="false",
-                      LC_LOG_LEVEL="WARNING")
+    os.environ.update(
+        LC_DATABASE_URL=pg_url(DB, "postgresql+asyncpg"), LC_ENV="test", LC_RUN_SWEEPER="false", LC_LOG_LEVEL="WARNING"
+    )
     import app.db.models  # noqa: F401
     from app.config import get_settings
     from app.db.base import Base
@@ -148,8 +194,10 @@ async def run(args) -> None:
                 else:
                     with open(args.profile, "w") as out:
                         pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(80)
-        print(f"server CPU per create+accept pair: median {statistics.median(figures):.2f} ms, least {min(figures):.2f} ms "
-              f"(rounds: {', '.join(f'{f:.2f}' for f in figures)}; {args.pairs} pairs each)")
+        print(
+            f"server CPU per create+accept pair: median {statistics.median(figures):.2f} ms, least {min(figures):.2f} ms "
+            f"(rounds: {', '.join(f'{f:.2f}' for f in figures)}; {args.pairs} pairs each)"
+        )
     finally:
         await app.state.engine.dispose()
         await recreate_database(DB, drop_only=True)

@@ -76,9 +76,14 @@ UVICORN = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--log-level"
 
 
 def service_env(db: str) -> dict[str, str]:
-    return {"LC_DATABASE_URL": pg_url(db, "postgresql+asyncpg"), "LC_ENV": "test", "LC_LOG_LEVEL": "warning",
-            "LC_SECRET_KEY": secrets.token_urlsafe(32),
-            "LC_BOOTSTRAP_OPERATOR_USERNAME": "bench-operator", "LC_BOOTSTRAP_OPERATOR_PASSWORD": PASSWORD}
+    return {
+        "LC_DATABASE_URL": pg_url(db, "postgresql+asyncpg"),
+        "LC_ENV": "test",
+        "LC_LOG_LEVEL": "warning",
+        "LC_SECRET_KEY": secrets.token_urlsafe(32),
+        "LC_BOOTSTRAP_OPERATOR_USERNAME": "bench-operator",
+        "LC_BOOTSTRAP_OPERATOR_PASSWORD": PASSWORD,
+    }
 
 
 async def service_rows(base: str, threads: int) -> list[tuple[str, ...]]:
@@ -88,15 +93,32 @@ async def service_rows(base: str, threads: int) -> list[tuple[str, ...]]:
         await world.build(threads, threads)
     start = (datetime.now(UTC) + timedelta(days=5)).replace(second=0, microsecond=0)
     token = {who: headers["Authorization"].removeprefix("Bearer ") for who, headers in world.tokens.items()}
-    return [("/v1/task-orders", "/v1/task-orders/", "/accept", token[merchant], token[creator],
-             json.dumps(order_body(creator, product, start), ensure_ascii=False))
-            for (merchant, product), creator in zip(world.merchants, world.creators, strict=True)]
+    return [
+        (
+            "/v1/task-orders",
+            "/v1/task-orders/",
+            "/accept",
+            token[merchant],
+            token[creator],
+            json.dumps(order_body(creator, product, start), ensure_ascii=False),
+        )
+        for (merchant, product), creator in zip(world.merchants, world.creators, strict=True)
+    ]
 
 
 def bare_rows(threads: int) -> list[tuple[str, ...]]:
     """chain.lua's lines for the reference: per thread, its own wallet (as one merchant per thread)."""
-    return [("/orders", "/orders/", "/accept", "", "",
-             json.dumps({"merchant_id": f"w{i}", "creator_id": f"c{i}", "amount_fen": 1000})) for i in range(threads)]
+    return [
+        (
+            "/orders",
+            "/orders/",
+            "/accept",
+            "",
+            "",
+            json.dumps({"merchant_id": f"w{i}", "creator_id": f"c{i}", "amount_fen": 1000}),
+        )
+        for i in range(threads)
+    ]
 
 
 def write_rows(path: Path, rows: list[tuple[str, ...]]) -> Path:
@@ -115,38 +137,62 @@ def parse_wrk(out: str) -> dict:
     latency = {q: re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M) for q in (50, 99)}
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     socket = re.search(r"Socket errors: (.*)", out)
-    return {"tps": float(rps.group(1)), "requests": int(re.search(r"(\d+) requests in", out).group(1)),
-            **{f"p{q}": milliseconds(*m.groups()) if m else float("nan") for q, m in latency.items()},
-            "non2xx": int(non2xx.group(1)) if non2xx else 0, "socket": socket.group(1) if socket else ""}
+    return {
+        "tps": float(rps.group(1)),
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        **{f"p{q}": milliseconds(*m.groups()) if m else float("nan") for q, m in latency.items()},
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket": socket.group(1) if socket else "",
+    }
 
 
 def load(base: str, config: Path, proc: subprocess.Popen, db: str, args) -> dict:
     """One phase: wrk on `base` for SECONDS, and what the server process and its backends spent."""
     cpu, pg = cpu_seconds(proc.pid), backend_cpu_seconds(db)
-    wrk = subprocess.run(["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.seconds}s", "--latency",
-                          "-s", str(CHAIN), base, "--", str(config)],
-                         capture_output=True, text=True, timeout=args.seconds + 120)
+    wrk = subprocess.run(
+        [
+            "wrk",
+            f"-t{args.threads}",
+            f"-c{args.connections}",
+            f"-d{args.seconds}s",
+            "--latency",
+            "-s",
+            str(CHAIN),
+            base,
+            "--",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=args.seconds + 120,
+    )
     cpu, pg = cpu_seconds(proc.pid) - cpu, backend_cpu_seconds(db) - pg
     if wrk.returncode:
         raise RuntimeError(f"wrk exited with {wrk.returncode}:\n{wrk.stdout}{wrk.stderr}")
     result = parse_wrk(wrk.stdout)
     n = result["requests"]
-    result.update(cpu=cpu / n * 1000 if n else float("nan"), pg=pg / n * 1000 if n else float("nan"),
-                  rss=peak_rss_mib(proc.pid))
+    result.update(cpu=cpu / n * 1000 if n else float("nan"), pg=pg / n * 1000 if n else float("nan"), rss=peak_rss_mib(proc.pid))
     return result
 
 
 def line(label: str, r: dict) -> str:
-    return (f"{label:<16} {r['tps']:8.0f} transitions/s  p50 {r['p50']:7.1f} ms  p99 {r['p99']:7.1f} ms  "
-            f"non-2xx {r['non2xx']}  CPU/transition: server {r['cpu']:5.2f} ms, PostgreSQL {r['pg']:5.2f} ms  "
-            f"peak RSS {r['rss']:4.0f} MiB" + (f"  socket errors: {r['socket']}" if r["socket"] else ""))
+    return (
+        f"{label:<16} {r['tps']:8.0f} transitions/s  p50 {r['p50']:7.1f} ms  p99 {r['p99']:7.1f} ms  "
+        f"non-2xx {r['non2xx']}  CPU/transition: server {r['cpu']:5.2f} ms, PostgreSQL {r['pg']:5.2f} ms  "
+        f"peak RSS {r['rss']:4.0f} MiB" + (f"  socket errors: {r['socket']}" if r["socket"] else "")
+    )
 
 
 def summary(results: list[dict]) -> dict:
     """Medians over the rounds; non-2xx summed, peak RSS the highest."""
     median = {k: statistics.median(r[k] for r in results) for k in ("tps", "p50", "p99", "cpu", "pg")}
-    return {**median, "non2xx": sum(r["non2xx"] for r in results), "rss": max(r["rss"] for r in results),
-            "requests": sum(r["requests"] for r in results), "socket": ""}
+    return {
+        **median,
+        "non2xx": sum(r["non2xx"] for r in results),
+        "rss": max(r["rss"] for r in results),
+        "requests": sum(r["requests"] for r in results),
+        "socket": "",
+    }
 
 
 async def bench(args, logs: Path) -> int:
@@ -172,17 +218,34 @@ async def bench(args, logs: Path) -> int:
         service_config = write_rows(logs / "service.tsv", await service_rows(base, args.threads))
         bare_config = write_rows(logs / "bare.tsv", bare_rows(args.threads))
         stop([proc])
-        print(f"wrk: {args.threads} threads, {args.connections} connections, {args.seconds} s per phase, "
-              f"{args.rounds} round(s); databases {db}, {bare_db}", flush=True)
+        print(
+            f"wrk: {args.threads} threads, {args.connections} connections, {args.seconds} s per phase, "
+            f"{args.rounds} round(s); databases {db}, {bare_db}",
+            flush=True,
+        )
         results: dict[str, list[dict]] = {"service": [], "bare": []}
         for n in range(1, args.rounds + 1):
             proc, base = await start(f"service-{n}", "app.main:app", env, "/healthz")
             spy = None
             if args.py_spy and n == 1:
-                spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "-o", args.py_spy,
-                                        "-f", "raw" if args.py_spy.endswith(".txt") else "flamegraph",
-                                        "-p", str(proc.pid), "-d", str(args.seconds), "-r", "200"],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                spy = subprocess.Popen(
+                    [
+                        str(Path(sys.executable).with_name("py-spy")),
+                        "record",
+                        "-o",
+                        args.py_spy,
+                        "-f",
+                        "raw" if args.py_spy.endswith(".txt") else "flamegraph",
+                        "-p",
+                        str(proc.pid),
+                        "-d",
+                        str(args.seconds),
+                        "-r",
+                        "200",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             results["service"].append(load(base, service_config, proc, db, args))
             if spy:
                 spy.wait()
@@ -190,8 +253,9 @@ async def bench(args, logs: Path) -> int:
             print(line(f"round {n} service", results["service"][-1]), flush=True)
             proc, base = await start(f"bare-{n}", "bench.bare_app:app", bare_env, "/health")
             async with httpx.AsyncClient(base_url=base) as client:
-                (await client.post("/seed", json={"wallets": [f"w{i}" for i in range(args.threads)],
-                                                  "available_fen": 10**12})).raise_for_status()
+                (
+                    await client.post("/seed", json={"wallets": [f"w{i}" for i in range(args.threads)], "available_fen": 10**12})
+                ).raise_for_status()
             results["bare"].append(load(base, bare_config, proc, bare_db, args))
             stop([proc])
             print(line(f"round {n} bare", results["bare"][-1]), flush=True)
@@ -210,22 +274,29 @@ async def bench(args, logs: Path) -> int:
     print(line("service", svc))
     print(line("bare", ref))
     ratio = svc["tps"] / ref["tps"] if ref["tps"] else float("nan")
-    print(f"ratio service/bare {ratio:.2f}, p99 ratio {svc['p99'] / ref['p99']:.2f}, "
-          f"server CPU per transition {svc['cpu'] / ref['cpu']:.2f}x the bare's, "
-          f"PostgreSQL backends' {svc['pg'] / ref['pg']:.2f}x")
+    print(
+        f"ratio service/bare {ratio:.2f}, p99 ratio {svc['p99'] / ref['p99']:.2f}, "
+        f"server CPU per transition {svc['cpu'] / ref['cpu']:.2f}x the bare's, "
+        f"PostgreSQL backends' {svc['pg'] / ref['pg']:.2f}x"
+    )
     for name in sorted(p.name for p in logs.iterdir()):
         text = (logs / name).read_text(errors="replace")
         if "Traceback" in text:
             print(f"{name} logged errors:\n{text[-4000:]}")
-    failures = [f"{side}: {what}" for side, r in (("service", svc), ("bare", ref))
-                for what in (["no request completed"] if not r["requests"] else [])
-                + ([f"{r['non2xx']} non-2xx responses"] if r["non2xx"] else [])]
+    failures = [
+        f"{side}: {what}"
+        for side, r in (("service", svc), ("bare", ref))
+        for what in (["no request completed"] if not r["requests"] else [])
+        + ([f"{r['non2xx']} non-2xx responses"] if r["non2xx"] else [])
+    ]
     if args.goal is not None and not ratio >= args.goal:
         failures.append(f"ratio {ratio:.2f} below the goal {args.goal:g}")
     if failures:
         print("failed: " + "; ".join(failures))
-    print(f"create+accept over HTTP on PostgreSQL: service {svc['tps']:.0f}/s vs bare {ref['tps']:.0f}/s, "
-          f"ratio {ratio:.2f} (p99 {svc['p99']:.1f} ms vs {ref['p99']:.1f} ms)")
+    print(
+        f"create+accept over HTTP on PostgreSQL: service {svc['tps']:.0f}/s vs bare {ref['tps']:.0f}/s, "
+        f"ratio {ratio:.2f} (p99 {svc['p99']:.1f} ms vs {ref['p99']:.1f} ms)"
+    )
     return 1 if failures else 0
 
 
@@ -237,8 +308,12 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (shared by the threads)")
     parser.add_argument("--goal", type=float, help="exit 1 when the ratio service/bare is below it")
     parser.add_argument("--db", help="the service's database (the reference's is DB_bare); created and dropped")
-    parser.add_argument("--py-spy", metavar="OUT", help="record a py-spy profile of the service during the first "
-                        "round: a flame graph, or collapsed stacks if OUT ends in .txt (needs py-spy in the venv)")
+    parser.add_argument(
+        "--py-spy",
+        metavar="OUT",
+        help="record a py-spy profile of the service during the first "
+        "round: a flame graph, or collapsed stacks if OUT ends in .txt (needs py-spy in the venv)",
+    )
     args = parser.parse_args()
     if args.db == "test":
         parser.error("refusing to use the database `test`")

@@ -163,10 +163,25 @@ class Service:
         self.logs.append(path)
         with path.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(self.port),
-                 "--log-level", "warning", "--no-access-log"],
-                cwd=ROOT, env={**os.environ, **self.env}, stdout=out, stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent)
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "app.main:app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--log-level",
+                    "warning",
+                    "--no-access-log",
+                ],
+                cwd=ROOT,
+                env={**os.environ, **self.env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
 
     async def ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -256,8 +271,9 @@ class Api:
         for c in self.clients:
             await c.aclose()
 
-    async def call(self, name: str, method: str, path: str, headers: dict[str, str] | None = None,
-                   **kwargs) -> httpx.Response | None:
+    async def call(
+        self, name: str, method: str, path: str, headers: dict[str, str] | None = None, **kwargs
+    ) -> httpx.Response | None:
         headers = dict(headers or {})
         if method == "POST" and "data" not in kwargs:
             headers["Idempotency-Key"] = uuid.uuid4().hex
@@ -349,8 +365,13 @@ async def login(api: Api, username: str) -> dict[str, str]:
 
 
 async def account(api: Api, world: World, role: str, username: str, profile: dict) -> str:
-    r = await api.call("setup", "POST", "/v1/accounts", world.op, json={
-        "role": role, "username": username, "password": PASSWORD, "display_name": username, "profile": profile})
+    r = await api.call(
+        "setup",
+        "POST",
+        "/v1/accounts",
+        world.op,
+        json={"role": role, "username": username, "password": PASSWORD, "display_name": username, "profile": profile},
+    )
     assert r is not None and r.status_code == 201, r and r.text
     account_id = r.json()["id"]
     world.tokens[account_id] = await login(api, username)
@@ -366,31 +387,59 @@ async def build(api: Api, world: World, args: argparse.Namespace, receiver_url: 
     platform_id = await account(api, world, "platform", "stress-platform", {})
     world.platform = world.tokens[platform_id]
     # Subscriptions first, so every event of the run is to be delivered.
-    r = await api.call("setup", "POST", "/v1/webhooks", world.op, json={
-        "url": f"{receiver_url}/op", "event_types": ["*"], "secret": OP_SECRET})
+    r = await api.call(
+        "setup", "POST", "/v1/webhooks", world.op, json={"url": f"{receiver_url}/op", "event_types": ["*"], "secret": OP_SECRET}
+    )
     assert ok(r, 201), r and r.text
     world.since_ids["op"] = r.json()["id"]
     gate = asyncio.Semaphore(8)
 
     async def merchant(i: int) -> None:
         async with gate:
-            mid = await account(api, world, "merchant", f"stress-m{i}", {
-                "shop_name": f"Stress Shop {i}", "alliance_member": i % 5 != 4, "experience_score": "4.50"})
+            mid = await account(
+                api,
+                world,
+                "merchant",
+                f"stress-m{i}",
+                {"shop_name": f"Stress Shop {i}", "alliance_member": i % 5 != 4, "experience_score": "4.50"},
+            )
             h = world.tokens[mid]
             assert ok(await api.call("setup", "POST", "/v1/xingtu-binding", h, json={}))
-            assert ok(await api.call("setup", "POST", "/v1/wallet/top-ups", h, json={
-                "amount_fen": rng.choice([20_000, 100_000, 500_000]), "method": "online", "reference": f"seed-{i}"}))
+            assert ok(
+                await api.call(
+                    "setup",
+                    "POST",
+                    "/v1/wallet/top-ups",
+                    h,
+                    json={"amount_fen": rng.choice([20_000, 100_000, 500_000]), "method": "online", "reference": f"seed-{i}"},
+                )
+            )
             products = []
             for k in range(2):
-                r = await api.call("setup", "POST", "/v1/products", h, json={
-                    "title": f"Product {i}-{k}", "brand": "Brand", "price_fen": 9900, "inventory": 10**6,
-                    "general_commission_bp": 1000})
+                r = await api.call(
+                    "setup",
+                    "POST",
+                    "/v1/products",
+                    h,
+                    json={
+                        "title": f"Product {i}-{k}",
+                        "brand": "Brand",
+                        "price_fen": 9900,
+                        "inventory": 10**6,
+                        "general_commission_bp": 1000,
+                    },
+                )
                 assert ok(r, 201), r and r.text
                 products.append(r.json()["id"])
             world.products[mid] = products
             if i == 0:
-                r = await api.call("setup", "POST", "/v1/webhooks", h, json={
-                    "url": f"{receiver_url}/m0", "event_types": ["task_order.*"], "secret": M0_SECRET})
+                r = await api.call(
+                    "setup",
+                    "POST",
+                    "/v1/webhooks",
+                    h,
+                    json={"url": f"{receiver_url}/m0", "event_types": ["task_order.*"], "secret": M0_SECRET},
+                )
                 assert ok(r, 201), r and r.text
             world.merchants.append(mid)
 
@@ -399,23 +448,37 @@ async def build(api: Api, world: World, args: argparse.Namespace, receiver_url: 
         if i % 3:
             contact["wechat"] = f"wx_stress_{i}"
         async with gate:
-            cid = await account(api, world, "creator", f"stress-c{i}", {
-                "nickname": f"Creator {i}", "level": rng.choice([1, 2, 3, 4, 4, 5, 6]),
-                "accepting_orders": i % 10 != 9,
-                "quotes": {"dedicated_hourly_fen": rng.choice([1000, 2500, 5000]),
-                           "shared_hourly_fen": None if i % 4 == 0 else 800},
-                "contact": contact})
+            cid = await account(
+                api,
+                world,
+                "creator",
+                f"stress-c{i}",
+                {
+                    "nickname": f"Creator {i}",
+                    "level": rng.choice([1, 2, 3, 4, 4, 5, 6]),
+                    "accepting_orders": i % 10 != 9,
+                    "quotes": {
+                        "dedicated_hourly_fen": rng.choice([1000, 2500, 5000]),
+                        "shared_hourly_fen": None if i % 4 == 0 else 800,
+                    },
+                    "contact": contact,
+                },
+            )
         world.creators.append(cid)
         if "wechat" in contact:
             world.creators_with_wechat.add(cid)
 
     async def agency(i: int) -> None:
         async with gate:
-            aid = await account(api, world, "agency", f"stress-a{i}", {"name": f"Agency {i}",
-                                                                        "head_annual": i % 2 == 0})
+            aid = await account(api, world, "agency", f"stress-a{i}", {"name": f"Agency {i}", "head_annual": i % 2 == 0})
             for k in range(2):
-                r = await api.call("setup", "POST", "/v1/live-bases", world.tokens[aid], json={
-                    "name": f"Base {i}-{k}", "address": f"Hangzhou {i}-{k}"})
+                r = await api.call(
+                    "setup",
+                    "POST",
+                    "/v1/live-bases",
+                    world.tokens[aid],
+                    json={"name": f"Base {i}-{k}", "address": f"Hangzhou {i}-{k}"},
+                )
                 assert ok(r, 201), r and r.text
                 world.bases[r.json()["id"]] = aid
         world.agencies.append(aid)
@@ -424,9 +487,12 @@ async def build(api: Api, world: World, args: argparse.Namespace, receiver_url: 
         async with gate:
             world.leaders.append(await account(api, world, "group_leader", f"stress-g{i}", {"name": f"Leader {i}"}))
 
-    await asyncio.gather(*(merchant(i) for i in range(args.merchants)),
-                         *(creator(i) for i in range(args.creators)),
-                         *(agency(i) for i in range(args.agencies)), *(leader(i) for i in range(2)))
+    await asyncio.gather(
+        *(merchant(i) for i in range(args.merchants)),
+        *(creator(i) for i in range(args.creators)),
+        *(agency(i) for i in range(args.agencies)),
+        *(leader(i) for i in range(2)),
+    )
     # Start three hours before a quota week ends (Monday 00:00 Asia/Shanghai), so the run crosses
     # it early; a tighter quota policy applies from that Monday, so quotas run out often.
     r = await api.call("setup", "GET", "/v1/admin/clock", world.op)
@@ -439,11 +505,20 @@ async def build(api: Api, world: World, args: argparse.Namespace, receiver_url: 
     if jump > 0:
         r = await api.call("setup", "POST", "/v1/admin/clock/advance", world.op, json={"seconds": jump})
         assert ok(r), r and r.text
-    r = await api.call("setup", "PUT", "/v1/admin/quota-policy", world.op, json={
-        "merchant_tiers": [{"min_last_week_gmv_fen": 0, "conversations": 6, "contact_views": 4},
-                           {"min_last_week_gmv_fen": 1_000_000, "conversations": 12, "contact_views": 8}],
-        "creator_tiers": [{"min_level": 0, "conversations": 3}, {"min_level": 4, "conversations": 6}],
-        "fixed": {"agency_to_creator": 8, "group_leader_to_creator": 10, "group_leader_to_merchant": 5}})
+    r = await api.call(
+        "setup",
+        "PUT",
+        "/v1/admin/quota-policy",
+        world.op,
+        json={
+            "merchant_tiers": [
+                {"min_last_week_gmv_fen": 0, "conversations": 6, "contact_views": 4},
+                {"min_last_week_gmv_fen": 1_000_000, "conversations": 12, "contact_views": 8},
+            ],
+            "creator_tiers": [{"min_level": 0, "conversations": 3}, {"min_level": 4, "conversations": 6}],
+            "fixed": {"agency_to_creator": 8, "group_leader_to_creator": 10, "group_leader_to_merchant": 5},
+        },
+    )
     assert ok(r), r and r.text
     r = await api.call("setup", "GET", "/v1/admin/clock", world.op)
     assert ok(r), r and r.text
@@ -480,12 +555,19 @@ class Client:
         start = minute(self.w.now + timedelta(minutes=self.rng.randint(90, 60 * 40)))
         hours = self.rng.randint(1, 3)
         products = self.rng.sample(self.w.products[merchant], self.rng.randint(1, 2))
-        body = {"title": "压测专场", "contact_name": "王经理", "contact_phone": "13900139000",
-                "expected_start_at": start.isoformat(), "return_samples": False,
-                "session_type": self.rng.choice(["dedicated", "dedicated", "shared"]), "hours": hours,
-                "creator_id": creator,
-                "products": [{"product_id": p, "plan": self.rng.choice(["general", "targeted"]),
-                              "commission_bp": 1000} for p in products]}
+        body = {
+            "title": "压测专场",
+            "contact_name": "王经理",
+            "contact_phone": "13900139000",
+            "expected_start_at": start.isoformat(),
+            "return_samples": False,
+            "session_type": self.rng.choice(["dedicated", "dedicated", "shared"]),
+            "hours": hours,
+            "creator_id": creator,
+            "products": [
+                {"product_id": p, "plan": self.rng.choice(["general", "targeted"]), "commission_bp": 1000} for p in products
+            ],
+        }
         r = await self.api.call("order.create", "POST", "/v1/task-orders", self.h(merchant), json=body)
         if ok(r, 201):
             data = r.json()
@@ -500,16 +582,25 @@ class Client:
         if roll < 0.30:
             await self.api.call("order.accept", "POST", f"{path}/accept", self.h(order.creator), json={})
         elif roll < 0.36:
-            await self.api.call("order.reject", "POST", f"{path}/reject", self.h(order.creator),
-                                json={"reason": "档期冲突"})
+            await self.api.call("order.reject", "POST", f"{path}/reject", self.h(order.creator), json={"reason": "档期冲突"})
         elif roll < 0.42:
             await self.api.call("order.remind", "POST", f"{path}/remind", self.h(order.merchant), json={})
         elif roll < 0.50:
-            await self.api.call("order.cancel_merchant", "POST", f"{path}/cancel", self.h(order.merchant),
-                                json={"reason": {"code": self.pick(MERCHANT_REASONS)}})
+            await self.api.call(
+                "order.cancel_merchant",
+                "POST",
+                f"{path}/cancel",
+                self.h(order.merchant),
+                json={"reason": {"code": self.pick(MERCHANT_REASONS)}},
+            )
         elif roll < 0.55:
-            await self.api.call("order.cancel_creator", "POST", f"{path}/cancel", self.h(order.creator),
-                                json={"reason": {"code": self.pick(CREATOR_REASONS)}})
+            await self.api.call(
+                "order.cancel_creator",
+                "POST",
+                f"{path}/cancel",
+                self.h(order.creator),
+                json={"reason": {"code": self.pick(CREATOR_REASONS)}},
+            )
         elif roll < 0.75:
             await self.live_start(order)
         elif roll < 0.90:
@@ -521,9 +612,19 @@ class Client:
     async def live_start(self, order: Order) -> None:
         started = order.start + timedelta(minutes=self.rng.randint(-60, 60))
         external = f"ls-{uuid.uuid4().hex[:16]}"
-        r = await self.api.call("live.start", "POST", "/v1/ingest/live-sessions", self.w.platform, json={
-            "external_id": external, "host_id": order.creator, "started_at": started.isoformat(),
-            "peak_viewers": 100, "room_url": "https://live.example/room"})
+        r = await self.api.call(
+            "live.start",
+            "POST",
+            "/v1/ingest/live-sessions",
+            self.w.platform,
+            json={
+                "external_id": external,
+                "host_id": order.creator,
+                "started_at": started.isoformat(),
+                "peak_viewers": 100,
+                "room_url": "https://live.example/room",
+            },
+        )
         if ok(r):
             self.w.sessions.append((external, order.creator, started))
 
@@ -531,18 +632,29 @@ class Client:
         if not self.w.sessions:
             return
         external, host, started = self.w.sessions.pop(self.rng.randrange(len(self.w.sessions)))
-        await self.api.call("live.end", "POST", "/v1/ingest/live-sessions", self.w.platform, json={
-            "external_id": external, "host_id": host, "started_at": started.isoformat(),
-            "ended_at": (started + timedelta(hours=1)).isoformat(), "peak_viewers": 120,
-            "room_url": "https://live.example/room"})
+        await self.api.call(
+            "live.end",
+            "POST",
+            "/v1/ingest/live-sessions",
+            self.w.platform,
+            json={
+                "external_id": external,
+                "host_id": host,
+                "started_at": started.isoformat(),
+                "ended_at": (started + timedelta(hours=1)).isoformat(),
+                "peak_viewers": 120,
+                "room_url": "https://live.example/room",
+            },
+        )
 
     async def dispute(self) -> None:
         order: Order | None = self.recent(self.w.orders, 400)
         if order is None:
             return
         who = order.merchant if self.rng.random() < 0.5 else order.creator
-        r = await self.api.call("dispute.open", "POST", f"/v1/task-orders/{order.id}/disputes", self.h(who),
-                                json={"reason": "结算有争议"})
+        r = await self.api.call(
+            "dispute.open", "POST", f"/v1/task-orders/{order.id}/disputes", self.h(who), json={"reason": "结算有争议"}
+        )
         if ok(r, 201):
             self.w.disputes.append(r.json()["id"])
 
@@ -555,12 +667,16 @@ class Client:
             return
         amount = r.json()["amount_fen"]
         if self.rng.random() < 0.8:
-            await self.api.call("dispute.resolve", "POST", f"/v1/disputes/{dispute_id}/resolve", self.w.op,
-                                json={"creator_share_fen": self.rng.randint(0, amount), "note": "裁定"})
+            await self.api.call(
+                "dispute.resolve",
+                "POST",
+                f"/v1/disputes/{dispute_id}/resolve",
+                self.w.op,
+                json={"creator_share_fen": self.rng.randint(0, amount), "note": "裁定"},
+            )
         else:
             opener = r.json()["opened_by"]
-            await self.api.call("dispute.withdraw", "POST", f"/v1/disputes/{dispute_id}/withdraw",
-                                self.h(opener), json={})
+            await self.api.call("dispute.withdraw", "POST", f"/v1/disputes/{dispute_id}/withdraw", self.h(opener), json={})
 
     async def list_orders(self) -> None:
         who = self.pick(self.w.merchants + self.w.creators)
@@ -570,8 +686,13 @@ class Client:
     async def top_up(self) -> None:
         merchant = self.pick(self.w.merchants)
         method = self.rng.choice(["online", "bank_transfer"])
-        r = await self.api.call(f"wallet.top_up_{method}", "POST", "/v1/wallet/top-ups", self.h(merchant), json={
-            "amount_fen": self.rng.choice([5_000, 20_000, 100_000]), "method": method, "reference": "stress"})
+        r = await self.api.call(
+            f"wallet.top_up_{method}",
+            "POST",
+            "/v1/wallet/top-ups",
+            self.h(merchant),
+            json={"amount_fen": self.rng.choice([5_000, 20_000, 100_000]), "method": method, "reference": "stress"},
+        )
         if ok(r, 201) and r.json()["state"] == "pending":
             self.w.pending_top_ups.append(r.json()["id"])
 
@@ -580,8 +701,7 @@ class Client:
             return
         top_up = self.w.pending_top_ups.pop(self.rng.randrange(len(self.w.pending_top_ups)))
         action = "confirm" if self.rng.random() < 0.6 else "reject"
-        await self.api.call(f"wallet.top_up_{action}", "POST", f"/v1/wallet/top-ups/{top_up}/{action}", self.w.op,
-                            json={})
+        await self.api.call(f"wallet.top_up_{action}", "POST", f"/v1/wallet/top-ups/{top_up}/{action}", self.w.op, json={})
 
     async def wallet(self) -> None:
         who = self.pick(self.w.merchants + self.w.creators)
@@ -598,21 +718,30 @@ class Client:
             me, other = self.pick(self.w.agencies), self.pick(self.w.creators)
         else:
             me, other = self.pick(self.w.leaders), self.pick(self.w.creators + self.w.merchants)
-        r = await self.api.call("outreach.open", "POST", "/v1/conversations", self.h(me),
-                                json={"counterpart_id": other})
+        r = await self.api.call("outreach.open", "POST", "/v1/conversations", self.h(me), json={"counterpart_id": other})
         if r is None or r.status_code >= 500:
             self.w.conversations[me][1] += 1
         elif r.status_code == 201:
             self.w.conversations[me][0] += 1
             if self.rng.random() < 0.5:
-                await self.api.call("outreach.message", "POST", f"/v1/conversations/{r.json()['id']}/messages",
-                                    self.h(me), json={"text": "你好，合作一下？"})
+                await self.api.call(
+                    "outreach.message",
+                    "POST",
+                    f"/v1/conversations/{r.json()['id']}/messages",
+                    self.h(me),
+                    json={"text": "你好，合作一下？"},
+                )
 
     async def contact_view(self) -> None:
         merchant = self.pick(self.w.merchants)
         creator = self.pick(self.w.creators)
-        r = await self.api.call("outreach.contact_view", "POST", f"/v1/creators/{creator}/contact-views",
-                                self.h(merchant), json={"field": self.rng.choice(["phone", "wechat"])})
+        r = await self.api.call(
+            "outreach.contact_view",
+            "POST",
+            f"/v1/creators/{creator}/contact-views",
+            self.h(merchant),
+            json={"field": self.rng.choice(["phone", "wechat"])},
+        )
         if r is None or r.status_code >= 500:
             self.w.contact_views[merchant][1] += 1
         elif r.status_code == 200:
@@ -625,10 +754,20 @@ class Client:
     async def sales(self) -> None:
         merchant = self.pick(self.w.merchants)
         product = self.pick(self.w.products[merchant])
-        orders = [{"external_id": f"so-{uuid.uuid4().hex[:20]}", "shop_id": merchant, "product_id": product,
-                   "creator_id": self.pick(self.w.creators), "channel": "live", "live_session_id": None,
-                   "amount_fen": self.rng.choice([9900, 99_000, 990_000]), "status": "paid",
-                   "paid_at": (self.w.now - timedelta(minutes=5)).isoformat()} for _ in range(self.rng.randint(1, 5))]
+        orders = [
+            {
+                "external_id": f"so-{uuid.uuid4().hex[:20]}",
+                "shop_id": merchant,
+                "product_id": product,
+                "creator_id": self.pick(self.w.creators),
+                "channel": "live",
+                "live_session_id": None,
+                "amount_fen": self.rng.choice([9900, 99_000, 990_000]),
+                "status": "paid",
+                "paid_at": (self.w.now - timedelta(minutes=5)).isoformat(),
+            }
+            for _ in range(self.rng.randint(1, 5))
+        ]
         await self.api.call("ingest.orders", "POST", "/v1/ingest/orders", self.w.platform, json={"orders": orders})
 
     # -- live bases ----------------------------------------------------------------------------
@@ -639,14 +778,14 @@ class Client:
         r = await self.api.call("base.code", "GET", f"/v1/live-bases/{base}/check-in-code", self.h(agency))
         if not ok(r):
             return
-        r = await self.api.call("checkin.scan", "POST", "/v1/check-ins", self.h(creator),
-                                json={"token": r.json()["token"]})
+        r = await self.api.call("checkin.scan", "POST", "/v1/check-ins", self.h(creator), json={"token": r.json()["token"]})
         if not ok(r, 201):
             return
         check_in = r.json()
         if check_in["state"] == "pending_confirmation" and self.rng.random() < 0.9:
-            r = await self.api.call("checkin.confirm", "POST", f"/v1/check-ins/{check_in['id']}/confirm",
-                                    self.h(creator), json={})
+            r = await self.api.call(
+                "checkin.confirm", "POST", f"/v1/check-ins/{check_in['id']}/confirm", self.h(creator), json={}
+            )
             if ok(r) and r.json()["state"] == "checked_in":
                 self.w.check_ins.append((check_in["id"], creator, agency))
                 if r.json().get("cooperation_id"):
@@ -666,8 +805,9 @@ class Client:
             return
         cooperation, creator, agency, _ = item
         who = creator if self.rng.random() < 0.5 else agency
-        await self.api.call("cooperation.terminate", "POST", f"/v1/cooperations/{cooperation}/terminate",
-                            self.h(who), json={"reason": "压测"})
+        await self.api.call(
+            "cooperation.terminate", "POST", f"/v1/cooperations/{cooperation}/terminate", self.h(who), json={"reason": "压测"}
+        )
 
     async def race_check_in(self) -> None:
         """A creator confirms a new check-in at a base while its cooperation with that base is
@@ -679,16 +819,16 @@ class Client:
         r = await self.api.call("base.code", "GET", f"/v1/live-bases/{base}/check-in-code", self.h(agency))
         if not ok(r):
             return
-        r = await self.api.call("race.checkin_scan", "POST", "/v1/check-ins", self.h(creator),
-                                json={"token": r.json()["token"]})
+        r = await self.api.call("race.checkin_scan", "POST", "/v1/check-ins", self.h(creator), json={"token": r.json()["token"]})
         if not ok(r, 201) or r.json()["state"] != "pending_confirmation":
             return
         who = creator if self.rng.random() < 0.5 else agency
         await asyncio.gather(
-            self.api.call("race.checkin_confirm", "POST", f"/v1/check-ins/{r.json()['id']}/confirm", self.h(creator),
-                          json={}),
-            self.api.call("race.cooperation_terminate", "POST", f"/v1/cooperations/{cooperation}/terminate",
-                          self.h(who), json={}))
+            self.api.call("race.checkin_confirm", "POST", f"/v1/check-ins/{r.json()['id']}/confirm", self.h(creator), json={}),
+            self.api.call(
+                "race.cooperation_terminate", "POST", f"/v1/cooperations/{cooperation}/terminate", self.h(who), json={}
+            ),
+        )
 
     async def race_order(self) -> None:
         """Two parties act on one fresh order at once: exactly one transition wins."""
@@ -698,38 +838,56 @@ class Client:
         path = f"/v1/task-orders/{order.id}"
         await asyncio.gather(
             self.api.call("race.order_accept", "POST", f"{path}/accept", self.h(order.creator), json={}),
-            self.api.call("race.order_cancel", "POST", f"{path}/cancel", self.h(order.merchant),
-                          json={"reason": {"code": "budget_changed"}}),
-            self.api.call("race.order_reject", "POST", f"{path}/reject", self.h(order.creator), json={}))
+            self.api.call(
+                "race.order_cancel", "POST", f"{path}/cancel", self.h(order.merchant), json={"reason": {"code": "budget_changed"}}
+            ),
+            self.api.call("race.order_reject", "POST", f"{path}/reject", self.h(order.creator), json={}),
+        )
 
     async def binding(self) -> None:
         roll = self.rng.random()
         if roll < 0.4 or not self.w.bindings:
             agency, creator = self.pick(self.w.agencies), self.pick(self.w.creators)
-            r = await self.api.call("binding.invite", "POST", "/v1/creator-bindings", self.h(agency),
-                                    json={"creator_id": creator, "commission_bp": 500})
+            r = await self.api.call(
+                "binding.invite",
+                "POST",
+                "/v1/creator-bindings",
+                self.h(agency),
+                json={"creator_id": creator, "commission_bp": 500},
+            )
             if ok(r, 201):
                 self.w.bindings.append((r.json()["id"], agency, creator))
             return
         binding, agency, creator = self.recent(self.w.bindings, 50)
         if roll < 0.75:
-            await self.api.call("binding.accept", "POST", f"/v1/creator-bindings/{binding}/accept", self.h(creator),
-                                json={})
+            await self.api.call("binding.accept", "POST", f"/v1/creator-bindings/{binding}/accept", self.h(creator), json={})
         elif roll < 0.85:
-            await self.api.call("binding.decline", "POST", f"/v1/creator-bindings/{binding}/decline",
-                                self.h(creator), json={})
+            await self.api.call("binding.decline", "POST", f"/v1/creator-bindings/{binding}/decline", self.h(creator), json={})
         else:
             who = creator if self.rng.random() < 0.5 else agency
-            await self.api.call("binding.terminate", "POST", f"/v1/creator-bindings/{binding}/terminate",
-                                self.h(who), json={})
+            await self.api.call("binding.terminate", "POST", f"/v1/creator-bindings/{binding}/terminate", self.h(who), json={})
 
     async def one(self) -> None:
         actions = [
-            (self.create_order, 14), (self.order_action, 30), (self.live_end, 6), (self.dispute, 3),
-            (self.dispute_decide, 2), (self.list_orders, 3), (self.top_up, 3), (self.decide_top_up, 2),
-            (self.wallet, 2), (self.open_conversation, 8), (self.contact_view, 6), (self.quotas, 2),
-            (self.sales, 2), (self.check_in, 8), (self.check_out, 2), (self.terminate_cooperation, 2),
-            (self.binding, 4), (self.race_check_in, 2), (self.race_order, 2),
+            (self.create_order, 14),
+            (self.order_action, 30),
+            (self.live_end, 6),
+            (self.dispute, 3),
+            (self.dispute_decide, 2),
+            (self.list_orders, 3),
+            (self.top_up, 3),
+            (self.decide_top_up, 2),
+            (self.wallet, 2),
+            (self.open_conversation, 8),
+            (self.contact_view, 6),
+            (self.quotas, 2),
+            (self.sales, 2),
+            (self.check_in, 8),
+            (self.check_out, 2),
+            (self.terminate_cooperation, 2),
+            (self.binding, 4),
+            (self.race_check_in, 2),
+            (self.race_order, 2),
         ]
         action = self.rng.choices([a for a, _ in actions], weights=[w for _, w in actions])[0]
         await action()
@@ -741,8 +899,9 @@ async def client_loop(client: Client, deadline: float) -> None:
 
 
 # =========================================================================== background tasks
-async def clock_loop(api: Api, world: World, business_seconds: float, load_seconds: float, interval: float,
-                     deadline: float) -> None:
+async def clock_loop(
+    api: Api, world: World, business_seconds: float, load_seconds: float, interval: float, deadline: float
+) -> None:
     """Moves business time at a steady rate (`business_seconds` over the load), whatever the
     advance calls cost: each step is what the rate owes since the last one."""
     rate = business_seconds / load_seconds
@@ -777,8 +936,7 @@ SAMPLE_SQL = {
         WHERE c.state = 'checked_in' AND o.state <> 'active'""",
     # money: every wallet's available + frozen sums to zero at any commit point
     "money not conserved (sum of wallets)": "SELECT abs(coalesce(sum(available_fen + frozen_fen), 0)) FROM wallets",
-    "negative balance": "SELECT count(*) FROM wallets WHERE owner_id <> 'external' AND "
-                        "(available_fen < 0 OR frozen_fen < 0)",
+    "negative balance": "SELECT count(*) FROM wallets WHERE owner_id <> 'external' AND (available_fen < 0 OR frozen_fen < 0)",
     "quota over its limit": "SELECT count(*) FROM outreach_quotas WHERE used > quota_limit OR used < 0",
 }
 
@@ -809,8 +967,7 @@ async def killer(services: list[Service], at: float, restart_after: float, event
     await asyncio.sleep(restart_after)
     victim.start()
     await victim.ready()
-    events.append(f"restarted {victim.name} (pid {victim.proc.pid}) on :{victim.port} "
-                  f"after {restart_after:.0f} s")
+    events.append(f"restarted {victim.name} (pid {victim.proc.pid}) on :{victim.port} after {restart_after:.0f} s")
     log(events[-1])
 
 
@@ -829,18 +986,25 @@ class Report:
 
 
 async def events_not_received(conn: asyncpg.Connection, receiver: Receiver, world: World) -> dict[str, list[str]]:
-    subs = {r["url"].rsplit("/", 1)[-1]: r for r in await conn.fetch(
-        "SELECT id, url, since_event_id, account_id FROM webhook_subscriptions")}
+    subs = {
+        r["url"].rsplit("/", 1)[-1]: r
+        for r in await conn.fetch("SELECT id, url, since_event_id, account_id FROM webhook_subscriptions")
+    }
     missing: dict[str, list[str]] = {}
     op = subs["op"]
     ids = [r["id"] for r in await conn.fetch("SELECT id FROM events WHERE id > $1", op["since_event_id"])]
     got = receiver.received("op")
     missing["op"] = [i for i in ids if i not in got]
     m0 = subs["m0"]
-    ids = [r["id"] for r in await conn.fetch(
-        "SELECT e.id FROM events e JOIN event_recipients r ON r.event_id = e.id "
-        "WHERE e.id > $1 AND r.account_id = $2 AND e.type LIKE 'task\\_order.%'", m0["since_event_id"],
-        m0["account_id"])]
+    ids = [
+        r["id"]
+        for r in await conn.fetch(
+            "SELECT e.id FROM events e JOIN event_recipients r ON r.event_id = e.id "
+            "WHERE e.id > $1 AND r.account_id = $2 AND e.type LIKE 'task\\_order.%'",
+            m0["since_event_id"],
+            m0["account_id"],
+        )
+    ]
     got = receiver.received("m0")
     missing["m0"] = [i for i in ids if i not in got]
     return missing
@@ -862,76 +1026,131 @@ async def drain(dsn: str, receiver: Receiver, world: World, timeout: float) -> t
         await conn.close()
 
 
-async def check_database(dsn: str, receiver: Receiver, world: World, report: Report,
-                         missing: dict[str, list[str]]) -> None:
+async def check_database(dsn: str, receiver: Receiver, world: World, report: Report, missing: dict[str, list[str]]) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         q = conn.fetchval
         # -- the ledger ----------------------------------------------------------------------------
         report.figure("ledger transactions", await q("SELECT count(*) FROM ledger_transactions"))
         report.figure("ledger lines", await q("SELECT count(*) FROM ledger_lines"))
-        report.check("unbalanced ledger transactions", await q(
-            "SELECT count(*) FROM (SELECT transaction_id FROM ledger_lines GROUP BY 1 "
-            "HAVING sum(amount_fen) <> 0) x"))
-        report.check("ledger transactions without lines", await q(
-            "SELECT count(*) FROM ledger_transactions t WHERE NOT EXISTS "
-            "(SELECT 1 FROM ledger_lines l WHERE l.transaction_id = t.id)"))
-        report.check("sum of all wallets is not zero", await q(
-            "SELECT coalesce(sum(available_fen + frozen_fen), 0) FROM wallets"))
-        report.check("wallet differs from the sum of its ledger lines", await q("""
+        report.check(
+            "unbalanced ledger transactions",
+            await q("SELECT count(*) FROM (SELECT transaction_id FROM ledger_lines GROUP BY 1 HAVING sum(amount_fen) <> 0) x"),
+        )
+        report.check(
+            "ledger transactions without lines",
+            await q(
+                "SELECT count(*) FROM ledger_transactions t WHERE NOT EXISTS "
+                "(SELECT 1 FROM ledger_lines l WHERE l.transaction_id = t.id)"
+            ),
+        )
+        report.check(
+            "sum of all wallets is not zero", await q("SELECT coalesce(sum(available_fen + frozen_fen), 0) FROM wallets")
+        )
+        report.check(
+            "wallet differs from the sum of its ledger lines",
+            await q("""
             SELECT count(*) FROM wallets w LEFT JOIN (
               SELECT wallet_id, sum(amount_fen) FILTER (WHERE bucket = 'available') a,
                      sum(amount_fen) FILTER (WHERE bucket = 'frozen') f FROM ledger_lines GROUP BY 1) s
               ON s.wallet_id = w.id
-            WHERE w.available_fen <> coalesce(s.a, 0) OR w.frozen_fen <> coalesce(s.f, 0)"""))
+            WHERE w.available_fen <> coalesce(s.a, 0) OR w.frozen_fen <> coalesce(s.f, 0)"""),
+        )
         inflow = int(await q("SELECT coalesce(sum(amount_fen), 0) FROM top_ups WHERE state = 'succeeded'"))
         external = await q("SELECT coalesce(available_fen + frozen_fen, 0) FROM wallets WHERE owner_id = 'external'")
         report.figure("money brought in by succeeded top-ups (fen)", int(inflow))
-        report.check("external wallet is not minus the succeeded top-ups", (external or 0) + inflow,
-                     f"external {external}, top-ups {inflow}")
-        report.check("succeeded top-ups without exactly one funding transaction", await q("""
+        report.check(
+            "external wallet is not minus the succeeded top-ups",
+            (external or 0) + inflow,
+            f"external {external}, top-ups {inflow}",
+        )
+        report.check(
+            "succeeded top-ups without exactly one funding transaction",
+            await q("""
             SELECT count(*) FROM top_ups t WHERE (t.state = 'succeeded') <> (
-              (SELECT count(*) FROM ledger_transactions x WHERE x.kind = 'top_up' AND x.ref_id = t.id) = 1)"""))
-        report.check("funding transactions not of a succeeded top-up", await q("""
+              (SELECT count(*) FROM ledger_transactions x WHERE x.kind = 'top_up' AND x.ref_id = t.id) = 1)"""),
+        )
+        report.check(
+            "funding transactions not of a succeeded top-up",
+            await q("""
             SELECT count(*) FROM ledger_transactions x WHERE x.kind = 'top_up' AND NOT EXISTS
-              (SELECT 1 FROM top_ups t WHERE t.id = x.ref_id AND t.state = 'succeeded')"""))
-        report.check("negative available or frozen balance", await q(
-            "SELECT count(*) FROM wallets WHERE owner_id <> 'external' AND (available_fen < 0 OR frozen_fen < 0)"))
-        report.check("frozen balance differs from the open holds", await q("""
+              (SELECT 1 FROM top_ups t WHERE t.id = x.ref_id AND t.state = 'succeeded')"""),
+        )
+        report.check(
+            "negative available or frozen balance",
+            await q("SELECT count(*) FROM wallets WHERE owner_id <> 'external' AND (available_fen < 0 OR frozen_fen < 0)"),
+        )
+        report.check(
+            "frozen balance differs from the open holds",
+            await q("""
             SELECT count(*) FROM wallets w WHERE w.owner_id <> 'external' AND w.frozen_fen <>
-              (SELECT coalesce(sum(amount_fen), 0) FROM holds h WHERE h.payer_id = w.owner_id AND h.status = 'held')"""))
+              (SELECT coalesce(sum(amount_fen), 0) FROM holds h WHERE h.payer_id = w.owner_id AND h.status = 'held')"""),
+        )
         # -- holds of task orders --------------------------------------------------------------------
         states = dict(await conn.fetch("SELECT state, count(*) FROM task_orders GROUP BY 1"))
         report.figure("task orders by state", dict(sorted(states.items())))
-        report.check("task orders without exactly one hold", await q("""
-            SELECT count(*) FROM task_orders o WHERE (SELECT count(*) FROM holds h WHERE h.ref_id = o.id) <> 1"""))
-        report.check("hold amount differs from the order amount", await q(
-            "SELECT count(*) FROM task_orders o JOIN holds h ON h.ref_id = o.id WHERE h.amount_fen <> o.amount_fen"))
-        report.check("terminal order whose hold is still held", await q(
-            "SELECT count(*) FROM task_orders o JOIN holds h ON h.ref_id = o.id "
-            "WHERE o.state = ANY($1::text[]) AND h.status = 'held'", list(TERMINAL)))
-        report.check("active order whose hold ended", await q(
-            "SELECT count(*) FROM task_orders o JOIN holds h ON h.ref_id = o.id "
-            "WHERE NOT (o.state = ANY($1::text[])) AND h.status <> 'held'", list(TERMINAL)))
-        report.check("order without exactly one freeze transaction", await q("""
+        report.check(
+            "task orders without exactly one hold",
+            await q("""
+            SELECT count(*) FROM task_orders o WHERE (SELECT count(*) FROM holds h WHERE h.ref_id = o.id) <> 1"""),
+        )
+        report.check(
+            "hold amount differs from the order amount",
+            await q("SELECT count(*) FROM task_orders o JOIN holds h ON h.ref_id = o.id WHERE h.amount_fen <> o.amount_fen"),
+        )
+        report.check(
+            "terminal order whose hold is still held",
+            await q(
+                "SELECT count(*) FROM task_orders o JOIN holds h ON h.ref_id = o.id "
+                "WHERE o.state = ANY($1::text[]) AND h.status = 'held'",
+                list(TERMINAL),
+            ),
+        )
+        report.check(
+            "active order whose hold ended",
+            await q(
+                "SELECT count(*) FROM task_orders o JOIN holds h ON h.ref_id = o.id "
+                "WHERE NOT (o.state = ANY($1::text[])) AND h.status <> 'held'",
+                list(TERMINAL),
+            ),
+        )
+        report.check(
+            "order without exactly one freeze transaction",
+            await q("""
             SELECT count(*) FROM task_orders o WHERE (SELECT count(*) FROM ledger_transactions x
-              WHERE x.ref_id = o.id AND x.kind = 'freeze') <> 1"""))
-        report.check("hold not ended exactly once (settlement transactions per order)", await q("""
+              WHERE x.ref_id = o.id AND x.kind = 'freeze') <> 1"""),
+        )
+        report.check(
+            "hold not ended exactly once (settlement transactions per order)",
+            await q(
+                """
             SELECT count(*) FROM task_orders o WHERE (SELECT count(*) FROM ledger_transactions x
               WHERE x.ref_id = o.id AND x.ref_type = 'task_order' AND x.kind IN ('paid', 'released', 'split'))
-              <> CASE WHEN o.state = ANY($1::text[]) THEN 1 ELSE 0 END""", list(TERMINAL)))
-        report.check("settlement differs from the rule of the end state", await q("""
+              <> CASE WHEN o.state = ANY($1::text[]) THEN 1 ELSE 0 END""",
+                list(TERMINAL),
+            ),
+        )
+        report.check(
+            "settlement differs from the rule of the end state",
+            await q("""
             SELECT count(*) FROM task_orders o JOIN holds h ON h.ref_id = o.id WHERE h.status <> 'held' AND
               h.payee_fen <> CASE WHEN o.state = 'completed' THEN o.amount_fen
-                                  WHEN o.state = 'cancelled_by_merchant' THEN o.compensation_fen ELSE 0 END"""))
-        report.check("creator_received_fen differs from settlement + dispute resolution", await q("""
+                                  WHEN o.state = 'cancelled_by_merchant' THEN o.compensation_fen ELSE 0 END"""),
+        )
+        report.check(
+            "creator_received_fen differs from settlement + dispute resolution",
+            await q("""
             SELECT count(*) FROM task_orders o JOIN holds h ON h.ref_id = o.id WHERE o.creator_received_fen <>
               coalesce((SELECT d.creator_share_fen FROM disputes d WHERE d.task_order_id = o.id
-                        AND d.state = 'resolved'), h.payee_fen, 0)"""))
-        report.check("resolved dispute without its adjustment transaction", await q("""
+                        AND d.state = 'resolved'), h.payee_fen, 0)"""),
+        )
+        report.check(
+            "resolved dispute without its adjustment transaction",
+            await q("""
             SELECT count(*) FROM disputes d WHERE d.state = 'resolved' AND
               (SELECT count(*) FROM ledger_transactions x WHERE x.ref_id = d.id AND x.kind = 'dispute')
-              <> CASE WHEN d.adjustment_fen <> 0 THEN 1 ELSE 0 END"""))
+              <> CASE WHEN d.adjustment_fen <> 0 THEN 1 ELSE 0 END"""),
+        )
         disputes = dict(await conn.fetch("SELECT state, count(*) FROM disputes GROUP BY 1"))
         report.figure("disputes by state", dict(sorted(disputes.items())))
         top_ups = dict(await conn.fetch("SELECT state, count(*) FROM top_ups GROUP BY 1"))
@@ -939,10 +1158,13 @@ async def check_database(dsn: str, receiver: Receiver, world: World, report: Rep
         # -- quotas ------------------------------------------------------------------------------------
         report.figure("quota rows (account × week × kind)", await q("SELECT count(*) FROM outreach_quotas"))
         report.figure("quota weeks seen", await q("SELECT count(DISTINCT week_start) FROM outreach_quotas"))
-        report.figure("quota rows used up", await q(
-            "SELECT count(*) FROM outreach_quotas WHERE used = quota_limit AND quota_limit > 0"))
-        report.check("quota used beyond its limit (or negative)", await q(
-            "SELECT count(*) FROM outreach_quotas WHERE used > quota_limit OR used < 0"))
+        report.figure(
+            "quota rows used up", await q("SELECT count(*) FROM outreach_quotas WHERE used = quota_limit AND quota_limit > 0")
+        )
+        report.check(
+            "quota used beyond its limit (or negative)",
+            await q("SELECT count(*) FROM outreach_quotas WHERE used > quota_limit OR used < 0"),
+        )
         # conversations opened == conversation units used, per opener, week and counterpart role
         rows = await conn.fetch("""
             WITH opened AS (
@@ -957,12 +1179,14 @@ async def check_database(dsn: str, receiver: Receiver, world: World, report: Rep
             FROM opened o FULL JOIN (SELECT * FROM outreach_quotas WHERE kind = 'conversations') q
               ON q.account_id = o.opener_id AND q.week_start = o.week AND q.counterpart_role = o.counterpart_role
             WHERE coalesce(o.n, 0) <> coalesce(q.used, 0)""")
-        report.check("conversation quota counter differs from the conversations opened", len(rows),
-                     "; ".join(f"{r['account']} {r['week']}: opened {r['opened']}, used {r['used']}" for r in rows[:5]))
+        report.check(
+            "conversation quota counter differs from the conversations opened",
+            len(rows),
+            "; ".join(f"{r['account']} {r['week']}: opened {r['opened']}, used {r['used']}" for r in rows[:5]),
+        )
         report.figure("conversations opened", await q("SELECT count(*) FROM conversations"))
         # contact views leave no row: the counters must equal the 200 answers (± unknown outcomes)
-        used = dict(await conn.fetch(
-            "SELECT account_id, sum(used) FROM outreach_quotas WHERE kind = 'contact_views' GROUP BY 1"))
+        used = dict(await conn.fetch("SELECT account_id, sum(used) FROM outreach_quotas WHERE kind = 'contact_views' GROUP BY 1"))
         bad = []
         for merchant in world.merchants:
             seen, unknown = world.contact_views.get(merchant, [0, 0])
@@ -982,31 +1206,50 @@ async def check_database(dsn: str, receiver: Receiver, world: World, report: Rep
         report.figure("cooperations by state", dict(sorted(coop.items())))
         checkins = dict(await conn.fetch("SELECT state, count(*) FROM check_ins GROUP BY 1"))
         report.figure("check-ins by state", dict(sorted(checkins.items())))
-        report.check("creator in two active cooperations", await q(
-            "SELECT count(*) FROM (SELECT creator_id FROM cooperations WHERE state = 'active' "
-            "GROUP BY 1 HAVING count(*) > 1) x"))
+        report.check(
+            "creator in two active cooperations",
+            await q(
+                "SELECT count(*) FROM (SELECT creator_id FROM cooperations WHERE state = 'active' "
+                "GROUP BY 1 HAVING count(*) > 1) x"
+            ),
+        )
         report.check("checked in under an ended cooperation", await q(SAMPLE_SQL["checked in under an ended cooperation"]))
-        report.check("creator with two active creator bindings", await q(
-            "SELECT count(*) FROM (SELECT creator_id FROM creator_bindings WHERE state = 'active' "
-            "GROUP BY 1 HAVING count(*) > 1) x"))
+        report.check(
+            "creator with two active creator bindings",
+            await q(
+                "SELECT count(*) FROM (SELECT creator_id FROM creator_bindings WHERE state = 'active' "
+                "GROUP BY 1 HAVING count(*) > 1) x"
+            ),
+        )
         # -- events and webhooks ---------------------------------------------------------------------
         report.figure("events in the outbox", await q("SELECT count(*) FROM events"))
         report.figure("transitions recorded (history rows)", await q("SELECT count(*) FROM transition_history"))
-        report.figure("timers still due", await q(
-            "SELECT count(*) FROM timers, clock_state WHERE clock_state.id = 1 AND "
-            "due_at <= now() + make_interval(secs => clock_state.offset_seconds)"))
-        report.figure("webhook deliveries by status", dict(sorted(dict(await conn.fetch(
-            "SELECT status, count(*) FROM webhook_deliveries GROUP BY 1")).items())))
+        report.figure(
+            "timers still due",
+            await q(
+                "SELECT count(*) FROM timers, clock_state WHERE clock_state.id = 1 AND "
+                "due_at <= now() + make_interval(secs => clock_state.offset_seconds)"
+            ),
+        )
+        report.figure(
+            "webhook deliveries by status",
+            dict(sorted(dict(await conn.fetch("SELECT status, count(*) FROM webhook_deliveries GROUP BY 1")).items())),
+        )
         report.figure("webhook attempts", await q("SELECT count(*) FROM webhook_attempts"))
-        report.figure("webhook attempts lost with a killed worker (lease expired)", await q(
-            "SELECT count(*) FROM webhook_attempts WHERE error LIKE 'lease expired%'"))
-        report.figure("events received (operator `*` / merchant `task_order.*`)",
-                      f"{len(receiver.received('op'))} / {len(receiver.received('m0'))}")
+        report.figure(
+            "webhook attempts lost with a killed worker (lease expired)",
+            await q("SELECT count(*) FROM webhook_attempts WHERE error LIKE 'lease expired%'"),
+        )
+        report.figure(
+            "events received (operator `*` / merchant `task_order.*`)",
+            f"{len(receiver.received('op'))} / {len(receiver.received('m0'))}",
+        )
         report.figure("receiver requests (duplicates)", f"{receiver.requests} ({receiver.duplicates})")
         for name, ids in missing.items():
             report.check(f"webhook events never delivered to subscription {name}", len(ids), ", ".join(ids[:5]))
-        report.check("webhook deliveries failed for good", await q(
-            "SELECT count(*) FROM webhook_deliveries WHERE status = 'failed'"))
+        report.check(
+            "webhook deliveries failed for good", await q("SELECT count(*) FROM webhook_deliveries WHERE status = 'failed'")
+        )
         report.check("webhook requests with a bad signature", receiver.bad_signatures)
     finally:
         await conn.close()
@@ -1040,8 +1283,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--merchants", type=int, default=10)
     parser.add_argument("--creators", type=int, default=40)
     parser.add_argument("--agencies", type=int, default=4)
-    parser.add_argument("--clock-days", type=float, default=12.0,
-                        help="business days the test clock moves during the load (steady rate)")
+    parser.add_argument(
+        "--clock-days", type=float, default=12.0, help="business days the test clock moves during the load (steady rate)"
+    )
     parser.add_argument("--clock-interval", type=float, default=1.0, help="seconds between clock steps")
     parser.add_argument("--kill-at", type=float, default=0.4, help="SIGKILL after this fraction of the load")
     parser.add_argument("--restart-after", type=float, default=5.0, help="seconds before the restart")
@@ -1068,13 +1312,21 @@ async def run(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace, seed: int, rng: random.Random) -> int:
     dsn = f"{PG}/{args.db}"
-    env = {"LC_DATABASE_URL": dsn.replace("postgresql://", "postgresql+asyncpg://"), "LC_ENV": "test",
-           "LC_LOG_LEVEL": "WARNING", "LC_LOG_JSON": "true", "LC_RUN_SWEEPER": "true",
-           "LC_SWEEPER_INTERVAL_SECONDS": "1",
-           "LC_BOOTSTRAP_OPERATOR_USERNAME": "stress-operator", "LC_BOOTSTRAP_OPERATOR_PASSWORD": PASSWORD,
-           "LC_ARGON2_TIME_COST": "1", "LC_ARGON2_MEMORY_COST_KIB": "1024"}
-    subprocess.run([sys.executable, "-m", "app", "migrate"], cwd=ROOT, env={**os.environ, **env}, check=True,
-                   stdout=subprocess.DEVNULL)
+    env = {
+        "LC_DATABASE_URL": dsn.replace("postgresql://", "postgresql+asyncpg://"),
+        "LC_ENV": "test",
+        "LC_LOG_LEVEL": "WARNING",
+        "LC_LOG_JSON": "true",
+        "LC_RUN_SWEEPER": "true",
+        "LC_SWEEPER_INTERVAL_SECONDS": "1",
+        "LC_BOOTSTRAP_OPERATOR_USERNAME": "stress-operator",
+        "LC_BOOTSTRAP_OPERATOR_PASSWORD": PASSWORD,
+        "LC_ARGON2_TIME_COST": "1",
+        "LC_ARGON2_MEMORY_COST_KIB": "1024",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "app", "migrate"], cwd=ROOT, env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL
+    )
     logdir = Path(tempfile.mkdtemp(prefix="lc-stress-"))
     services = [Service("service-a", args.ports[0], env, logdir), Service("service-b", args.ports[1], env, logdir)]
     receiver = Receiver(args.receiver_port)
@@ -1092,9 +1344,11 @@ async def _run(args: argparse.Namespace, seed: int, rng: random.Random) -> int:
         await build(api, world, args, f"http://127.0.0.1:{args.receiver_port}", rng)
         await services[1].ready()
         stats.transport_errors.clear()
-        log(f"world: {len(world.merchants)} merchants, {len(world.creators)} creators, {len(world.agencies)} "
+        log(
+            f"world: {len(world.merchants)} merchants, {len(world.creators)} creators, {len(world.agencies)} "
             f"agencies with {len(world.bases)} bases, {len(world.leaders)} group leaders; services "
-            f"{services[0].url} {services[1].url}; logs in {logdir}")
+            f"{services[0].url} {services[1].url}; logs in {logdir}"
+        )
         stats.status.clear()
         stats.latencies.clear()
         stats.by_action.clear()
@@ -1104,14 +1358,16 @@ async def _run(args: argparse.Namespace, seed: int, rng: random.Random) -> int:
         kill_events: list[str] = []
         violations_seen: Counter = Counter()
         samples = [0]
-        tasks = [asyncio.create_task(client_loop(Client(api, world, random.Random(rng.random())), deadline))
-                 for _ in range(args.clients)]
-        tasks.append(asyncio.create_task(clock_loop(api, world, args.clock_days * 86400, args.seconds,
-                                                    args.clock_interval, deadline)))
+        tasks = [
+            asyncio.create_task(client_loop(Client(api, world, random.Random(rng.random())), deadline))
+            for _ in range(args.clients)
+        ]
+        tasks.append(
+            asyncio.create_task(clock_loop(api, world, args.clock_days * 86400, args.seconds, args.clock_interval, deadline))
+        )
         tasks.append(asyncio.create_task(sampler(dsn, deadline, violations_seen, samples)))
         if not args.no_kill:
-            tasks.append(asyncio.create_task(killer(services, args.seconds * args.kill_at, args.restart_after,
-                                                    kill_events)))
+            tasks.append(asyncio.create_task(killer(services, args.seconds * args.kill_at, args.restart_after, kill_events)))
         await asyncio.gather(*tasks)
         load_seconds = time.monotonic() - load_started
         log(f"load done in {load_seconds:.1f} s; draining the webhook relay")
@@ -1124,17 +1380,21 @@ async def _run(args: argparse.Namespace, seed: int, rng: random.Random) -> int:
         requests = sum(totals.values())
         report.figure("seed", seed)
         report.figure("load", f"{load_seconds:.1f} s, {args.clients} clients, 2 processes")
-        report.figure("requests", f"{requests} ({requests / load_seconds:.1f}/s): " +
-                      ", ".join(f"{k} {v}" for k, v in sorted(totals.items())))
+        report.figure(
+            "requests",
+            f"{requests} ({requests / load_seconds:.1f}/s): " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())),
+        )
         if stats.latencies:
             lat = sorted(stats.latencies)
-            report.figure("latency p50 / p99", f"{statistics.median(lat) * 1000:.0f} / "
-                                               f"{lat[int(len(lat) * 0.99)] * 1000:.0f} ms")
+            report.figure("latency p50 / p99", f"{statistics.median(lat) * 1000:.0f} / {lat[int(len(lat) * 0.99)] * 1000:.0f} ms")
         report.figure("transport errors (request not answered)", dict(stats.transport_errors) or 0)
         report.figure("retried on the other process (same Idempotency-Key)", stats.retried)
         report.figure("outcome unknown after the retry", dict(stats.unknown_outcome) or 0)
-        report.figure("test clock", f"moved {world.clock_moved / 86400:.1f} days in {world.clock_advances} steps, "
-                                    f"{world.timers_fired_by_clock} timers fired by the advance calls")
+        report.figure(
+            "test clock",
+            f"moved {world.clock_moved / 86400:.1f} days in {world.clock_advances} steps, "
+            f"{world.timers_fired_by_clock} timers fired by the advance calls",
+        )
         report.figure("crash", "; ".join(kill_events) or "none")
         report.figure("invariant samples during the load", samples[0])
         report.figure("webhook drain after the load", f"{drained:.1f} s")
@@ -1148,15 +1408,19 @@ async def _run(args: argparse.Namespace, seed: int, rng: random.Random) -> int:
         report.check("5xx answers", fivexx, " | ".join(stats.server_errors[:5]))
         problems = [line for s in services for line in s.log_problems()]
         report.figure("ERROR lines in the service logs", len(problems))
-        report.check("unhandled errors logged by the services", sum(
-            1 for line in problems if "unhandled error" in line or "database error" in line))
+        report.check(
+            "unhandled errors logged by the services",
+            sum(1 for line in problems if "unhandled error" in line or "database error" in line),
+        )
 
         print("\nactions (count, median latency, HTTP status counts):")
         for name in sorted(stats.status):
             counter = stats.status[name]
             p50 = statistics.median(stats.by_action[name]) * 1000 if stats.by_action[name] else 0
-            print(f"  {name:<28} {sum(counter.values()):6d}  p50 {p50:6.0f} ms  " +
-                  " ".join(f"{s}:{n}" for s, n in sorted(counter.items())))
+            print(
+                f"  {name:<28} {sum(counter.values()):6d}  p50 {p50:6.0f} ms  "
+                + " ".join(f"{s}:{n}" for s, n in sorted(counter.items()))
+            )
         print("\n4xx answers by code:")
         for code, n in stats.codes.most_common():
             print(f"  {code:<44} {n:6d}")

@@ -23,8 +23,14 @@ def _url() -> str:
 
 def _configure(connection: Connection | None = None, **kw) -> None:
     url = _url()
-    context.configure(connection=connection, url=None if connection else url, target_metadata=target_metadata,
-                      render_as_batch=url.startswith("sqlite"), compare_type=True, **kw)
+    context.configure(
+        connection=connection,
+        url=None if connection else url,
+        target_metadata=target_metadata,
+        render_as_batch=url.startswith("sqlite"),
+        compare_type=True,
+        **kw,
+    )
 
 
 def run_migrations_offline() -> None:

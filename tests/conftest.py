@@ -89,9 +89,14 @@ class User:
 
 _DEFAULT_PROFILES: dict[str, dict[str, Any]] = {
     "merchant": {"shop_name": "Shop", "alliance_member": True, "experience_score": "4.50"},
-    "creator": {"nickname": "Creator", "level": 3, "followers": 1000, "accepting_orders": True,
-                "quotes": {"dedicated_hourly_fen": 100000, "shared_hourly_fen": 40000},
-                "contact": {"phone": "13800138000", "wechat": "wx_creator"}},
+    "creator": {
+        "nickname": "Creator",
+        "level": 3,
+        "followers": 1000,
+        "accepting_orders": True,
+        "quotes": {"dedicated_hourly_fen": 100000, "shared_hourly_fen": 40000},
+        "contact": {"phone": "13800138000", "wechat": "wx_creator"},
+    },
     "agency": {"name": "Agency", "head_annual": False},
     "group_leader": {"name": "Leader"},
     "service_provider": {"name": "Provider", "certified": True},
@@ -115,12 +120,13 @@ class Factory:
             from app.domain.security import create_token
 
             async with self.maker() as session:
-                account = await create_account(session, AccountCreate(
-                    role=Role.operator, username="root-operator", password="operator-pass", display_name="Ops"))
+                account = await create_account(
+                    session,
+                    AccountCreate(role=Role.operator, username="root-operator", password="operator-pass", display_name="Ops"),
+                )
                 await session.commit()
                 token, _ = create_token(account.id, "operator")
-            self._operator = User(account.id, "operator", "root-operator",
-                                  {"Authorization": f"Bearer {token}"}, {})
+            self._operator = User(account.id, "operator", "root-operator", {"Authorization": f"Bearer {token}"}, {})
         return self._operator
 
     async def user(self, role: str, **profile: Any) -> User:
@@ -134,9 +140,11 @@ class Factory:
             merged["nickname"] = f"Creator {self.counter}"
         if role == "merchant" and "shop_name" not in profile:
             merged["shop_name"] = f"Shop {self.counter}"
-        r = await self.client.post("/v1/accounts", headers=op.headers, json={
-            "role": role, "username": username, "password": "password-123",
-            "display_name": username, "profile": merged})
+        r = await self.client.post(
+            "/v1/accounts",
+            headers=op.headers,
+            json={"role": role, "username": username, "password": "password-123", "display_name": username, "profile": merged},
+        )
         assert r.status_code == 201, r.text
         body = r.json()
         token, _ = create_token(body["id"], role)

@@ -35,8 +35,14 @@ from tests.conftest import Factory, User
 
 ROLES = ["merchant", "creator", "agency", "group_leader", "service_provider", "platform"]
 _APP = create_app()
-ROUTES = sorted({(method, route.path) for route in _APP.routes if isinstance(route, APIRoute)
-                 and route.path.startswith("/v1") for method in route.methods})
+ROUTES = sorted(
+    {
+        (method, route.path)
+        for route in _APP.routes
+        if isinstance(route, APIRoute) and route.path.startswith("/v1")
+        for method in route.methods
+    }
+)
 WITH_ID = [(m, p) for m, p in ROUTES if "{" in p]
 PARAM = re.compile(r"\{([^}]+)\}")
 
@@ -53,8 +59,8 @@ for _m, _p in WITH_ID:
 
 @dataclass
 class World:
-    ids: dict[str, str]                        # path parameter -> a real value
-    parties: dict[str, User]                   # name -> account with a relation to the resource
+    ids: dict[str, str]  # path parameter -> a real value
+    parties: dict[str, User]  # name -> account with a relation to the resource
     secrets: list[str] = field(default_factory=list)  # values a stranger must never see
     bodies: dict[tuple[str, str], Any] = field(default_factory=dict)  # valid bodies needing the world
 
@@ -67,6 +73,7 @@ def builds(resource: str):
     def register(fn: Builder) -> Builder:
         BUILDERS[resource] = fn
         return fn
+
     return register
 
 
@@ -85,8 +92,11 @@ async def _account(client, factory: Factory) -> World:
 @builds("/v1/products/{product_id}")
 async def _product(client, factory: Factory) -> World:
     merchant = await factory.user("merchant")
-    p = await _ok(await client.post("/v1/products", headers=merchant.headers,
-                                    json={"title": "P", "brand": "B", "price_fen": 100, "inventory": 5}))
+    p = await _ok(
+        await client.post(
+            "/v1/products", headers=merchant.headers, json={"title": "P", "brand": "B", "price_fen": 100, "inventory": 5}
+        )
+    )
     return World({"product_id": p["id"]}, {"merchant": merchant})
 
 
@@ -98,8 +108,13 @@ async def _machine(client, factory: Factory) -> World:
 @builds("/v1/wallet/top-ups/{top_up_id}")
 async def _top_up(client, factory: Factory) -> World:
     merchant = await factory.user("merchant")
-    t = await _ok(await client.post("/v1/wallet/top-ups", headers=merchant.headers, json={
-        "amount_fen": 12345, "method": "bank_transfer", "reference": "ref-secret-topup"}))
+    t = await _ok(
+        await client.post(
+            "/v1/wallet/top-ups",
+            headers=merchant.headers,
+            json={"amount_fen": 12345, "method": "bank_transfer", "reference": "ref-secret-topup"},
+        )
+    )
     return World({"top_up_id": t["id"]}, {"merchant": merchant}, secrets=["ref-secret-topup"])
 
 
@@ -127,10 +142,13 @@ async def _dispute(client, factory: Factory) -> World:
 
     merchant, creator, o, _ = await _order(client, factory)
     await _ok(await client.post(f"/v1/task-orders/{o['id']}/cancel", headers=merchant.headers, json=CANCEL))
-    d = await _ok(await client.post(f"/v1/task-orders/{o['id']}/disputes", headers=creator.headers,
-                                    json={"reason": "dispute-secret-reason"}), 201)
-    return World({"dispute_id": d["id"]}, {"merchant": merchant, "creator": creator},
-                 secrets=["dispute-secret-reason"])
+    d = await _ok(
+        await client.post(
+            f"/v1/task-orders/{o['id']}/disputes", headers=creator.headers, json={"reason": "dispute-secret-reason"}
+        ),
+        201,
+    )
+    return World({"dispute_id": d["id"]}, {"merchant": merchant, "creator": creator}, secrets=["dispute-secret-reason"])
 
 
 @builds("/v1/live-sessions/{live_session_id}")
@@ -149,24 +167,48 @@ async def _campaign_world(client, factory: Factory) -> World:
     w = await world(client, factory)
     merchant = w.merchants[0]
     signup = await sign_up(client, w, contact={"phone": "13922223333", "wechat": "wx_secret_signup"})
-    await _ok(await client.put(f"/v1/campaigns/{w.campaign['id']}/my-card", headers=w.creator.headers, json={
-        "contact": {"phone": "13966667777", "wechat": "wx_secret_card"}, "intended_merchants": [],
-        "cooperation_note": "card-note"}))
-    intent = await _ok(await client.post(f"/v1/campaigns/{w.campaign['id']}/intents", headers=merchant.headers,
-                                         json={"description": "intent-secret-text"}), 201)
+    await _ok(
+        await client.put(
+            f"/v1/campaigns/{w.campaign['id']}/my-card",
+            headers=w.creator.headers,
+            json={
+                "contact": {"phone": "13966667777", "wechat": "wx_secret_card"},
+                "intended_merchants": [],
+                "cooperation_note": "card-note",
+            },
+        )
+    )
+    intent = await _ok(
+        await client.post(
+            f"/v1/campaigns/{w.campaign['id']}/intents", headers=merchant.headers, json={"description": "intent-secret-text"}
+        ),
+        201,
+    )
     product_id = w.products[merchant.id]["id"]
     return World(
         {"campaign_id": w.campaign["id"], "signup_id": signup["id"]},
         {"creator": w.creator, "merchant": merchant},
-        secrets=[signup["id"], intent["id"], "13922223333", "wx_secret_signup", "intent-secret-text",
-                 "13966667777", "wx_secret_card"],
+        secrets=[
+            signup["id"],
+            intent["id"],
+            "13922223333",
+            "wx_secret_signup",
+            "intent-secret-text",
+            "13966667777",
+            "wx_secret_card",
+        ],
         bodies={
             ("PUT", "/v1/campaigns/{campaign_id}/eligible-creators"): {"creator_ids": [w.creator.id]},
             ("POST", "/v1/campaigns/{campaign_id}/signups"): {
-                "shop_ids": [merchant.id], "planned_live_at": w.campaign["live_to"], "note": "n"},
+                "shop_ids": [merchant.id],
+                "planned_live_at": w.campaign["live_to"],
+                "note": "n",
+            },
             ("POST", "/v1/campaign-signups/{signup_id}/submit-products"): {
-                "items": [{"product_id": product_id, "planned_quantity": 1}]},
-        })
+                "items": [{"product_id": product_id, "planned_quantity": 1}]
+            },
+        },
+    )
 
 
 BUILDERS["/v1/campaigns/{campaign_id}"] = _campaign_world
@@ -176,16 +218,16 @@ BUILDERS["/v1/campaign-signups/{signup_id}"] = _campaign_world
 @builds("/v1/live-bases/{base_id}")
 async def _base(client, factory: Factory) -> World:
     agency = await factory.user("agency")
-    base = await _ok(await client.post("/v1/live-bases", headers=agency.headers,
-                                       json={"name": "Base", "address": "杭州市 secret 1 号"}), 201)
+    base = await _ok(
+        await client.post("/v1/live-bases", headers=agency.headers, json={"name": "Base", "address": "杭州市 secret 1 号"}), 201
+    )
     return World({"base_id": base["id"]}, {"agency": agency})
 
 
 async def _binding(client, factory: Factory, kind: str) -> World:
     agency = await factory.user("agency")
     party = await factory.user("creator" if kind == "creator" else "merchant")
-    body = {"creator_id": party.id, "commission_bp": 500} if kind == "creator" else \
-        {"shop_id": party.id, "type": "live_base"}
+    body = {"creator_id": party.id, "commission_bp": 500} if kind == "creator" else {"shop_id": party.id, "type": "live_base"}
     b = await _ok(await client.post(f"/v1/{kind}-bindings", headers=agency.headers, json=body), 201)
     return World({"binding_id": b["id"]}, {"agency": agency, kind if kind == "creator" else "merchant": party})
 
@@ -242,12 +284,14 @@ async def _cooperation(client, factory: Factory) -> World:
 async def _conversation(client, factory: Factory) -> World:
     merchant = await factory.user("merchant")
     creator = await factory.user("creator")
-    c = await _ok(await client.post("/v1/conversations", headers=merchant.headers,
-                                    json={"counterpart_id": creator.id}), 201)
-    await _ok(await client.post(f"/v1/conversations/{c['id']}/messages", headers=merchant.headers,
-                                json={"text": "message-secret-text"}), 201)
-    return World({"conversation_id": c["id"]}, {"merchant": merchant, "creator": creator},
-                 secrets=["message-secret-text"])
+    c = await _ok(await client.post("/v1/conversations", headers=merchant.headers, json={"counterpart_id": creator.id}), 201)
+    await _ok(
+        await client.post(
+            f"/v1/conversations/{c['id']}/messages", headers=merchant.headers, json={"text": "message-secret-text"}
+        ),
+        201,
+    )
+    return World({"conversation_id": c["id"]}, {"merchant": merchant, "creator": creator}, secrets=["message-secret-text"])
 
 
 @builds("/v1/creators/{creator_id}")
@@ -261,8 +305,12 @@ async def _creator(client, factory: Factory) -> World:
 async def _contract(client, factory: Factory) -> World:
     provider = await factory.user("service_provider")
     merchant = await factory.user("merchant")
-    c = await _ok(await client.post("/v1/provider-contracts", headers=provider.headers,
-                                    json={"merchant_id": merchant.id, "mode": "commission_split"}), 201)
+    c = await _ok(
+        await client.post(
+            "/v1/provider-contracts", headers=provider.headers, json={"merchant_id": merchant.id, "mode": "commission_split"}
+        ),
+        201,
+    )
     return World({"contract_id": c["id"]}, {"service_provider": provider, "merchant": merchant})
 
 
@@ -272,8 +320,12 @@ async def _program(client, factory: Factory) -> World:
 
     op = await factory.operator()
     month = month_str((await factory.now()).date())
-    p = await _ok(await client.post("/v1/incentive-programs", headers=op.headers, json={
-        "name": "P", "month_from": month, "month_to": month}), 201)
+    p = await _ok(
+        await client.post(
+            "/v1/incentive-programs", headers=op.headers, json={"name": "P", "month_from": month, "month_to": month}
+        ),
+        201,
+    )
     return World({"program_id": p["id"], "month": month}, {})
 
 
@@ -286,11 +338,9 @@ async def _voucher_world(client, factory: Factory, redeem: bool) -> World:
     body = {"merchant_id": merchant_id, "amount_fen": 1, "use_date": use_date}
     ids = {"voucher_id": w.v1["id"]}
     if redeem:
-        r = await _ok(await client.post(f"/v1/vouchers/{w.v1['id']}/redemptions", headers=w.provider.headers,
-                                        json=body), 201)
+        r = await _ok(await client.post(f"/v1/vouchers/{w.v1['id']}/redemptions", headers=w.provider.headers, json=body), 201)
         ids["redemption_id"] = r["id"]
-    return World(ids, {"service_provider": w.provider},
-                 bodies={("POST", "/v1/vouchers/{voucher_id}/redemptions"): body})
+    return World(ids, {"service_provider": w.provider}, bodies={("POST", "/v1/vouchers/{voucher_id}/redemptions"): body})
 
 
 @builds("/v1/vouchers/{voucher_id}")
@@ -306,11 +356,21 @@ async def _redemption(client, factory: Factory) -> World:
 @builds("/v1/webhooks/{webhook_id}")
 async def _webhook(client, factory: Factory) -> World:
     merchant = await factory.user("merchant")
-    h = await _ok(await client.post("/v1/webhooks", headers=merchant.headers, json={
-        "url": "https://hooks.example/secret-path", "event_types": ["task_order.created"],
-        "secret": "whsec-secret-0123456789"}), 201)
-    return World({"webhook_id": h["id"]}, {"merchant": merchant},
-                 secrets=["hooks.example/secret-path", "whsec-secret-0123456789"])
+    h = await _ok(
+        await client.post(
+            "/v1/webhooks",
+            headers=merchant.headers,
+            json={
+                "url": "https://hooks.example/secret-path",
+                "event_types": ["task_order.created"],
+                "secret": "whsec-secret-0123456789",
+            },
+        ),
+        201,
+    )
+    return World(
+        {"webhook_id": h["id"]}, {"merchant": merchant}, secrets=["hooks.example/secret-path", "whsec-secret-0123456789"]
+    )
 
 
 @builds("/v1/notifications/{notification_id}")
@@ -449,13 +509,13 @@ LEGIT: dict[tuple[str, str], tuple[str, ...]] = {
 _ALL = {role: False for role in ROLES}
 _MC = {"merchant": False, "creator": False}
 OPEN: dict[tuple[str, str], dict[str, bool]] = {
-    ("GET", "/v1/accounts/{account_id}"): _ALL,                # the public card
+    ("GET", "/v1/accounts/{account_id}"): _ALL,  # the public card
     ("GET", "/v1/products/{product_id}"): _ALL,
     ("GET", "/v1/state-machines/{name}/diagram"): _ALL,
     # a published campaign is shown to every merchant and creator (campaigns.md)
     ("GET", "/v1/campaigns/{campaign_id}"): _MC,
     ("GET", "/v1/campaigns/{campaign_id}/history"): _MC,
-    ("GET", "/v1/campaigns/{campaign_id}/signups"): _MC,     # filtered: own / listing own shop
+    ("GET", "/v1/campaigns/{campaign_id}/signups"): _MC,  # filtered: own / listing own shop
     ("GET", "/v1/campaigns/{campaign_id}/creators"): {"merchant": True, "creator": False},  # 寻找达人: cards
     ("GET", "/v1/campaigns/{campaign_id}/intents"): {"merchant": False},  # a merchant sees its own
     ("GET", "/v1/campaigns/{campaign_id}/stock-plan"): {"merchant": False},  # own products only
@@ -466,8 +526,14 @@ OPEN: dict[tuple[str, str], dict[str, bool]] = {
 }
 # Resources whose existence is public (a published campaign, a public card, a base's home page):
 # a role that may not use one of their operations may say so (403) rather than 404.
-PUBLIC_RESOURCES = {"/v1/accounts/{account_id}", "/v1/products/{product_id}", "/v1/state-machines/{name}",
-                    "/v1/campaigns/{campaign_id}", "/v1/live-bases/{base_id}", "/v1/creators/{creator_id}"}
+PUBLIC_RESOURCES = {
+    "/v1/accounts/{account_id}",
+    "/v1/products/{product_id}",
+    "/v1/state-machines/{name}",
+    "/v1/campaigns/{campaign_id}",
+    "/v1/live-bases/{base_id}",
+    "/v1/creators/{creator_id}",
+}
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "code"}
 
 
@@ -543,15 +609,19 @@ async def test_foreign_resources_are_never_served(client, factory: Factory, reso
             if resource not in PUBLIC_RESOURCES and role != "operator":  # the operator reads it anyway
                 f = await client.request(method, _fake(path, w.ids), headers=user.headers, **kw)
                 if f.status_code != r.status_code:
-                    failures.append(f"{where}, but {f.status_code} for an id that does not exist: "
-                                    "the answer reveals that the resource exists")
+                    failures.append(
+                        f"{where}, but {f.status_code} for an id that does not exist: the answer reveals that the resource exists"
+                    )
     # 2. the legitimate callers, reads first: the resource is real and theirs to use
     for method, path in ops:
         kw = _kw(w, method, path)
         for name in LEGIT[(method, path)]:
             user = op if name == "operator" else w.parties[name]
             r = await client.request(method, _fill(path, w.ids), headers=user.headers, **kw)
-            if r.status_code in (401, 403, 404) or r.status_code >= 500 or \
-                    (r.status_code >= 400 and (method == "GET" or r.status_code not in (409, 422))):
+            if (
+                r.status_code in (401, 403, 404)
+                or r.status_code >= 500
+                or (r.status_code >= 400 and (method == "GET" or r.status_code not in (409, 422)))
+            ):
                 failures.append(f"legitimate {name}: {method} {path} → {r.status_code} {r.text[:160]}")
     assert not failures, "\n".join(failures)

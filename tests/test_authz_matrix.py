@@ -18,8 +18,14 @@ from app.main import create_app
 ROLES = ["merchant", "creator", "agency", "group_leader", "service_provider", "operator", "platform"]
 PUBLIC = {("POST", "/v1/auth/token")}
 _APP = create_app()
-ROUTES = sorted({(method, route.path) for route in _APP.routes if isinstance(route, APIRoute)
-                 and route.path.startswith("/v1") for method in route.methods})
+ROUTES = sorted(
+    {
+        (method, route.path)
+        for route in _APP.routes
+        if isinstance(route, APIRoute) and route.path.startswith("/v1")
+        for method in route.methods
+    }
+)
 WITH_ID = [(m, p) for m, p in ROUTES if "{" in p]
 
 
@@ -38,7 +44,8 @@ async def test_needs_a_token(client, method, path):
 async def test_unknown_ids_are_never_served(client, factory, method, path):
     for role in ROLES:
         user = await factory.operator() if role == "operator" else await factory.user(role)
-        r = await client.request(method, _fill(path), headers=user.headers,
-                                 json={} if method in ("POST", "PUT", "PATCH") else None)
+        r = await client.request(
+            method, _fill(path), headers=user.headers, json={} if method in ("POST", "PUT", "PATCH") else None
+        )
         assert r.status_code in (403, 404, 409, 422), f"{role}: {method} {path} → {r.status_code} {r.text[:200]}"
         assert r.headers["content-type"] == "application/problem+json"

@@ -30,9 +30,24 @@ def test_tiny_run_prints_a_ratio_per_module() -> None:
     auth = f"{url.username or ''}{':' + url.password if url.password else ''}@" if url.username else ""
     server = f"postgresql://{auth}{url.host or '127.0.0.1'}:{url.port or 5432}"
     result = subprocess.run(
-        [sys.executable, "bench/modules.py", "--seconds", "1", "--concurrency", "2", "--warmup", "0",
-         "--db", "lc_bench_modules_t"],
-        cwd=ROOT, env={**os.environ, "BENCH_PG": server}, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "bench/modules.py",
+            "--seconds",
+            "1",
+            "--concurrency",
+            "2",
+            "--warmup",
+            "0",
+            "--db",
+            "lc_bench_modules_t",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "BENCH_PG": server},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     for module in modules.MODULES:
         assert re.search(rf"^ratio service/bare {module}: \d+\.\d\d$", result.stdout, re.M), result.stdout

@@ -31,15 +31,24 @@ class World:
 async def make_campaign(client, factory: Factory, *, publish: bool = True, eligible: list[str] = ()) -> dict:
     op = await factory.operator()
     now = await factory.now()
-    r = await client.post("/v1/campaigns", headers=op.headers, json={
-        "title": "双11 直播间奖励", "description": "流量扶持",
-        "signup_deadline": iso(now + timedelta(days=1)), "product_deadline": iso(now + timedelta(days=3)),
-        "live_from": iso(now + timedelta(days=4)), "live_to": iso(now + timedelta(days=6))})
+    r = await client.post(
+        "/v1/campaigns",
+        headers=op.headers,
+        json={
+            "title": "双11 直播间奖励",
+            "description": "流量扶持",
+            "signup_deadline": iso(now + timedelta(days=1)),
+            "product_deadline": iso(now + timedelta(days=3)),
+            "live_from": iso(now + timedelta(days=4)),
+            "live_to": iso(now + timedelta(days=6)),
+        },
+    )
     assert r.status_code == 201, r.text
     campaign = r.json()
     if eligible:
-        r = await client.put(f"/v1/campaigns/{campaign['id']}/eligible-creators", headers=op.headers,
-                             json={"creator_ids": list(eligible)})
+        r = await client.put(
+            f"/v1/campaigns/{campaign['id']}/eligible-creators", headers=op.headers, json={"creator_ids": list(eligible)}
+        )
         assert r.status_code == 200, r.text
     if publish:
         r = await client.post(f"/v1/campaigns/{campaign['id']}/publish", headers=op.headers)
@@ -54,24 +63,25 @@ async def world(client, factory: Factory, shops: int = 1) -> World:
     campaign = await make_campaign(client, factory, eligible=[creator.id])
     w = World(await factory.operator(), campaign, creator, merchants)
     for m in merchants:
-        r = await client.post("/v1/products", headers=m.headers, json={
-            "title": f"手机 {m.username}", "price_fen": 399900, "inventory": 20})
+        r = await client.post(
+            "/v1/products", headers=m.headers, json={"title": f"手机 {m.username}", "price_fen": 399900, "inventory": 20}
+        )
         w.products[m.id] = r.json()
     return w
 
 
 async def sign_up(client, w: World, creator: User | None = None, **over) -> dict:
     creator = creator or w.creator
-    body = {"shop_ids": [m.id for m in w.merchants], "planned_live_at": w.campaign["live_from"],
-            "note": "hi", **over}
+    body = {"shop_ids": [m.id for m in w.merchants], "planned_live_at": w.campaign["live_from"], "note": "hi", **over}
     r = await client.post(f"/v1/campaigns/{w.campaign['id']}/signups", headers=creator.headers, json=body)
     assert r.status_code == 201, r.text
     return r.json()
 
 
 async def act(client, user: User, signup_id: str, action: str, body: dict | None = None):
-    return await client.post(f"/v1/campaign-signups/{signup_id}/{action}", headers=user.headers,
-                             json=body if body is not None else None)
+    return await client.post(
+        f"/v1/campaign-signups/{signup_id}/{action}", headers=user.headers, json=body if body is not None else None
+    )
 
 
 def actions_for(w: World) -> dict[str, tuple[User, dict | None]]:
@@ -103,10 +113,15 @@ PATHS: dict[str, list[str]] = {
     "approved": ["merchant-approve", "platform-approve"],
     "traffic_granted": ["merchant-approve", "platform-approve", "grant-traffic"],
     "products_submitted": ["merchant-approve", "platform-approve", "grant-traffic", "submit-products"],
-    "stock_confirmed": ["merchant-approve", "platform-approve", "grant-traffic", "submit-products",
-                        "merchant-confirm-stock"],
-    "ready": ["merchant-approve", "platform-approve", "grant-traffic", "submit-products",
-              "merchant-confirm-stock", "platform-confirm-stock"],
+    "stock_confirmed": ["merchant-approve", "platform-approve", "grant-traffic", "submit-products", "merchant-confirm-stock"],
+    "ready": [
+        "merchant-approve",
+        "platform-approve",
+        "grant-traffic",
+        "submit-products",
+        "merchant-confirm-stock",
+        "platform-confirm-stock",
+    ],
 }
 
 
@@ -123,13 +138,19 @@ async def reach(client, factory: Factory, state: str) -> tuple[World, dict]:
         platform = await factory.user("platform")
         await factory.advance(4 * DAY + 3600)
         now = await factory.now()
-        live = {"external_id": f"ls-{signup['id']}", "host_id": w.creator.id, "started_at": iso(now),
-                "peak_viewers": 100, "room_url": "https://live.example/r"}
+        live = {
+            "external_id": f"ls-{signup['id']}",
+            "host_id": w.creator.id,
+            "started_at": iso(now),
+            "peak_viewers": 100,
+            "room_url": "https://live.example/r",
+        }
         r = await client.post("/v1/ingest/live-sessions", headers=platform.headers, json=live)
         assert r.status_code == 201, r.text
         if state == "finished":
-            r = await client.post("/v1/ingest/live-sessions", headers=platform.headers,
-                                  json={**live, "ended_at": iso(now + timedelta(hours=2))})
+            r = await client.post(
+                "/v1/ingest/live-sessions", headers=platform.headers, json={**live, "ended_at": iso(now + timedelta(hours=2))}
+            )
             assert r.status_code == 200, r.text
     got = (await client.get(f"/v1/campaign-signups/{signup['id']}", headers=w.op.headers)).json()
     assert got["state"] == state, got
@@ -149,11 +170,32 @@ ALLOWED = {
     ("products_submitted", "merchant-confirm-stock"): "stock_confirmed",
     ("stock_confirmed", "platform-confirm-stock"): "ready",
 }
-ALL_STATES = ["pending_merchant", "pending_platform", "merchant_rejected", "approved", "platform_rejected",
-              "traffic_granted", "products_submitted", "stock_confirmed", "ready", "live", "finished",
-              "withdrawn", "expired"]
-ACTIONS = ["merchant-approve", "merchant-reject", "platform-approve", "platform-reject", "grant-traffic",
-           "submit-products", "merchant-confirm-stock", "platform-confirm-stock", "withdraw"]
+ALL_STATES = [
+    "pending_merchant",
+    "pending_platform",
+    "merchant_rejected",
+    "approved",
+    "platform_rejected",
+    "traffic_granted",
+    "products_submitted",
+    "stock_confirmed",
+    "ready",
+    "live",
+    "finished",
+    "withdrawn",
+    "expired",
+]
+ACTIONS = [
+    "merchant-approve",
+    "merchant-reject",
+    "platform-approve",
+    "platform-reject",
+    "grant-traffic",
+    "submit-products",
+    "merchant-confirm-stock",
+    "platform-confirm-stock",
+    "withdraw",
+]
 
 
 @pytest.mark.parametrize("state", ALL_STATES)
@@ -216,8 +258,7 @@ async def test_campaign_machine_every_state_every_action(client, factory: Factor
         r = await client.post(f"/v1/campaigns/{draft['id']}/{action}", headers=op.headers)
         assert r.status_code == 409 and r.json()["state"] == "closed"
     hist = (await client.get(f"/v1/campaigns/{draft['id']}/history", headers=op.headers)).json()
-    assert [(h["from_state"], h["to_state"]) for h in hist] == [
-        (None, "draft"), ("draft", "published"), ("published", "closed")]
+    assert [(h["from_state"], h["to_state"]) for h in hist] == [(None, "draft"), ("draft", "published"), ("published", "closed")]
     merchant = await factory.user("merchant")
     r = await client.post(f"/v1/campaigns/{draft['id']}/close", headers=merchant.headers)
     assert r.status_code == 403
@@ -241,14 +282,20 @@ async def test_campaign_closes_at_live_to(client, factory: Factory):
 async def test_campaign_validation(client, factory: Factory):
     op = await factory.operator()
     now = await factory.now()
-    good = {"title": "t", "signup_deadline": iso(now + timedelta(days=1)),
-            "product_deadline": iso(now + timedelta(days=2)), "live_from": iso(now + timedelta(days=2)),
-            "live_to": iso(now + timedelta(days=3))}
+    good = {
+        "title": "t",
+        "signup_deadline": iso(now + timedelta(days=1)),
+        "product_deadline": iso(now + timedelta(days=2)),
+        "live_from": iso(now + timedelta(days=2)),
+        "live_to": iso(now + timedelta(days=3)),
+    }
     assert (await client.post("/v1/campaigns", headers=op.headers, json=good)).status_code == 201
-    for bad, loc in [({"signup_deadline": iso(now + timedelta(days=2, hours=1))}, "product_deadline"),
-                     ({"live_from": iso(now + timedelta(days=1))}, "live_from"),
-                     ({"live_to": iso(now + timedelta(days=2))}, "live_to"),
-                     ({"live_to": "2026-01-01T00:00:00"}, "live_to")]:
+    for bad, loc in [
+        ({"signup_deadline": iso(now + timedelta(days=2, hours=1))}, "product_deadline"),
+        ({"live_from": iso(now + timedelta(days=1))}, "live_from"),
+        ({"live_to": iso(now + timedelta(days=2))}, "live_to"),
+        ({"live_to": "2026-01-01T00:00:00"}, "live_to"),
+    ]:
         r = await client.post("/v1/campaigns", headers=op.headers, json={**good, **bad})
         assert r.status_code == 422, r.text
         assert r.json()["errors"][0]["loc"][-1] == loc
@@ -307,9 +354,14 @@ async def test_signup_rules(client, factory: Factory):
     body = {"shop_ids": [w.merchants[0].id], "planned_live_at": w.campaign["live_from"]}
     r = await client.post(f"/v1/campaigns/{cid}/signups", headers=outsider.headers, json=body)
     assert r.status_code == 403 and r.json()["code"] == "not_eligible"
-    for bad in ({"shop_ids": []}, {"shop_ids": [w.merchants[0].id] * 2},
-                {"shop_ids": [w.creator.id]}, {"shop_ids": [f"acc_{i}" for i in range(6)]},
-                {"planned_live_at": w.campaign["live_to"]}, {"planned_live_at": w.campaign["signup_deadline"]}):
+    for bad in (
+        {"shop_ids": []},
+        {"shop_ids": [w.merchants[0].id] * 2},
+        {"shop_ids": [w.creator.id]},
+        {"shop_ids": [f"acc_{i}" for i in range(6)]},
+        {"planned_live_at": w.campaign["live_to"]},
+        {"planned_live_at": w.campaign["signup_deadline"]},
+    ):
         r = await client.post(f"/v1/campaigns/{cid}/signups", headers=w.creator.headers, json={**body, **bad})
         assert r.status_code == 422, (bad, r.text)
     first = await sign_up(client, w)
@@ -327,8 +379,7 @@ async def test_signup_rules(client, factory: Factory):
     # the signup deadline
     await factory.advance(DAY)
     third = (datetime.fromisoformat(w.campaign["live_from"]) + timedelta(hours=9)).isoformat()
-    r = await client.post(f"/v1/campaigns/{cid}/signups", headers=w.creator.headers,
-                          json={**body, "planned_live_at": third})
+    r = await client.post(f"/v1/campaigns/{cid}/signups", headers=w.creator.headers, json={**body, "planned_live_at": third})
     assert r.status_code == 409 and r.json()["code"] == "deadline_passed"
     # a draft campaign is invisible
     draft = await make_campaign(client, factory, publish=False, eligible=[w.creator.id])
@@ -371,15 +422,18 @@ async def test_signup_visibility(client, factory: Factory):
     # a second signup of another creator listing another shop
     c2 = await factory.user("creator")
     op = w.op
-    await client.put(f"/v1/campaigns/{w.campaign['id']}/eligible-creators", headers=op.headers,
-                     json={"creator_ids": [w.creator.id, c2.id]})
-    r = await client.post(f"/v1/campaigns/{w.campaign['id']}/signups", headers=c2.headers, json={
-        "shop_ids": [other_merchant.id], "planned_live_at": w.campaign["live_from"]})
+    await client.put(
+        f"/v1/campaigns/{w.campaign['id']}/eligible-creators", headers=op.headers, json={"creator_ids": [w.creator.id, c2.id]}
+    )
+    r = await client.post(
+        f"/v1/campaigns/{w.campaign['id']}/signups",
+        headers=c2.headers,
+        json={"shop_ids": [other_merchant.id], "planned_live_at": w.campaign["live_from"]},
+    )
     theirs = r.json()
     for user in (other_merchant, other_creator):
         assert (await client.get(f"/v1/campaign-signups/{mine['id']}", headers=user.headers)).status_code == 404
-        assert (await client.get(f"/v1/campaign-signups/{mine['id']}/history",
-                                 headers=user.headers)).status_code == 404
+        assert (await client.get(f"/v1/campaign-signups/{mine['id']}/history", headers=user.headers)).status_code == 404
     assert (await act(client, other_merchant, mine["id"], "merchant-approve")).status_code == 404
     assert (await act(client, other_creator, mine["id"], "withdraw")).status_code == 404
     url = f"/v1/campaigns/{w.campaign['id']}/signups"
@@ -432,13 +486,23 @@ async def test_products_and_stock_confirmations(client, factory: Factory):
     url = "submit-products"
     r = await act(client, w.creator, signup["id"], url, {"items": [{"product_id": pc, "planned_quantity": 1}]})
     assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "items", 0, "product_id"]
-    r = await act(client, w.creator, signup["id"], url, {"items": [{"product_id": pa, "planned_quantity": 1},
-                                                                  {"product_id": pa, "planned_quantity": 2}]})
+    r = await act(
+        client,
+        w.creator,
+        signup["id"],
+        url,
+        {"items": [{"product_id": pa, "planned_quantity": 1}, {"product_id": pa, "planned_quantity": 2}]},
+    )
     assert r.status_code == 422
     r = await act(client, w.creator, signup["id"], url, {"items": [{"product_id": pa, "planned_quantity": 0}]})
     assert r.status_code == 422
-    r = await act(client, w.creator, signup["id"], url, {"items": [{"product_id": pa, "planned_quantity": 10},
-                                                                  {"product_id": pb, "planned_quantity": 20}]})
+    r = await act(
+        client,
+        w.creator,
+        signup["id"],
+        url,
+        {"items": [{"product_id": pa, "planned_quantity": 10}, {"product_id": pb, "planned_quantity": 20}]},
+    )
     assert r.json()["state"] == "products_submitted" and len(r.json()["items"]) == 2
     # c has no products: it cannot confirm stock
     r = await act(client, c, signup["id"], "merchant-confirm-stock")
@@ -449,8 +513,13 @@ async def test_products_and_stock_confirmations(client, factory: Factory):
     assert shops[a.id]["stock_confirmed"] and not shops[b.id]["stock_confirmed"]
     assert [i["product_id"] for i in r.json()["items"]] == [pa]  # a merchant sees its own products
     # a revision resets the confirmations
-    r = await act(client, w.creator, signup["id"], url, {"items": [{"product_id": pa, "planned_quantity": 11},
-                                                                  {"product_id": pb, "planned_quantity": 20}]})
+    r = await act(
+        client,
+        w.creator,
+        signup["id"],
+        url,
+        {"items": [{"product_id": pa, "planned_quantity": 11}, {"product_id": pb, "planned_quantity": 20}]},
+    )
     assert not any(s["stock_confirmed"] for s in r.json()["shops"])
     await act(client, a, signup["id"], "merchant-confirm-stock")
     r = await act(client, b, signup["id"], "merchant-confirm-stock")
@@ -463,9 +532,17 @@ async def test_live_start_outside_the_window_is_ignored(client, factory: Factory
     w, signup = await reach(client, factory, "ready")
     platform = await factory.user("platform")
     now = await factory.now()
-    r = await client.post("/v1/ingest/live-sessions", headers=platform.headers, json={
-        "external_id": "early", "host_id": w.creator.id, "started_at": iso(now), "peak_viewers": 1,
-        "room_url": "https://live.example/x"})
+    r = await client.post(
+        "/v1/ingest/live-sessions",
+        headers=platform.headers,
+        json={
+            "external_id": "early",
+            "host_id": w.creator.id,
+            "started_at": iso(now),
+            "peak_viewers": 1,
+            "room_url": "https://live.example/x",
+        },
+    )
     assert r.status_code == 201
     got = (await client.get(f"/v1/campaign-signups/{signup['id']}", headers=w.creator.headers)).json()
     assert got["state"] == "ready"
@@ -473,10 +550,12 @@ async def test_live_start_outside_the_window_is_ignored(client, factory: Factory
 
 async def _submitted(client, w: World, creator: User, quantity: int, product_id: str, planned_live_at=None):
     s = await sign_up(client, w, creator=creator, **({"planned_live_at": planned_live_at} if planned_live_at else {}))
-    for action, user, body in [("merchant-approve", w.merchants[0], None), ("platform-approve", w.op, None),
-                               ("grant-traffic", w.op, {"traffic_units": 1}),
-                               ("submit-products", creator, {"items": [{"product_id": product_id,
-                                                                        "planned_quantity": quantity}]})]:
+    for action, user, body in [
+        ("merchant-approve", w.merchants[0], None),
+        ("platform-approve", w.op, None),
+        ("grant-traffic", w.op, {"traffic_units": 1}),
+        ("submit-products", creator, {"items": [{"product_id": product_id, "planned_quantity": quantity}]}),
+    ]:
         r = await act(client, user, s["id"], action, body)
         assert r.status_code == 200, r.text
     return s
@@ -489,8 +568,11 @@ async def test_stock_plan_seed_example_and_export(client, factory: Factory):
     late = await factory.user("creator", nickname="达人C")
     campaign = await make_campaign(client, factory, eligible=[a.id, b.id, late.id])
     w = World(await factory.operator(), campaign, a, [merchant])
-    phone = (await client.post("/v1/products", headers=merchant.headers, json={
-        "title": "苹果手机", "price_fen": 599900, "inventory": 20})).json()
+    phone = (
+        await client.post(
+            "/v1/products", headers=merchant.headers, json={"title": "苹果手机", "price_fen": 599900, "inventory": 20}
+        )
+    ).json()
     await _submitted(client, w, a, 100, phone["id"])
     await _submitted(client, w, b, 50, phone["id"])
     # a signup not yet at products_submitted, and a rejected one, do not count
@@ -512,11 +594,22 @@ async def test_stock_plan_seed_example_and_export(client, factory: Factory):
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     assert r.content.startswith("\ufeff".encode())
     rows = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
-    assert rows[0] == ["product_id", "product", "creator_id", "creator", "contact_phone", "wechat",
-                       "planned_quantity", "inventory", "at_risk"]
+    assert rows[0] == [
+        "product_id",
+        "product",
+        "creator_id",
+        "creator",
+        "contact_phone",
+        "wechat",
+        "planned_quantity",
+        "inventory",
+        "at_risk",
+    ]
     body = sorted(rows[1:], key=lambda x: x[3])
-    assert body == [[phone["id"], "苹果手机", a.id, "达人A", "13800000001", "wx_a", "100", "20", "yes"],
-                    [phone["id"], "苹果手机", b.id, "达人B", "13800000002", "wx_b", "50", "20", "yes"]]
+    assert body == [
+        [phone["id"], "苹果手机", a.id, "达人A", "13800000001", "wx_a", "100", "20", "yes"],
+        [phone["id"], "苹果手机", b.id, "达人B", "13800000002", "wx_b", "50", "20", "yes"],
+    ]
     # XLSX
     from openpyxl import load_workbook
 
@@ -526,8 +619,7 @@ async def test_stock_plan_seed_example_and_export(client, factory: Factory):
     values = [list(v) for v in sheet.iter_rows(values_only=True)]
     assert values[0][0] == "product_id"
     assert sorted(v[6] for v in values[1:]) == [50, 100] and all(v[8] is True for v in values[1:])
-    assert (await client.get(url + "/export", headers=merchant.headers,
-                             params={"format": "pdf"})).status_code == 422
+    assert (await client.get(url + "/export", headers=merchant.headers, params={"format": "pdf"})).status_code == 422
 
     # 补充库存 clears the risk
     r = await client.patch(f"/v1/products/{phone['id']}", headers=merchant.headers, json={"inventory": 150})
@@ -545,20 +637,36 @@ async def test_find_creators_cards_and_gmv(client, factory: Factory):
     small = await factory.user("creator", nickname="小帅", level=1)
     outsider = await factory.user("creator", nickname="小美 outsider", level=7)
     campaign = await make_campaign(client, factory, eligible=[star.id, small.id])
-    product = (await client.post("/v1/products", headers=merchant.headers, json={
-        "title": "P", "price_fen": 100, "inventory": 10})).json()
+    product = (
+        await client.post("/v1/products", headers=merchant.headers, json={"title": "P", "price_fen": 100, "inventory": 10})
+    ).json()
     now = await factory.now()
-    orders = [{"external_id": f"o{i}", "shop_id": merchant.id, "product_id": product["id"], "creator_id": star.id,
-               "channel": "live", "amount_fen": amount, "status": "paid", "paid_at": iso(now - timedelta(days=days))}
-              for i, (amount, days) in enumerate([(10000, 1), (5000, 2), (7000, 40)])]
+    orders = [
+        {
+            "external_id": f"o{i}",
+            "shop_id": merchant.id,
+            "product_id": product["id"],
+            "creator_id": star.id,
+            "channel": "live",
+            "amount_fen": amount,
+            "status": "paid",
+            "paid_at": iso(now - timedelta(days=days)),
+        }
+        for i, (amount, days) in enumerate([(10000, 1), (5000, 2), (7000, 40)])
+    ]
     r = await client.post("/v1/ingest/orders", headers=platform.headers, json={"orders": orders})
     assert r.status_code == 200, r.text
-    await client.post("/v1/ingest/orders", headers=platform.headers, json={"orders": [
-        {**orders[1], "status": "refunded"}]})
+    await client.post("/v1/ingest/orders", headers=platform.headers, json={"orders": [{**orders[1], "status": "refunded"}]})
     url = f"/v1/campaigns/{campaign['id']}/creators"
-    r = await client.put(f"/v1/campaigns/{campaign['id']}/my-card", headers=star.headers, json={
-        "contact": {"phone": "13700000000", "wechat": "star_wx"}, "intended_merchants": ["苹果专卖"],
-        "cooperation_note": "只带数码"})
+    r = await client.put(
+        f"/v1/campaigns/{campaign['id']}/my-card",
+        headers=star.headers,
+        json={
+            "contact": {"phone": "13700000000", "wechat": "star_wx"},
+            "intended_merchants": ["苹果专卖"],
+            "cooperation_note": "只带数码",
+        },
+    )
     assert r.status_code == 200 and r.json()["contact"]["wechat"] == "star_wx"
     r = await client.put(f"/v1/campaigns/{campaign['id']}/my-card", headers=outsider.headers, json={})
     assert r.status_code == 403 and r.json()["code"] == "not_eligible"
@@ -575,8 +683,7 @@ async def test_find_creators_cards_and_gmv(client, factory: Factory):
     assert [i["creator_id"] for i in found] == [star.id]
     assert (await client.get(url, headers=merchant.headers, params={"level_min": 9})).status_code == 422
     # the card can be replaced
-    r = await client.put(f"/v1/campaigns/{campaign['id']}/my-card", headers=star.headers,
-                         json={"cooperation_note": "全品类"})
+    r = await client.put(f"/v1/campaigns/{campaign['id']}/my-card", headers=star.headers, json={"cooperation_note": "全品类"})
     assert r.json()["cooperation_note"] == "全品类" and r.json()["intended_merchants"] == []
 
 
@@ -615,8 +722,10 @@ async def test_demo_step_is_idempotent(client, factory: Factory, db):
     creator = await factory.user("creator")
     merchant = await factory.user("merchant")
     async with db() as session:
-        accounts = {u: await session.scalar(select(Account).where(Account.id == i))
-                    for u, i in [("operator", op.id), ("creator", creator.id), ("merchant", merchant.id)]}
+        accounts = {
+            u: await session.scalar(select(Account).where(Account.id == i))
+            for u, i in [("operator", op.id), ("creator", creator.id), ("merchant", merchant.id)]
+        }
         assert len(await demo_step(session, accounts)) == 1
         assert await demo_step(session, accounts) == []
         await session.commit()
@@ -632,22 +741,27 @@ async def test_live_session_moves_the_nearest_ready_signup(client, factory: Fact
     m = w.merchants[0]
     product_id = w.products[m.id]["id"]
     live_from = datetime.fromisoformat(w.campaign["live_from"])
-    early, late = [await _submitted(client, w, w.creator, 1, product_id, iso(live_from + timedelta(hours=h)))
-                   for h in (1, 30)]
+    early, late = [await _submitted(client, w, w.creator, 1, product_id, iso(live_from + timedelta(hours=h))) for h in (1, 30)]
     for s in (early, late):
         await act(client, m, s["id"], "merchant-confirm-stock")
         assert (await act(client, w.op, s["id"], "platform-confirm-stock")).json()["state"] == "ready"
     platform = await factory.user("platform")
     await factory.advance(4 * DAY + 29 * 3600)  # live_from + 29 h: nearer the late slot
     now = await factory.now()
-    live = {"external_id": "ls-near", "host_id": w.creator.id, "started_at": iso(now), "peak_viewers": 5,
-            "room_url": "https://live.example/n"}
+    live = {
+        "external_id": "ls-near",
+        "host_id": w.creator.id,
+        "started_at": iso(now),
+        "peak_viewers": 5,
+        "room_url": "https://live.example/n",
+    }
     await client.post("/v1/ingest/live-sessions", headers=platform.headers, json=live)
     state = lambda s: client.get(f"/v1/campaign-signups/{s['id']}", headers=w.creator.headers)  # noqa: E731
     assert (await state(late)).json()["state"] == "live"
     assert (await state(early)).json()["state"] == "ready"
-    await client.post("/v1/ingest/live-sessions", headers=platform.headers,
-                      json={**live, "ended_at": iso(now + timedelta(hours=1))})
+    await client.post(
+        "/v1/ingest/live-sessions", headers=platform.headers, json={**live, "ended_at": iso(now + timedelta(hours=1))}
+    )
     got = (await state(late)).json()
     assert got["state"] == "finished" and got["live_session_id"]
 
@@ -677,13 +791,17 @@ async def test_creators_see_only_their_own_card_contact(client, factory: Factory
     op = await factory.operator()
     campaign = await make_campaign(client, factory, eligible=[a.id, b.id])
     for user, wx in ((a, "wx_a"), (b, "wx_b")):
-        r = await client.put(f"/v1/campaigns/{campaign['id']}/my-card", headers=user.headers,
-                             json={"contact": {"phone": "13700000000", "wechat": wx}, "cooperation_note": "n"})
+        r = await client.put(
+            f"/v1/campaigns/{campaign['id']}/my-card",
+            headers=user.headers,
+            json={"contact": {"phone": "13700000000", "wechat": wx}, "cooperation_note": "n"},
+        )
         assert r.status_code == 200, r.text
     url = f"/v1/campaigns/{campaign['id']}/creators"
     seen = {i["creator_id"]: i["card"]["contact"] for i in (await client.get(url, headers=a.headers)).json()["items"]}
     assert seen == {a.id: {"phone": "13700000000", "wechat": "wx_a"}, b.id: {"phone": None, "wechat": None}}
     for user in (merchant, op):
-        seen = {i["creator_id"]: i["card"]["contact"]["wechat"]
-                for i in (await client.get(url, headers=user.headers)).json()["items"]}
+        seen = {
+            i["creator_id"]: i["card"]["contact"]["wechat"] for i in (await client.get(url, headers=user.headers)).json()["items"]
+        }
         assert seen == {a.id: "wx_a", b.id: "wx_b"}

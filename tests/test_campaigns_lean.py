@@ -20,8 +20,11 @@ async def test_signup_paths_build_no_orm_session(committed_client, committed_fac
     original = LeanSession._build_orm
     monkeypatch.setattr(LeanSession, "_build_orm", lambda self: (built.append(current), original(self)))
     current = "create"
-    r = await client.post(f"/v1/campaigns/{cid}/signups", headers=w.creator.headers,
-                          json={"shop_ids": [a.id, b.id], "planned_live_at": w.campaign["live_from"]})
+    r = await client.post(
+        f"/v1/campaigns/{cid}/signups",
+        headers=w.creator.headers,
+        json={"shop_ids": [a.id, b.id], "planned_live_at": w.campaign["live_from"]},
+    )
     assert r.status_code == 201, r.text
     signup = r.json()["id"]
     steps = [
@@ -31,13 +34,25 @@ async def test_signup_paths_build_no_orm_session(committed_client, committed_fac
         ("last approve", act(client, b, signup, "merchant-approve")),
         ("platform", act(client, w.op, signup, "platform-approve")),
         ("traffic", act(client, w.op, signup, "grant-traffic", {"traffic_units": 3})),
-        ("submit", act(client, w.creator, signup, "submit-products",
-                       {"items": [{"product_id": w.products[a.id]["id"], "planned_quantity": 2}]})),
+        (
+            "submit",
+            act(
+                client,
+                w.creator,
+                signup,
+                "submit-products",
+                {"items": [{"product_id": w.products[a.id]["id"], "planned_quantity": 2}]},
+            ),
+        ),
         ("confirm", act(client, a, signup, "merchant-confirm-stock")),
         ("stock plan", client.get(f"/v1/campaigns/{cid}/stock-plan", headers=a.headers)),
         ("card", client.put(f"/v1/campaigns/{cid}/my-card", headers=w.creator.headers, json={})),
-        ("intent", client.post(f"/v1/campaigns/{cid}/intents", headers=a.headers,
-                               json={"description": "d", "creator_ids": [w.creator.id]})),
+        (
+            "intent",
+            client.post(
+                f"/v1/campaigns/{cid}/intents", headers=a.headers, json={"description": "d", "creator_ids": [w.creator.id]}
+            ),
+        ),
         ("intent alone", client.post(f"/v1/campaigns/{cid}/intents", headers=b.headers, json={"description": "d"})),
         ("history", client.get(f"/v1/campaign-signups/{signup}/history", headers=a.headers)),
     ]

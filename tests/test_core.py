@@ -23,8 +23,7 @@ async def test_docs_are_served_offline(client):
     r = await client.get("/redoc")
     assert r.status_code == 200 and "fonts.googleapis" not in r.text
     schema = (await client.get("/openapi.json")).json()
-    assert schema["components"]["securitySchemes"]["OAuth2PasswordBearer"]["flows"]["password"]["tokenUrl"] == \
-        "/v1/auth/token"
+    assert schema["components"]["securitySchemes"]["OAuth2PasswordBearer"]["flows"]["password"]["tokenUrl"] == "/v1/auth/token"
 
 
 async def test_login_and_me(client, factory: Factory):
@@ -50,9 +49,17 @@ async def test_unauthenticated_and_bad_token(client):
 
 async def test_only_operators_create_accounts(client, factory: Factory):
     merchant = await factory.user("merchant")
-    r = await client.post("/v1/accounts", headers=merchant.headers, json={
-        "role": "creator", "username": "sneaky", "password": "password-123", "display_name": "x",
-        "profile": {"nickname": "x"}})
+    r = await client.post(
+        "/v1/accounts",
+        headers=merchant.headers,
+        json={
+            "role": "creator",
+            "username": "sneaky",
+            "password": "password-123",
+            "display_name": "x",
+            "profile": {"nickname": "x"},
+        },
+    )
     assert r.status_code == 403 and r.json()["code"] == "forbidden"
 
 
@@ -65,8 +72,11 @@ async def test_profile_rules(client, factory: Factory):
     # operator-only fields
     r = await client.patch("/v1/accounts/me", headers=creator.headers, json={"profile": {"level": 7}})
     assert r.status_code == 403
-    r = await client.patch("/v1/accounts/me", headers=creator.headers,
-                           json={"profile": {"accepting_orders": False, "quotes": {"shared_hourly_fen": 5}}})
+    r = await client.patch(
+        "/v1/accounts/me",
+        headers=creator.headers,
+        json={"profile": {"accepting_orders": False, "quotes": {"shared_hourly_fen": 5}}},
+    )
     assert r.status_code == 200
     assert r.json()["profile"]["accepting_orders"] is False
     assert r.json()["profile"]["quotes"] == {"dedicated_hourly_fen": 100000, "shared_hourly_fen": 5}
@@ -81,8 +91,13 @@ async def test_profile_rules(client, factory: Factory):
 
 async def test_duplicate_username_is_conflict(client, factory: Factory):
     op = await factory.operator()
-    body = {"role": "group_leader", "username": "dup-user", "password": "password-123", "display_name": "d",
-            "profile": {"name": "d"}}
+    body = {
+        "role": "group_leader",
+        "username": "dup-user",
+        "password": "password-123",
+        "display_name": "d",
+        "profile": {"name": "d"},
+    }
     assert (await client.post("/v1/accounts", headers=op.headers, json=body)).status_code == 201
     r = await client.post("/v1/accounts", headers=op.headers, json=body)
     assert r.status_code == 409 and r.json()["code"] == "username_taken"
@@ -95,8 +110,7 @@ async def test_validation_problem_shape(client, factory: Factory):
     body = r.json()
     assert body["code"] == "validation_failed" and body["status"] == 422
     assert all({"loc", "msg"} <= set(e) for e in body["errors"])
-    r = await client.post("/v1/accounts", headers={**op.headers, "content-type": "application/json"},
-                          content=b"{not json")
+    r = await client.post("/v1/accounts", headers={**op.headers, "content-type": "application/json"}, content=b"{not json")
     assert r.status_code == 422
 
 
@@ -105,8 +119,11 @@ async def test_products_crud_and_pagination(client, factory: Factory):
     other = await factory.user("merchant")
     ids = []
     for i in range(5):
-        r = await client.post("/v1/products", headers=merchant.headers, json={
-            "title": f"P{i}", "brand": "B", "price_fen": 100 + i, "inventory": 10, "general_commission_bp": 1000})
+        r = await client.post(
+            "/v1/products",
+            headers=merchant.headers,
+            json={"title": f"P{i}", "brand": "B", "price_fen": 100 + i, "inventory": 10, "general_commission_bp": 1000},
+        )
         assert r.status_code == 201, r.text
         ids.append(r.json()["id"])
     seen = []
@@ -137,8 +154,9 @@ async def test_products_cursor_of_another_list_is_refused(client, factory: Facto
     for cursor in (encode_cursor(merchant.id), encode_cursor("prd_nope"), encode_cursor(7)):
         r = await client.get("/v1/products", headers=merchant.headers, params={"cursor": cursor})
         assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["query", "cursor"], r.text
-    product = (await client.post("/v1/products", headers=merchant.headers, json={
-        "title": "P", "price_fen": 1, "inventory": 1})).json()
+    product = (
+        await client.post("/v1/products", headers=merchant.headers, json={"title": "P", "price_fen": 1, "inventory": 1})
+    ).json()
     r = await client.get("/v1/products", headers=merchant.headers, params={"cursor": encode_cursor(product["id"])})
     assert r.status_code == 200 and r.json() == {"items": [], "next_cursor": None}
 
@@ -147,36 +165,61 @@ async def test_ingest_is_idempotent(client, factory: Factory):
     platform = await factory.user("platform")
     merchant = await factory.user("merchant")
     creator = await factory.user("creator")
-    product = (await client.post("/v1/products", headers=merchant.headers, json={
-        "title": "P", "price_fen": 100, "inventory": 10})).json()
-    order = {"external_id": "o-1", "shop_id": merchant.id, "product_id": product["id"], "creator_id": creator.id,
-             "channel": "live", "amount_fen": 5000, "status": "paid", "paid_at": "2026-11-20T10:00:00+08:00"}
+    product = (
+        await client.post("/v1/products", headers=merchant.headers, json={"title": "P", "price_fen": 100, "inventory": 10})
+    ).json()
+    order = {
+        "external_id": "o-1",
+        "shop_id": merchant.id,
+        "product_id": product["id"],
+        "creator_id": creator.id,
+        "channel": "live",
+        "amount_fen": 5000,
+        "status": "paid",
+        "paid_at": "2026-11-20T10:00:00+08:00",
+    }
     r = await client.post("/v1/ingest/orders", headers=platform.headers, json={"orders": [order]})
     assert r.json() == {"inserted": 1, "updated": 0, "unchanged": 0}
     r = await client.post("/v1/ingest/orders", headers=platform.headers, json={"orders": [order]})
     assert r.json() == {"inserted": 0, "updated": 0, "unchanged": 1}
-    r = await client.post("/v1/ingest/orders", headers=platform.headers,
-                          json={"orders": [{**order, "status": "refunded"}]})
+    r = await client.post("/v1/ingest/orders", headers=platform.headers, json={"orders": [{**order, "status": "refunded"}]})
     assert r.json() == {"inserted": 0, "updated": 1, "unchanged": 0}
     r = await client.post("/v1/ingest/orders", headers=merchant.headers, json={"orders": [order]})
     assert r.status_code == 403
-    r = await client.post("/v1/ingest/orders", headers=platform.headers,
-                          json={"orders": [{**order, "external_id": "o-2", "product_id": "prd_nope"}]})
+    r = await client.post(
+        "/v1/ingest/orders",
+        headers=platform.headers,
+        json={"orders": [{**order, "external_id": "o-2", "product_id": "prd_nope"}]},
+    )
     assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "orders", 0, "product_id"]
 
-    live = {"external_id": "ls-1", "host_id": creator.id, "started_at": "2026-11-20T10:00:00Z",
-            "peak_viewers": 10, "room_url": "https://live.example/1"}
+    live = {
+        "external_id": "ls-1",
+        "host_id": creator.id,
+        "started_at": "2026-11-20T10:00:00Z",
+        "peak_viewers": 10,
+        "room_url": "https://live.example/1",
+    }
     r = await client.post("/v1/ingest/live-sessions", headers=platform.headers, json=live)
     assert r.status_code == 201 and r.json()["created"] is True
-    r = await client.post("/v1/ingest/live-sessions", headers=platform.headers,
-                          json={**live, "ended_at": "2026-11-20T12:00:00Z", "peak_viewers": 99})
+    r = await client.post(
+        "/v1/ingest/live-sessions",
+        headers=platform.headers,
+        json={**live, "ended_at": "2026-11-20T12:00:00Z", "peak_viewers": 99},
+    )
     assert r.status_code == 200 and r.json()["peak_viewers"] == 99 and r.json()["ended_at"]
 
     tiers = {"month": "2026-10", "tiers": [{"merchant_id": merchant.id, "tier": 3}]}
-    assert (await client.post("/v1/ingest/merchant-tiers", headers=platform.headers, json=tiers)).json() == \
-        {"inserted": 1, "updated": 0, "unchanged": 0}
-    assert (await client.post("/v1/ingest/merchant-tiers", headers=platform.headers, json=tiers)).json() == \
-        {"inserted": 0, "updated": 0, "unchanged": 1}
+    assert (await client.post("/v1/ingest/merchant-tiers", headers=platform.headers, json=tiers)).json() == {
+        "inserted": 1,
+        "updated": 0,
+        "unchanged": 0,
+    }
+    assert (await client.post("/v1/ingest/merchant-tiers", headers=platform.headers, json=tiers)).json() == {
+        "inserted": 0,
+        "updated": 0,
+        "unchanged": 1,
+    }
 
 
 async def test_idempotency_key_replays_and_refuses_reuse(client, factory: Factory):
@@ -204,8 +247,11 @@ async def test_idempotency_key_in_use(client, factory: Factory):
     merchant = await factory.user("merchant")
     routing._IN_FLIGHT.add((merchant.id, "busy"))
     try:
-        r = await client.post("/v1/products", headers={**merchant.headers, "Idempotency-Key": "busy"},
-                              json={"title": "x", "price_fen": 1, "inventory": 1})
+        r = await client.post(
+            "/v1/products",
+            headers={**merchant.headers, "Idempotency-Key": "busy"},
+            json={"title": "x", "price_fen": 1, "inventory": 1},
+        )
         assert r.status_code == 409 and r.json()["code"] == "idempotency_key_in_use"
     finally:
         routing._IN_FLIGHT.discard((merchant.id, "busy"))
@@ -272,8 +318,9 @@ async def test_bootstrap_operator_created_at_startup(engine, db, client):
     from app.config import Settings
     from app.main import create_app
 
-    settings = Settings(bootstrap_operator_username="boot-op", bootstrap_operator_password="boot-password",
-                        run_sweeper=False, env="test")
+    settings = Settings(
+        bootstrap_operator_username="boot-op", bootstrap_operator_password="boot-password", run_sweeper=False, env="test"
+    )
     booted = create_app(settings, engine=engine)
     booted.state.sessionmaker = db
     async with booted.router.lifespan_context(booted):
@@ -294,6 +341,5 @@ async def test_cors_when_configured(engine, db):
     app = create_app(Settings(cors_origins="https://shop.example", run_sweeper=False, env="test"), engine=engine)
     app.state.sessionmaker = db
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-        r = await c.options("/v1/accounts/me", headers={"Origin": "https://shop.example",
-                                                        "Access-Control-Request-Method": "GET"})
+        r = await c.options("/v1/accounts/me", headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "GET"})
     assert r.headers["access-control-allow-origin"] == "https://shop.example"

@@ -24,8 +24,9 @@ def test_compose_file_runs_service_with_postgres():
     env = api["environment"]
     assert env["LC_DATABASE_URL"].startswith("postgresql+asyncpg://")
     user = db["environment"]["POSTGRES_USER"]
-    assert f"://{user}:{db['environment']['POSTGRES_PASSWORD']}@db:5432/{db['environment']['POSTGRES_DB']}" \
-        in env["LC_DATABASE_URL"]
+    assert (
+        f"://{user}:{db['environment']['POSTGRES_PASSWORD']}@db:5432/{db['environment']['POSTGRES_DB']}" in env["LC_DATABASE_URL"]
+    )
     assert "8000:8000" in api["ports"]
 
 
@@ -44,8 +45,7 @@ def test_dockerfile_instructions():
 
 def _cli(*args: str, db: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "LC_DATABASE_URL": f"sqlite+aiosqlite:///{db}", "LC_ENV": "dev"}
-    return subprocess.run([sys.executable, "-m", "app", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "app", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_cli_migrate_seed_sweep_create_operator(tmp_path):

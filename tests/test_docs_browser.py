@@ -18,8 +18,10 @@ from tests.conftest import IS_POSTGRES
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = [pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed"),
-              pytest.mark.skipif(IS_POSTGRES, reason="the pages are the same on every database: SQLite pass only")]
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed"),
+    pytest.mark.skipif(IS_POSTGRES, reason="the pages are the same on every database: SQLite pass only"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +31,13 @@ def server(tmp_path_factory):
         port = s.getsockname()[1]
     db = tmp_path_factory.mktemp("docs") / "docs.db"
     env = {**os.environ, "LC_DATABASE_URL": f"sqlite+aiosqlite:///{db}", "LC_ENV": "dev", "LC_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -44,10 +51,26 @@ def server(tmp_path_factory):
 
 
 def render(url: str, tmp_path: Path) -> str:
-    result = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=8000",
-                             "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=8000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
 

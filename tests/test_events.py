@@ -27,8 +27,7 @@ async def test_events_feed_is_scoped_and_oldest_first(client, factory: Factory):
 
     merchant_ids = [e["id"] for e in (await client.get("/v1/events", headers=merchant.headers)).json()["items"]]
     assert merchant_ids == [e1, e2, e3]
-    op_ids = [e["id"] for e in (await client.get("/v1/events", headers=op.headers,
-                                                 params={"limit": 100})).json()["items"]]
+    op_ids = [e["id"] for e in (await client.get("/v1/events", headers=op.headers, params={"limit": 100})).json()["items"]]
     assert [i for i in op_ids if i in {e1, e2, e3, e4}] == [e1, e2, e3, e4]
 
 

@@ -17,8 +17,11 @@ from tests.conftest import postgres_only
 _clock, _timers = ClockState.__table__, Timer.__table__
 _FAILS = prepared(text("SELECT 1 / 0"))
 _CLOCK = prepared(select(_clock.c.id).where(_clock.c.id == bindparam("id")))
-_INSERT = prepared(_timers.insert().values(id=bindparam("id"), machine="test", entity_id=bindparam("entity"),
-                                           action="expire", due_at=bindparam("due")))
+_INSERT = prepared(
+    _timers.insert().values(
+        id=bindparam("id"), machine="test", entity_id=bindparam("entity"), action="expire", due_at=bindparam("due")
+    )
+)
 _BY_ENTITY = prepared(select(_timers.c.machine, _timers.c.due_at).where(_timers.c.entity_id == bindparam("entity")))
 
 

@@ -45,9 +45,24 @@ def python_client(schema_file) -> Path:
     config = schema_file.parent / "client-config.yml"
     config.write_text("content_type_overrides:\n  image/svg+xml: application/octet-stream\n")
     env_path = f"{BIN}:{Path(shutil.which('python3') or sys.executable).parent}"
-    result = subprocess.run([str(BIN / "openapi-python-client"), "generate", "--path", str(schema_file),
-                             "--meta", "none", "--output-path", str(out), "--config", str(config)],
-                            capture_output=True, text=True, timeout=300, env={"PATH": env_path})
+    result = subprocess.run(
+        [
+            str(BIN / "openapi-python-client"),
+            "generate",
+            "--path",
+            str(schema_file),
+            "--meta",
+            "none",
+            "--output-path",
+            str(out),
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": env_path},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "warning" not in (result.stdout + result.stderr).lower(), result.stdout + result.stderr
     return out
@@ -64,24 +79,36 @@ async def test_python_client_against_the_service(python_client, application, fac
         sys.path.remove(str(python_client.parent))
     merchant = await factory.user("merchant", shop_name="生成客户端店")
     token = merchant.headers["Authorization"].split()[1]
-    client = client_mod.AuthenticatedClient(base_url="http://test", token=token,
-                                            httpx_args={"transport": httpx.ASGITransport(app=application)})
+    client = client_mod.AuthenticatedClient(
+        base_url="http://test", token=token, httpx_args={"transport": httpx.ASGITransport(app=application)}
+    )
     async with client:
         me = await get_me.asyncio(client=client)
         assert me.id == merchant.id and me.role.value == "merchant"
-        created = await create_product.asyncio_detailed(client=client, body=models.ProductCreate(
-            title="客户端商品", price_fen=100, inventory=5))
+        created = await create_product.asyncio_detailed(
+            client=client, body=models.ProductCreate(title="客户端商品", price_fen=100, inventory=5)
+        )
         assert created.status_code == 201 and created.parsed.title == "客户端商品"
 
 
 @pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not installed")
 def test_typescript_client_generates(schema_file):
     workdir = schema_file.parent
-    install = subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "openapi-typescript@7"],
-                             cwd=workdir, capture_output=True, text=True, timeout=300)
+    install = subprocess.run(
+        ["npm", "install", "--silent", "--no-audit", "--no-fund", "openapi-typescript@7"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert install.returncode == 0, install.stderr
-    result = subprocess.run([str(workdir / "node_modules/.bin/openapi-typescript"), str(schema_file), "-o",
-                             str(workdir / "schema.d.ts")], cwd=workdir, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [str(workdir / "node_modules/.bin/openapi-typescript"), str(schema_file), "-o", str(workdir / "schema.d.ts")],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     text = (workdir / "schema.d.ts").read_text()
     assert '"/v1/task-orders"' in text and "operations" in text and "create_product" in text

@@ -38,8 +38,7 @@ async def advance_to(factory: Factory, target: datetime) -> None:
 
 
 async def contract(client, provider, merchant, mode="commission_split") -> dict:
-    r = await client.post("/v1/provider-contracts", headers=provider.headers,
-                          json={"merchant_id": merchant.id, "mode": mode})
+    r = await client.post("/v1/provider-contracts", headers=provider.headers, json={"merchant_id": merchant.id, "mode": mode})
     assert r.status_code == 201, r.text
     r = await client.post(f"/v1/provider-contracts/{r.json()['id']}/accept", headers=merchant.headers)
     assert r.status_code == 200, r.text
@@ -65,8 +64,13 @@ async def build_world(client, factory: Factory, *, coefficient_bp: int | None = 
     w.m = [await factory.user("merchant") for _ in range(5)]
     m1, m2, m3, m4, m5 = w.m
     w.contracts = {}
-    for merchant, mode in ((m1, "commission_split"), (m2, "commission_split"), (m3, "service_fee"),
-                           (m4, "commission_split"), (m5, "service_fee")):
+    for merchant, mode in (
+        (m1, "commission_split"),
+        (m2, "commission_split"),
+        (m3, "service_fee"),
+        (m4, "commission_split"),
+        (m5, "service_fee"),
+    ):
         w.contracts[merchant.id] = await contract(client, w.provider, merchant, mode)
     await contract(client, w.p2, m1)
     now = await factory.now()
@@ -74,13 +78,19 @@ async def build_world(client, factory: Factory, *, coefficient_bp: int | None = 
     prev = add_months(w.month, -1)
     products = {}
     for merchant in w.m:
-        r = await client.post("/v1/products", headers=merchant.headers,
-                              json={"title": "P", "price_fen": 100, "inventory": 10})
+        r = await client.post("/v1/products", headers=merchant.headers, json={"title": "P", "price_fen": 100, "inventory": 10})
         products[merchant.id] = r.json()["id"]
 
     def order(ext, merchant, amount, when, channel="live", status="paid"):
-        return {"external_id": ext, "shop_id": merchant.id, "product_id": products[merchant.id],
-                "channel": channel, "amount_fen": amount, "status": status, "paid_at": when.isoformat()}
+        return {
+            "external_id": ext,
+            "shop_id": merchant.id,
+            "product_id": products[merchant.id],
+            "channel": channel,
+            "amount_fen": amount,
+            "status": status,
+            "paid_at": when.isoformat(),
+        }
 
     orders = [
         order("o1", m1, 100_000, local(prev, 2)),
@@ -98,15 +108,29 @@ async def build_world(client, factory: Factory, *, coefficient_bp: int | None = 
     r = await client.post("/v1/ingest/orders", headers=w.platform.headers, json={"orders": orders})
     assert r.status_code == 200, r.text
     for i, merchant in enumerate((m1, m2, m3, m5)):
-        r = await client.post("/v1/ingest/live-sessions", headers=w.platform.headers, json={
-            "external_id": f"ls-{merchant.id}", "host_id": merchant.id, "started_at": now.isoformat(),
-            "peak_viewers": 5, "room_url": f"https://live.example/{i}"})
+        r = await client.post(
+            "/v1/ingest/live-sessions",
+            headers=w.platform.headers,
+            json={
+                "external_id": f"ls-{merchant.id}",
+                "host_id": merchant.id,
+                "started_at": now.isoformat(),
+                "peak_viewers": 5,
+                "room_url": f"https://live.example/{i}",
+            },
+        )
         assert r.status_code == 201, r.text
-    tiers = [(w.month, [(m3, 4), (m4, 3), (m5, 3)]), (add_months(w.month, -1), [(m5, 3), (m1, 2)]),
-             (add_months(w.month, -2), [(m4, 2)])]
+    tiers = [
+        (w.month, [(m3, 4), (m4, 3), (m5, 3)]),
+        (add_months(w.month, -1), [(m5, 3), (m1, 2)]),
+        (add_months(w.month, -2), [(m4, 2)]),
+    ]
     for month, items in tiers:
-        r = await client.post("/v1/ingest/merchant-tiers", headers=w.platform.headers, json={
-            "month": month, "tiers": [{"merchant_id": m.id, "tier": t} for m, t in items]})
+        r = await client.post(
+            "/v1/ingest/merchant-tiers",
+            headers=w.platform.headers,
+            json={"month": month, "tiers": [{"merchant_id": m.id, "tier": t} for m, t in items]},
+        )
         assert r.status_code == 200, r.text
     body = {"name": "Q4", "month_from": add_months(w.month, -2), "month_to": add_months(w.month, 2)}
     if coefficient_bp is not None:
@@ -118,13 +142,13 @@ async def build_world(client, factory: Factory, *, coefficient_bp: int | None = 
 
 
 async def compute(client, w: World, month: str | None = None, program_id: str | None = None):
-    return await client.post(f"/v1/incentive-programs/{program_id or w.program['id']}/months/"
-                             f"{month or w.month}/compute", headers=w.op.headers)
+    return await client.post(
+        f"/v1/incentive-programs/{program_id or w.program['id']}/months/{month or w.month}/compute", headers=w.op.headers
+    )
 
 
 async def publish(client, w: World, month: str | None = None):
-    return await client.post(f"/v1/incentive-programs/{w.program['id']}/months/{month or w.month}/publish",
-                             headers=w.op.headers)
+    return await client.post(f"/v1/incentive-programs/{w.program['id']}/months/{month or w.month}/publish", headers=w.op.headers)
 
 
 async def statements(client, user, month) -> dict[str, dict]:
@@ -162,23 +186,26 @@ async def test_contract_lifecycle_visibility_and_duplicates(client, factory: Fac
     merchant = await factory.user("merchant")
     stranger = await factory.user("merchant")
     other_provider = await factory.user("service_provider")
-    r = await client.post("/v1/provider-contracts", headers=provider.headers,
-                          json={"merchant_id": merchant.id, "mode": "commission_split"})
+    r = await client.post(
+        "/v1/provider-contracts", headers=provider.headers, json={"merchant_id": merchant.id, "mode": "commission_split"}
+    )
     assert r.status_code == 201, r.text
     c = r.json()
     assert c["state"] == "proposed" and c["allowed_actions"] == [] and c["activated_at"] is None
-    r = await client.post("/v1/provider-contracts", headers=provider.headers,
-                          json={"merchant_id": merchant.id, "mode": "service_fee"})
+    r = await client.post(
+        "/v1/provider-contracts", headers=provider.headers, json={"merchant_id": merchant.id, "mode": "service_fee"}
+    )
     assert r.status_code == 409 and r.json()["code"] == "contract_exists"
     # merchants cannot propose, unknown merchants are refused
-    r = await client.post("/v1/provider-contracts", headers=merchant.headers,
-                          json={"merchant_id": merchant.id, "mode": "service_fee"})
+    r = await client.post(
+        "/v1/provider-contracts", headers=merchant.headers, json={"merchant_id": merchant.id, "mode": "service_fee"}
+    )
     assert r.status_code == 403
-    r = await client.post("/v1/provider-contracts", headers=provider.headers,
-                          json={"merchant_id": provider.id, "mode": "service_fee"})
+    r = await client.post(
+        "/v1/provider-contracts", headers=provider.headers, json={"merchant_id": provider.id, "mode": "service_fee"}
+    )
     assert r.status_code == 422
-    r = await client.post("/v1/provider-contracts", headers=provider.headers,
-                          json={"merchant_id": merchant.id, "mode": "barter"})
+    r = await client.post("/v1/provider-contracts", headers=provider.headers, json={"merchant_id": merchant.id, "mode": "barter"})
     assert r.status_code == 422
     # visibility
     got = await client.get(f"/v1/provider-contracts/{c['id']}", headers=merchant.headers)
@@ -195,12 +222,12 @@ async def test_contract_lifecycle_visibility_and_duplicates(client, factory: Fac
     assert r.status_code == 200 and r.json()["state"] == "active" and r.json()["activated_at"]
     r = await client.post(f"/v1/provider-contracts/{c['id']}/end", headers=provider.headers, json={})
     assert r.status_code == 422
-    r = await client.post(f"/v1/provider-contracts/{c['id']}/end", headers=provider.headers,
-                          json={"reason": "moving on"})
+    r = await client.post(f"/v1/provider-contracts/{c['id']}/end", headers=provider.headers, json={"reason": "moving on"})
     assert r.status_code == 200 and r.json()["state"] == "ended" and r.json()["end_reason"] == "moving on"
     # once ended a new proposal is possible
-    r = await client.post("/v1/provider-contracts", headers=provider.headers,
-                          json={"merchant_id": merchant.id, "mode": "service_fee"})
+    r = await client.post(
+        "/v1/provider-contracts", headers=provider.headers, json={"merchant_id": merchant.id, "mode": "service_fee"}
+    )
     assert r.status_code == 201
     new_id = r.json()["id"]
     mine = (await client.get("/v1/provider-contracts", headers=provider.headers, params={"state": "ended"})).json()
@@ -208,8 +235,7 @@ async def test_contract_lifecycle_visibility_and_duplicates(client, factory: Fac
     both = (await client.get("/v1/provider-contracts", headers=merchant.headers)).json()
     assert [x["id"] for x in both["items"]] == [new_id, c["id"]]
     hist = (await client.get(f"/v1/provider-contracts/{c['id']}/history", headers=merchant.headers)).json()
-    assert [(h["action"], h["to_state"]) for h in hist] == [("create", "proposed"), ("accept", "active"),
-                                                            ("end", "ended")]
+    assert [(h["action"], h["to_state"]) for h in hist] == [("create", "proposed"), ("accept", "active"), ("end", "ended")]
     assert hist[2]["reason"] == "moving on" and hist[2]["actor_role"] == "service_provider"
     r = await client.get(f"/v1/provider-contracts/{c['id']}/history", headers=stranger.headers)
     assert r.status_code == 404
@@ -222,8 +248,9 @@ async def test_contract_lifecycle_visibility_and_duplicates(client, factory: Fac
 async def test_contract_every_state_every_action(client, factory: Factory, state, action):
     provider = await factory.user("service_provider")
     merchant = await factory.user("merchant")
-    r = await client.post("/v1/provider-contracts", headers=provider.headers,
-                          json={"merchant_id": merchant.id, "mode": "service_fee"})
+    r = await client.post(
+        "/v1/provider-contracts", headers=provider.headers, json={"merchant_id": merchant.id, "mode": "service_fee"}
+    )
     cid = r.json()["id"]
     path = f"/v1/provider-contracts/{cid}"
     if state in ("active", "ended"):
@@ -251,20 +278,28 @@ async def test_contract_every_state_every_action(client, factory: Factory, state
 async def test_program_defaults_and_validation(client, factory: Factory):
     op = await factory.operator()
     provider = await factory.user("service_provider")
-    r = await client.post("/v1/incentive-programs", headers=op.headers,
-                          json={"name": "2026", "month_from": "2026-01", "month_to": "2026-12"})
+    r = await client.post(
+        "/v1/incentive-programs", headers=op.headers, json={"name": "2026", "month_from": "2026-01", "month_to": "2026-12"}
+    )
     assert r.status_code == 201, r.text
     p = r.json()
-    assert (p["coefficient_bp"], p["v3_reward_fen"], p["v4_reward_fen"], p["min_active_merchants"]) == \
-        (1000, 300_000, 1_000_000, 3)
-    r = await client.post("/v1/incentive-programs", headers=op.headers,
-                          json={"name": "x", "month_from": "2026-12", "month_to": "2026-01"})
+    assert (p["coefficient_bp"], p["v3_reward_fen"], p["v4_reward_fen"], p["min_active_merchants"]) == (
+        1000,
+        300_000,
+        1_000_000,
+        3,
+    )
+    r = await client.post(
+        "/v1/incentive-programs", headers=op.headers, json={"name": "x", "month_from": "2026-12", "month_to": "2026-01"}
+    )
     assert r.status_code == 422
-    r = await client.post("/v1/incentive-programs", headers=op.headers,
-                          json={"name": "x", "month_from": "2026-13", "month_to": "2026-14"})
+    r = await client.post(
+        "/v1/incentive-programs", headers=op.headers, json={"name": "x", "month_from": "2026-13", "month_to": "2026-14"}
+    )
     assert r.status_code == 422
-    r = await client.post("/v1/incentive-programs", headers=provider.headers,
-                          json={"name": "x", "month_from": "2026-01", "month_to": "2026-02"})
+    r = await client.post(
+        "/v1/incentive-programs", headers=provider.headers, json={"name": "x", "month_from": "2026-01", "month_to": "2026-02"}
+    )
     assert r.status_code == 403
     listed = (await client.get("/v1/incentive-programs", headers=op.headers)).json()
     assert [x["id"] for x in listed["items"]] == [p["id"]]
@@ -284,21 +319,32 @@ async def test_worked_compute_example(client, factory: Factory):
     await advance_to(factory, local(add_months(w.month, 1), 1, 1))
     r = await compute(client, w)
     assert r.status_code == 200, r.text
-    assert r.json() == {"program_id": w.program["id"], "month": w.month, "statements": 2, "eligible": 1,
-                        "total_fen": 1_312_345, "vouchers": 0}
+    assert r.json() == {
+        "program_id": w.program["id"],
+        "month": w.month,
+        "statements": 2,
+        "eligible": 1,
+        "total_fen": 1_312_345,
+        "vouchers": 0,
+    }
     mine = await statements(client, w.provider, w.month)
     assert list(mine) == [w.provider.id]  # a provider sees only its own
     s = mine[w.provider.id]
     assert s["state"] == "draft" and s["eligible"] is True and s["reasons"] == [] and s["active_merchants"] == 4
     d1 = {line["merchant_id"]: line for line in s["dimension1"]}
     # 223,459 − 100,000 = 123,459 × 10% = 12,345.9 → 12,345 (rounded down)
-    assert d1[m1.id] == {"merchant_id": m1.id, "gmv_prev_fen": 100_000, "gmv_fen": 223_459,
-                         "increment_fen": 123_459, "voucher_fen": 12_345}
-    assert d1[m2.id] == {"merchant_id": m2.id, "gmv_prev_fen": 300_000, "gmv_fen": 200_000,
-                         "increment_fen": 0, "voucher_fen": 0}
+    assert d1[m1.id] == {
+        "merchant_id": m1.id,
+        "gmv_prev_fen": 100_000,
+        "gmv_fen": 223_459,
+        "increment_fen": 123_459,
+        "voucher_fen": 12_345,
+    }
+    assert d1[m2.id] == {"merchant_id": m2.id, "gmv_prev_fen": 300_000, "gmv_fen": 200_000, "increment_fen": 0, "voucher_fen": 0}
     assert d1[m4.id]["voucher_fen"] == 0 and m3.id not in d1 and m5.id not in d1  # service_fee: no dimension 1
-    assert sorted((x["merchant_id"], x["tier"], x["reward_fen"]) for x in s["dimension2"]) == \
-        sorted([(m3.id, 4, 1_000_000), (m4.id, 3, 300_000)])
+    assert sorted((x["merchant_id"], x["tier"], x["reward_fen"]) for x in s["dimension2"]) == sorted(
+        [(m3.id, 4, 1_000_000), (m4.id, 3, 300_000)]
+    )
     assert s["total_fen"] == 12_345 + 1_000_000 + 300_000
     everyone = await statements(client, w.op, w.month)
     bad = everyone[w.p2.id]
@@ -315,11 +361,26 @@ async def test_recompute_replaces_drafts_and_published_is_frozen(client, factory
     assert (await compute(client, w)).status_code == 200
     first = (await statements(client, w.op, w.month))[w.provider.id]
     # a late order and an ended contract change the draft when computed again
-    product = (await client.post("/v1/products", headers=w.m[0].headers,
-                                 json={"title": "late", "price_fen": 1, "inventory": 1})).json()["id"]
-    r = await client.post("/v1/ingest/orders", headers=w.platform.headers, json={"orders": [{
-        "external_id": "late", "shop_id": w.m[0].id, "product_id": product, "channel": "live",
-        "amount_fen": 10_000, "status": "paid", "paid_at": local(w.month, 2).isoformat()}]})
+    product = (
+        await client.post("/v1/products", headers=w.m[0].headers, json={"title": "late", "price_fen": 1, "inventory": 1})
+    ).json()["id"]
+    r = await client.post(
+        "/v1/ingest/orders",
+        headers=w.platform.headers,
+        json={
+            "orders": [
+                {
+                    "external_id": "late",
+                    "shop_id": w.m[0].id,
+                    "product_id": product,
+                    "channel": "live",
+                    "amount_fen": 10_000,
+                    "status": "paid",
+                    "paid_at": local(w.month, 2).isoformat(),
+                }
+            ]
+        },
+    )
     assert r.status_code == 200
     r = await compute(client, w)
     assert r.status_code == 200 and r.json()["total_fen"] == 1_313_345
@@ -336,8 +397,9 @@ async def test_recompute_replaces_drafts_and_published_is_frozen(client, factory
     assert r.status_code == 409 and r.json()["code"] == "month_published"
     s = (await statements(client, w.op, w.month))[w.provider.id]
     assert s["state"] == "published" and s["published_at"] and s["total_fen"] == 1_313_345
-    r = await client.post(f"/v1/incentive-programs/{w.program['id']}/months/{add_months(w.month, -1)}/publish",
-                          headers=w.op.headers)
+    r = await client.post(
+        f"/v1/incentive-programs/{w.program['id']}/months/{add_months(w.month, -1)}/publish", headers=w.op.headers
+    )
     assert r.status_code == 409 and r.json()["code"] == "month_not_computed"
 
 
@@ -349,8 +411,9 @@ async def test_dimension2_counts_a_merchant_once_a_year(client, factory: Factory
     assert (await compute(client, w)).status_code == 200
     s = (await statements(client, w.op, w.month))[w.provider.id]
     assert len(s["dimension2"]) == 2
-    r = await client.post("/v1/incentive-programs", headers=w.op.headers,
-                          json={"name": "other", "month_from": w.month, "month_to": w.month})
+    r = await client.post(
+        "/v1/incentive-programs", headers=w.op.headers, json={"name": "other", "month_from": w.month, "month_to": w.month}
+    )
     other = r.json()["id"]
     assert (await compute(client, w, program_id=other)).status_code == 200
     r = await client.get("/v1/incentive-statements", headers=w.op.headers, params={"month": w.month})
@@ -363,8 +426,7 @@ async def test_export_csv_and_xlsx(client, factory: Factory):
     w = await build_world(client, factory)
     await advance_to(factory, local(add_months(w.month, 1), 1, 1))
     assert (await compute(client, w)).status_code == 200
-    r = await client.get("/v1/incentive-statements/export", headers=w.op.headers,
-                         params={"month": w.month, "format": "csv"})
+    r = await client.get("/v1/incentive-statements/export", headers=w.op.headers, params={"month": w.month, "format": "csv"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     assert r.content.startswith(b"\xef\xbb\xbf")
     rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
@@ -372,8 +434,9 @@ async def test_export_csv_and_xlsx(client, factory: Factory):
     assert len(mine) == 5  # three dimension-1 merchants, two dimension-2 merchants
     assert {x["amount_fen"] for x in mine if x["merchant_id"] == w.m[0].id} == {"12345"}
     assert [x["reasons"] for x in rows if x["provider_id"] == w.p2.id] == ["not_certified;too_few_active_merchants"]
-    r = await client.get("/v1/incentive-statements/export", headers=w.provider.headers,
-                         params={"month": w.month, "format": "xlsx"})
+    r = await client.get(
+        "/v1/incentive-statements/export", headers=w.provider.headers, params={"month": w.month, "format": "xlsx"}
+    )
     assert r.status_code == 200
     sheet = openpyxl.load_workbook(io.BytesIO(r.content)).active
     values = list(sheet.iter_rows(values_only=True))
@@ -406,15 +469,17 @@ async def test_publish_late_expires_on_the_10th(client, factory: Factory):
     assert (await compute(client, w)).status_code == 200
     assert (await publish(client, w)).status_code == 200
     v = (await vouchers(client, w.provider))[0]
-    tenth = datetime.combine(date(int(add_months(w.month, 2)[:4]), int(add_months(w.month, 2)[5:]), 10),
-                             time(0), tzinfo=SH)
+    tenth = datetime.combine(date(int(add_months(w.month, 2)[:4]), int(add_months(w.month, 2)[5:]), 10), time(0), tzinfo=SH)
     assert datetime.fromisoformat(v["expires_at"]) == tenth
     await advance_to(factory, tenth - timedelta(seconds=120))
     assert {x["state"] for x in await vouchers(client, w.provider)} == {"available"}
     await advance_to(factory, tenth)
     assert {x["state"] for x in await vouchers(client, w.provider)} == {"expired"}
-    r = await client.post(f"/v1/vouchers/{v['id']}/redemptions", headers=w.provider.headers, json={
-        "merchant_id": w.m[0].id, "amount_fen": 1, "use_date": str((tenth + timedelta(days=10)).date())})
+    r = await client.post(
+        f"/v1/vouchers/{v['id']}/redemptions",
+        headers=w.provider.headers,
+        json={"merchant_id": w.m[0].id, "amount_fen": 1, "use_date": str((tenth + timedelta(days=10)).date())},
+    )
     assert r.status_code == 409 and r.json()["code"] == "voucher_not_available"
 
 
@@ -427,8 +492,11 @@ async def test_working_day_rule_around_a_weekend_and_a_holiday(client, factory: 
     mon, tue, wed, thu = (friday + timedelta(days=n) for n in (3, 4, 5, 6))
 
     async def ask(use_date: date, amount=100):
-        return await client.post(f"/v1/vouchers/{w.v2['id']}/redemptions", headers=w.provider.headers,
-                                 json={"merchant_id": w.m[2].id, "amount_fen": amount, "use_date": str(use_date)})
+        return await client.post(
+            f"/v1/vouchers/{w.v2['id']}/redemptions",
+            headers=w.provider.headers,
+            json={"merchant_id": w.m[2].id, "amount_fen": amount, "use_date": str(use_date)},
+        )
 
     # Friday's request: Sat and Sun do not count; Mon, Tue, Wed do
     r = await ask(tue)
@@ -455,8 +523,11 @@ async def test_redemption_rules(client, factory: Factory):
     use = (now + timedelta(days=10)).astimezone(SH).date()
 
     async def ask(voucher, merchant, amount, use_date=use, who=w.provider):
-        return await client.post(f"/v1/vouchers/{voucher['id']}/redemptions", headers=who.headers,
-                                 json={"merchant_id": merchant.id, "amount_fen": amount, "use_date": str(use_date)})
+        return await client.post(
+            f"/v1/vouchers/{voucher['id']}/redemptions",
+            headers=who.headers,
+            json={"merchant_id": merchant.id, "amount_fen": amount, "use_date": str(use_date)},
+        )
 
     r = await ask(w.v1, m1, 100, use_date=expires.astimezone(SH).date() + timedelta(days=1))
     assert r.status_code == 422 and r.json()["code"] == "voucher_expires_first"
@@ -473,8 +544,7 @@ async def test_redemption_rules(client, factory: Factory):
     # the dimension-2 voucher serves any contracted merchant
     assert (await ask(w.v2, m5, 1_000)).status_code == 201
     # the bound merchant's contract ends after issuance: the voucher may serve another merchant
-    r = await client.post(f"/v1/provider-contracts/{w.contracts[m1.id]['id']}/end", headers=m1.headers,
-                          json={"reason": "done"})
+    r = await client.post(f"/v1/provider-contracts/{w.contracts[m1.id]['id']}/end", headers=m1.headers, json={"reason": "done"})
     assert r.status_code == 200
     r = await ask(w.v1, m1, 100)
     assert r.status_code == 409 and r.json()["code"] == "merchant_not_contracted"
@@ -493,8 +563,11 @@ async def test_redemption_flow_partial_reject_fulfil_and_used_up(client, factory
     use = (now + timedelta(days=10)).astimezone(SH).date()
 
     async def ask(amount):
-        r = await client.post(f"/v1/vouchers/{w.v1['id']}/redemptions", headers=w.provider.headers,
-                              json={"merchant_id": m1.id, "amount_fen": amount, "use_date": str(use)})
+        r = await client.post(
+            f"/v1/vouchers/{w.v1['id']}/redemptions",
+            headers=w.provider.headers,
+            json={"merchant_id": m1.id, "amount_fen": amount, "use_date": str(use)},
+        )
         assert r.status_code == 201, r.text
         return r.json()
 
@@ -532,8 +605,11 @@ async def test_redemption_flow_partial_reject_fulfil_and_used_up(client, factory
     assert v["state"] == "used_up" and v["remaining_fen"] == 0
     assert v["amount_fen"] == 12_345
     assert [x["id"] for x in await vouchers(client, w.provider, state="used_up")] == [w.v1["id"]]
-    r = await client.post(f"/v1/vouchers/{w.v1['id']}/redemptions", headers=w.provider.headers,
-                          json={"merchant_id": m1.id, "amount_fen": 1, "use_date": str(use + timedelta(days=7))})
+    r = await client.post(
+        f"/v1/vouchers/{w.v1['id']}/redemptions",
+        headers=w.provider.headers,
+        json={"merchant_id": m1.id, "amount_fen": 1, "use_date": str(use + timedelta(days=7))},
+    )
     assert r.status_code == 409 and r.json()["code"] == "voucher_not_available"
     hist = await client.get("/v1/events", headers=w.provider.headers, params={"limit": 100})
     types = {e["type"] for e in hist.json()["items"]}
@@ -545,16 +621,23 @@ async def test_redemption_flow_partial_reject_fulfil_and_used_up(client, factory
 async def test_redemption_every_state_every_action(client, factory: Factory, state, action):
     w = await published_world(client, factory)
     use = ((await factory.now()) + timedelta(days=10)).astimezone(SH).date()
-    r = await client.post(f"/v1/vouchers/{w.v2['id']}/redemptions", headers=w.provider.headers,
-                          json={"merchant_id": w.m[0].id, "amount_fen": 1_000, "use_date": str(use)})
+    r = await client.post(
+        f"/v1/vouchers/{w.v2['id']}/redemptions",
+        headers=w.provider.headers,
+        json={"merchant_id": w.m[0].id, "amount_fen": 1_000, "use_date": str(use)},
+    )
     rid = r.json()["id"]
     path = f"/v1/redemptions/{rid}"
     steps = {"requested": [], "approved": ["approve"], "redeemed": ["approve", "fulfil"], "rejected": ["reject"]}
     for step in steps[state]:
         body = {"reason": "r"} if step == "reject" else None
         assert (await client.post(f"{path}/{step}", headers=w.op.headers, json=body)).status_code == 200
-    allowed = {("requested", "approve"): "approved", ("requested", "reject"): "rejected",
-               ("approved", "reject"): "rejected", ("approved", "fulfil"): "redeemed"}
+    allowed = {
+        ("requested", "approve"): "approved",
+        ("requested", "reject"): "rejected",
+        ("approved", "reject"): "rejected",
+        ("approved", "fulfil"): "redeemed",
+    }
     body = {"reason": "r"} if action == "reject" else None
     r = await client.post(f"{path}/{action}", headers=w.op.headers, json=body)
     if (state, action) in allowed:
@@ -583,8 +666,7 @@ async def test_demo_step_is_idempotent(client, factory: Factory, db):
     provider = await factory.user("service_provider")
     merchant = await factory.user("merchant")
     async with db() as session:
-        accounts = {"provider": await session.get(Account, provider.id),
-                    "merchant": await session.get(Account, merchant.id)}
+        accounts = {"provider": await session.get(Account, provider.id), "merchant": await session.get(Account, merchant.id)}
         assert len(await _demo(session, accounts)) == 2
         assert await _demo(session, accounts) == []
         await session.commit()

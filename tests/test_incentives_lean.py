@@ -33,19 +33,35 @@ async def test_contracts_redemptions_and_the_inbox_build_no_orm_session(committe
         assert built == [], r.request.url
         return r.json()
 
-    contract = ok(await client.post("/v1/provider-contracts", headers=w.provider.headers,
-                                    json={"merchant_id": merchant.id, "mode": "service_fee"}), 201)
-    r = await client.post("/v1/provider-contracts", headers=w.provider.headers,
-                          json={"merchant_id": merchant.id, "mode": "service_fee"})
+    contract = ok(
+        await client.post(
+            "/v1/provider-contracts", headers=w.provider.headers, json={"merchant_id": merchant.id, "mode": "service_fee"}
+        ),
+        201,
+    )
+    r = await client.post(
+        "/v1/provider-contracts", headers=w.provider.headers, json={"merchant_id": merchant.id, "mode": "service_fee"}
+    )
     assert r.status_code == 409 and built == []
     ok(await client.post(f"/v1/provider-contracts/{contract['id']}/accept", headers=merchant.headers))
     ok(await client.get(f"/v1/provider-contracts/{contract['id']}", headers=merchant.headers))
     ok(await client.get(f"/v1/provider-contracts/{contract['id']}/history", headers=merchant.headers))
-    redemptions = [ok(await client.post(f"/v1/vouchers/{w.v2['id']}/redemptions", headers=w.provider.headers,
-                                        json={"merchant_id": merchant.id, "amount_fen": 1_000,
-                                              "use_date": str(use)}), 201) for _ in range(3)]
-    r = await client.post(f"/v1/vouchers/{w.v1['id']}/redemptions", headers=w.provider.headers,
-                          json={"merchant_id": w.m[0].id, "amount_fen": 10**9, "use_date": str(use)})
+    redemptions = [
+        ok(
+            await client.post(
+                f"/v1/vouchers/{w.v2['id']}/redemptions",
+                headers=w.provider.headers,
+                json={"merchant_id": merchant.id, "amount_fen": 1_000, "use_date": str(use)},
+            ),
+            201,
+        )
+        for _ in range(3)
+    ]
+    r = await client.post(
+        f"/v1/vouchers/{w.v1['id']}/redemptions",
+        headers=w.provider.headers,
+        json={"merchant_id": w.m[0].id, "amount_fen": 10**9, "use_date": str(use)},
+    )
     assert r.status_code == 409 and r.json()["code"] == "insufficient_balance" and built == []
     a, b, c = (f"/v1/redemptions/{x['id']}" for x in redemptions)
     ok(await client.post(f"{a}/approve", headers=w.op.headers))
@@ -55,14 +71,16 @@ async def test_contracts_redemptions_and_the_inbox_build_no_orm_session(committe
     ok(await client.put("/v1/admin/holidays", headers=w.op.headers, json={"dates": [str(use)]}))
 
     inbox_owner = w.provider
-    r = await client.post("/v1/webhooks", headers=inbox_owner.headers,
-                          json={"url": "https://example.com/h", "event_types": ["*"], "secret": "whsec-0123456789"})
+    r = await client.post(
+        "/v1/webhooks",
+        headers=inbox_owner.headers,
+        json={"url": "https://example.com/h", "event_types": ["*"], "secret": "whsec-0123456789"},
+    )
     ok(r, 201)
     r = await client.post("/v1/notifications/ntf_missing/read", headers=inbox_owner.headers)
     assert r.status_code == 404 and built == []
     for unread in (None, "true", "false"):
-        ok(await client.get("/v1/notifications", headers=inbox_owner.headers,
-                            params={"unread": unread} if unread else {}))
+        ok(await client.get("/v1/notifications", headers=inbox_owner.headers, params={"unread": unread} if unread else {}))
     page = ok(await client.get("/v1/events", headers=merchant.headers, params={"limit": 2}))
     assert page["next_cursor"]
     ok(await client.get("/v1/events", headers=merchant.headers, params={"limit": 2, "cursor": page["next_cursor"]}))

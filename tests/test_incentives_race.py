@@ -28,8 +28,11 @@ async def test_concurrent_redemptions_never_exceed_the_balance(committed_client,
     voucher = w.v1  # 12,345 fen, bound to m1
 
     async def ask(amount: int):
-        return await client.post(f"/v1/vouchers/{voucher['id']}/redemptions", headers=w.provider.headers,
-                                 json={"merchant_id": w.m[0].id, "amount_fen": amount, "use_date": str(use)})
+        return await client.post(
+            f"/v1/vouchers/{voucher['id']}/redemptions",
+            headers=w.provider.headers,
+            json={"merchant_id": w.m[0].id, "amount_fen": amount, "use_date": str(use)},
+        )
 
     answers = await asyncio.gather(*(ask(5_000) for _ in range(4)))
     codes = sorted(a.status_code for a in answers)
@@ -43,9 +46,14 @@ async def test_concurrent_redemptions_never_exceed_the_balance(committed_client,
 async def test_concurrent_proposals_create_one_contract(committed_client, committed_factory):
     provider = await committed_factory.user("service_provider")
     merchant = await committed_factory.user("merchant")
-    answers = await asyncio.gather(*(committed_client.post(
-        "/v1/provider-contracts", headers=provider.headers,
-        json={"merchant_id": merchant.id, "mode": "service_fee"}) for _ in range(4)))
+    answers = await asyncio.gather(
+        *(
+            committed_client.post(
+                "/v1/provider-contracts", headers=provider.headers, json={"merchant_id": merchant.id, "mode": "service_fee"}
+            )
+            for _ in range(4)
+        )
+    )
     assert sorted(a.status_code for a in answers) == [201, 409, 409, 409]
     listed = (await committed_client.get("/v1/provider-contracts", headers=provider.headers)).json()
     assert len(listed["items"]) == 1
@@ -57,25 +65,30 @@ async def test_accept_vs_decline_one_wins(committed_client, committed_factory):
     provider = await committed_factory.user("service_provider")
     for _ in range(3):
         merchant = await committed_factory.user("merchant")
-        r = await client.post("/v1/provider-contracts", headers=provider.headers,
-                              json={"merchant_id": merchant.id, "mode": "service_fee"})
+        r = await client.post(
+            "/v1/provider-contracts", headers=provider.headers, json={"merchant_id": merchant.id, "mode": "service_fee"}
+        )
         path = f"/v1/provider-contracts/{r.json()['id']}"
-        a, d = await asyncio.gather(client.post(f"{path}/accept", headers=merchant.headers),
-                                    client.post(f"{path}/decline", headers=merchant.headers))
+        a, d = await asyncio.gather(
+            client.post(f"{path}/accept", headers=merchant.headers), client.post(f"{path}/decline", headers=merchant.headers)
+        )
         assert sorted([a.status_code, d.status_code]) == [200, 409], (a.text, d.text)
         loser = a if a.status_code == 409 else d
         assert loser.json()["code"] == "invalid_transition"
         final = (await client.get(path, headers=merchant.headers)).json()
         assert final["state"] == ("active" if a.status_code == 200 else "declined") and final["version"] == 2
-        assert loser.json()["state"] == final["state"]       # the answer names the state the winner left
+        assert loser.json()["state"] == final["state"]  # the answer names the state the winner left
         assert (final["activated_at"] is not None) == (final["state"] == "active")
         history = (await client.get(f"{path}/history", headers=merchant.headers)).json()
         assert [h["action"] for h in history][0] == "create" and len(history) == 2
 
 
 async def _ask(client, w, voucher, amount, use):
-    r = await client.post(f"/v1/vouchers/{voucher['id']}/redemptions", headers=w.provider.headers,
-                          json={"merchant_id": w.m[0].id, "amount_fen": amount, "use_date": str(use)})
+    r = await client.post(
+        f"/v1/vouchers/{voucher['id']}/redemptions",
+        headers=w.provider.headers,
+        json={"merchant_id": w.m[0].id, "amount_fen": amount, "use_date": str(use)},
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -83,8 +96,9 @@ async def _ask(client, w, voucher, amount, use):
 async def _feed(client, user) -> list[dict]:
     events, cursor = [], None
     while True:
-        page = (await client.get("/v1/events", headers=user.headers,
-                                 params={"limit": 100, **({"cursor": cursor} if cursor else {})})).json()
+        page = (
+            await client.get("/v1/events", headers=user.headers, params={"limit": 100, **({"cursor": cursor} if cursor else {})})
+        ).json()
         events += page["items"]
         cursor = page["next_cursor"]
         if cursor is None:
@@ -106,9 +120,12 @@ async def test_racing_decisions_on_one_redemption_take_effect_once(committed_cli
     for pair in (("reject", "reject"), ("approve", "reject"), ("approve", "approve")):
         red = await _ask(client, w, voucher, 1_000, use)
         path = f"/v1/redemptions/{red['id']}"
-        answers = await asyncio.gather(*(client.post(f"{path}/{action}", headers=w.op.headers,
-                                                     json={"reason": "r"} if action == "reject" else None)
-                                         for action in pair))
+        answers = await asyncio.gather(
+            *(
+                client.post(f"{path}/{action}", headers=w.op.headers, json={"reason": "r"} if action == "reject" else None)
+                for action in pair
+            )
+        )
         assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]
         final = (await client.get(path, headers=w.op.headers)).json()
         winner = next(a for a in answers if a.status_code == 200).json()
@@ -128,11 +145,10 @@ async def test_concurrent_fulfilments_use_the_voucher_up(committed_client, commi
     parts = [await _ask(client, w, voucher, amount, use) for amount in (2_000, 2_000, 2_000, 2_000, 2_000, 2_345)]
     for red in parts:
         assert (await client.post(f"/v1/redemptions/{red['id']}/approve", headers=w.op.headers)).status_code == 200
-    answers = await asyncio.gather(*(client.post(f"/v1/redemptions/{red['id']}/fulfil", headers=w.op.headers)
-                                     for red in parts))
+    answers = await asyncio.gather(*(client.post(f"/v1/redemptions/{red['id']}/fulfil", headers=w.op.headers) for red in parts))
     assert [a.status_code for a in answers] == [200] * len(parts), [a.text for a in answers]
     v = await _remaining(client, w, voucher)
-    assert v["state"] == "used_up" and v["remaining_fen"] == 0    # whichever came last saw the others redeemed
+    assert v["state"] == "used_up" and v["remaining_fen"] == 0  # whichever came last saw the others redeemed
 
 
 @postgres_only

@@ -30,8 +30,11 @@ PUBLIC = {("POST", "/v1/auth/token")}
 
 
 def _fill(path: str) -> str:
-    return re.sub(r"\{[^}]+\}", lambda m: "2026-01" if "month" in m.group(0) else
-                  ("task_order" if m.group(0) == "{name}" else "zz_does_not_exist"), path)
+    return re.sub(
+        r"\{[^}]+\}",
+        lambda m: "2026-01" if "month" in m.group(0) else ("task_order" if m.group(0) == "{name}" else "zz_does_not_exist"),
+        path,
+    )
 
 
 def _resolve(schema: dict[str, Any]) -> dict[str, Any]:
@@ -58,8 +61,12 @@ OPS = sorted((m.upper(), p) for p, ms in SCHEMA["paths"].items() for m in ms if 
 
 
 def _query_ops(name: str) -> list[tuple[str, str]]:
-    return sorted((m.upper(), p) for p, ms in SCHEMA["paths"].items() for m, op in ms.items()
-                  if any(q.get("in") == "query" and q["name"] == name for q in op.get("parameters", [])))
+    return sorted(
+        (m.upper(), p)
+        for p, ms in SCHEMA["paths"].items()
+        for m, op in ms.items()
+        if any(q.get("in") == "query" and q["name"] == name for q in op.get("parameters", []))
+    )
 
 
 LIMIT_OPS = _query_ops("limit")
@@ -78,8 +85,14 @@ def _wrong_value(prop: dict[str, Any]) -> Any:
     """A JSON value of a type the property never accepts, not even by lax coercion."""
     t = _prop_type(prop)
     kind = t.get("type") or ("string" if "enum" in t or "format" in t else None)
-    return {"string": {"not": "a string"}, "integer": "not-a-number", "number": "not-a-number",
-            "boolean": "not-a-bool", "array": "not-a-list", "object": "not-an-object"}.get(kind)
+    return {
+        "string": {"not": "a string"},
+        "integer": "not-a-number",
+        "number": "not-a-number",
+        "boolean": "not-a-bool",
+        "array": "not-a-list",
+        "object": "not-an-object",
+    }.get(kind)
 
 
 def tokens() -> dict[str, dict[str, str]]:
@@ -127,8 +140,9 @@ async def test_bodies_over_the_size_limit_are_413(client):
     limit = get_settings().max_body_bytes
     big = json.dumps({"title": "x" * (limit + 10)}).encode()
     for method, path, _ in JSON_OPS:
-        r = await client.request(method, _fill(path), headers={**TOKENS["operator"], "Content-Type": "application/json"},
-                                 content=big)
+        r = await client.request(
+            method, _fill(path), headers={**TOKENS["operator"], "Content-Type": "application/json"}, content=big
+        )
         assert_problem(r, 413)
     # streamed without a Content-Length (chunked): counted as it arrives
 
@@ -137,11 +151,15 @@ async def test_bodies_over_the_size_limit_are_413(client):
             yield b"x" * 65536
 
     for method, path, _ in JSON_OPS[:10]:
-        r = await client.request(method, _fill(path), headers={**TOKENS["operator"], "Content-Type": "application/json"},
-                                 content=chunks())
+        r = await client.request(
+            method, _fill(path), headers={**TOKENS["operator"], "Content-Type": "application/json"}, content=chunks()
+        )
         assert_problem(r, 413)
-    r = await client.post("/v1/products", headers={**TOKENS["merchant"], "Content-Length": "nope",
-                                                   "Content-Type": "application/json"}, content=b"{}")
+    r = await client.post(
+        "/v1/products",
+        headers={**TOKENS["merchant"], "Content-Length": "nope", "Content-Type": "application/json"},
+        content=b"{}",
+    )
     assert r.status_code in (400, 413) and r.status_code < 500
 
 
@@ -227,13 +245,15 @@ async def test_nested_unknown_fields_are_422(client):
 
 async def test_non_json_bodies_and_wrong_content_types_are_4xx(client):
     for method, path, _ in JSON_OPS:
-        for headers, content in (({"Content-Type": "application/json"}, b"{not json"),
-                                 ({"Content-Type": "application/json"}, b"\xff\xfe\x00garbage"),
-                                 ({"Content-Type": "application/json"}, b'{"a": 1e999999}'),
-                                 ({"Content-Type": "application/json"}, b"[" * 5000 + b"]" * 5000),
-                                 ({"Content-Type": "text/plain"}, b'{"title": "x"}'),
-                                 ({"Content-Type": "application/x-www-form-urlencoded"}, b"title=x"),
-                                 ({"Content-Type": "multipart/form-data; boundary=zz"}, b"--zz--")):
+        for headers, content in (
+            ({"Content-Type": "application/json"}, b"{not json"),
+            ({"Content-Type": "application/json"}, b"\xff\xfe\x00garbage"),
+            ({"Content-Type": "application/json"}, b'{"a": 1e999999}'),
+            ({"Content-Type": "application/json"}, b"[" * 5000 + b"]" * 5000),
+            ({"Content-Type": "text/plain"}, b'{"title": "x"}'),
+            ({"Content-Type": "application/x-www-form-urlencoded"}, b"title=x"),
+            ({"Content-Type": "multipart/form-data; boundary=zz"}, b"--zz--"),
+        ):
             r = await _as_entitled(client, method, path, headers=headers, content=content)
             assert_problem(r, 400, 404, 409, 413, 415, 422)
 
@@ -241,8 +261,7 @@ async def test_non_json_bodies_and_wrong_content_types_are_4xx(client):
 async def test_nul_characters_and_huge_ids_never_reach_the_database_as_errors(client, factory: Factory):
     """PostgreSQL refuses NUL in text: such input must be a 4xx, not a database error."""
     merchant = await factory.user("merchant")
-    r = await client.post("/v1/products", headers=merchant.headers,
-                          json={"title": "a\u0000b", "price_fen": 1, "inventory": 1})
+    r = await client.post("/v1/products", headers=merchant.headers, json={"title": "a\u0000b", "price_fen": 1, "inventory": 1})
     assert_problem(r, 422)
     r = await client.patch("/v1/accounts/me", headers=merchant.headers, json={"display_name": "x\u0000"})
     assert_problem(r, 422)
@@ -251,8 +270,9 @@ async def test_nul_characters_and_huge_ids_never_reach_the_database_as_errors(cl
             continue
         for bad in ("a%00b", "x" * 5000, "%F0%9F%92%A9", "..%2F..%2Fetc"):
             url = re.sub(r"\{[^}]+\}", bad, path)
-            r = await client.request(method, url, headers=TOKENS["operator"],
-                                     json={} if method in ("POST", "PUT", "PATCH") else None)
+            r = await client.request(
+                method, url, headers=TOKENS["operator"], json={} if method in ("POST", "PUT", "PATCH") else None
+            )
             assert r.status_code < 500, f"{method} {url[:120]} → {r.status_code} {r.text[:200]}"
             assert r.headers["content-type"] == "application/problem+json", f"{method} {url[:120]}"
     for method, path in CURSOR_OPS:
@@ -275,10 +295,23 @@ def _b64(raw: bytes) -> str:
 
 
 MALFORMED_CURSORS = [
-    "!!!not-base64!!!", "%%%", "a", "====", _b64(b"\xff\xfe\xfd garbage"), _b64(b"not json at all"),
-    _b64(b"{}"), _b64(b"[]"), _b64(b"123"), _b64(b"null"), _b64(b'["x"]'), _b64(b'{"id": "acc_1"}'),
-    _b64(b'"\\u0000"'), _b64(b'"' + b"z" * 100 + b'"'), _b64(b'["2026-01-01T00:00:00", "x"]'),
-    _b64(b'["not a time", "x"]'), "x" * 201,
+    "!!!not-base64!!!",
+    "%%%",
+    "a",
+    "====",
+    _b64(b"\xff\xfe\xfd garbage"),
+    _b64(b"not json at all"),
+    _b64(b"{}"),
+    _b64(b"[]"),
+    _b64(b"123"),
+    _b64(b"null"),
+    _b64(b'["x"]'),
+    _b64(b'{"id": "acc_1"}'),
+    _b64(b'"\\u0000"'),
+    _b64(b'"' + b"z" * 100 + b'"'),
+    _b64(b'["2026-01-01T00:00:00", "x"]'),
+    _b64(b'["not a time", "x"]'),
+    "x" * 201,
 ]
 
 
@@ -295,8 +328,7 @@ async def test_a_cursor_of_another_list_is_refused(client, factory: Factory):
     merchant = await factory.user("merchant")
     for i in range(2):
         await factory.user("creator")
-        r = await client.post("/v1/products", headers=merchant.headers,
-                              json={"title": f"P{i}", "price_fen": 1, "inventory": 1})
+        r = await client.post("/v1/products", headers=merchant.headers, json={"title": f"P{i}", "price_fen": 1, "inventory": 1})
         assert r.status_code == 201, r.text
     creators = (await client.get("/v1/creators", headers=merchant.headers, params={"limit": 1})).json()
     products = (await client.get("/v1/products", headers=merchant.headers, params={"limit": 1})).json()
@@ -328,16 +360,19 @@ def _forged_tokens() -> dict[str, str]:
         "alg none": f"{header}.{payload}.",
         "alg none with a signature": f"{header}.{payload}.{valid.split('.')[2]}",
         "wrong signature": jwt.encode(claims, "another-secret-key-of-enough-length", algorithm="HS256"),
-        "expired": jwt.encode({**claims, "iat": now - timedelta(days=2), "exp": now - timedelta(days=1)},
-                              s.secret_key, algorithm="HS256"),
+        "expired": jwt.encode(
+            {**claims, "iat": now - timedelta(days=2), "exp": now - timedelta(days=1)}, s.secret_key, algorithm="HS256"
+        ),
         "not yet valid": jwt.encode({**claims, "nbf": now + timedelta(days=1)}, s.secret_key, algorithm="HS256"),
         "no exp": jwt.encode({"sub": claims["sub"], "role": "operator"}, s.secret_key, algorithm="HS256"),
         "no role": jwt.encode({"sub": claims["sub"], "exp": claims["exp"]}, s.secret_key, algorithm="HS256"),
         "no sub": jwt.encode({"role": "operator", "exp": claims["exp"]}, s.secret_key, algorithm="HS256"),
         "HS512": jwt.encode(claims, s.secret_key, algorithm="HS512"),
-        "tampered role": valid.split(".")[0] + "." + _b64(json.dumps(
-            {**claims, "role": "operator", "sub": "acc_other", "iat": 0, "exp": 4102444800}).encode())
-        + "." + valid.split(".")[2],
+        "tampered role": valid.split(".")[0]
+        + "."
+        + _b64(json.dumps({**claims, "role": "operator", "sub": "acc_other", "iat": 0, "exp": 4102444800}).encode())
+        + "."
+        + valid.split(".")[2],
         "unknown role": jwt.encode({**claims, "role": "superuser"}, s.secret_key, algorithm="HS256"),
         "huge": "a" * 20000,
         "non-ascii": "токен",
@@ -354,8 +389,7 @@ async def test_bad_tokens_are_401_everywhere(client, name):
         if (method, path) in PUBLIC:
             continue
         headers = {"Authorization": f"Bearer {token}".encode()}  # bytes: non-ASCII goes out as UTF-8
-        r = await client.request(method, _fill(path), headers=headers,
-                                 json={} if method in ("POST", "PUT", "PATCH") else None)
+        r = await client.request(method, _fill(path), headers=headers, json={} if method in ("POST", "PUT", "PATCH") else None)
         body = assert_problem(r, 401)
         assert body["code"] == "unauthenticated"
 
@@ -370,8 +404,13 @@ async def test_other_authorization_schemes_are_401(client):
 
 
 async def test_the_token_endpoint_rejects_bad_input_as_problems(client):
-    for data in ({}, {"username": "x"}, {"username": "x" * 10000, "password": "y"}, {"username": "no", "password": "no"},
-                 {"username": "a\x00b", "password": "p"}):
+    for data in (
+        {},
+        {"username": "x"},
+        {"username": "x" * 10000, "password": "y"},
+        {"username": "no", "password": "no"},
+        {"username": "a\x00b", "password": "p"},
+    ):
         r = await client.post("/v1/auth/token", data=data)
         assert_problem(r, 400, 401, 422)
     r = await client.post("/v1/auth/token", json={"username": "x", "password": "y"})

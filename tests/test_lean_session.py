@@ -18,8 +18,11 @@ from tests.conftest import postgres_only
 from tests.test_task_orders_support import minute, order_body, ready_merchant
 
 _timers = Timer.__table__
-_INSERT = prepared(_timers.insert().values(id=bindparam("id"), machine="lean-test", entity_id=bindparam("id"),
-                                           action="expire", due_at=bindparam("due")))
+_INSERT = prepared(
+    _timers.insert().values(
+        id=bindparam("id"), machine="lean-test", entity_id=bindparam("id"), action="expire", due_at=bindparam("due")
+    )
+)
 _COUNT = prepared(select(func.count()).select_from(_timers).where(_timers.c.machine == "lean-test"))
 _FAILS = prepared(text("SELECT 1 / 0"))
 _DUE = datetime(2030, 1, 1, tzinfo=UTC)
@@ -108,8 +111,11 @@ async def test_a_failure_in_a_savepoint_keeps_the_transaction(engine, maker):
         await run(session, _INSERT, {"id": "tmr_lean_3", "due": _DUE})
         await session.commit()
     async with engine.connect() as conn:
-        ids = (await conn.execute(select(_timers.c.id).where(_timers.c.machine == "lean-test")
-                                  .order_by(_timers.c.id))).scalars().all()
+        ids = (
+            (await conn.execute(select(_timers.c.id).where(_timers.c.machine == "lean-test").order_by(_timers.c.id)))
+            .scalars()
+            .all()
+        )
     assert ids == ["tmr_lean_1", "tmr_lean_3"]
 
 
@@ -163,7 +169,7 @@ async def test_a_broken_connection_is_not_reused(engine, maker):
     SQLAlchemy error, the connection is invalidated, and the next session works."""
     async with maker() as session:
         await run(session, _INSERT, {"id": "tmr_lean_1", "due": _DUE})
-        pid = (await (await session.driver())._connection.fetchval("SELECT pg_backend_pid()"))
+        pid = await (await session.driver())._connection.fetchval("SELECT pg_backend_pid()")
         async with engine.connect() as other:
             await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         with pytest.raises(exc.DBAPIError):
@@ -227,8 +233,7 @@ async def test_create_and_accept_send_no_begin_or_commit(committed_client, commi
 
 
 @postgres_only
-async def test_with_an_idempotency_key_the_write_commits_with_its_answer(committed_client, committed_factory,
-                                                                        committed_app):
+async def test_with_an_idempotency_key_the_write_commits_with_its_answer(committed_client, committed_factory, committed_app):
     merchant, _, body = await _ordered(committed_client, committed_factory)
     headers = {**merchant.headers, "Idempotency-Key": "lean-create-1"}
     with Sent(committed_app.state.engine) as sent:
@@ -241,8 +246,7 @@ async def test_with_an_idempotency_key_the_write_commits_with_its_answer(committ
 
 
 @postgres_only
-async def test_an_overdue_order_is_expired_in_a_transaction_before_the_accept(committed_client, committed_factory,
-                                                                          committed_app):
+async def test_an_overdue_order_is_expired_in_a_transaction_before_the_accept(committed_client, committed_factory, committed_app):
     """The accept finds the acceptance deadline passed: the expiry (a transition and the
     refund) fires first, in a transaction that the accept's own statements then join."""
     from app.domain import clock

@@ -21,8 +21,9 @@ async def make_base(client, agency: User, name: str = "Base") -> dict:
 
 
 async def invite_creator(client, agency: User, creator: User, commission_bp: int = 1000) -> dict:
-    r = await client.post("/v1/creator-bindings", headers=agency.headers,
-                          json={"creator_id": creator.id, "commission_bp": commission_bp})
+    r = await client.post(
+        "/v1/creator-bindings", headers=agency.headers, json={"creator_id": creator.id, "commission_bp": commission_bp}
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -35,8 +36,7 @@ async def bind_creator(client, agency: User, creator: User) -> dict:
 
 
 async def bind_shop(client, agency: User, merchant: User) -> dict:
-    r = await client.post("/v1/shop-bindings", headers=agency.headers,
-                          json={"shop_id": merchant.id, "type": "live_base"})
+    r = await client.post("/v1/shop-bindings", headers=agency.headers, json={"shop_id": merchant.id, "type": "live_base"})
     assert r.status_code == 201, r.text
     r = await client.post(f"/v1/shop-bindings/{r.json()['id']}/accept", headers=merchant.headers)
     assert r.status_code == 200, r.text
@@ -127,8 +127,12 @@ async def _binding_in(client, factory: Factory, kind: str, state: str):
     assert r.status_code == 201, r.text
     binding = r.json()
     assert binding["state"] == "invited"
-    steps = {"active": [("accept", party)], "declined": [("decline", party)], "revoked": [("revoke", agency)],
-             "terminated": [("accept", party), ("terminate", agency)]}.get(state, [])
+    steps = {
+        "active": [("accept", party)],
+        "declined": [("decline", party)],
+        "revoked": [("revoke", agency)],
+        "terminated": [("accept", party), ("terminate", agency)],
+    }.get(state, [])
     for action, who in steps:
         r = await client.post(f"{url}/{binding['id']}/{action}", headers=who.headers)
         assert r.status_code == 200, r.text
@@ -145,8 +149,7 @@ async def test_binding_every_state_every_action(client, factory: Factory, kind):
         for action in BINDING_ACTIONS:
             agency, party, binding = await _binding_in(client, factory, kind, state)
             actor = agency if action in ("revoke", "terminate") else party
-            r = await client.post(f"/v1/{kind}-bindings/{binding['id']}/{action}", headers=actor.headers,
-                                  json={"reason": "test"})
+            r = await client.post(f"/v1/{kind}-bindings/{binding['id']}/{action}", headers=actor.headers, json={"reason": "test"})
             if action in BINDING_ALLOWED.get(state, set()):
                 assert r.status_code == 200, (state, action, r.text)
             else:
@@ -177,7 +180,9 @@ async def test_binding_roles_visibility_and_history(client, factory: Factory, ki
     await factory.advance(7 * DAY + 1)
     history = (await client.get(f"{url}/history", headers=party.headers)).json()
     assert [(h["action"], h["to_state"], h["actor_id"]) for h in history] == [
-        ("create", "invited", agency.id), ("expire", "expired", "system")]
+        ("create", "invited", agency.id),
+        ("expire", "expired", "system"),
+    ]
     # a new invitation is possible once the old one is over
     body = {"creator_id": party.id, "commission_bp": 1} if kind == "creator" else {"shop_id": party.id}
     r = await client.post(f"/v1/{kind}-bindings", headers=agency.headers, json=body)
@@ -192,11 +197,9 @@ async def test_creator_binding_rules(client, factory: Factory):
     head = await factory.user("agency", head_annual=True)
     creator = await factory.user("creator")
     merchant = await factory.user("merchant")
-    r = await client.post("/v1/creator-bindings", headers=agency.headers,
-                          json={"creator_id": merchant.id, "commission_bp": 1})
+    r = await client.post("/v1/creator-bindings", headers=agency.headers, json={"creator_id": merchant.id, "commission_bp": 1})
     assert r.status_code == 422
-    r = await client.post("/v1/creator-bindings", headers=agency.headers,
-                          json={"creator_id": creator.id, "commission_bp": 10001})
+    r = await client.post("/v1/creator-bindings", headers=agency.headers, json={"creator_id": creator.id, "commission_bp": 10001})
     assert r.status_code == 422
     first = await invite_creator(client, agency, creator)
     second = await invite_creator(client, head, creator)
@@ -208,8 +211,7 @@ async def test_creator_binding_rules(client, factory: Factory):
     assert r.status_code == 200 and r.json()["state"] == "active" and r.json()["live_count"] == 0
     r = await client.post(f"/v1/creator-bindings/{second['id']}/accept", headers=creator.headers)
     assert r.status_code == 409 and r.json()["code"] == "already_bound"
-    r = await client.post("/v1/creator-bindings", headers=agency.headers,
-                          json={"creator_id": creator.id, "commission_bp": 1})
+    r = await client.post("/v1/creator-bindings", headers=agency.headers, json={"creator_id": creator.id, "commission_bp": 1})
     assert r.status_code == 409 and r.json()["code"] == "already_bound"
     r = await client.patch(f"/v1/creator-bindings/{first['id']}", headers=agency.headers, json={"commission_bp": 1500})
     assert r.status_code == 200 and r.json()["commission_bp"] == 1500
@@ -220,15 +222,21 @@ async def test_creator_binding_rules(client, factory: Factory):
     # live_count: sessions since the binding began
     now = await factory.now()
     for i, started in enumerate([now - timedelta(days=1), now + timedelta(minutes=1), now + timedelta(minutes=5)]):
-        r = await client.post("/v1/ingest/live-sessions", headers=platform.headers, json={
-            "external_id": f"ls-{i}", "host_id": creator.id, "started_at": started.isoformat(),
-            "room_url": "https://live.example/x"})
+        r = await client.post(
+            "/v1/ingest/live-sessions",
+            headers=platform.headers,
+            json={
+                "external_id": f"ls-{i}",
+                "host_id": creator.id,
+                "started_at": started.isoformat(),
+                "room_url": "https://live.example/x",
+            },
+        )
         assert r.status_code == 201
     binding = (await client.get(f"/v1/creator-bindings/{first['id']}", headers=agency.headers)).json()
     assert binding["live_count"] == 2
     # the creator ends it, then may accept the head agency's invitation (a strong binding)
-    r = await client.post(f"/v1/creator-bindings/{first['id']}/terminate", headers=creator.headers,
-                          json={"reason": "moving on"})
+    r = await client.post(f"/v1/creator-bindings/{first['id']}/terminate", headers=creator.headers, json={"reason": "moving on"})
     assert r.status_code == 200 and r.json()["state"] == "terminated" and r.json()["ended_at"]
     r = await client.post(f"/v1/creator-bindings/{second['id']}/accept", headers=creator.headers)
     assert r.status_code == 200 and r.json()["strong"] is True
@@ -272,19 +280,20 @@ async def test_product_pool_follows_bindings_products_and_shops(client, factory:
     await client.patch(f"/v1/products/{good['id']}", headers=merchant.headers, json={"brand": None})
     items = {i["product"]["title"]: i for i in await pool(client, agency)}
     assert {t: (i["qualifies"], i["listed"]) for t, i in items.items()} == {
-        "Good": (False, False), "NoBrand": (True, False), "Off": (True, False)}
+        "Good": (False, False),
+        "NoBrand": (True, False),
+        "Off": (True, False),
+    }
     r = await client.post(f"/v1/product-pool/{items['Off']['item_id']}/list", headers=agency.headers)
     assert r.status_code == 200
     # a new product of a bound shop joins the pool
     await product(client, merchant, title="New")
     assert len(await pool(client, agency)) == 4
     # the shop's experience score drops below 4.0: nothing qualifies, everything is unlisted
-    r = await client.patch(f"/v1/accounts/{merchant.id}", headers=op.headers,
-                           json={"profile": {"experience_score": "3.90"}})
+    r = await client.patch(f"/v1/accounts/{merchant.id}", headers=op.headers, json={"profile": {"experience_score": "3.90"}})
     assert r.status_code == 200
     assert all(not i["qualifies"] and not i["listed"] for i in await pool(client, agency))
-    await client.patch(f"/v1/accounts/{merchant.id}", headers=op.headers,
-                       json={"profile": {"experience_score": "4.00"}})
+    await client.patch(f"/v1/accounts/{merchant.id}", headers=op.headers, json={"profile": {"experience_score": "4.00"}})
     assert sum(i["qualifies"] for i in await pool(client, agency)) == 3
     assert (await client.get(f"/v1/live-bases/{base['id']}", headers=creator.headers)).json()["products"] == []
     # the binding ends: the shop's products leave the pool
@@ -318,6 +327,7 @@ async def test_check_in_code_qr_and_expiry(client, factory: Factory):
     assert r.status_code == 200 and code["token"] in code["url"].replace("%2E", ".") or code["token"] in code["url"]
     now = await factory.now()
     from datetime import datetime
+
     expires = datetime.fromisoformat(code["expires_at"])
     assert timedelta(seconds=1790) < expires - now <= timedelta(seconds=1800)
     svg = await client.get(f"/v1/live-bases/{base['id']}/check-in-code.svg", headers=agency.headers)
@@ -392,8 +402,7 @@ async def test_check_in_flow_cooperation_and_visibility(client, factory: Factory
     assert seen["allowed_actions"] == []
     done = (await client.post(f"{url}/confirm", headers=creator.headers)).json()
     assert done["state"] == "checked_in" and done["checked_in_at"] and done["cooperation_id"]
-    r = await client.post("/v1/check-ins", headers=creator.headers,
-                          json={"token": await code_of(client, agency, base["id"])})
+    r = await client.post("/v1/check-ins", headers=creator.headers, json={"token": await code_of(client, agency, base["id"])})
     assert r.status_code == 409 and r.json()["code"] == "already_checked_in"
     coop = (await client.get(f"/v1/cooperations/{done['cooperation_id']}", headers=agency.headers)).json()
     assert coop["state"] == "active" and coop["base_id"] == base["id"]
@@ -483,8 +492,7 @@ async def test_pending_check_in_expires_after_ten_minutes(client, factory: Facto
     base = await make_base(client, agency)
     row = await scan(client, creator, agency, base["id"])
     await factory.advance(599)
-    assert (await client.get(f"/v1/check-ins/{row['id']}", headers=creator.headers)).json()["state"] == \
-        "pending_confirmation"
+    assert (await client.get(f"/v1/check-ins/{row['id']}", headers=creator.headers)).json()["state"] == "pending_confirmation"
     await factory.advance(2)
     r = await client.post(f"/v1/check-ins/{row['id']}/confirm", headers=creator.headers)
     assert r.status_code == 409 and r.json()["state"] == "expired"
@@ -518,6 +526,7 @@ async def test_cooperation_ends_at_ends_at(client, factory: Factory):
     row = await check_in(client, creator, agency, base["id"])
     coop = (await client.get(f"/v1/cooperations/{row['cooperation_id']}", headers=creator.headers)).json()
     from datetime import datetime
+
     assert datetime.fromisoformat(coop["ends_at"]) - datetime.fromisoformat(coop["started_at"]) == timedelta(days=30)
     await factory.advance(30 * DAY - 60)
     assert (await client.get(f"/v1/cooperations/{coop['id']}", headers=creator.headers)).json()["state"] == "active"
@@ -552,36 +561,80 @@ async def test_stats(client, factory: Factory):
     now = await factory.now()
     paid_at = (now + timedelta(minutes=1)).isoformat()
     orders = [
-        ("o1", merchant, p1, bound, 1000, "paid"), ("o2", merchant, p2, bound, 500, "paid"),
-        ("o3", merchant, p1, visitor, 300, "paid"), ("o4", merchant, p1, visitor, 999, "refunded"),
-        ("o5", merchant, p1, stranger, 7000, "paid"), ("o6", unbound_shop, p3, bound, 8000, "paid")]
-    r = await client.post("/v1/ingest/orders", headers=platform.headers, json={"orders": [
-        {"external_id": e, "shop_id": s.id, "product_id": p["id"], "creator_id": c.id, "channel": "live",
-         "amount_fen": amount, "status": st, "paid_at": paid_at} for e, s, p, c, amount, st in orders]})
+        ("o1", merchant, p1, bound, 1000, "paid"),
+        ("o2", merchant, p2, bound, 500, "paid"),
+        ("o3", merchant, p1, visitor, 300, "paid"),
+        ("o4", merchant, p1, visitor, 999, "refunded"),
+        ("o5", merchant, p1, stranger, 7000, "paid"),
+        ("o6", unbound_shop, p3, bound, 8000, "paid"),
+    ]
+    r = await client.post(
+        "/v1/ingest/orders",
+        headers=platform.headers,
+        json={
+            "orders": [
+                {
+                    "external_id": e,
+                    "shop_id": s.id,
+                    "product_id": p["id"],
+                    "creator_id": c.id,
+                    "channel": "live",
+                    "amount_fen": amount,
+                    "status": st,
+                    "paid_at": paid_at,
+                }
+                for e, s, p, c, amount, st in orders
+            ]
+        },
+    )
     assert r.status_code == 200, r.text
     # an order from before the binding does not count
-    r = await client.post("/v1/ingest/orders", headers=platform.headers, json={"orders": [
-        {"external_id": "o7", "shop_id": merchant.id, "product_id": p1["id"], "creator_id": bound.id,
-         "channel": "live", "amount_fen": 4, "status": "paid", "paid_at": (now - timedelta(days=2)).isoformat()}]})
-    await client.post("/v1/ingest/live-sessions", headers=platform.headers, json={
-        "external_id": "ls-v", "host_id": visitor.id, "started_at": paid_at, "room_url": "https://l/1"})
-    await client.post("/v1/ingest/live-sessions", headers=platform.headers, json={
-        "external_id": "ls-s", "host_id": stranger.id, "started_at": paid_at, "room_url": "https://l/2"})
+    r = await client.post(
+        "/v1/ingest/orders",
+        headers=platform.headers,
+        json={
+            "orders": [
+                {
+                    "external_id": "o7",
+                    "shop_id": merchant.id,
+                    "product_id": p1["id"],
+                    "creator_id": bound.id,
+                    "channel": "live",
+                    "amount_fen": 4,
+                    "status": "paid",
+                    "paid_at": (now - timedelta(days=2)).isoformat(),
+                }
+            ]
+        },
+    )
+    await client.post(
+        "/v1/ingest/live-sessions",
+        headers=platform.headers,
+        json={"external_id": "ls-v", "host_id": visitor.id, "started_at": paid_at, "room_url": "https://l/1"},
+    )
+    await client.post(
+        "/v1/ingest/live-sessions",
+        headers=platform.headers,
+        json={"external_id": "ls-s", "host_id": stranger.id, "started_at": paid_at, "room_url": "https://l/2"},
+    )
     params = {"from": (now - timedelta(days=3)).isoformat(), "to": (now + timedelta(hours=1)).isoformat()}
     r = await client.get(f"/v1/live-bases/{base['id']}/stats", headers=agency.headers, params=params)
     assert r.status_code == 200, r.text
     s = r.json()
     assert (s["gmv_fen"], s["orders"], s["check_ins"], s["live_sessions"]) == (1800, 3, 1, 1)
-    assert s["by_creator"] == [{"creator_id": bound.id, "nickname": "Bound", "gmv_fen": 1500, "orders": 2},
-                               {"creator_id": visitor.id, "nickname": "Visitor", "gmv_fen": 300, "orders": 1}]
+    assert s["by_creator"] == [
+        {"creator_id": bound.id, "nickname": "Bound", "gmv_fen": 1500, "orders": 2},
+        {"creator_id": visitor.id, "nickname": "Visitor", "gmv_fen": 300, "orders": 1},
+    ]
     assert [(p["product_id"], p["gmv_fen"]) for p in s["by_product"]] == [(p1["id"], 1300), (p2["id"], 500)]
     assert "from" in s
     r = await client.get(f"/v1/live-bases/{base['id']}/stats", headers=other_agency.headers)
     assert r.status_code == 404
     r = await client.get(f"/v1/live-bases/{base['id']}/stats", headers=bound.headers)
     assert r.status_code == 403
-    r = await client.get(f"/v1/live-bases/{base['id']}/stats", headers=agency.headers,
-                         params={"from": params["to"], "to": params["from"]})
+    r = await client.get(
+        f"/v1/live-bases/{base['id']}/stats", headers=agency.headers, params={"from": params["to"], "to": params["from"]}
+    )
     assert r.status_code == 422
     r = await client.get(f"/v1/live-bases/{base['id']}/stats", headers=agency.headers, params={"from": "nope"})
     assert r.status_code == 422
@@ -600,8 +653,9 @@ async def test_two_confirms_at_two_bases_one_wins(committed_client, committed_fa
         base_b = await make_base(client, b)
         one = await scan(client, creator, a, base_a["id"])
         two = await scan(client, creator, b, base_b["id"])
-        answers = await asyncio.gather(*(client.post(f"/v1/check-ins/{row['id']}/confirm", headers=creator.headers)
-                                         for row in (one, two)))
+        answers = await asyncio.gather(
+            *(client.post(f"/v1/check-ins/{row['id']}/confirm", headers=creator.headers) for row in (one, two))
+        )
         assert all(r.status_code == 200 for r in answers), [r.text for r in answers]
         states = sorted(r.json()["state"] for r in answers)
         assert states == ["checked_in", "rejected"]
@@ -619,8 +673,9 @@ async def test_two_accepts_for_one_creator_one_wins(committed_client, committed_
     creator = await factory.user("creator")
     one = await invite_creator(client, a, creator)
     two = await invite_creator(client, b, creator)
-    answers = await asyncio.gather(*(client.post(f"/v1/creator-bindings/{row['id']}/accept", headers=creator.headers)
-                                     for row in (one, two)))
+    answers = await asyncio.gather(
+        *(client.post(f"/v1/creator-bindings/{row['id']}/accept", headers=creator.headers) for row in (one, two))
+    )
     assert sorted(r.status_code for r in answers) == [200, 409]
     assert next(r for r in answers if r.status_code == 409).json()["code"] == "already_bound"
 
@@ -632,8 +687,11 @@ async def test_two_invitations_of_one_pair_one_wins(committed_client, committed_
     for _ in range(3):
         agency = await factory.user("agency")
         other = await factory.user("creator" if kind == "creator" else "merchant")
-        path, body = ("/v1/creator-bindings", {"creator_id": other.id, "commission_bp": 1000}) if kind == "creator" \
+        path, body = (
+            ("/v1/creator-bindings", {"creator_id": other.id, "commission_bp": 1000})
+            if kind == "creator"
             else ("/v1/shop-bindings", {"shop_id": other.id, "type": "live_base"})
+        )
         answers = await asyncio.gather(*(client.post(path, headers=agency.headers, json=body) for _ in range(4)))
         assert sorted(r.status_code for r in answers) == [201, 409, 409, 409], [r.text for r in answers]
         assert {r.json()["code"] for r in answers if r.status_code == 409} == {"already_invited"}
@@ -651,8 +709,7 @@ async def test_demo_step_is_idempotent(client, factory: Factory, db):
     merchant = await factory.user("merchant")
     await product(client, merchant)
     async with db() as session:
-        accounts = {"agency": await session.get(Account, agency.id),
-                    "merchant": await session.get(Account, merchant.id)}
+        accounts = {"agency": await session.get(Account, agency.id), "merchant": await session.get(Account, merchant.id)}
         assert len(await _demo_step(session, accounts)) == 1
         assert await _demo_step(session, accounts) == []
         await session.commit()

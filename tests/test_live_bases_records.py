@@ -46,8 +46,7 @@ async def test_each_change_of_a_creator_binding_moves_its_version_by_one(client,
     r = await client.post(f"{url}/terminate", headers=agency.headers, json={"reason": "done"})
     assert r.status_code == 200 and r.json()["version"] == 4 and r.json()["live_count"] == 0
     assert (await client.get(url, headers=creator.headers)).json()["version"] == 4
-    versions = sorted((e["data"]["action"], e["data"]["version"]) for e in await _events_of(client, creator,
-                                                                                            binding["id"]))
+    versions = sorted((e["data"]["action"], e["data"]["version"]) for e in await _events_of(client, creator, binding["id"]))
     assert versions == [("accept", 2), ("create", 1), ("terminate", 4)]
     r = await client.patch(url, headers=agency.headers, json={"commission_bp": 1})
     assert r.status_code == 409 and r.json()["code"] == "binding_not_active" and r.json()["state"] == "terminated"
@@ -63,8 +62,10 @@ async def test_a_confirm_writes_the_check_in_and_its_cooperation_at_once(client,
     assert done["version"] == 2 and done["state"] == "checked_in" and done["checked_in_at"]
     coop = (await client.get(f"/v1/cooperations/{done['cooperation_id']}", headers=agency.headers)).json()
     assert (coop["version"], coop["state"], coop["base_id"]) == (1, "active", base["id"])
-    events = {e["type"]: e["data"] for e in (await client.get("/v1/events", headers=agency.headers,
-                                                              params={"limit": 100})).json()["items"]}
+    events = {
+        e["type"]: e["data"]
+        for e in (await client.get("/v1/events", headers=agency.headers, params={"limit": 100})).json()["items"]
+    }
     assert events["check_in.confirmed"]["version"] == 2
     assert events["cooperation.created"]["check_in_id"] == pending["id"]
     r = await client.post(f"/v1/cooperations/{coop['id']}/terminate", headers=agency.headers)
@@ -87,8 +88,14 @@ async def test_a_stale_read_loses_and_writes_nothing(client, factory: Factory):
     assert done["state"] == "checked_in"
     async with factory.maker() as session:
         with pytest.raises(InvalidTransition) as lost:
-            await CHECK_IN.fire(session, stale, "confirm", Actor(creator.id, "creator"), extra={"eligible": True},
-                                changes={"eligible": True, "reasons": [], "cooperation_id": "coo_stale"})
+            await CHECK_IN.fire(
+                session,
+                stale,
+                "confirm",
+                Actor(creator.id, "creator"),
+                extra={"eligible": True},
+                changes={"eligible": True, "reasons": [], "cooperation_id": "coo_stale"},
+            )
         assert lost.value.extra["state"] == "checked_in" and lost.value.extra["allowed_actions"] == ["check-out"]
         await session.commit()
     assert await _history(client, creator, f"/v1/check-ins/{pending['id']}") == ["create", "confirm"]
@@ -122,17 +129,23 @@ def _count_statements(monkeypatch) -> Counter:
     return seen
 
 
-async def test_a_page_of_creator_bindings_costs_the_same_statements_for_one_row_or_many(client, factory: Factory,
-                                                                                         monkeypatch):
+async def test_a_page_of_creator_bindings_costs_the_same_statements_for_one_row_or_many(client, factory: Factory, monkeypatch):
     platform = await factory.user("platform")
     agency = await factory.user("agency", head_annual=True)
     creators = [await factory.user("creator") for _ in range(4)]
     await bind_creator(client, agency, creators[0])
     later = await factory.now() + timedelta(minutes=1)
     for i in range(3):  # live sessions of the bound creator since its binding began
-        r = await client.post("/v1/ingest/live-sessions", headers=platform.headers, json={
-            "external_id": f"lb-rec-{i}", "host_id": creators[0].id, "started_at": later.isoformat(),
-            "room_url": "https://live.example/r"})
+        r = await client.post(
+            "/v1/ingest/live-sessions",
+            headers=platform.headers,
+            json={
+                "external_id": f"lb-rec-{i}",
+                "host_id": creators[0].id,
+                "started_at": later.isoformat(),
+                "room_url": "https://live.example/r",
+            },
+        )
         assert r.status_code == 201, r.text
     seen = _count_statements(monkeypatch)
     one = (await client.get("/v1/creator-bindings", headers=agency.headers)).json()["items"]
@@ -172,8 +185,9 @@ async def test_pages_follow_their_cursor(client, factory: Factory):
     for creator in creators:
         await invite_creator(client, agency, creator)
     first = (await client.get("/v1/creator-bindings", headers=agency.headers, params={"limit": 2})).json()
-    second = (await client.get("/v1/creator-bindings", headers=agency.headers,
-                               params={"limit": 2, "cursor": first["next_cursor"]})).json()
+    second = (
+        await client.get("/v1/creator-bindings", headers=agency.headers, params={"limit": 2, "cursor": first["next_cursor"]})
+    ).json()
     ids = [b["creator_id"] for b in first["items"] + second["items"]]
     assert ids == [c.id for c in reversed(creators)] and second["next_cursor"] is None
 
@@ -206,8 +220,9 @@ async def test_accept_and_revoke_of_one_shop_binding_one_wins(committed_client, 
         await product(client, merchant)
         r = await client.post("/v1/shop-bindings", headers=agency.headers, json={"shop_id": merchant.id})
         url = f"/v1/shop-bindings/{r.json()['id']}"
-        answers = await asyncio.gather(client.post(f"{url}/accept", headers=merchant.headers),
-                                       client.post(f"{url}/revoke", headers=agency.headers))
+        answers = await asyncio.gather(
+            client.post(f"{url}/accept", headers=merchant.headers), client.post(f"{url}/revoke", headers=agency.headers)
+        )
         assert sorted(r.status_code for r in answers) == [200, 409], [r.text for r in answers]
         state = next(r.json()["state"] for r in answers if r.status_code == 200)
         assert (await client.get(url, headers=agency.headers)).json()["state"] == state
@@ -224,8 +239,9 @@ async def test_both_sides_terminate_one_cooperation_one_wins(committed_client, c
         base = await make_base(client, agency)
         done = await check_in(client, creator, agency, base["id"])
         url = f"/v1/cooperations/{done['cooperation_id']}"
-        answers = await asyncio.gather(client.post(f"{url}/terminate", headers=creator.headers),
-                                       client.post(f"{url}/terminate", headers=agency.headers))
+        answers = await asyncio.gather(
+            client.post(f"{url}/terminate", headers=creator.headers), client.post(f"{url}/terminate", headers=agency.headers)
+        )
         assert sorted(r.status_code for r in answers) == [200, 409], [r.text for r in answers]
         assert await _history(client, agency, url) == ["create", "terminate"]
         assert await _history(client, creator, f"/v1/check-ins/{done['id']}") == ["create", "confirm", "check-out"]
@@ -241,8 +257,10 @@ async def test_two_commission_changes_of_one_binding_one_wins(committed_client, 
         creator = await factory.user("creator")
         binding = await bind_creator(client, agency, creator)
         url = f"/v1/creator-bindings/{binding['id']}"
-        answers = await asyncio.gather(client.patch(url, headers=agency.headers, json={"commission_bp": 1500}),
-                                       client.patch(url, headers=agency.headers, json={"commission_bp": 2500}))
+        answers = await asyncio.gather(
+            client.patch(url, headers=agency.headers, json={"commission_bp": 1500}),
+            client.patch(url, headers=agency.headers, json={"commission_bp": 2500}),
+        )
         codes = sorted(r.status_code for r in answers)
         assert codes in ([200, 409], [200, 200]), [r.text for r in answers]
         seen = (await client.get(url, headers=agency.headers)).json()

@@ -44,7 +44,7 @@ async def test_inbox_newest_first_unread_and_read(client, factory: Factory):
     read_at = r.json()["read_at"]
     await factory.advance(3600)
     again = await client.post(f"/v1/notifications/{ids[1]}/read", headers=creator.headers)
-    assert again.status_code == 200 and again.json()["read_at"] == read_at          # idempotent
+    assert again.status_code == 200 and again.json()["read_at"] == read_at  # idempotent
 
     unread = (await client.get("/v1/notifications", headers=creator.headers, params={"unread": "true"})).json()
     assert [n["id"] for n in unread["items"]] == [ids[2], ids[0]]
@@ -78,7 +78,7 @@ async def test_recorder_and_admin_sms_log(client, factory: Factory):
     assert sms["text"] == "hello 1" and sms["status"] == "recorded" and sms["account_id"] == creator.id
     assert sms["sent_at"] is not None
     everything = (await client.get("/v1/admin/sms", headers=op.headers)).json()["items"]
-    assert [s["text"] for s in everything][:2] == ["hello 2", "hello 1"]                 # newest first
+    assert [s["text"] for s in everything][:2] == ["hello 2", "hello 1"]  # newest first
     assert (await client.get("/v1/admin/sms", headers=creator.headers)).status_code == 403
     # the recorder keeps them: the relay has nothing to send
     assert await send_queued_sms(factory.maker) == 0
@@ -88,6 +88,7 @@ async def test_recorder_and_admin_sms_log(client, factory: Factory):
 def gateway(monkeypatch):
     def use(url: str) -> None:
         monkeypatch.setattr(get_settings(), "sms_gateway_url", url)
+
     return use
 
 
@@ -102,10 +103,10 @@ async def test_http_gateway_sends_with_retries(client, factory: Factory, gateway
         [queued] = (await client.get("/v1/admin/sms", headers=op.headers)).json()["items"]
         assert queued["status"] == "queued" and queued["sent_at"] is None
 
-        assert await send_queued_sms(factory.maker) == 1                   # 503: retried later
+        assert await send_queued_sms(factory.maker) == 1  # 503: retried later
         [sms] = (await client.get("/v1/admin/sms", headers=op.headers)).json()["items"]
         assert sms["status"] == "queued" and sms["attempts"] == 1 and sms["last_error"] == "HTTP 503"
-        assert await send_queued_sms(factory.maker) == 0                   # back-off not over
+        assert await send_queued_sms(factory.maker) == 0  # back-off not over
         assert await send_queued_sms(factory.maker, now=real_now() + timedelta(seconds=3)) == 1
         assert await send_queued_sms(factory.maker, now=real_now() + timedelta(seconds=3600)) == 0
     assert [r["json"] for r in receiver.requests] == [{"phone": "13900000000", "text": "验证码 1234"}] * 2
@@ -138,8 +139,7 @@ async def test_relays_are_registered():
 
 
 @postgres_only
-async def test_racing_sms_relays_send_each_once(committed_client, committed_factory, committed_app, gateway,
-                                                monkeypatch):
+async def test_racing_sms_relays_send_each_once(committed_client, committed_factory, committed_app, gateway, monkeypatch):
     monkeypatch.setattr(notifications, "SMS_BATCH", 2)
     maker = committed_app.state.sessionmaker
     op = await committed_factory.operator()
@@ -157,8 +157,7 @@ async def test_racing_sms_relays_send_each_once(committed_client, committed_fact
     assert {(s["status"], s["attempts"]) for s in r.json()["items"]} == {("sent", 1)}
 
 
-async def test_a_crashed_relay_lease_expires_then_the_sms_is_sent_or_given_up(client, factory: Factory, gateway,
-                                                                                monkeypatch):
+async def test_a_crashed_relay_lease_expires_then_the_sms_is_sent_or_given_up(client, factory: Factory, gateway, monkeypatch):
     op = await factory.operator()
     with Receiver() as receiver:
         gateway(receiver.url)
@@ -166,8 +165,8 @@ async def test_a_crashed_relay_lease_expires_then_the_sms_is_sent_or_given_up(cl
             await send_sms(session, None, "13900000002", "lease 1")
             await session.commit()
         start = real_now()
-        assert len(await notifications._claim_sms(factory.maker, start)) == 1      # claimed, then the relay "dies"
-        assert await send_queued_sms(factory.maker, now=start + timedelta(seconds=5)) == 0           # leased
+        assert len(await notifications._claim_sms(factory.maker, start)) == 1  # claimed, then the relay "dies"
+        assert await send_queued_sms(factory.maker, now=start + timedelta(seconds=5)) == 0  # leased
         later = start + timedelta(seconds=notifications.SMS_LEASE_SECONDS + 1)
         assert await send_queued_sms(factory.maker, now=later) == 1
         [sms] = (await client.get("/v1/admin/sms", headers=op.headers)).json()["items"]
@@ -179,7 +178,7 @@ async def test_a_crashed_relay_lease_expires_then_the_sms_is_sent_or_given_up(cl
             await send_sms(session, None, "13900000003", "lease 2")
             await session.commit()
         assert len(await notifications._claim_sms(factory.maker, start)) == 1
-        assert await send_queued_sms(factory.maker, now=later) == 0                  # its one attempt was lost
+        assert await send_queued_sms(factory.maker, now=later) == 0  # its one attempt was lost
     [given_up] = (await client.get("/v1/admin/sms", headers=op.headers, params={"phone": "13900000003"})).json()["items"]
     assert given_up["status"] == "failed" and given_up["attempts"] == 1
     assert given_up["last_error"].startswith("lease expired")

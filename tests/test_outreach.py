@@ -38,8 +38,10 @@ def item(body: dict, kind: str, counterpart_role: str) -> dict:
 
 
 SMALL_POLICY = {
-    "merchant_tiers": [{"min_last_week_gmv_fen": 0, "conversations": 2, "contact_views": 1},
-                       {"min_last_week_gmv_fen": 500, "conversations": 3, "contact_views": 2}],
+    "merchant_tiers": [
+        {"min_last_week_gmv_fen": 0, "conversations": 2, "contact_views": 1},
+        {"min_last_week_gmv_fen": 500, "conversations": 3, "contact_views": 2},
+    ],
     "creator_tiers": [{"min_level": 0, "conversations": 2}, {"min_level": 5, "conversations": 4}],
     "fixed": {"agency_to_creator": 1, "group_leader_to_creator": 1, "group_leader_to_merchant": 1},
 }
@@ -56,9 +58,17 @@ async def put_policy(client, factory: Factory, policy: dict) -> dict:
 # Pair rules
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("opener,counterpart", [
-    ("merchant", "creator"), ("creator", "merchant"), ("agency", "creator"),
-    ("group_leader", "creator"), ("group_leader", "merchant")])
+
+@pytest.mark.parametrize(
+    "opener,counterpart",
+    [
+        ("merchant", "creator"),
+        ("creator", "merchant"),
+        ("agency", "creator"),
+        ("group_leader", "creator"),
+        ("group_leader", "merchant"),
+    ],
+)
 async def test_open_pairs_create_and_count(client, factory: Factory, opener, counterpart):
     a = await factory.user(opener)
     b = await factory.user(counterpart)
@@ -71,10 +81,21 @@ async def test_open_pairs_create_and_count(client, factory: Factory, opener, cou
     assert item(await quotas(client, a), "conversations", counterpart)["used"] == 1
 
 
-@pytest.mark.parametrize("opener,counterpart", [
-    ("merchant", "merchant"), ("creator", "creator"), ("agency", "merchant"), ("creator", "agency"),
-    ("creator", "group_leader"), ("merchant", "group_leader"), ("service_provider", "creator"),
-    ("operator", "creator"), ("agency", "agency"), ("group_leader", "group_leader")])
+@pytest.mark.parametrize(
+    "opener,counterpart",
+    [
+        ("merchant", "merchant"),
+        ("creator", "creator"),
+        ("agency", "merchant"),
+        ("creator", "agency"),
+        ("creator", "group_leader"),
+        ("merchant", "group_leader"),
+        ("service_provider", "creator"),
+        ("operator", "creator"),
+        ("agency", "agency"),
+        ("group_leader", "group_leader"),
+    ],
+)
 async def test_closed_pairs_are_pair_not_open(client, factory: Factory, opener, counterpart):
     a = await factory.operator() if opener == "operator" else await factory.user(opener)
     b = await factory.user(counterpart)
@@ -132,6 +153,7 @@ async def test_existing_conversation_of_a_closed_direction_is_still_answered(cli
 # --------------------------------------------------------------------------------------------
 # Messages and listing
 # --------------------------------------------------------------------------------------------
+
 
 async def test_messages_unread_counts_and_order(client, factory: Factory):
     merchant = await factory.user("merchant")
@@ -240,6 +262,7 @@ async def test_pagination_of_conversations_and_messages(client, factory: Factory
 # Contact views
 # --------------------------------------------------------------------------------------------
 
+
 async def test_contact_views_reveal_and_count(client, factory: Factory):
     merchant = await factory.user("merchant")
     creator = await factory.user("creator", contact={"phone": "13900001111"})
@@ -286,8 +309,7 @@ async def test_contact_view_access_rules(client, factory: Factory):
     assert r.status_code == 403 and r.json()["code"] == "forbidden"
     r = await client.post(url, headers=creator.headers, json={"field": "phone"})
     assert r.status_code == 403
-    r = await client.post(f"/v1/creators/{merchant.id}/contact-views", headers=merchant.headers,
-                          json={"field": "phone"})
+    r = await client.post(f"/v1/creators/{merchant.id}/contact-views", headers=merchant.headers, json={"field": "phone"})
     assert r.status_code == 404 and r.json()["code"] == "not_found"
     r = await client.post(url, headers=merchant.headers, json={"field": "email"})
     assert r.status_code == 422
@@ -298,32 +320,60 @@ async def test_contact_view_access_rules(client, factory: Factory):
 # Tiers
 # --------------------------------------------------------------------------------------------
 
+
 async def push_orders(client, factory: Factory, merchant: User, orders: list[tuple[int, str, datetime]]):
-    product = (await client.post("/v1/products", headers=merchant.headers, json={
-        "title": "P", "price_fen": 100, "inventory": 10})).json()
+    product = (
+        await client.post("/v1/products", headers=merchant.headers, json={"title": "P", "price_fen": 100, "inventory": 10})
+    ).json()
     platform = getattr(factory, "_platform", None) or await factory.user("platform")
     factory._platform = platform  # type: ignore[attr-defined]
-    body = {"orders": [{"external_id": f"{merchant.id}-{i}", "shop_id": merchant.id, "product_id": product["id"],
-                        "channel": "live", "amount_fen": amount, "status": status, "paid_at": at.isoformat()}
-                       for i, (amount, status, at) in enumerate(orders)]}
+    body = {
+        "orders": [
+            {
+                "external_id": f"{merchant.id}-{i}",
+                "shop_id": merchant.id,
+                "product_id": product["id"],
+                "channel": "live",
+                "amount_fen": amount,
+                "status": status,
+                "paid_at": at.isoformat(),
+            }
+            for i, (amount, status, at) in enumerate(orders)
+        ]
+    }
     r = await client.post("/v1/ingest/orders", headers=platform.headers, json=body)
     assert r.status_code == 200, r.text
 
 
-@pytest.mark.parametrize("gmv_fen,conversations,views", [
-    (0, 20, 10), (999_999, 20, 10), (1_000_000, 50, 30), (9_999_999, 50, 30), (10_000_000, 100, 60),
-    (99_999_999, 100, 60), (100_000_000, 200, 100), (500_000_000, 200, 100)])
+@pytest.mark.parametrize(
+    "gmv_fen,conversations,views",
+    [
+        (0, 20, 10),
+        (999_999, 20, 10),
+        (1_000_000, 50, 30),
+        (9_999_999, 50, 30),
+        (10_000_000, 100, 60),
+        (99_999_999, 100, 60),
+        (100_000_000, 200, 100),
+        (500_000_000, 200, 100),
+    ],
+)
 async def test_merchant_tier_boundaries(client, factory: Factory, gmv_fen, conversations, views):
     merchant = await factory.user("merchant")
     this_week = week_start(await factory.now())
     last_week = this_week - timedelta(days=7)
     if gmv_fen:
-        await push_orders(client, factory, merchant, [
-            (gmv_fen, "paid", last_week + timedelta(hours=30)),
-            # outside last week: the week before and this week do not count
-            (777_777_777, "paid", last_week - timedelta(seconds=1)),
-            (888_888_888, "paid", this_week),
-        ])
+        await push_orders(
+            client,
+            factory,
+            merchant,
+            [
+                (gmv_fen, "paid", last_week + timedelta(hours=30)),
+                # outside last week: the week before and this week do not count
+                (777_777_777, "paid", last_week - timedelta(seconds=1)),
+                (888_888_888, "paid", this_week),
+            ],
+        )
     body = await quotas(client, merchant)
     conv = item(body, "conversations", "creator")
     assert (conv["limit"], item(body, "contact_views", "creator")["limit"]) == (conversations, views)
@@ -336,10 +386,10 @@ async def test_gmv_is_paid_minus_refunded_of_last_week_only(client, factory: Fac
     this_week = week_start(now)
     last_week = this_week - timedelta(days=7)
     orders = [
-        (600_000, "paid", last_week),                         # first instant of last week: counts
+        (600_000, "paid", last_week),  # first instant of last week: counts
         (399_999, "paid", this_week - timedelta(seconds=1)),  # last second of last week: counts
-        (700_000, "paid", last_week + timedelta(days=2)),     # paid, then refunded below: counts 0
-        (5_000_000, "paid", this_week),                       # this week: not yet
+        (700_000, "paid", last_week + timedelta(days=2)),  # paid, then refunded below: counts 0
+        (5_000_000, "paid", this_week),  # this week: not yet
     ]
     await push_orders(client, factory, merchant, orders)
     orders[2] = (700_000, "refunded", orders[2][2])
@@ -353,8 +403,12 @@ async def test_gmv_is_paid_minus_refunded_of_last_week_only(client, factory: Fac
 async def test_creator_level_tiers(client, factory: Factory, level, limit):
     creator = await factory.user("creator", level=level)
     conv = item(await quotas(client, creator), "conversations", "merchant")
-    assert conv["limit"] == limit and conv["basis"] == {"type": "level", "level": level, "last_week_gmv_fen": None,
-                                                        "policy_effective_from": None}
+    assert conv["limit"] == limit and conv["basis"] == {
+        "type": "level",
+        "level": level,
+        "last_week_gmv_fen": None,
+        "policy_effective_from": None,
+    }
 
 
 async def test_fixed_limits_and_roles_without_quotas(client, factory: Factory):
@@ -372,6 +426,7 @@ async def test_fixed_limits_and_roles_without_quotas(client, factory: Factory):
     assert datetime.fromisoformat(a["resets_at"]) == week + timedelta(days=7)
     # week_start is Monday 00:00 in Asia/Shanghai
     from app.domain.clock import SHANGHAI
+
     local = week.astimezone(SHANGHAI)
     assert (local.weekday(), local.hour, local.minute) == (0, 0, 0)
 
@@ -395,6 +450,7 @@ async def test_group_leader_counters_are_separate(client, factory: Factory):
 # --------------------------------------------------------------------------------------------
 # Weeks, snapshots and the policy
 # --------------------------------------------------------------------------------------------
+
 
 async def test_level_is_fixed_for_the_week(client, factory: Factory):
     op = await factory.operator()
@@ -476,18 +532,21 @@ async def test_policy_get_put_and_next_week(client, factory: Factory):
         {"min_last_week_gmv_fen": 0, "conversations": 20, "contact_views": 10},
         {"min_last_week_gmv_fen": 1_000_000, "conversations": 50, "contact_views": 30},
         {"min_last_week_gmv_fen": 10_000_000, "conversations": 100, "contact_views": 60},
-        {"min_last_week_gmv_fen": 100_000_000, "conversations": 200, "contact_views": 100}]
-    assert current["creator_tiers"] == [{"min_level": 0, "conversations": 20}, {"min_level": 2, "conversations": 50},
-                                        {"min_level": 4, "conversations": 100}, {"min_level": 6, "conversations": 200}]
-    assert current["fixed"] == {"agency_to_creator": 200, "group_leader_to_creator": 500,
-                                "group_leader_to_merchant": 500}
+        {"min_last_week_gmv_fen": 100_000_000, "conversations": 200, "contact_views": 100},
+    ]
+    assert current["creator_tiers"] == [
+        {"min_level": 0, "conversations": 20},
+        {"min_level": 2, "conversations": 50},
+        {"min_level": 4, "conversations": 100},
+        {"min_level": 6, "conversations": 200},
+    ]
+    assert current["fixed"] == {"agency_to_creator": 200, "group_leader_to_creator": 500, "group_leader_to_merchant": 500}
     body = await put_policy(client, factory, SMALL_POLICY)
     now = await factory.now()
     assert body["scheduled"]["creator_tiers"] == SMALL_POLICY["creator_tiers"]
     assert datetime.fromisoformat(body["scheduled"]["effective_from"]) == next_monday(now)
     # a second change in the same week replaces the scheduled one
-    changed = {**SMALL_POLICY, "fixed": {"agency_to_creator": 7, "group_leader_to_creator": 8,
-                                         "group_leader_to_merchant": 9}}
+    changed = {**SMALL_POLICY, "fixed": {"agency_to_creator": 7, "group_leader_to_creator": 8, "group_leader_to_merchant": 9}}
     body = await put_policy(client, factory, changed)
     assert body["scheduled"]["fixed"]["agency_to_creator"] == 7 and body["fixed"]["agency_to_creator"] == 200
     agency = await factory.user("agency")
@@ -504,17 +563,28 @@ async def test_policy_get_put_and_next_week(client, factory: Factory):
     assert item(body, "conversations", "creator")["limit"] == 3 and item(body, "contact_views", "creator")["limit"] == 2
 
 
-@pytest.mark.parametrize("patch,loc_hint", [
-    ({"merchant_tiers": [{"min_last_week_gmv_fen": 5, "conversations": 1, "contact_views": 1}]}, "merchant_tiers"),
-    ({"creator_tiers": [{"min_level": 0, "conversations": 1}, {"min_level": 0, "conversations": 2}]}, "creator_tiers"),
-    ({"creator_tiers": [{"min_level": 0, "conversations": 1}, {"min_level": 4, "conversations": 2},
-                        {"min_level": 3, "conversations": 2}]}, "creator_tiers"),
-    ({"creator_tiers": []}, "creator_tiers"),
-    ({"creator_tiers": [{"min_level": 0, "conversations": -1}]}, "conversations"),
-    ({"creator_tiers": [{"min_level": 8, "conversations": 1}]}, "min_level"),
-    ({"fixed": {"agency_to_creator": 1}}, "fixed"),
-    ({"extra": True}, "extra"),
-])
+@pytest.mark.parametrize(
+    "patch,loc_hint",
+    [
+        ({"merchant_tiers": [{"min_last_week_gmv_fen": 5, "conversations": 1, "contact_views": 1}]}, "merchant_tiers"),
+        ({"creator_tiers": [{"min_level": 0, "conversations": 1}, {"min_level": 0, "conversations": 2}]}, "creator_tiers"),
+        (
+            {
+                "creator_tiers": [
+                    {"min_level": 0, "conversations": 1},
+                    {"min_level": 4, "conversations": 2},
+                    {"min_level": 3, "conversations": 2},
+                ]
+            },
+            "creator_tiers",
+        ),
+        ({"creator_tiers": []}, "creator_tiers"),
+        ({"creator_tiers": [{"min_level": 0, "conversations": -1}]}, "conversations"),
+        ({"creator_tiers": [{"min_level": 8, "conversations": 1}]}, "min_level"),
+        ({"fixed": {"agency_to_creator": 1}}, "fixed"),
+        ({"extra": True}, "extra"),
+    ],
+)
 async def test_policy_validation(client, factory: Factory, patch, loc_hint):
     op = await factory.operator()
     r = await client.put("/v1/admin/quota-policy", headers=op.headers, json={**SMALL_POLICY, **patch})
@@ -587,11 +657,17 @@ async def test_demo_step_is_idempotent(db):
 
     async with db() as session:
         accounts = {}
-        for role, profile in (("merchant", {"shop_name": "S", "alliance_member": True}),
-                              ("creator", {"nickname": "C"})):
-            accounts[role] = await create_account(session, AccountCreate(
-                role=role, username=f"demo-{role}", password="password-123", display_name=role,
-                profile=Profile.model_validate(profile)))
+        for role, profile in (("merchant", {"shop_name": "S", "alliance_member": True}), ("creator", {"nickname": "C"})):
+            accounts[role] = await create_account(
+                session,
+                AccountCreate(
+                    role=role,
+                    username=f"demo-{role}",
+                    password="password-123",
+                    display_name=role,
+                    profile=Profile.model_validate(profile),
+                ),
+            )
         assert len(await demo_step(session, accounts)) == 1
         assert await demo_step(session, accounts) == []
         texts = list(await session.scalars(select(ConversationMessage.text)))

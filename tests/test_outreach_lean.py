@@ -22,14 +22,14 @@ async def test_outreach_paths_build_no_orm_session(committed_client, committed_f
     conversation = r.json()["id"]
     steps = [
         ("open again", client.post("/v1/conversations", headers=creator.headers, json={"counterpart_id": merchant.id})),
-        ("post", client.post(f"/v1/conversations/{conversation}/messages", headers=merchant.headers,
-                             json={"text": "你好"})),
+        ("post", client.post(f"/v1/conversations/{conversation}/messages", headers=merchant.headers, json={"text": "你好"})),
         ("messages", client.get(f"/v1/conversations/{conversation}/messages", headers=creator.headers)),
         ("conversations", client.get("/v1/conversations", headers=creator.headers)),
-        ("first view", client.post(f"/v1/creators/{creator.id}/contact-views", headers=merchant.headers,
-                                   json={"field": "phone"})),
-        ("view", client.post(f"/v1/creators/{creator.id}/contact-views", headers=merchant.headers,
-                             json={"field": "wechat"})),
+        (
+            "first view",
+            client.post(f"/v1/creators/{creator.id}/contact-views", headers=merchant.headers, json={"field": "phone"}),
+        ),
+        ("view", client.post(f"/v1/creators/{creator.id}/contact-views", headers=merchant.headers, json={"field": "wechat"})),
         ("quotas", client.get("/v1/quotas/me", headers=merchant.headers)),
     ]
     for current, call in steps:  # `current` names the step in what the patched _build_orm records

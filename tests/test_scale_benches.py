@@ -27,9 +27,17 @@ def outputs() -> dict[str, str]:
         pytest.skip("needs PostgreSQL (LC_TEST_DATABASE_URL)")
     server = TEST_DATABASE_URL.replace("postgresql+asyncpg://", "postgresql://", 1).rsplit("/", 1)[0]
     env = dict(os.environ, BENCH_PG=server)
-    procs = {name: subprocess.Popen([sys.executable, f"bench/{script}", *args], cwd=ROOT, env=env, text=True,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-             for name, (script, *args) in RUNS.items()}
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, f"bench/{script}", *args],
+            cwd=ROOT,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for name, (script, *args) in RUNS.items()
+    }
     out = {}
     for name, proc in procs.items():
         try:

@@ -43,9 +43,16 @@ async def _prepare() -> None:
         await conn.run_sync(Base.metadata.create_all)
     async with app.state.sessionmaker() as session:
         for role, profile in [("operator", {}), ("merchant", {"shop_name": "S", "alliance_member": True})]:
-            account = await create_account(session, AccountCreate(
-                role=role, username=f"st-{role}", password="password-123", display_name=role,
-                profile=Profile.model_validate(profile)))
+            account = await create_account(
+                session,
+                AccountCreate(
+                    role=role,
+                    username=f"st-{role}",
+                    password="password-123",
+                    display_name=role,
+                    profile=Profile.model_validate(profile),
+                ),
+            )
             TOKENS[role] = create_token(account.id, role)[0]
         await session.commit()
 

@@ -23,17 +23,26 @@ def test_every_state_is_reachable_and_every_rule_is_sane():
         for r in workflow.rules:
             assert r.roles, f"{name}.{r.action} has no role"
         for final in workflow.final_states:
-            assert not any(final in r.source and r.dest for r in workflow.rules if r.dest != final), \
+            assert not any(final in r.source and r.dest for r in workflow.rules if r.dest != final), (
                 f"{name}: final state {final} has a way out"
+            )
 
 
-@pytest.mark.parametrize("action,expected", [("accept", "accepted"), ("approve", "approved"),
-                                             ("cancel", "cancelled"), ("withdraw", "withdrawn"),
-                                             ("merchant-approve", "merchant_approved"),
-                                             ("check-out", "checked_out"), ("reject", "rejected"),
-                                             ("grant-traffic", "traffic_granted"),
-                                             ("merchant-confirm-stock", "merchant_stock_confirmed"),
-                                             ("submit-products", "products_submitted")])
+@pytest.mark.parametrize(
+    "action,expected",
+    [
+        ("accept", "accepted"),
+        ("approve", "approved"),
+        ("cancel", "cancelled"),
+        ("withdraw", "withdrawn"),
+        ("merchant-approve", "merchant_approved"),
+        ("check-out", "checked_out"),
+        ("reject", "rejected"),
+        ("grant-traffic", "traffic_granted"),
+        ("merchant-confirm-stock", "merchant_stock_confirmed"),
+        ("submit-products", "products_submitted"),
+    ],
+)
 def test_event_names(action, expected):
     assert event_suffix(action) == expected
 
@@ -50,15 +59,17 @@ async def test_listing_and_diagrams(client, factory):
         assert "stateDiagram-v2" in mermaid.text
         for t in machine["transitions"]:
             assert t["action"] in mermaid.text
-        svg = await client.get(f"/v1/state-machines/{machine['name']}/diagram", headers=user.headers,
-                               params={"format": "svg"})
+        svg = await client.get(f"/v1/state-machines/{machine['name']}/diagram", headers=user.headers, params={"format": "svg"})
         assert svg.headers["content-type"].startswith("image/svg+xml")
         root = ET.fromstring(svg.text)
         texts = {el.text for el in root.iter("{http://www.w3.org/2000/svg}text")}
         assert set(machine["states"]) <= texts
     assert (await client.get("/v1/state-machines/nope/diagram", headers=user.headers)).status_code == 404
-    r = await client.get(f"/v1/state-machines/{listed[0]['name']}/diagram" if listed else "/v1/state-machines/x/diagram",
-                         headers=user.headers, params={"format": "png"})
+    r = await client.get(
+        f"/v1/state-machines/{listed[0]['name']}/diagram" if listed else "/v1/state-machines/x/diagram",
+        headers=user.headers,
+        params={"format": "png"},
+    )
     assert r.status_code in (404, 422)
 
 

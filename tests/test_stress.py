@@ -16,9 +16,26 @@ from sqlalchemy.engine import make_url
 from tests.conftest import TEST_DATABASE_URL, postgres_only
 
 ROOT = Path(__file__).resolve().parents[1]
-SHORT = ["--seconds", "20", "--clients", "20", "--merchants", "6", "--creators", "20", "--agencies", "2",
-         "--clock-days", "10", "--kill-at", "0.25", "--restart-after", "3",
-         "--drain-timeout", "90"]
+SHORT = [
+    "--seconds",
+    "20",
+    "--clients",
+    "20",
+    "--merchants",
+    "6",
+    "--creators",
+    "20",
+    "--agencies",
+    "2",
+    "--clock-days",
+    "10",
+    "--kill-at",
+    "0.25",
+    "--restart-after",
+    "3",
+    "--drain-timeout",
+    "90",
+]
 
 
 def _free_ports(n: int) -> list[int]:
@@ -40,9 +57,26 @@ def test_short_stress_run_with_a_crash_keeps_every_invariant() -> None:
     a, b, receiver = _free_ports(3)
     env = {**os.environ, "STRESS_PG": server}
     proc = subprocess.run(
-        [sys.executable, "bench/stress.py", *SHORT, "--db", "lc_stress_ci", "--ports", str(a), str(b),
-         "--receiver-port", str(receiver), "--seed", "20261123"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)  # its services die with it
+        [
+            sys.executable,
+            "bench/stress.py",
+            *SHORT,
+            "--db",
+            "lc_stress_ci",
+            "--ports",
+            str(a),
+            str(b),
+            "--receiver-port",
+            str(receiver),
+            "--seed",
+            "20261123",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # its services die with it
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-8000:]
     assert "all invariants hold" in proc.stdout

@@ -45,8 +45,7 @@ async def test_creation_freezes_exactly_the_amount_and_notifies(client, factory:
     assert seen["allowed_actions"] == ["accept", "reject"]
     from datetime import datetime
 
-    assert datetime.fromisoformat(seen["accept_deadline"]) - datetime.fromisoformat(seen["created_at"]) == \
-        timedelta(hours=24)
+    assert datetime.fromisoformat(seen["accept_deadline"]) - datetime.fromisoformat(seen["created_at"]) == timedelta(hours=24)
     async with factory.maker() as session:
         notes = list(await session.scalars(select(Notification).where(Notification.account_id == creator.id)))
         sms = list(await session.scalars(select(SmsMessage).where(SmsMessage.account_id == creator.id)))
@@ -54,8 +53,9 @@ async def test_creation_freezes_exactly_the_amount_and_notifies(client, factory:
         assert sms[0].phone == "13800138000"
         await session.rollback()
     # shared session uses the shared quote
-    shared = await create_order(client, merchant, creator, product, minute(now + timedelta(days=2)), hours=2,
-                                session_type="shared")
+    shared = await create_order(
+        client, merchant, creator, product, minute(now + timedelta(days=2)), hours=2, session_type="shared"
+    )
     assert shared["amount_fen"] == 80_000
     await ledger_invariants(factory.maker)
 
@@ -99,16 +99,14 @@ async def test_creation_validation(client, factory: Factory):
     assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "products", 0, "product_id"]
     assert (await post(products=[{"product_id": product, "plan": "general"}] * 2)).status_code == 422
     # targeted rates 0–8000 and required
-    assert (await post(products=[{"product_id": product, "plan": "targeted", "commission_bp": 8001}])).status_code \
-        == 422
+    assert (await post(products=[{"product_id": product, "plan": "targeted", "commission_bp": 8001}])).status_code == 422
     assert (await post(products=[{"product_id": product, "plan": "targeted"}])).status_code == 422
-    assert (await post(products=[{"product_id": product, "plan": "targeted", "commission_bp": 8000}])).status_code \
-        == 201
+    assert (await post(products=[{"product_id": product, "plan": "targeted", "commission_bp": 8000}])).status_code == 201
     # general: the product's own rate
-    assert (await post(products=[{"product_id": product, "plan": "general", "commission_bp": 99}])).status_code \
-        == 422
-    no_plan = (await client.post("/v1/products", headers=merchant.headers,
-                                 json={"title": "x", "price_fen": 1, "inventory": 1})).json()["id"]
+    assert (await post(products=[{"product_id": product, "plan": "general", "commission_bp": 99}])).status_code == 422
+    no_plan = (
+        await client.post("/v1/products", headers=merchant.headers, json={"title": "x", "price_fen": 1, "inventory": 1})
+    ).json()["id"]
     r = await post(products=[{"product_id": no_plan, "plan": "general"}])
     assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "products", 0, "plan"]
     await client.patch(f"/v1/products/{no_plan}", headers=merchant.headers, json={"status": "off_sale"})
@@ -130,8 +128,13 @@ async def test_conflicts_on_creation(client, factory: Factory):
     resting = await factory.user("creator", accepting_orders=False)
     # not bound to Xingtu
     unbound = await factory.user("merchant")
-    product = (await client.post("/v1/products", headers=unbound.headers, json={
-        "title": "p", "price_fen": 1, "inventory": 1, "general_commission_bp": 100})).json()["id"]
+    product = (
+        await client.post(
+            "/v1/products",
+            headers=unbound.headers,
+            json={"title": "p", "price_fen": 1, "inventory": 1, "general_commission_bp": 100},
+        )
+    ).json()["id"]
     r = await client.post("/v1/task-orders", headers=unbound.headers, json=order_body(creator, product, start))
     assert r.status_code == 409 and r.json()["code"] == "xingtu_not_bound"
     # resting creator
@@ -142,12 +145,15 @@ async def test_conflicts_on_creation(client, factory: Factory):
     r = await client.post("/v1/task-orders", headers=merchant.headers, json=order_body(creator, product, start))
     assert r.status_code == 409 and r.json()["code"] == "insufficient_balance"
     assert r.json()["required_fen"] == 300_000 and r.json()["available_fen"] == 250_000
-    assert await wallet(client, merchant) == {"account_id": merchant.id, "available_fen": 250_000,
-                                              "frozen_fen": 0, "total_fen": 250_000}
+    assert await wallet(client, merchant) == {
+        "account_id": merchant.id,
+        "available_fen": 250_000,
+        "frozen_fen": 0,
+        "total_fen": 250_000,
+    }
     assert (await client.get("/v1/task-orders", headers=merchant.headers)).json()["items"] == []
     # exactly enough is fine
-    r = await client.post("/v1/task-orders", headers=merchant.headers,
-                          json=order_body(creator, product, start, hours=2))
+    r = await client.post("/v1/task-orders", headers=merchant.headers, json=order_body(creator, product, start, hours=2))
     assert r.status_code == 201 and (await wallet(client, merchant))["available_fen"] == 50_000
 
 
@@ -162,8 +168,12 @@ async def test_timeout_after_24h_releases_the_hold(client, factory: Factory):
     seen = await order(client, merchant, created["id"])
     assert seen["state"] == "cancelled_timeout" and seen["status"] == "cancelled"
     assert seen["sub_status"] == "creator_timeout" and seen["hold_status"] == "released"
-    assert await wallet(client, merchant) == {"account_id": merchant.id, "available_fen": 1_000_000,
-                                              "frozen_fen": 0, "total_fen": 1_000_000}
+    assert await wallet(client, merchant) == {
+        "account_id": merchant.id,
+        "available_fen": 1_000_000,
+        "frozen_fen": 0,
+        "total_fen": 1_000_000,
+    }
     history = (await client.get(f"/v1/task-orders/{created['id']}/history", headers=merchant.headers)).json()
     assert history[-1]["actor_id"] == "system" and history[-1]["to_state"] == "cancelled_timeout"
     r = await act(client, creator, created["id"], "accept")
@@ -173,22 +183,32 @@ async def test_timeout_after_24h_releases_the_hold(client, factory: Factory):
 
 async def test_live_flow_auto_approves_after_7_days(client, factory: Factory):
     merchant, product = await ready_merchant(client, factory)
-    targeted = (await client.post("/v1/products", headers=merchant.headers, json={
-        "title": "定向商品", "price_fen": 5000, "inventory": 10})).json()["id"]
+    targeted = (
+        await client.post(
+            "/v1/products", headers=merchant.headers, json={"title": "定向商品", "price_fen": 5000, "inventory": 10}
+        )
+    ).json()["id"]
     creator = await factory.user("creator")
     platform = await factory.user("platform")
     now = await factory.now()
     start = minute(now + timedelta(days=1))
-    created = await create_order(client, merchant, creator, product, start, products=[
-        {"product_id": product, "plan": "general"}, {"product_id": targeted, "plan": "targeted",
-                                                     "commission_bp": 2500}])
+    created = await create_order(
+        client,
+        merchant,
+        creator,
+        product,
+        start,
+        products=[
+            {"product_id": product, "plan": "general"},
+            {"product_id": targeted, "plan": "targeted", "commission_bp": 2500},
+        ],
+    )
     assert [p["commission_bp"] for p in created["products"]] == [1500, 2500]
     r = await act(client, creator, created["id"], "accept")
     assert r.status_code == 200 and r.json()["state"] == "waiting_live"
     assert r.json()["status"] == "in_progress" and r.json()["sub_status"] == "waiting_live"
     plans = (await client.get("/v1/targeted-plans", headers=merchant.headers)).json()["items"]
-    assert [(p["product_id"], p["commission_bp"], p["task_order_id"]) for p in plans] == \
-        [(targeted, 2500, created["id"])]
+    assert [(p["product_id"], p["commission_bp"], p["task_order_id"]) for p in plans] == [(targeted, 2500, created["id"])]
     assert (await client.get("/v1/targeted-plans", headers=creator.headers)).json()["items"][0]["id"] == plans[0]["id"]
     # a session outside the window does not link; one inside does
     await live(client, platform, creator, "too-early", start - timedelta(hours=2, minutes=1))
@@ -199,23 +219,33 @@ async def test_live_flow_auto_approves_after_7_days(client, factory: Factory):
     assert seen["watch"]["room_url"] == "https://live.example/room/1"
     assert seen["watch"]["qr_svg_url"].endswith(f"/v1/live-sessions/{session['id']}/qr.svg")
     # sales in the session: GMV counts the order's products, paid minus refunded
-    other_product = (await client.post("/v1/products", headers=merchant.headers, json={
-        "title": "不在任务里", "price_fen": 1, "inventory": 1})).json()["id"]
-    orders = [{"external_id": f"so-{i}", "shop_id": merchant.id, "product_id": pid, "creator_id": creator.id,
-               "channel": "live", "live_session_id": "ls-ok", "amount_fen": amount, "status": status,
-               "paid_at": iso(start + timedelta(minutes=20))}
-              for i, (pid, amount, status) in enumerate([(product, 10_000, "paid"), (targeted, 5_000, "paid"),
-                                                         (product, 700, "refunded"), (other_product, 999, "paid")])]
+    other_product = (
+        await client.post("/v1/products", headers=merchant.headers, json={"title": "不在任务里", "price_fen": 1, "inventory": 1})
+    ).json()["id"]
+    orders = [
+        {
+            "external_id": f"so-{i}",
+            "shop_id": merchant.id,
+            "product_id": pid,
+            "creator_id": creator.id,
+            "channel": "live",
+            "live_session_id": "ls-ok",
+            "amount_fen": amount,
+            "status": status,
+            "paid_at": iso(start + timedelta(minutes=20)),
+        }
+        for i, (pid, amount, status) in enumerate(
+            [(product, 10_000, "paid"), (targeted, 5_000, "paid"), (product, 700, "refunded"), (other_product, 999, "paid")]
+        )
+    ]
     r = await client.post("/v1/ingest/orders", headers=platform.headers, json={"orders": orders})
     assert r.status_code == 200, r.text
     detail = await order(client, merchant, created["id"])
-    assert [(s["id"], s["gmv_fen"], s["peak_viewers"]) for s in detail["live_sessions"]] == \
-        [(session["id"], 15_000, 1234)]
+    assert [(s["id"], s["gmv_fen"], s["peak_viewers"]) for s in detail["live_sessions"]] == [(session["id"], 15_000, 1234)]
     qr = await client.get(f"/v1/live-sessions/{session['id']}/qr.svg", headers=merchant.headers)
     assert qr.status_code == 200 and qr.headers["content-type"].startswith("image/svg+xml") and "<svg" in qr.text
     stranger = await factory.user("merchant")
-    assert (await client.get(f"/v1/live-sessions/{session['id']}/qr.svg", headers=stranger.headers)).status_code \
-        == 404
+    assert (await client.get(f"/v1/live-sessions/{session['id']}/qr.svg", headers=stranger.headers)).status_code == 404
     # end → pending_review, review deadline = end + 7 days
     end = start + timedelta(hours=3)
     await live(client, platform, creator, "ls-ok", start + timedelta(minutes=10), ended=end)
@@ -230,11 +260,20 @@ async def test_live_flow_auto_approves_after_7_days(client, factory: Factory):
     seen = await order(client, creator, created["id"])
     assert seen["state"] == "completed" and seen["status"] == "completed" and seen["hold_status"] == "paid"
     assert (await wallet(client, creator))["available_fen"] == creator_before["available_fen"] + 300_000
-    assert await wallet(client, merchant) == {"account_id": merchant.id, "available_fen": 700_000,
-                                              "frozen_fen": 0, "total_fen": 700_000}
+    assert await wallet(client, merchant) == {
+        "account_id": merchant.id,
+        "available_fen": 700_000,
+        "frozen_fen": 0,
+        "total_fen": 700_000,
+    }
     history = (await client.get(f"/v1/task-orders/{created['id']}/history", headers=merchant.headers)).json()
     assert [(h["action"], h["actor_id"] == "system") for h in history] == [
-        ("create", False), ("accept", False), ("start", True), ("end", True), ("auto_approve", True)]
+        ("create", False),
+        ("accept", False),
+        ("start", True),
+        ("end", True),
+        ("auto_approve", True),
+    ]
     await ledger_invariants(factory.maker)
 
 
@@ -251,8 +290,15 @@ async def test_approve_reject_and_creator_cancel(client, factory: Factory):
     r = await act(client, merchant, a["id"], "approve")
     assert r.status_code == 200 and r.json()["state"] == "completed" and r.json()["creator_received_fen"] == 100_000
     # reject releases, no targeted plan
-    b = await create_order(client, merchant, creator, product, start, hours=1, products=[
-        {"product_id": product, "plan": "targeted", "commission_bp": 3000}])
+    b = await create_order(
+        client,
+        merchant,
+        creator,
+        product,
+        start,
+        hours=1,
+        products=[{"product_id": product, "plan": "targeted", "commission_bp": 3000}],
+    )
     r = await act(client, creator, b["id"], "reject", {"reason": "档期已满"})
     assert r.status_code == 200 and r.json()["state"] == "cancelled_rejected"
     assert r.json()["sub_status"] == "creator_rejected" and r.json()["hold_status"] == "released"
@@ -264,8 +310,12 @@ async def test_approve_reject_and_creator_cancel(client, factory: Factory):
     assert r.status_code == 200 and r.json()["state"] == "cancelled_by_creator"
     assert r.json()["sub_status"] == "creator_cancelled" and r.json()["compensation_fen"] == 0
     assert r.json()["cancel_reason"] == {"code": "health", "note": "生病"} and r.json()["cancelled_by"] == "creator"
-    assert await wallet(client, merchant) == {"account_id": merchant.id, "available_fen": 900_000,
-                                              "frozen_fen": 0, "total_fen": 900_000}
+    assert await wallet(client, merchant) == {
+        "account_id": merchant.id,
+        "available_fen": 900_000,
+        "frozen_fen": 0,
+        "total_fen": 900_000,
+    }
     assert (await wallet(client, creator))["available_fen"] == 100_000
     # reasons: a creator may not use a merchant-only reason; "other" needs a note
     d = await create_order(client, merchant, creator, product, start, hours=1)
@@ -337,8 +387,7 @@ async def test_compensation_not_accepted_and_72h_boundary(client, factory: Facto
     assert (r.json()["compensation_fen"], r.json()["compensation_rule"]) == (30_000, "default_rate")
     assert r.json()["hold_status"] == "split"
     assert (await wallet(client, c2))["available_fen"] == 30_000
-    assert await wallet(client, m2) == {"account_id": m2.id, "available_fen": 970_000, "frozen_fen": 0,
-                                        "total_fen": 970_000}
+    assert await wallet(client, m2) == {"account_id": m2.id, "available_fen": 970_000, "frozen_fen": 0, "total_fen": 970_000}
     assert (await wallet(client, c1))["available_fen"] == 0
     await ledger_invariants(factory.maker)
 
@@ -442,19 +491,32 @@ async def test_task_order_machine_every_action_from_every_state(client, factory:
 
     # who may fire what from where: (actor, action, body) → destination
     moves = {
-        "pending_acceptance": {("creator", "accept"): "waiting_live", ("creator", "reject"): "cancelled_rejected",
-                               ("merchant", "remind"): "pending_acceptance",
-                               ("merchant", "cancel"): "cancelled_by_merchant"},
-        "waiting_live": {("merchant", "cancel"): "cancelled_by_merchant",
-                         ("creator", "cancel"): "cancelled_by_creator"},
+        "pending_acceptance": {
+            ("creator", "accept"): "waiting_live",
+            ("creator", "reject"): "cancelled_rejected",
+            ("merchant", "remind"): "pending_acceptance",
+            ("merchant", "cancel"): "cancelled_by_merchant",
+        },
+        "waiting_live": {("merchant", "cancel"): "cancelled_by_merchant", ("creator", "cancel"): "cancelled_by_creator"},
         "live": {("merchant", "cancel"): "cancelled_by_merchant", ("creator", "cancel"): "cancelled_by_creator"},
-        "pending_review": {("merchant", "approve"): "completed", ("merchant", "cancel"): "cancelled_by_merchant",
-                           ("creator", "cancel"): "cancelled_by_creator"},
+        "pending_review": {
+            ("merchant", "approve"): "completed",
+            ("merchant", "cancel"): "cancelled_by_merchant",
+            ("creator", "cancel"): "cancelled_by_creator",
+        },
     }
     role_of = {"accept": "creator", "reject": "creator", "remind": "merchant", "approve": "merchant"}
     users = {"merchant": merchant, "creator": creator}
-    states = ["pending_acceptance", "waiting_live", "live", "pending_review", "completed", "cancelled_rejected",
-              "cancelled_by_creator", "cancelled_by_merchant"]
+    states = [
+        "pending_acceptance",
+        "waiting_live",
+        "live",
+        "pending_review",
+        "completed",
+        "cancelled_rejected",
+        "cancelled_by_creator",
+        "cancelled_by_merchant",
+    ]
     for state in states:
         for action in ("accept", "reject", "remind", "approve", "cancel"):
             for who in ("merchant", "creator"):
@@ -478,8 +540,14 @@ async def test_task_order_machine_every_action_from_every_state(client, factory:
     oid = await make("pending_acceptance")
     await factory.advance(25 * 3600)
     assert (await order(client, merchant, oid))["state"] == "cancelled_timeout"
-    for who, action in (("creator", "accept"), ("creator", "reject"), ("merchant", "remind"),
-                        ("merchant", "approve"), ("merchant", "cancel"), ("creator", "cancel")):
+    for who, action in (
+        ("creator", "accept"),
+        ("creator", "reject"),
+        ("merchant", "remind"),
+        ("merchant", "approve"),
+        ("merchant", "cancel"),
+        ("creator", "cancel"),
+    ):
         r = await act(client, users[who], oid, action, CANCEL if action == "cancel" else None)
         assert r.status_code == 409 and r.json()["allowed_actions"] == []
     await ledger_invariants(factory.maker)
@@ -514,19 +582,19 @@ async def test_lists_filters_and_counts(client, factory: Factory):
     assert await ids(merchant, q="小美") == [c["id"], a["id"]]
     assert await ids(merchant, q="%") == []
     assert await ids(merchant, created_from=iso(now + timedelta(hours=1))) == []
-    assert len(await ids(merchant, created_from=iso(now - timedelta(minutes=1)),
-                         created_to=iso(now + timedelta(hours=1)))) == 3
+    assert len(await ids(merchant, created_from=iso(now - timedelta(minutes=1)), created_to=iso(now + timedelta(hours=1)))) == 3
     assert len(await ids(creator)) == 3  # two from merchant, one from the other merchant
     assert await ids(other_creator) == [b["id"]]
     assert len(await ids(await factory.operator())) >= 4
-    assert (await client.get("/v1/task-orders", headers=merchant.headers,
-                             params={"status": "nope"})).status_code == 422
-    assert (await client.get("/v1/task-orders", headers=merchant.headers,
-                             params={"created_from": "2026-01-01T00:00:00"})).status_code == 422
+    assert (await client.get("/v1/task-orders", headers=merchant.headers, params={"status": "nope"})).status_code == 422
+    assert (
+        await client.get("/v1/task-orders", headers=merchant.headers, params={"created_from": "2026-01-01T00:00:00"})
+    ).status_code == 422
     page = (await client.get("/v1/task-orders", headers=merchant.headers, params={"limit": 2})).json()
     assert len(page["items"]) == 2 and page["next_cursor"]
-    rest = (await client.get("/v1/task-orders", headers=merchant.headers,
-                             params={"limit": 2, "cursor": page["next_cursor"]})).json()
+    rest = (
+        await client.get("/v1/task-orders", headers=merchant.headers, params={"limit": 2, "cursor": page["next_cursor"]})
+    ).json()
     assert [o["id"] for o in rest["items"]] == [a["id"]] and rest["next_cursor"] is None
     counts = (await client.get("/v1/task-orders/counts", headers=merchant.headers)).json()
     assert counts == {"pending_acceptance": 1, "in_progress": 1, "completed": 0, "cancelled": 1, "all": 3}
@@ -546,10 +614,12 @@ async def test_disputes(client, factory: Factory):
     await factory.advance(4 * 86400)
     r = await act(client, merchant, o["id"], "cancel", CANCEL)
     assert r.json()["compensation_fen"] == 60_000  # 30% of 200,000
-    assert (await client.post(f"/v1/task-orders/{o['id']}/disputes", headers=stranger.headers,
-                              json={"reason": "x"})).status_code == 404
-    r = await client.post(f"/v1/task-orders/{o['id']}/disputes", headers=creator.headers,
-                          json={"reason": "商家临时取消，准备工作已完成"})
+    assert (
+        await client.post(f"/v1/task-orders/{o['id']}/disputes", headers=stranger.headers, json={"reason": "x"})
+    ).status_code == 404
+    r = await client.post(
+        f"/v1/task-orders/{o['id']}/disputes", headers=creator.headers, json={"reason": "商家临时取消，准备工作已完成"}
+    )
     assert r.status_code == 201, r.text
     dispute = r.json()
     assert dispute["state"] == "open" and dispute["allowed_actions"] == ["withdraw"]
@@ -558,14 +628,15 @@ async def test_disputes(client, factory: Factory):
     assert r.status_code == 409 and r.json()["code"] == "dispute_exists"
     assert (await client.get(f"/v1/disputes/{dispute['id']}", headers=stranger.headers)).status_code == 404
     assert (await client.post(f"/v1/disputes/{dispute['id']}/withdraw", headers=merchant.headers)).status_code == 409
-    assert (await client.post(f"/v1/disputes/{dispute['id']}/resolve", headers=merchant.headers,
-                              json={"creator_share_fen": 1})).status_code == 403
-    r = await client.post(f"/v1/disputes/{dispute['id']}/resolve", headers=op.headers,
-                          json={"creator_share_fen": 200_001})
+    assert (
+        await client.post(f"/v1/disputes/{dispute['id']}/resolve", headers=merchant.headers, json={"creator_share_fen": 1})
+    ).status_code == 403
+    r = await client.post(f"/v1/disputes/{dispute['id']}/resolve", headers=op.headers, json={"creator_share_fen": 200_001})
     assert r.status_code == 422
     # the merchant spends its balance down so it cannot cover the adjustment
-    r = await client.post(f"/v1/disputes/{dispute['id']}/resolve", headers=op.headers,
-                          json={"creator_share_fen": 150_000, "note": "裁定"})
+    r = await client.post(
+        f"/v1/disputes/{dispute['id']}/resolve", headers=op.headers, json={"creator_share_fen": 150_000, "note": "裁定"}
+    )
     assert r.status_code == 200, r.text
     assert r.json()["state"] == "resolved" and r.json()["adjustment_fen"] == 90_000
     assert (await wallet(client, creator))["available_fen"] == 150_000
@@ -590,14 +661,18 @@ async def test_dispute_insufficient_balance_and_withdraw(client, factory: Factor
     assert r.status_code == 201
     second = r.json()
     # the merchant cannot pay: spend its balance on other orders first
-    product = (await client.post("/v1/products", headers=merchant.headers, json={
-        "title": "p", "price_fen": 1, "inventory": 1, "general_commission_bp": 100})).json()["id"]
+    product = (
+        await client.post(
+            "/v1/products",
+            headers=merchant.headers,
+            json={"title": "p", "price_fen": 1, "inventory": 1, "general_commission_bp": 100},
+        )
+    ).json()["id"]
     rich = await factory.user("creator", quotes={"dedicated_hourly_fen": 950_000, "shared_hourly_fen": 1})
     now = await factory.now()
     await create_order(client, merchant, rich, product, minute(now + timedelta(days=3)), hours=1)
     assert (await wallet(client, merchant))["available_fen"] == 1_000_000 - 30_000 - 950_000
-    r = await client.post(f"/v1/disputes/{second['id']}/resolve", headers=op.headers,
-                          json={"creator_share_fen": 100_000})
+    r = await client.post(f"/v1/disputes/{second['id']}/resolve", headers=op.headers, json={"creator_share_fen": 100_000})
     assert r.status_code == 409 and r.json()["code"] == "insufficient_balance"
     assert r.json()["required_fen"] == 70_000
     assert (await client.get(f"/v1/disputes/{second['id']}", headers=op.headers)).json()["state"] == "open"

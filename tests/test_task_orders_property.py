@@ -20,15 +20,25 @@ from tests.test_task_orders_support import (
     wallet,
 )
 
-ACTIONS = ["create", "accept", "reject", "remind", "merchant_cancel", "creator_cancel", "live_start", "live_end",
-           "approve", "advance", "dispute"]
+ACTIONS = [
+    "create",
+    "accept",
+    "reject",
+    "remind",
+    "merchant_cancel",
+    "creator_cancel",
+    "live_start",
+    "live_end",
+    "approve",
+    "advance",
+    "dispute",
+]
 ACTIVE = {"pending_acceptance", "waiting_live", "live", "pending_review"}
 FUNDS = 1_000_000
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
-@given(steps=st.lists(st.tuples(st.sampled_from(ACTIONS), st.integers(0, 2), st.integers(1, 80)),
-                      min_size=1, max_size=14))
+@given(steps=st.lists(st.tuples(st.sampled_from(ACTIONS), st.integers(0, 2), st.integers(1, 80)), min_size=1, max_size=14))
 async def test_random_sequences_keep_money_invariants(client, factory: Factory, steps):
     merchant = await factory.user("merchant")
     creator = await factory.user("creator", quotes={"dedicated_hourly_fen": 150_000, "shared_hourly_fen": 70_000})
@@ -36,20 +46,34 @@ async def test_random_sequences_keep_money_invariants(client, factory: Factory, 
     op = await factory.operator()
     await client.post("/v1/xingtu-binding", headers=merchant.headers, json={})
     await fund(client, merchant, FUNDS)
-    product = (await client.post("/v1/products", headers=merchant.headers, json={
-        "title": "p", "price_fen": 100, "inventory": 10, "general_commission_bp": 1000})).json()["id"]
+    product = (
+        await client.post(
+            "/v1/products",
+            headers=merchant.headers,
+            json={"title": "p", "price_fen": 100, "inventory": 10, "general_commission_bp": 1000},
+        )
+    ).json()["id"]
     orders: list[dict] = []
     sessions: dict[str, str] = {}
     for action, index, amount in steps:
         target = orders[index % len(orders)] if orders else None
         if action == "create" or target is None:
             now = await factory.now()
-            r = await client.post("/v1/task-orders", headers=merchant.headers, json={
-                "title": "随机任务", "contact_name": "王", "contact_phone": "13912345678",
-                "expected_start_at": (minute(now + timedelta(hours=amount + 1))).isoformat(),
-                "return_samples": False, "session_type": "dedicated" if amount % 2 else "shared",
-                "hours": 1 + amount % 4, "creator_id": creator.id,
-                "products": [{"product_id": product, "plan": "targeted", "commission_bp": amount * 10}]})
+            r = await client.post(
+                "/v1/task-orders",
+                headers=merchant.headers,
+                json={
+                    "title": "随机任务",
+                    "contact_name": "王",
+                    "contact_phone": "13912345678",
+                    "expected_start_at": (minute(now + timedelta(hours=amount + 1))).isoformat(),
+                    "return_samples": False,
+                    "session_type": "dedicated" if amount % 2 else "shared",
+                    "hours": 1 + amount % 4,
+                    "creator_id": creator.id,
+                    "products": [{"product_id": product, "plan": "targeted", "commission_bp": amount * 10}],
+                },
+            )
             assert r.status_code in (201, 409), r.text
             if r.status_code == 201:
                 orders.append(r.json())
@@ -76,15 +100,17 @@ async def test_random_sequences_keep_money_invariants(client, factory: Factory, 
             from datetime import datetime
 
             started = datetime.fromisoformat(start.replace("Z", "+00:00"))
-            await live(client, platform, creator, ext, started,
-                       ended=started + timedelta(hours=1) if action == "live_end" else None)
+            await live(
+                client, platform, creator, ext, started, ended=started + timedelta(hours=1) if action == "live_end" else None
+            )
             r = None
         else:  # dispute: open by the merchant, resolve with a random creator share
             r = await client.post(f"/v1/task-orders/{oid}/disputes", headers=merchant.headers, json={"reason": "x"})
             if r.status_code == 201:
                 share = target["amount_fen"] * amount // 80
-                r = await client.post(f"/v1/disputes/{r.json()['id']}/resolve", headers=op.headers,
-                                      json={"creator_share_fen": share})
+                r = await client.post(
+                    f"/v1/disputes/{r.json()['id']}/resolve", headers=op.headers, json={"creator_share_fen": share}
+                )
                 assert r.status_code in (200, 409), r.text
                 if r.status_code == 409:
                     assert r.json()["code"] == "insufficient_balance"

@@ -35,8 +35,7 @@ async def test_each_transition_moves_the_version_by_one_and_its_event_says_so(cl
     assert r.status_code == 200 and r.json()["version"] == 4
     got = (await client.get(f"/v1/task-orders/{created['id']}", headers=merchant.headers)).json()
     assert got["version"] == 4
-    versions = sorted((e["data"]["action"], e["data"]["version"]) for e in await _events_of(client, merchant,
-                                                                                            created["id"]))
+    versions = sorted((e["data"]["action"], e["data"]["version"]) for e in await _events_of(client, merchant, created["id"]))
     assert versions == [("accept", 3), ("cancel", 4), ("create", 1), ("remind", 2)]
 
 
@@ -56,8 +55,7 @@ async def test_a_stale_read_loses_and_writes_nothing(client, factory: Factory):
     async with factory.maker() as session:
         now = await svc.clock.now(session)
         try:
-            await TASK_ORDER.fire(session, stale, "accept", Actor(creator.id, "creator"), now=now,
-                                  changes={"accepted_at": now})
+            await TASK_ORDER.fire(session, stale, "accept", Actor(creator.id, "creator"), now=now, changes={"accepted_at": now})
         except InvalidTransition as exc:
             assert exc.extra["state"] == "cancelled_by_merchant" and exc.extra["allowed_actions"] == []
         else:

@@ -10,18 +10,24 @@ from tests.test_task_orders_support import fund, ledger_invariants, wallet
 
 async def test_online_top_up_funds_at_once_with_balanced_lines(client, factory: Factory):
     merchant = await factory.user("merchant")
-    assert await wallet(client, merchant) == {"account_id": merchant.id, "available_fen": 0, "frozen_fen": 0,
-                                              "total_fen": 0}
+    assert await wallet(client, merchant) == {"account_id": merchant.id, "available_fen": 0, "frozen_fen": 0, "total_fen": 0}
     top_up = await fund(client, merchant, 123_456)
     assert top_up["gateway_ref"] and top_up["allowed_actions"] == []
-    assert await wallet(client, merchant) == {"account_id": merchant.id, "available_fen": 123_456,
-                                              "frozen_fen": 0, "total_fen": 123_456}
+    assert await wallet(client, merchant) == {
+        "account_id": merchant.id,
+        "available_fen": 123_456,
+        "frozen_fen": 0,
+        "total_fen": 123_456,
+    }
     entries = (await client.get("/v1/wallet/entries", headers=merchant.headers)).json()
-    assert [(e["kind"], e["bucket"], e["amount_fen"], e["balance_after_fen"], e["ref_id"])
-            for e in entries["items"]] == [("top_up", "available", 123_456, 123_456, top_up["id"])]
+    assert [(e["kind"], e["bucket"], e["amount_fen"], e["balance_after_fen"], e["ref_id"]) for e in entries["items"]] == [
+        ("top_up", "available", 123_456, 123_456, top_up["id"])
+    ]
     history = (await client.get(f"/v1/wallet/top-ups/{top_up['id']}/history", headers=merchant.headers)).json()
     assert [(h["action"], h["to_state"], h["actor_role"]) for h in history] == [
-        ("create", "pending", "merchant"), ("confirm", "succeeded", "system")]
+        ("create", "pending", "merchant"),
+        ("confirm", "succeeded", "system"),
+    ]
     await ledger_invariants(factory.maker)
 
 
@@ -41,11 +47,13 @@ async def test_wallet_visibility(client, factory: Factory):
     creator = await factory.user("creator")
     assert (await wallet(client, creator))["total_fen"] == 0
     # creators do not top up
-    r = await client.post("/v1/wallet/top-ups", headers=creator.headers,
-                          json={"amount_fen": 1, "method": "online"})
+    r = await client.post("/v1/wallet/top-ups", headers=creator.headers, json={"amount_fen": 1, "method": "online"})
     assert r.status_code == 403
-    for bad in ({"amount_fen": 0, "method": "online"}, {"amount_fen": 1, "method": "cash"},
-                {"amount_fen": 1, "method": "online", "extra": 1}):
+    for bad in (
+        {"amount_fen": 0, "method": "online"},
+        {"amount_fen": 1, "method": "cash"},
+        {"amount_fen": 1, "method": "online", "extra": 1},
+    ):
         assert (await client.post("/v1/wallet/top-ups", headers=merchant.headers, json=bad)).status_code == 422
 
 
@@ -53,8 +61,11 @@ async def test_bank_transfer_waits_for_the_operator(client, factory: Factory):
     merchant = await factory.user("merchant")
     other = await factory.user("merchant")
     op = await factory.operator()
-    r = await client.post("/v1/wallet/top-ups", headers=merchant.headers,
-                          json={"amount_fen": 50_000, "method": "bank_transfer", "reference": "对公转账 0001"})
+    r = await client.post(
+        "/v1/wallet/top-ups",
+        headers=merchant.headers,
+        json={"amount_fen": 50_000, "method": "bank_transfer", "reference": "对公转账 0001"},
+    )
     assert r.status_code == 201
     top_up = r.json()
     assert top_up["state"] == "pending" and top_up["allowed_actions"] == []
@@ -65,8 +76,7 @@ async def test_bank_transfer_waits_for_the_operator(client, factory: Factory):
     assert mine and mine[0]["allowed_actions"] == ["confirm", "reject"]
     assert (await client.get(f"/v1/wallet/top-ups/{top_up['id']}", headers=other.headers)).status_code == 404
     assert (await client.get("/v1/wallet/top-ups", headers=other.headers)).json()["items"] == []
-    assert (await client.post(f"/v1/wallet/top-ups/{top_up['id']}/confirm", headers=merchant.headers)).status_code \
-        == 403
+    assert (await client.post(f"/v1/wallet/top-ups/{top_up['id']}/confirm", headers=merchant.headers)).status_code == 403
     r = await client.post(f"/v1/wallet/top-ups/{top_up['id']}/confirm", headers=op.headers, json={"note": "到账"})
     assert r.status_code == 200 and r.json()["state"] == "succeeded" and r.json()["decided_by"] == op.id
     assert (await wallet(client, merchant))["available_fen"] == 50_000
@@ -83,8 +93,9 @@ async def test_top_up_machine_every_action_from_every_state(client, factory: Fac
     op = await factory.operator()
 
     async def pending() -> str:
-        r = await client.post("/v1/wallet/top-ups", headers=merchant.headers,
-                              json={"amount_fen": 1000, "method": "bank_transfer"})
+        r = await client.post(
+            "/v1/wallet/top-ups", headers=merchant.headers, json={"amount_fen": 1000, "method": "bank_transfer"}
+        )
         assert r.status_code == 201
         return r.json()["id"]
 
@@ -128,8 +139,11 @@ async def test_export_csv_and_xlsx(client, factory: Factory):
 
     merchant = await factory.user("merchant")
     await fund(client, merchant, 10_050)
-    await client.post("/v1/wallet/top-ups", headers=merchant.headers,
-                      json={"amount_fen": 777, "method": "bank_transfer", "reference": "转账备注"})
+    await client.post(
+        "/v1/wallet/top-ups",
+        headers=merchant.headers,
+        json={"amount_fen": 777, "method": "bank_transfer", "reference": "转账备注"},
+    )
     r = await client.get("/v1/wallet/top-ups/export", headers=merchant.headers, params={"format": "csv"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     assert r.content.startswith(b"\xef\xbb\xbf")
@@ -143,8 +157,7 @@ async def test_export_csv_and_xlsx(client, factory: Factory):
     sheet = load_workbook(io.BytesIO(r.content)).active
     rows = list(sheet.iter_rows(values_only=True))
     assert len(rows) == 3 and rows[1][3] == 777 and rows[2][3] == 10_050
-    assert (await client.get("/v1/wallet/top-ups/export", headers=merchant.headers,
-                             params={"format": "pdf"})).status_code == 422
+    assert (await client.get("/v1/wallet/top-ups/export", headers=merchant.headers, params={"format": "pdf"})).status_code == 422
     # another merchant exports only its own (nothing)
     other = await factory.user("merchant")
     r = await client.get("/v1/wallet/top-ups/export", headers=other.headers)

@@ -31,8 +31,7 @@ async def emit(maker, type_: str, recipients: list[str], data: dict | None = Non
 
 
 async def subscribe(client, user, url: str, types: list[str], secret: str = SECRET) -> dict:
-    r = await client.post("/v1/webhooks", headers=user.headers,
-                          json={"url": url, "event_types": types, "secret": secret})
+    r = await client.post("/v1/webhooks", headers=user.headers, json={"url": url, "event_types": types, "secret": secret})
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -65,8 +64,9 @@ async def test_create_validate_and_list_own(client, factory: Factory):
         assert r.status_code == 422, (body, r.text)
         assert r.headers["content-type"] == "application/problem+json"
         assert loc in json.dumps(r.json()["errors"])
-    assert (await client.post("/v1/webhooks", json={"url": "https://x.io", "event_types": ["*"],
-                                                    "secret": SECRET})).status_code == 401
+    assert (
+        await client.post("/v1/webhooks", json={"url": "https://x.io", "event_types": ["*"], "secret": SECRET})
+    ).status_code == 401
     mine = (await client.get("/v1/webhooks", headers=creator.headers)).json()["items"]
     assert [h["id"] for h in mine] == [hook["id"]]
     assert (await client.get("/v1/webhooks", headers=other.headers)).json()["items"] == []
@@ -81,8 +81,8 @@ async def test_signed_delivery_with_retries(client, factory: Factory):
     with Receiver(SECRET, fail_first=2) as receiver:
         hook = await subscribe(client, creator, receiver.url, ["task_order.accepted"])
         wanted = await emit(factory.maker, "task_order.accepted", [creator.id], {"id": "tko_1", "x": "是"})
-        await emit(factory.maker, "task_order.created", [creator.id])        # other type
-        await emit(factory.maker, "task_order.accepted", [other.id])         # not the owner's
+        await emit(factory.maker, "task_order.created", [creator.id])  # other type
+        await emit(factory.maker, "task_order.accepted", [other.id])  # not the owner's
 
         assert await deliver_due(factory.maker) == 1
         [d] = await deliveries(client, creator, hook["id"])
@@ -91,7 +91,7 @@ async def test_signed_delivery_with_retries(client, factory: Factory):
         assert d["attempt_log"][0]["status_code"] == 500 and d["attempt_log"][0]["error"] == "HTTP 500"
         # not due again before the back-off (1 s) has passed
         assert await deliver_due(factory.maker) == 0
-        assert await deliver_due(factory.maker, now=later(1.5)) == 1      # second failure, back-off 2 s
+        assert await deliver_due(factory.maker, now=later(1.5)) == 1  # second failure, back-off 2 s
         assert await deliver_due(factory.maker, now=later(2.5)) == 0
         assert await deliver_due(factory.maker, now=later(4)) == 1
         assert await deliver_due(factory.maker, now=later(3600)) == 0
@@ -102,15 +102,13 @@ async def test_signed_delivery_with_retries(client, factory: Factory):
         assert req["json"]["id"] == wanted and req["json"]["type"] == "task_order.accepted"
         assert req["json"]["data"] == {"id": "tko_1", "x": "是"} and "occurred_at" in req["json"]
         assert set(req["json"]) == {"id", "type", "occurred_at", "data"}
-    assert not verify("wrong-secret-123", receiver.requests[0]["headers"]["LC-Signature"],
-                      receiver.requests[0]["body"])
+    assert not verify("wrong-secret-123", receiver.requests[0]["headers"]["LC-Signature"], receiver.requests[0]["body"])
     [d] = await deliveries(client, creator, hook["id"])
     assert d["status"] == "succeeded" and d["attempts"] == 3 and d["last_status_code"] == 200
     assert d["next_attempt_at"] is None and d["finished_at"] is not None
     assert [a["status_code"] for a in d["attempt_log"]] == [500, 500, 200]
     assert all(a["duration_ms"] >= 0 for a in d["attempt_log"])
-    r = await client.get(f"/v1/webhooks/{hook['id']}/deliveries", headers=creator.headers,
-                         params={"status": "failed"})
+    r = await client.get(f"/v1/webhooks/{hook['id']}/deliveries", headers=creator.headers, params={"status": "failed"})
     assert r.json()["items"] == []
 
 
@@ -123,19 +121,19 @@ async def test_matching_rules_and_operator_sees_everything(client, factory: Fact
         machine_hook = await subscribe(client, creator, receiver.url, ["task_order.*"])
         e1 = await emit(factory.maker, "task_order.accepted", [creator.id])
         e2 = await emit(factory.maker, "task_order.settled", [creator.id])
-        e3 = await emit(factory.maker, "campaign.created", [])            # concerns nobody in particular
-        await emit(factory.maker, "top_up.confirmed", [creator.id])       # other machine
+        e3 = await emit(factory.maker, "campaign.created", [])  # concerns nobody in particular
+        await emit(factory.maker, "top_up.confirmed", [creator.id])  # other machine
         assert await deliver_due(factory.maker) == 6
     assert {d["event_id"] for d in await deliveries(client, creator, machine_hook["id"])} == {e1, e2}
     op_events = {d["event_id"] for d in await deliveries(client, op, op_hook["id"])}
-    assert {e1, e2, e3} <= op_events and before not in op_events          # only events after subscribing
+    assert {e1, e2, e3} <= op_events and before not in op_events  # only events after subscribing
     assert len(receiver.requests) == 6 and all(r["valid"] for r in receiver.requests)
 
 
 async def test_gives_up_after_max_attempts(client, factory: Factory, monkeypatch):
     monkeypatch.setattr(webhooks, "MAX_ATTEMPTS", 3)
     creator = await factory.user("creator")
-    with socket.socket() as s:                  # a port nobody listens on: connection refused
+    with socket.socket() as s:  # a port nobody listens on: connection refused
         s.bind(("127.0.0.1", 0))
         dead_url = f"http://127.0.0.1:{s.getsockname()[1]}/hook"
     hook = await subscribe(client, creator, dead_url, ["*"])
@@ -161,9 +159,9 @@ async def test_crashed_worker_lease_expires_then_delivered(client, factory: Fact
         hook = await subscribe(client, creator, receiver.url, ["*"])
         event_id = await emit(factory.maker, "task_order.accepted", [creator.id])
         await webhooks.fan_out(factory.maker)
-        jobs = await webhooks.claim_due(factory.maker)     # claimed, then the worker "dies"
+        jobs = await webhooks.claim_due(factory.maker)  # claimed, then the worker "dies"
         assert [j.event_id for j in jobs] == [event_id]
-        assert await deliver_due(factory.maker) == 0                         # leased: not due
+        assert await deliver_due(factory.maker) == 0  # leased: not due
         assert await deliver_due(factory.maker, now=later(webhooks.LEASE_SECONDS - 5)) == 0
         assert await deliver_due(factory.maker, now=later(webhooks.LEASE_SECONDS + 1)) == 1
         assert await deliver_due(factory.maker, now=later(3600)) == 0
@@ -180,16 +178,15 @@ async def test_fan_out_is_idempotent_and_skips_earlier_events(client, factory: F
     hook = await subscribe(client, creator, "http://127.0.0.1:9/never", ["*"])
     new = await emit(factory.maker, "task_order.accepted", [creator.id])
     assert await webhooks.fan_out(factory.maker) == 1
-    assert await webhooks.fan_out(factory.maker) == 0            # re-scanned, de-duplicated
+    assert await webhooks.fan_out(factory.maker) == 0  # re-scanned, de-duplicated
     assert await webhooks.fan_out(factory.maker, now=later(webhooks.SETTLE_SECONDS + 5)) == 0
     assert [d["event_id"] for d in await deliveries(client, creator, hook["id"])] == [new]
     assert old != new
 
 
 @postgres_only
-async def test_racing_relays_deliver_each_event_once(committed_client, committed_factory, committed_app,
-                                                     monkeypatch):
-    monkeypatch.setattr(webhooks, "CLAIM_BATCH", 3)     # small claims: the relays contend row by row
+async def test_racing_relays_deliver_each_event_once(committed_client, committed_factory, committed_app, monkeypatch):
+    monkeypatch.setattr(webhooks, "CLAIM_BATCH", 3)  # small claims: the relays contend row by row
     maker = committed_app.state.sessionmaker
     creator = await committed_factory.user("creator")
     with Receiver(SECRET) as receiver:
@@ -202,8 +199,7 @@ async def test_racing_relays_deliver_each_event_once(committed_client, committed
         counts = await asyncio.gather(*(deliver_due(maker, now=later(3600)) for _ in range(4)))
         assert sum(counts) == 0
     assert sorted(r["json"]["id"] for r in receiver.requests) == sorted(ids)
-    r = await committed_client.get(f"/v1/webhooks/{hook['id']}/deliveries", headers=creator.headers,
-                                   params={"limit": 100})
+    r = await committed_client.get(f"/v1/webhooks/{hook['id']}/deliveries", headers=creator.headers, params={"limit": 100})
     items = r.json()["items"]
     assert len(items) == 12 and all(d["status"] == "succeeded" and d["attempts"] == 1 for d in items)
 
@@ -215,7 +211,7 @@ async def test_a_lost_last_attempt_fails_the_delivery(client, factory: Factory, 
         hook = await subscribe(client, creator, receiver.url, ["*"])
         await emit(factory.maker, "task_order.accepted", [creator.id])
         await webhooks.fan_out(factory.maker)
-        assert len(await webhooks.claim_due(factory.maker)) == 1          # claimed, then the worker "dies"
+        assert len(await webhooks.claim_due(factory.maker)) == 1  # claimed, then the worker "dies"
         assert await deliver_due(factory.maker, now=later(webhooks.LEASE_SECONDS + 1)) == 0
         assert await deliver_due(factory.maker, now=later(3600)) == 0
     assert receiver.requests == []

@@ -15,11 +15,13 @@ async def test_top_up_transitions_reach_feed_webhook_and_inbox(client, factory: 
     merchant = await factory.user("merchant")
     bystander = await factory.user("merchant")
     with Receiver(SECRET) as receiver:
-        r = await client.post("/v1/webhooks", headers=merchant.headers,
-                              json={"url": receiver.url, "event_types": ["top_up.*"], "secret": SECRET})
+        r = await client.post(
+            "/v1/webhooks", headers=merchant.headers, json={"url": receiver.url, "event_types": ["top_up.*"], "secret": SECRET}
+        )
         hook = r.json()
-        r = await client.post("/v1/wallet/top-ups", headers=merchant.headers,
-                              json={"amount_fen": 5000, "method": "bank_transfer"})
+        r = await client.post(
+            "/v1/wallet/top-ups", headers=merchant.headers, json={"amount_fen": 5000, "method": "bank_transfer"}
+        )
         assert r.status_code == 201, r.text
         top_up = r.json()
         r = await client.post(f"/v1/wallet/top-ups/{top_up['id']}/confirm", headers=op.headers, json={})
@@ -34,7 +36,7 @@ async def test_top_up_transitions_reach_feed_webhook_and_inbox(client, factory: 
     assert all(e["data"].get("id") != top_up["id"] for e in others)
 
     got = [req["json"] for req in receiver.requests]
-    assert sorted(g["id"] for g in got) == sorted(e["id"] for e in mine)   # sent concurrently: any order
+    assert sorted(g["id"] for g in got) == sorted(e["id"] for e in mine)  # sent concurrently: any order
     assert all(req["valid"] for req in receiver.requests)
     items = (await client.get(f"/v1/webhooks/{hook['id']}/deliveries", headers=merchant.headers)).json()["items"]
     assert {d["status"] for d in items} == {"succeeded"}

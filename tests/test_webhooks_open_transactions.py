@@ -14,7 +14,8 @@ from tests.test_webhooks import deliveries, emit, later, subscribe
 
 @postgres_only
 async def test_an_event_committed_long_after_its_id_was_drawn_is_still_delivered(
-        committed_client, committed_factory, committed_app):
+    committed_client, committed_factory, committed_app
+):
     maker = committed_app.state.sessionmaker
     creator = await committed_factory.user("creator")
     hook = await subscribe(committed_client, creator, "http://127.0.0.1:9/never", ["*"])
@@ -35,7 +36,8 @@ async def test_an_event_committed_long_after_its_id_was_drawn_is_still_delivered
 
 @postgres_only
 async def test_a_transaction_open_for_too_long_does_not_hold_the_cursor_forever(
-        committed_client, committed_factory, committed_app):
+    committed_client, committed_factory, committed_app
+):
     maker = committed_app.state.sessionmaker
     creator = await committed_factory.user("creator")
     await subscribe(committed_client, creator, "http://127.0.0.1:9/never", ["*"])

@@ -34,8 +34,9 @@ class Receiver:
                     failing = receiver.fail_left > 0
                     if failing:
                         receiver.fail_left -= 1
-                    receiver.requests.append({"headers": dict(self.headers), "body": body,
-                                              "json": json.loads(body), "valid": valid, "failed": failing})
+                    receiver.requests.append(
+                        {"headers": dict(self.headers), "body": body, "json": json.loads(body), "valid": valid, "failed": failing}
+                    )
                 self.send_response(receiver.fail_status if failing else 200)
                 self.send_header("Content-Length", "2")
                 self.end_headers()

@@ -19,8 +19,9 @@ async def issue_token(form: Annotated[OAuth2PasswordRequestForm, Depends()], ses
     return await accounts.authenticate(session, form.username, form.password)
 
 
-@router.post("/accounts", response_model=AccountOut, status_code=status.HTTP_201_CREATED, tags=["accounts"],
-             name="create_account")
+@router.post(
+    "/accounts", response_model=AccountOut, status_code=status.HTTP_201_CREATED, tags=["accounts"], name="create_account"
+)
 async def create_account(body: AccountCreate, session: Session, actor: Operator) -> AccountOut:
     account = await accounts.create_account(session, body)
     return accounts.account_out(account, actor)

@@ -53,10 +53,10 @@ class PageParams:
         self.cursor = cursor
 
 
-async def page_params(limit: Annotated[int, Query(ge=1, le=100, description="Page size (max 100)")] = 20,
-                      cursor: Annotated[str | None, Query(max_length=200,
-                                                         description="`next_cursor` of the previous page")] = None,
-                      ) -> PageParams:
+async def page_params(
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size (max 100)")] = 20,
+    cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page")] = None,
+) -> PageParams:
     # dependencies are coroutines: a plain function or a class would run in the thread pool
     return PageParams(limit, cursor)
 

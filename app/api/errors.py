@@ -18,16 +18,34 @@ from app.domain.errors import DomainError
 log = logging.getLogger("app.errors")
 
 PROBLEM = "application/problem+json"
-_STATUS_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-                 405: "method_not_allowed", 406: "not_acceptable", 409: "conflict",
-                 413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_failed",
-                 429: "rate_limited", 500: "internal_error", 503: "unavailable"}
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
 
 
-def problem(status: int, code: str, detail: str, *, title: str | None = None,
-            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    body = {"type": f"https://live-collab.dev/problems/{code}", "title": title or HTTPStatus(status).phrase,
-            "status": status, "detail": detail, "code": code, **extra}
+def problem(
+    status: int, code: str, detail: str, *, title: str | None = None, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    body = {
+        "type": f"https://live-collab.dev/problems/{code}",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM)
 
 
@@ -68,14 +86,17 @@ def install(app: FastAPI) -> None:
     async def _dbapi(_: Request, exc: DBAPIError) -> JSONResponse:
         text = str(exc.orig).lower()
         if "deadlock" in text or "could not serialize" in text or "database is locked" in text:
-            return problem(409, "conflict", "the change raced with another one; retry",
-                           headers={"Retry-After": "1"})
+            return problem(409, "conflict", "the change raced with another one; retry", headers={"Retry-After": "1"})
         if str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "").startswith("22"):
             # SQLSTATE class 22, data exception: a value the database refuses (NUL in text, a
             # number out of range) came from the request
             log.info("data exception answered as 422: %s", exc.orig)
-            return problem(422, "validation_failed", "a value of the request is not acceptable",
-                           errors=[{"loc": ["request"], "msg": "a value is not acceptable"}])
+            return problem(
+                422,
+                "validation_failed",
+                "a value of the request is not acceptable",
+                errors=[{"loc": ["request"], "msg": "a value is not acceptable"}],
+            )
         log.exception("database error")
         return problem(500, "internal_error", "an internal error occurred")
 

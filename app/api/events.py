@@ -24,8 +24,9 @@ async def list_events(session: Session, actor: CurrentActor, page: Page):
     return PageOut[EventOut](items=items, next_cursor=cursor)
 
 
-@router.post("/v1/webhooks", response_model=WebhookOut, status_code=status.HTTP_201_CREATED, tags=["events"],
-             name="create_webhook")
+@router.post(
+    "/v1/webhooks", response_model=WebhookOut, status_code=status.HTTP_201_CREATED, tags=["events"], name="create_webhook"
+)
 async def create_webhook(body: WebhookCreate, session: Session, actor: CurrentActor):
     """Subscribe a URL to event types (`task_order.accepted`, `task_order.*` or `*`). Events
     written afterwards that concern the caller (every event for an operator) are POSTed to it,
@@ -41,39 +42,46 @@ async def list_webhooks(session: Session, actor: CurrentActor, page: Page):
     return PageOut[WebhookOut](items=items, next_cursor=cursor)
 
 
-@router.get("/v1/webhooks/{webhook_id}/deliveries", response_model=PageOut[DeliveryOut], tags=["events"],
-            name="list_webhook_deliveries")
-async def list_webhook_deliveries(webhook_id: str, session: Session, actor: CurrentActor, page: Page,
-                                  status: Annotated[Literal["pending", "succeeded", "failed"] | None,
-                                                    Query()] = None):
+@router.get(
+    "/v1/webhooks/{webhook_id}/deliveries", response_model=PageOut[DeliveryOut], tags=["events"], name="list_webhook_deliveries"
+)
+async def list_webhook_deliveries(
+    webhook_id: str,
+    session: Session,
+    actor: CurrentActor,
+    page: Page,
+    status: Annotated[Literal["pending", "succeeded", "failed"] | None, Query()] = None,
+):
     """Deliveries of one of the caller's webhooks (404 for another account's), newest first,
     each with its attempts (status code, error, duration)."""
-    items, cursor = await webhooks.list_deliveries(session, actor, webhook_id, status=status,
-                                                   limit=page.limit, cursor=page.cursor)
+    items, cursor = await webhooks.list_deliveries(
+        session, actor, webhook_id, status=status, limit=page.limit, cursor=page.cursor
+    )
     return PageOut[DeliveryOut](items=items, next_cursor=cursor)
 
 
-@router.get("/v1/notifications", response_model=PageOut[NotificationOut], tags=["events"],
-            name="list_notifications")
-async def list_notifications(session: Session, actor: CurrentActor, page: Page,
-                             unread: Annotated[bool | None, Query(description="only unread (true) or read (false)")]
-                             = None):
+@router.get("/v1/notifications", response_model=PageOut[NotificationOut], tags=["events"], name="list_notifications")
+async def list_notifications(
+    session: Session,
+    actor: CurrentActor,
+    page: Page,
+    unread: Annotated[bool | None, Query(description="only unread (true) or read (false)")] = None,
+):
     """The caller's in-app inbox (站内信), newest first, with `read_at`."""
-    items, cursor = await events.list_notifications(session, actor, unread=unread, limit=page.limit,
-                                                    cursor=page.cursor)
+    items, cursor = await events.list_notifications(session, actor, unread=unread, limit=page.limit, cursor=page.cursor)
     return PageOut[NotificationOut](items=items, next_cursor=cursor)
 
 
-@router.post("/v1/notifications/{notification_id}/read", response_model=NotificationOut, tags=["events"],
-             name="read_notification")
+@router.post(
+    "/v1/notifications/{notification_id}/read", response_model=NotificationOut, tags=["events"], name="read_notification"
+)
 async def read_notification(notification_id: str, session: Session, actor: CurrentActor):
     """Mark one of the caller's notifications read (idempotent: `read_at` keeps the first time)."""
     return await events.mark_read(session, actor, notification_id)
 
 
 @router.get("/v1/admin/sms", response_model=PageOut[SmsOut], tags=["events"], name="list_sms")
-async def list_sms(session: Session, _: Operator, page: Page,
-                   phone: Annotated[str | None, Query(max_length=32)] = None):
+async def list_sms(session: Session, _: Operator, page: Page, phone: Annotated[str | None, Query(max_length=32)] = None):
     """Every SMS the service sent or tried to send (operator), newest first: `recorded` by the
     default recorder adapter, `queued` → `sent` / `failed` through the HTTP gateway."""
     items, cursor = await events.list_sms(session, phone=phone, limit=page.limit, cursor=page.cursor)

@@ -51,130 +51,177 @@ Id = Annotated[str, Path(max_length=40)]
 
 
 # -- contracts ---------------------------------------------------------------------------------
-@router.post("/v1/provider-contracts", response_model=ContractOut, status_code=status.HTTP_201_CREATED,
-             tags=["incentives"], name="create_provider_contract")
+@router.post(
+    "/v1/provider-contracts",
+    response_model=ContractOut,
+    status_code=status.HTTP_201_CREATED,
+    tags=["incentives"],
+    name="create_provider_contract",
+)
 async def create_provider_contract(body: ContractCreate, session: Session, actor: Provider):
     """A service provider proposes a contract (分佣 `commission_split` or `service_fee`) to a
     merchant. One proposed or active contract per pair: 409 `contract_exists`."""
     return await incentives.create_contract(session, actor, body)
 
 
-@router.get("/v1/provider-contracts", response_model=PageOut[ContractOut], tags=["incentives"],
-            name="list_provider_contracts")
-async def list_provider_contracts(session: Session, actor: ContractParty, page: Page,
-                                  state: Annotated[Literal["proposed", "active", "declined", "ended"] | None,
-                                                   Query()] = None):
+@router.get("/v1/provider-contracts", response_model=PageOut[ContractOut], tags=["incentives"], name="list_provider_contracts")
+async def list_provider_contracts(
+    session: Session,
+    actor: ContractParty,
+    page: Page,
+    state: Annotated[Literal["proposed", "active", "declined", "ended"] | None, Query()] = None,
+):
     """The caller's contracts (provider: its own; merchant: its own; operator: all), newest first."""
-    items, cursor = await incentives.list_contracts(session, actor, state=state, limit=page.limit,
-                                                    cursor=page.cursor)
+    items, cursor = await incentives.list_contracts(session, actor, state=state, limit=page.limit, cursor=page.cursor)
     return PageOut[ContractOut](items=items, next_cursor=cursor)
 
 
-@router.get("/v1/provider-contracts/{contract_id}", response_model=ContractOut, tags=["incentives"],
-            name="get_provider_contract")
+@router.get("/v1/provider-contracts/{contract_id}", response_model=ContractOut, tags=["incentives"], name="get_provider_contract")
 async def get_provider_contract(contract_id: Id, session: Session, actor: ContractParty):
     """One contract (the two parties and operators; 404 for anyone else)."""
     return await incentives.get_contract(session, actor, contract_id)
 
 
-@router.get("/v1/provider-contracts/{contract_id}/history", response_model=list[TransitionOut], tags=["incentives"],
-            name="get_provider_contract_history")
+@router.get(
+    "/v1/provider-contracts/{contract_id}/history",
+    response_model=list[TransitionOut],
+    tags=["incentives"],
+    name="get_provider_contract_history",
+)
 async def get_provider_contract_history(contract_id: Id, session: Session, actor: ContractParty):
     """Every transition of a contract."""
     return await incentives.contract_history(session, actor, contract_id)
 
 
-@router.post("/v1/provider-contracts/{contract_id}/accept", response_model=ContractOut, tags=["incentives"],
-             name="accept_provider_contract")
+@router.post(
+    "/v1/provider-contracts/{contract_id}/accept",
+    response_model=ContractOut,
+    tags=["incentives"],
+    name="accept_provider_contract",
+)
 async def accept_provider_contract(contract_id: Id, session: Session, actor: ContractParty):
     """The merchant accepts a proposed contract; it becomes `active`."""
     return await incentives.act_on_contract(session, actor, contract_id, "accept")
 
 
-@router.post("/v1/provider-contracts/{contract_id}/decline", response_model=ContractOut, tags=["incentives"],
-             name="decline_provider_contract")
+@router.post(
+    "/v1/provider-contracts/{contract_id}/decline",
+    response_model=ContractOut,
+    tags=["incentives"],
+    name="decline_provider_contract",
+)
 async def decline_provider_contract(contract_id: Id, session: Session, actor: ContractParty):
     """The merchant declines a proposed contract."""
     return await incentives.act_on_contract(session, actor, contract_id, "decline")
 
 
-@router.post("/v1/provider-contracts/{contract_id}/end", response_model=ContractOut, tags=["incentives"],
-             name="end_provider_contract")
+@router.post(
+    "/v1/provider-contracts/{contract_id}/end", response_model=ContractOut, tags=["incentives"], name="end_provider_contract"
+)
 async def end_provider_contract(contract_id: Id, body: EndIn, session: Session, actor: ContractParty):
     """Either party ends an active contract, with a reason."""
     return await incentives.act_on_contract(session, actor, contract_id, "end", reason=body.reason)
 
 
 # -- programs and months -----------------------------------------------------------------------
-@router.post("/v1/incentive-programs", response_model=ProgramOut, status_code=status.HTTP_201_CREATED,
-             tags=["incentives"], name="create_incentive_program")
+@router.post(
+    "/v1/incentive-programs",
+    response_model=ProgramOut,
+    status_code=status.HTTP_201_CREATED,
+    tags=["incentives"],
+    name="create_incentive_program",
+)
 async def create_incentive_program(body: ProgramCreate, session: Session, _: Operator):
     """The operator creates a program (defaults: coefficient 10%, V3 3,000 yuan, V4 10,000 yuan,
     at least 3 active merchants)."""
     return await incentives.create_program(session, body)
 
 
-@router.get("/v1/incentive-programs", response_model=PageOut[ProgramOut], tags=["incentives"],
-            name="list_incentive_programs")
+@router.get("/v1/incentive-programs", response_model=PageOut[ProgramOut], tags=["incentives"], name="list_incentive_programs")
 async def list_incentive_programs(session: Session, _: Operator, page: Page):
     """Every program, newest first."""
     items, cursor = await incentives.list_programs(session, limit=page.limit, cursor=page.cursor)
     return PageOut[ProgramOut](items=items, next_cursor=cursor)
 
 
-@router.post("/v1/incentive-programs/{program_id}/months/{month}/compute", response_model=MonthResult,
-             tags=["incentives"], name="compute_incentive_month")
+@router.post(
+    "/v1/incentive-programs/{program_id}/months/{month}/compute",
+    response_model=MonthResult,
+    tags=["incentives"],
+    name="compute_incentive_month",
+)
 async def compute_incentive_month(program_id: Id, month: Month, session: Session, _: Operator):
     """Compute (or recompute) the month's draft statements, one per provider. 409
     `month_published` once published, `month_not_over` before the month has ended."""
     return await incentives.compute_month(session, program_id, month)
 
 
-@router.post("/v1/incentive-programs/{program_id}/months/{month}/publish", response_model=MonthResult,
-             tags=["incentives"], name="publish_incentive_month")
+@router.post(
+    "/v1/incentive-programs/{program_id}/months/{month}/publish",
+    response_model=MonthResult,
+    tags=["incentives"],
+    name="publish_incentive_month",
+)
 async def publish_incentive_month(program_id: Id, month: Month, session: Session, actor: Operator):
     """Publish every statement of the month and issue its vouchers."""
     return await incentives.publish_month(session, actor, program_id, month)
 
 
-@router.get("/v1/incentive-statements", response_model=PageOut[StatementOut], tags=["incentives"],
-            name="list_incentive_statements")
-async def list_incentive_statements(session: Session, actor: ProviderOrOperator, page: Page,
-                                    month: MonthFilter = None):
+@router.get(
+    "/v1/incentive-statements", response_model=PageOut[StatementOut], tags=["incentives"], name="list_incentive_statements"
+)
+async def list_incentive_statements(session: Session, actor: ProviderOrOperator, page: Page, month: MonthFilter = None):
     """Statements (provider: its own; operator: all), newest first."""
-    items, cursor = await incentives.list_statements(session, actor, month=month, limit=page.limit,
-                                                     cursor=page.cursor)
+    items, cursor = await incentives.list_statements(session, actor, month=month, limit=page.limit, cursor=page.cursor)
     return PageOut[StatementOut](items=items, next_cursor=cursor)
 
 
-@router.get("/v1/incentive-statements/export", tags=["incentives"], name="export_incentive_statements",
-            response_class=Response,
-            responses={200: {"content": {"text/csv": {}, "application/vnd.openxmlformats-officedocument."
-                                                                     "spreadsheetml.sheet": {}}}})
-async def export_incentive_statements(session: Session, actor: ProviderOrOperator, month: MonthFilter = None,
-                                      format: Annotated[Literal["csv", "xlsx"], Query()] = "csv"):
+@router.get(
+    "/v1/incentive-statements/export",
+    tags=["incentives"],
+    name="export_incentive_statements",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {}}}},
+)
+async def export_incentive_statements(
+    session: Session,
+    actor: ProviderOrOperator,
+    month: MonthFilter = None,
+    format: Annotated[Literal["csv", "xlsx"], Query()] = "csv",
+):
     """The statements as a file: one line per voucher line (CSV in UTF-8 with a BOM, or XLSX)."""
     rows = await incentives.export_rows(session, actor, month)
     name = f"incentive-statements-{month or 'all'}.{format}"
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}
     if format == "xlsx":
-        return Response(incentives.to_xlsx(rows), headers=headers,
-                        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+        return Response(
+            incentives.to_xlsx(rows),
+            headers=headers,
+            media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        )
     return Response(incentives.to_csv(rows), media_type="text/csv; charset=utf-8", headers=headers)
 
 
 # -- vouchers and redemptions ------------------------------------------------------------------
 @router.get("/v1/vouchers", response_model=PageOut[VoucherOut], tags=["incentives"], name="list_vouchers")
-async def list_vouchers(session: Session, actor: ProviderOrOperator, page: Page,
-                        state: Annotated[Literal["available", "used_up", "expired"] | None, Query()] = None):
+async def list_vouchers(
+    session: Session,
+    actor: ProviderOrOperator,
+    page: Page,
+    state: Annotated[Literal["available", "used_up", "expired"] | None, Query()] = None,
+):
     """Vouchers (provider: its own; operator: all), newest first; overdue ones expire first."""
-    items, cursor = await incentives.list_vouchers(session, actor, state=state, limit=page.limit,
-                                                   cursor=page.cursor)
+    items, cursor = await incentives.list_vouchers(session, actor, state=state, limit=page.limit, cursor=page.cursor)
     return PageOut[VoucherOut](items=items, next_cursor=cursor)
 
 
-@router.post("/v1/vouchers/{voucher_id}/redemptions", response_model=RedemptionOut,
-             status_code=status.HTTP_201_CREATED, tags=["incentives"], name="create_redemption")
+@router.post(
+    "/v1/vouchers/{voucher_id}/redemptions",
+    response_model=RedemptionOut,
+    status_code=status.HTTP_201_CREATED,
+    tags=["incentives"],
+    name="create_redemption",
+)
 async def create_redemption(voucher_id: Id, body: RedemptionCreate, session: Session, actor: Provider):
     """The provider asks to use `amount_fen` of a voucher for a merchant on `use_date`; the
     amount is reserved from the balance at once."""
@@ -187,22 +234,25 @@ async def get_redemption(redemption_id: Id, session: Session, actor: RedemptionP
     return await incentives.get_redemption(session, actor, redemption_id)
 
 
-@router.post("/v1/redemptions/{redemption_id}/approve", response_model=RedemptionOut, tags=["incentives"],
-             name="approve_redemption")
+@router.post(
+    "/v1/redemptions/{redemption_id}/approve", response_model=RedemptionOut, tags=["incentives"], name="approve_redemption"
+)
 async def approve_redemption(redemption_id: Id, session: Session, actor: Operator):
     """The operator approves; it is redeemed at 00:00 Asia/Shanghai of `use_date`."""
     return await incentives.act_on_redemption(session, actor, redemption_id, "approve")
 
 
-@router.post("/v1/redemptions/{redemption_id}/reject", response_model=RedemptionOut, tags=["incentives"],
-             name="reject_redemption")
+@router.post(
+    "/v1/redemptions/{redemption_id}/reject", response_model=RedemptionOut, tags=["incentives"], name="reject_redemption"
+)
 async def reject_redemption(redemption_id: Id, body: RedemptionRejectIn, session: Session, actor: Operator):
     """The operator rejects, with a reason; the amount returns to the voucher."""
     return await incentives.act_on_redemption(session, actor, redemption_id, "reject", reason=body.reason)
 
 
-@router.post("/v1/redemptions/{redemption_id}/fulfil", response_model=RedemptionOut, tags=["incentives"],
-             name="fulfil_redemption")
+@router.post(
+    "/v1/redemptions/{redemption_id}/fulfil", response_model=RedemptionOut, tags=["incentives"], name="fulfil_redemption"
+)
 async def fulfil_redemption(redemption_id: Id, session: Session, actor: Operator):
     """The operator marks an approved redemption redeemed before its use date."""
     return await incentives.act_on_redemption(session, actor, redemption_id, "fulfil")

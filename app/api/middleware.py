@@ -13,9 +13,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 log = logging.getLogger("app.access")
-REQUEST_LATENCY = Histogram("lc_http_request_duration_seconds", "HTTP request latency",
-                            ["method", "route", "status"],
-                            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+REQUEST_LATENCY = Histogram(
+    "lc_http_request_duration_seconds",
+    "HTTP request latency",
+    ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 
 
 _LATENCY_CHILDREN: dict[tuple[str, str, int], Any] = {}
@@ -61,8 +64,16 @@ class RequestContextMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             _latency(scope["method"], template, status).observe(elapsed)
-            log.info("request", extra={"method": scope["method"], "path": scope["path"], "route": template,
-                                       "status": status, "duration_ms": round(elapsed * 1000, 2)})
+            log.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "route": template,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
             request_id_var.reset(token)
 
 

@@ -27,9 +27,14 @@ router = APIRouter(route_class=TxRoute)
 Merchant = Annotated[Actor, Depends(roles("merchant"))]
 
 
-@router.post("/v1/conversations", response_model=ConversationOut, status_code=status.HTTP_201_CREATED,
-             tags=["outreach"], name="open_conversation",
-             responses={200: {"model": ConversationOut, "description": "the pair's existing conversation"}})
+@router.post(
+    "/v1/conversations",
+    response_model=ConversationOut,
+    status_code=status.HTTP_201_CREATED,
+    tags=["outreach"],
+    name="open_conversation",
+    responses={200: {"model": ConversationOut, "description": "the pair's existing conversation"}},
+)
 async def open_conversation(body: ConversationOpen, session: Session, actor: CurrentActor, response: Response):
     """Open a conversation with `counterpart_id` (在线沟通). If the pair already has one, whoever
     opened it, it is answered with 200 and nothing is counted; otherwise 201 and one unit of the
@@ -40,29 +45,38 @@ async def open_conversation(body: ConversationOpen, session: Session, actor: Cur
     return conversation
 
 
-@router.get("/v1/conversations", response_model=PageOut[ConversationOut], tags=["outreach"],
-            name="list_conversations")
+@router.get("/v1/conversations", response_model=PageOut[ConversationOut], tags=["outreach"], name="list_conversations")
 async def list_conversations(session: Session, actor: CurrentActor, page: Page):
     """The caller's conversations, latest activity first, each with its unread count."""
     return await outreach.list_conversations(session, actor, limit=page.limit, cursor=page.cursor)
 
 
-@router.post("/v1/conversations/{conversation_id}/messages", response_model=ConversationMessageOut,
-             status_code=status.HTTP_201_CREATED, tags=["outreach"], name="post_conversation_message")
+@router.post(
+    "/v1/conversations/{conversation_id}/messages",
+    response_model=ConversationMessageOut,
+    status_code=status.HTTP_201_CREATED,
+    tags=["outreach"],
+    name="post_conversation_message",
+)
 async def post_message(conversation_id: str, body: ConversationMessageIn, session: Session, actor: CurrentActor):
     """Send a message (1–2000 characters) in a conversation the caller takes part in."""
     return await outreach.post_message(session, actor, conversation_id, body)
 
 
-@router.get("/v1/conversations/{conversation_id}/messages", response_model=PageOut[ConversationMessageOut],
-            tags=["outreach"], name="list_conversation_messages")
+@router.get(
+    "/v1/conversations/{conversation_id}/messages",
+    response_model=PageOut[ConversationMessageOut],
+    tags=["outreach"],
+    name="list_conversation_messages",
+)
 async def list_messages(conversation_id: str, session: Session, actor: CurrentActor, page: Page):
     """The conversation's messages, newest first; listing marks the conversation read."""
     return await outreach.list_messages(session, actor, conversation_id, limit=page.limit, cursor=page.cursor)
 
 
-@router.post("/v1/creators/{creator_id}/contact-views", response_model=ContactViewOut,
-             tags=["outreach"], name="view_creator_contact")
+@router.post(
+    "/v1/creators/{creator_id}/contact-views", response_model=ContactViewOut, tags=["outreach"], name="view_creator_contact"
+)
 async def view_contact(creator_id: str, body: ContactViewIn, session: Session, actor: Merchant):
     """Reveal a creator's phone or WeChat to an alliance merchant; every view uses one unit of
     the weekly contact-view quota. A field the creator never filled is 404 `contact_not_provided`."""

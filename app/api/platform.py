@@ -43,19 +43,34 @@ class MachineInfo(BaseModel):
 @router.get("/v1/state-machines", response_model=list[MachineInfo], tags=["state machines"], name="list_state_machines")
 async def list_state_machines(_: CurrentActor) -> list[MachineInfo]:
     """Every workflow machine with its states and transitions, and which roles may fire each."""
-    return [MachineInfo(name=w.name, description=w.description, initial=w.initial, states=w.states,
-                        final_states=sorted(w.final_states),
-                        transitions=[TransitionInfo(action=r.action, source=list(r.source), dest=r.dest,
-                                                    roles=sorted(r.roles), description=r.description)
-                                     for r in w.rules])
-            for w in sorted(WORKFLOWS.values(), key=lambda w: w.name)]
+    return [
+        MachineInfo(
+            name=w.name,
+            description=w.description,
+            initial=w.initial,
+            states=w.states,
+            final_states=sorted(w.final_states),
+            transitions=[
+                TransitionInfo(
+                    action=r.action, source=list(r.source), dest=r.dest, roles=sorted(r.roles), description=r.description
+                )
+                for r in w.rules
+            ],
+        )
+        for w in sorted(WORKFLOWS.values(), key=lambda w: w.name)
+    ]
 
 
-@router.get("/v1/state-machines/{name}/diagram", tags=["state machines"], name="get_state_machine_diagram",
-            response_class=PlainTextResponse,
-            responses={200: {"content": {"text/plain": {}, "image/svg+xml": {}}}})
-async def state_machine_diagram(name: str, _: CurrentActor,
-                                format: Annotated[Literal["mermaid", "svg"], Query()] = "mermaid") -> Response:
+@router.get(
+    "/v1/state-machines/{name}/diagram",
+    tags=["state machines"],
+    name="get_state_machine_diagram",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}, "image/svg+xml": {}}}},
+)
+async def state_machine_diagram(
+    name: str, _: CurrentActor, format: Annotated[Literal["mermaid", "svg"], Query()] = "mermaid"
+) -> Response:
     """The Mermaid source of a machine (`text/plain`), or `?format=svg` a picture."""
     if name not in WORKFLOWS:
         raise NotFound(f"no machine named '{name}'")
@@ -116,6 +131,7 @@ async def readyz(request: Request) -> Response:
             await platform_repo.ping(session)
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
         from app.api.errors import problem
+
         return problem(503, "unavailable", f"database unreachable: {type(exc).__name__}")
     return Response('{"status":"ok"}', media_type="application/json")
 

@@ -56,12 +56,14 @@ async def _claim(session: AsyncSession, account_id: str, key: str, request_hash:
     if stored is None:
         return None
     if stored.request_hash != request_hash:
-        raise ValidationFailed("this Idempotency-Key was used with a different request",
-                               code="idempotency_key_reused", loc=["header", "Idempotency-Key"])
+        raise ValidationFailed(
+            "this Idempotency-Key was used with a different request",
+            code="idempotency_key_reused",
+            loc=["header", "Idempotency-Key"],
+        )
     headers = dict(stored.extra_headers or {})
     headers["Idempotent-Replayed"] = "true"
-    return Response(content=stored.response_body, status_code=stored.status_code,
-                    media_type=stored.content_type, headers=headers)
+    return Response(content=stored.response_body, status_code=stored.status_code, media_type=stored.content_type, headers=headers)
 
 
 E = TypeVar("E", bound=Callable[..., Any])
@@ -87,8 +89,7 @@ class TxRoute(APIRoute):
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         prefix = self.literal_prefix  # (behind a root_path, Starlette's own matching decides)
-        if prefix is not None and scope["type"] == "http" and not scope.get("root_path") \
-                and not scope["path"].startswith(prefix):
+        if prefix is not None and scope["type"] == "http" and not scope.get("root_path") and not scope["path"].startswith(prefix):
             return Match.NONE, {}
         return super().matches(scope)
 
@@ -102,11 +103,9 @@ class TxRoute(APIRoute):
             flight = (account_id, key) if account_id and key else None
             if flight:
                 if len(key) > 200:
-                    raise ValidationFailed("Idempotency-Key is longer than 200 characters",
-                                           loc=["header", "Idempotency-Key"])
+                    raise ValidationFailed("Idempotency-Key is longer than 200 characters", loc=["header", "Idempotency-Key"])
                 if flight in _IN_FLIGHT:
-                    raise Conflict("a request with this Idempotency-Key is still running",
-                                   code="idempotency_key_in_use")
+                    raise Conflict("a request with this Idempotency-Key is still running", code="idempotency_key_in_use")
                 _IN_FLIGHT.add(flight)
             try:
                 async with request.app.state.sessionmaker() as session:
@@ -122,12 +121,20 @@ class TxRoute(APIRoute):
                                 return replay
                         response = await endpoint(request)
                         if flight and response.status_code < 500 and hasattr(response, "body"):
-                            await repo.store_answer(session, {
-                                "id": new_id("idk"), "account_id": flight[0], "key": flight[1],
-                                "request_hash": request_hash, "status_code": response.status_code,
-                                "content_type": response.media_type,
-                                "response_body": bytes(response.body).decode("utf-8", "replace"),
-                                "extra_headers": _replayable_headers(response), "created_at": real_now()})
+                            await repo.store_answer(
+                                session,
+                                {
+                                    "id": new_id("idk"),
+                                    "account_id": flight[0],
+                                    "key": flight[1],
+                                    "request_hash": request_hash,
+                                    "status_code": response.status_code,
+                                    "content_type": response.media_type,
+                                    "response_body": bytes(response.body).decode("utf-8", "replace"),
+                                    "extra_headers": _replayable_headers(response),
+                                    "created_at": real_now(),
+                                },
+                            )
                         await session.commit()
                         return response
                     except BaseException:
@@ -143,4 +150,3 @@ class TxRoute(APIRoute):
 def _replayable_headers(response: Response) -> dict[str, str]:
     keep = ("location", "retry-after")
     return {k: v for k, v in response.headers.items() if k.lower() in keep}
-

@@ -33,8 +33,9 @@ Merchant = Annotated[Actor, Depends(roles("merchant"))]
 Creator = Annotated[Actor, Depends(roles("creator"))]
 Party = Annotated[Actor, Depends(roles("merchant", "creator"))]
 StatusTab = Literal["pending_acceptance", "in_progress", "completed", "cancelled"]
-SubStatus = Literal["waiting_live", "live", "pending_review", "creator_rejected", "creator_cancelled",
-                    "merchant_cancelled", "creator_timeout"]
+SubStatus = Literal[
+    "waiting_live", "live", "pending_review", "creator_rejected", "creator_cancelled", "merchant_cancelled", "creator_timeout"
+]
 
 
 @router.post("/v1/xingtu-binding", response_model=XingtuBindingOut, tags=TAGS, name="bind_xingtu_account")
@@ -45,19 +46,25 @@ async def bind_xingtu(body: XingtuBindingIn, session: Session, actor: Merchant) 
 
 
 @router.get("/v1/creators", response_model=PageOut[CreatorCard], tags=TAGS, name="list_creators")
-async def list_creators(session: Session, _: CurrentActor, page: Page,
-                        accepting_orders: bool | None = None,
-                        q: Annotated[str | None, Query(max_length=100, description="nickname contains")] = None,
-                        level_min: Annotated[int | None, Query(ge=0, le=7)] = None) -> PageOut[CreatorCard]:
+async def list_creators(
+    session: Session,
+    _: CurrentActor,
+    page: Page,
+    accepting_orders: bool | None = None,
+    q: Annotated[str | None, Query(max_length=100, description="nickname contains")] = None,
+    level_min: Annotated[int | None, Query(ge=0, le=7)] = None,
+) -> PageOut[CreatorCard]:
     """The creator square (达人广场): creators with their level, followers, whether they take
     orders (营业中) and their hourly quotes. Contact details are never shown here."""
-    items, cursor = await svc.list_creators(session, accepting_orders=accepting_orders, q=q, level_min=level_min,
-                                            limit=page.limit, cursor=page.cursor)
+    items, cursor = await svc.list_creators(
+        session, accepting_orders=accepting_orders, q=q, level_min=level_min, limit=page.limit, cursor=page.cursor
+    )
     return PageOut[CreatorCard](items=items, next_cursor=cursor)
 
 
-@router.post("/v1/task-orders", response_model=TaskOrderOut, status_code=status.HTTP_201_CREATED, tags=TAGS,
-             name="create_task_order")
+@router.post(
+    "/v1/task-orders", response_model=TaskOrderOut, status_code=status.HTTP_201_CREATED, tags=TAGS, name="create_task_order"
+)
 @one_write
 async def create_task_order(body: TaskOrderCreate, session: Session, actor: Merchant) -> TaskOrderOut:
     """Book a creator's live session. The amount (the creator's quote × `hours`) moves from the
@@ -67,19 +74,29 @@ async def create_task_order(body: TaskOrderCreate, session: Session, actor: Merc
 
 
 @router.get("/v1/task-orders", response_model=PageOut[TaskOrderOut], tags=TAGS, name="list_task_orders")
-async def list_task_orders(session: Session, actor: CurrentActor, page: Page,
-                           status: Annotated[StatusTab | None, Query()] = None,
-                           sub_status: Annotated[SubStatus | None, Query()] = None,
-                           q: Annotated[str | None, Query(max_length=100,
-                                                          description="title or creator nickname contains")] = None,
-                           created_from: Annotated[datetime | None, Query()] = None,
-                           created_to: Annotated[datetime | None, Query(description="exclusive")] = None,
-                           ) -> PageOut[TaskOrderOut]:
+async def list_task_orders(
+    session: Session,
+    actor: CurrentActor,
+    page: Page,
+    status: Annotated[StatusTab | None, Query()] = None,
+    sub_status: Annotated[SubStatus | None, Query()] = None,
+    q: Annotated[str | None, Query(max_length=100, description="title or creator nickname contains")] = None,
+    created_from: Annotated[datetime | None, Query()] = None,
+    created_to: Annotated[datetime | None, Query(description="exclusive")] = None,
+) -> PageOut[TaskOrderOut]:
     """Task orders, newest first: a merchant's own, a creator's (addressed to it), or all for an
     operator; filtered by the `status` tab, `sub_status`, `q` and the creation time."""
-    items, cursor = await svc.list_orders(session, actor, status=status, sub_status=sub_status, q=q,
-                                          created_from=created_from, created_to=created_to,
-                                          limit=page.limit, cursor=page.cursor)
+    items, cursor = await svc.list_orders(
+        session,
+        actor,
+        status=status,
+        sub_status=sub_status,
+        q=q,
+        created_from=created_from,
+        created_to=created_to,
+        limit=page.limit,
+        cursor=page.cursor,
+    )
     return PageOut[TaskOrderOut](items=items, next_cursor=cursor)
 
 
@@ -89,8 +106,9 @@ async def count_task_orders(session: Session, actor: CurrentActor) -> dict[str, 
     return await svc.counts(session, actor)
 
 
-@router.get("/v1/task-orders/cancel-reasons", response_model=list[CancelReasonOut], tags=TAGS,
-            name="list_task_order_cancel_reasons")
+@router.get(
+    "/v1/task-orders/cancel-reasons", response_model=list[CancelReasonOut], tags=TAGS, name="list_task_order_cancel_reasons"
+)
 async def cancel_reasons(_: CurrentActor) -> list[CancelReasonOut]:
     """The published cancel reasons, and which party may use each."""
     return svc.CANCEL_REASONS
@@ -103,45 +121,39 @@ async def get_task_order(order_id: str, session: Session, actor: CurrentActor) -
     return await svc.get_order(session, actor, order_id)
 
 
-@router.get("/v1/task-orders/{order_id}/history", response_model=list[TransitionOut], tags=TAGS,
-            name="get_task_order_history")
+@router.get("/v1/task-orders/{order_id}/history", response_model=list[TransitionOut], tags=TAGS, name="get_task_order_history")
 async def task_order_history(order_id: str, session: Session, actor: CurrentActor) -> list[TransitionOut]:
     """Every transition of the order; timer- and signal-driven ones name the actor `system`."""
     return [TransitionOut.model_validate(r) for r in await svc.order_history(session, actor, order_id)]
 
 
-@router.post("/v1/task-orders/{order_id}/accept", response_model=TaskOrderOut, tags=TAGS,
-             name="accept_task_order")
+@router.post("/v1/task-orders/{order_id}/accept", response_model=TaskOrderOut, tags=TAGS, name="accept_task_order")
 @one_write
 async def accept(order_id: str, session: Session, actor: CurrentActor) -> TaskOrderOut:
     """The creator accepts; a targeted plan (定向计划) is created for each `targeted` product."""
     return await svc.accept(session, actor, order_id)
 
 
-@router.post("/v1/task-orders/{order_id}/reject", response_model=TaskOrderOut, tags=TAGS,
-             name="reject_task_order")
+@router.post("/v1/task-orders/{order_id}/reject", response_model=TaskOrderOut, tags=TAGS, name="reject_task_order")
 async def reject(order_id: str, session: Session, actor: CurrentActor, body: TaskOrderRejectIn | None = None) -> TaskOrderOut:
     """The creator declines; the hold is released to the merchant."""
     return await svc.reject(session, actor, order_id, body)
 
 
-@router.post("/v1/task-orders/{order_id}/remind", response_model=TaskOrderOut, tags=TAGS,
-             name="remind_task_order")
+@router.post("/v1/task-orders/{order_id}/remind", response_model=TaskOrderOut, tags=TAGS, name="remind_task_order")
 async def remind(order_id: str, session: Session, actor: CurrentActor) -> TaskOrderOut:
     """The merchant reminds the creator (in-app + SMS), once per calendar day (Asia/Shanghai);
     another one that day is 429 `rate_limited` with `Retry-After`."""
     return await svc.remind(session, actor, order_id)
 
 
-@router.post("/v1/task-orders/{order_id}/approve", response_model=TaskOrderOut, tags=TAGS,
-             name="approve_task_order")
+@router.post("/v1/task-orders/{order_id}/approve", response_model=TaskOrderOut, tags=TAGS, name="approve_task_order")
 async def approve(order_id: str, session: Session, actor: CurrentActor) -> TaskOrderOut:
     """验收: the merchant approves after the live session; the hold is paid to the creator."""
     return await svc.approve(session, actor, order_id)
 
 
-@router.post("/v1/task-orders/{order_id}/cancel", response_model=TaskOrderOut, tags=TAGS,
-             name="cancel_task_order")
+@router.post("/v1/task-orders/{order_id}/cancel", response_model=TaskOrderOut, tags=TAGS, name="cancel_task_order")
 async def cancel(order_id: str, body: CancelIn, session: Session, actor: CurrentActor) -> TaskOrderOut:
     """Cancel with a published `reason {code, note}`. By the merchant: compensation rules decide
     the creator's share (`compensation_fen`, `compensation_rule`). By the creator (after
@@ -149,8 +161,13 @@ async def cancel(order_id: str, body: CancelIn, session: Session, actor: Current
     return await svc.cancel(session, actor, order_id, body)
 
 
-@router.post("/v1/task-orders/{order_id}/disputes", response_model=DisputeOut, status_code=status.HTTP_201_CREATED,
-             tags=TAGS, name="open_task_order_dispute")
+@router.post(
+    "/v1/task-orders/{order_id}/disputes",
+    response_model=DisputeOut,
+    status_code=status.HTTP_201_CREATED,
+    tags=TAGS,
+    name="open_task_order_dispute",
+)
 async def open_dispute(order_id: str, body: DisputeCreate, session: Session, actor: Party) -> DisputeOut:
     """Either party opens a dispute (交易纠纷) on an order that ended in the last 30 days."""
     return await svc.open_dispute(session, actor, order_id, body)
@@ -183,8 +200,13 @@ async def list_targeted_plans(session: Session, actor: CurrentActor, page: Page)
     return PageOut[TargetedPlanOut](items=items, next_cursor=cursor)
 
 
-@router.get("/v1/live-sessions/{live_session_id}/qr.svg", tags=TAGS, name="get_live_session_qr",
-            response_class=Response, responses={200: {"content": {"image/svg+xml": {}}}})
+@router.get(
+    "/v1/live-sessions/{live_session_id}/qr.svg",
+    tags=TAGS,
+    name="get_live_session_qr",
+    response_class=Response,
+    responses={200: {"content": {"image/svg+xml": {}}}},
+)
 async def live_session_qr(live_session_id: str, session: Session, actor: CurrentActor) -> Response:
     """The QR code (SVG) of a live session's room URL, for 观看直播."""
     return Response(await svc.live_session_qr(session, actor, live_session_id), media_type="image/svg+xml")

@@ -29,8 +29,7 @@ async def get_wallet(session: Session, actor: CurrentActor, account_id: AccountI
 
 
 @router.get("/v1/wallet/entries", response_model=PageOut[EntryOut], tags=TAGS, name="list_wallet_entries")
-async def list_entries(session: Session, actor: CurrentActor, page: Page,
-                       account_id: AccountId = None) -> PageOut[EntryOut]:
+async def list_entries(session: Session, actor: CurrentActor, page: Page, account_id: AccountId = None) -> PageOut[EntryOut]:
     """The ledger lines of the caller's wallet, newest first: each with its bucket
     (`available` or `frozen`), signed amount, the bucket's balance after it, and what caused it."""
     owner = await wallet.resolve_owner(session, actor, account_id)
@@ -38,8 +37,7 @@ async def list_entries(session: Session, actor: CurrentActor, page: Page,
     return PageOut[EntryOut](items=items, next_cursor=cursor)
 
 
-@router.post("/v1/wallet/top-ups", response_model=TopUpOut, status_code=status.HTTP_201_CREATED, tags=TAGS,
-             name="create_top_up")
+@router.post("/v1/wallet/top-ups", response_model=TopUpOut, status_code=status.HTTP_201_CREATED, tags=TAGS, name="create_top_up")
 async def create_top_up(body: TopUpCreate, session: Session, actor: Merchant) -> TopUpOut:
     """A merchant recharges its wallet. `online` goes through the payment gateway (outside
     production it succeeds at once); `bank_transfer` (对公转账) stays `pending` until an operator
@@ -48,33 +46,50 @@ async def create_top_up(body: TopUpCreate, session: Session, actor: Merchant) ->
 
 
 @router.get("/v1/wallet/top-ups", response_model=PageOut[TopUpOut], tags=TAGS, name="list_top_ups")
-async def list_top_ups(session: Session, actor: CurrentActor, page: Page,
-                       state: Annotated[TopUpState | None, Query()] = None,
-                       account_id: AccountId = None) -> PageOut[TopUpOut]:
+async def list_top_ups(
+    session: Session,
+    actor: CurrentActor,
+    page: Page,
+    state: Annotated[TopUpState | None, Query()] = None,
+    account_id: AccountId = None,
+) -> PageOut[TopUpOut]:
     """The recharge history, newest first: a merchant's own; an operator sees all (filter with
     `?state=pending` to find transfers to confirm, `?account_id=`)."""
-    items, cursor = await wallet.list_top_ups(session, actor, state=state, account_id=account_id,
-                                              limit=page.limit, cursor=page.cursor)
+    items, cursor = await wallet.list_top_ups(
+        session, actor, state=state, account_id=account_id, limit=page.limit, cursor=page.cursor
+    )
     return PageOut[TopUpOut](items=items, next_cursor=cursor)
 
 
-@router.get("/v1/wallet/top-ups/export", tags=TAGS, name="export_top_ups", response_class=Response,
-            responses={200: {"content": {"text/csv": {}, "application/vnd.openxmlformats-officedocument."
-                                                         "spreadsheetml.sheet": {}}}})
-async def export_top_ups(session: Session, actor: CurrentActor,
-                         format: Annotated[Literal["csv", "xlsx"], Query()] = "csv",
-                         state: Annotated[TopUpState | None, Query()] = None,
-                         account_id: AccountId = None) -> Response:
+@router.get(
+    "/v1/wallet/top-ups/export",
+    tags=TAGS,
+    name="export_top_ups",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {}}}},
+)
+async def export_top_ups(
+    session: Session,
+    actor: CurrentActor,
+    format: Annotated[Literal["csv", "xlsx"], Query()] = "csv",
+    state: Annotated[TopUpState | None, Query()] = None,
+    account_id: AccountId = None,
+) -> Response:
     """The recharge history as a file: `csv` (UTF-8 with a BOM, so Excel shows the Chinese) or
     `xlsx`. Same scope and filters as the list; at most 50,000 rows, newest first."""
     rows = await wallet.export_rows(session, actor, state=state, account_id=account_id)
     stamp = clock.local_date(await clock.now(session)).isoformat()
     if format == "xlsx":
-        return Response(wallet.to_xlsx(rows),
-                        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                        headers={"Content-Disposition": f'attachment; filename="top-ups-{stamp}.xlsx"'})
-    return Response(wallet.to_csv(rows), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="top-ups-{stamp}.csv"'})
+        return Response(
+            wallet.to_xlsx(rows),
+            media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            headers={"Content-Disposition": f'attachment; filename="top-ups-{stamp}.xlsx"'},
+        )
+    return Response(
+        wallet.to_csv(rows),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="top-ups-{stamp}.csv"'},
+    )
 
 
 @router.get("/v1/wallet/top-ups/{top_up_id}", response_model=TopUpOut, tags=TAGS, name="get_top_up")
@@ -84,21 +99,18 @@ async def get_top_up(top_up_id: str, session: Session, actor: CurrentActor) -> T
 
 
 @router.post("/v1/wallet/top-ups/{top_up_id}/confirm", response_model=TopUpOut, tags=TAGS, name="confirm_top_up")
-async def confirm_top_up(top_up_id: str, session: Session, actor: Operator,
-                         body: TopUpDecision | None = None) -> TopUpOut:
+async def confirm_top_up(top_up_id: str, session: Session, actor: Operator, body: TopUpDecision | None = None) -> TopUpOut:
     """The operator confirms the money arrived: the wallet's available balance rises by the amount."""
     return await wallet.decide_top_up(session, actor, top_up_id, "confirm", body)
 
 
 @router.post("/v1/wallet/top-ups/{top_up_id}/reject", response_model=TopUpOut, tags=TAGS, name="reject_top_up")
-async def reject_top_up(top_up_id: str, session: Session, actor: Operator,
-                        body: TopUpDecision | None = None) -> TopUpOut:
+async def reject_top_up(top_up_id: str, session: Session, actor: Operator, body: TopUpDecision | None = None) -> TopUpOut:
     """The operator rejects a transfer that never arrived; nothing is credited."""
     return await wallet.decide_top_up(session, actor, top_up_id, "reject", body)
 
 
-@router.get("/v1/wallet/top-ups/{top_up_id}/history", response_model=list[TransitionOut], tags=TAGS,
-            name="get_top_up_history")
+@router.get("/v1/wallet/top-ups/{top_up_id}/history", response_model=list[TransitionOut], tags=TAGS, name="get_top_up_history")
 async def top_up_history(top_up_id: str, session: Session, actor: CurrentActor) -> list[TransitionOut]:
     """Every transition of a top-up."""
     await wallet.get_top_up(session, actor, top_up_id)

@@ -122,6 +122,9 @@ def _bump_versions(session: Session, _context, _instances) -> None:
         if isinstance(obj, Stateful) and obj.version is None:
             obj.version = 1
     for obj in session.dirty:
-        if isinstance(obj, Stateful) and not inspect(obj).attrs.version.history.has_changes() \
-                and session.is_modified(obj, include_collections=False):
+        if (
+            isinstance(obj, Stateful)
+            and not inspect(obj).attrs.version.history.has_changes()
+            and session.is_modified(obj, include_collections=False)
+        ):
             obj.version = obj.version + 1

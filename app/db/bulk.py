@@ -38,16 +38,19 @@ def _insert(table: Table, index: int, many: bool, columns: tuple[str, ...]) -> I
         return table.insert().values({c: bindparam(f"p{index}_{c}", type_=table.c[c].type) for c in columns})
     # several rows: one array per column, unnested in lockstep (a multi-VALUES insert would not
     # be cacheable, and its SQL would change with the number of rows)
-    return table.insert().from_select(list(columns), select(*[
-        func.unnest(bindparam(f"p{index}_{c}", type_=ARRAY(table.c[c].type))) for c in columns]))
+    return table.insert().from_select(
+        list(columns), select(*[func.unnest(bindparam(f"p{index}_{c}", type_=ARRAY(table.c[c].type))) for c in columns])
+    )
 
 
 def _statement(parts: list[tuple[Table, Rows]]) -> Insert:
     shape = tuple((table.name, len(rows) > 1, tuple(rows[0])) for table, rows in parts)
     statement = _STATEMENTS.get(shape)
     if statement is None:
-        *firsts, last = [(table, i, many, columns) for i, (table, (_, many, columns)) in
-                         enumerate(zip((t for t, _ in parts), shape, strict=True))]
+        *firsts, last = [
+            (table, i, many, columns)
+            for i, (table, (_, many, columns)) in enumerate(zip((t for t, _ in parts), shape, strict=True))
+        ]
         statement = _insert(*last)
         for table, i, many, columns in firsts:
             statement = statement.add_cte(_insert(table, i, many, columns).cte(f"w{i}"))
@@ -87,9 +90,20 @@ _GATED: dict[tuple, tuple[Update, Any, list[tuple[tuple[str, ...], tuple[str, ..
 def _gated_shape(gate: Update, parts: list[Part]) -> tuple:
     # per part: table, one row or several, its columns, and which of them come from which
     # column of the gate's row
-    return (id(gate), tuple([(table.name, len(rows) > 1, tuple(rows[0]),
-                              tuple([(c, v) for c, v in rows[0].items() if v.__class__ is FromGate]))
-                             for table, rows in parts]))
+    return (
+        id(gate),
+        tuple(
+            [
+                (
+                    table.name,
+                    len(rows) > 1,
+                    tuple(rows[0]),
+                    tuple([(c, v) for c, v in rows[0].items() if v.__class__ is FromGate]),
+                )
+                for table, rows in parts
+            ]
+        ),
+    )
 
 
 def _gated_statement(gate: Update, parts: list[Part], shape: tuple) -> tuple[Any, list]:
@@ -104,8 +118,7 @@ def _gated_statement(gate: Update, parts: list[Part], shape: tuple) -> tuple[Any
                 raise ValueError("FromGate values go in single-row parts")
             values = [func.unnest(bindparam(f"p{i}_{c}", type_=ARRAY(table.c[c].type))) for c in columns]
         else:
-            values = [moved.c[gated[c]] if c in gated else bindparam(f"p{i}_{c}", type_=table.c[c].type)
-                      for c in columns]
+            values = [moved.c[gated[c]] if c in gated else bindparam(f"p{i}_{c}", type_=table.c[c].type) for c in columns]
         inserts.append(table.insert().from_select(list(columns), select(*values).select_from(moved)).cte(f"w{i}"))
         filled = tuple(c for c in columns if c not in gated)
         fills.append((tuple(f"p{i}_{c}" for c in filled), filled))
@@ -124,8 +137,11 @@ async def write_gated(session: AsyncSession, gate: Update, gate_params: dict[str
         if moved is None:
             return None
         for table, rows in todo:
-            await run(session, table.insert(), [
-                {c: moved._mapping[v] if v.__class__ is FromGate else v for c, v in row.items()} for row in rows])
+            await run(
+                session,
+                table.insert(),
+                [{c: moved._mapping[v] if v.__class__ is FromGate else v for c, v in row.items()} for row in rows],
+            )
         return moved
     shape = _gated_shape(gate, todo)
     known = _GATED.get(shape)

@@ -69,8 +69,9 @@ def page_of(rows: list[Any], limit: int, key: str = "id") -> tuple[list[Any], st
     return rows, encode_cursor(getattr(rows[-1], key))
 
 
-async def keyset_page(session: AsyncSession, query: Select, id_column, *, limit: int, cursor: str | None,
-                      newest_first: bool = True) -> tuple[list[Any], str | None]:
+async def keyset_page(
+    session: AsyncSession, query: Select, id_column, *, limit: int, cursor: str | None, newest_first: bool = True
+) -> tuple[list[Any], str | None]:
     """Run `query` (selecting ORM rows) one page at a time, ordered by `id_column`."""
     last = key_after(cursor, id_column)
     if last is not None:

@@ -45,8 +45,7 @@ def make_engine(url: str, *, pool_size: int = 40, **kwargs) -> AsyncEngine:
 
 def make_sessionmaker(bind) -> async_sessionmaker[AsyncSession]:
     lean = isinstance(bind, AsyncEngine) and bind.dialect.name == "postgresql"
-    return async_sessionmaker(bind, class_=LeanSession if lean else AsyncSession,
-                              expire_on_commit=False, autoflush=True)
+    return async_sessionmaker(bind, class_=LeanSession if lean else AsyncSession, expire_on_commit=False, autoflush=True)
 
 
 # What a fast-lane statement does, for a deferred transaction (LeanSession.defer_transaction):
@@ -60,8 +59,9 @@ class WriteAfterCommit(RuntimeError):
     had committed on its own: the route's declaration is wrong (a programming error, a 500)."""
 
 
-def raise_as_sqlalchemy(error: Exception, adapted: Any, dialect: Any, statement: str | None = None,
-                        params: Any = None) -> NoReturn:
+def raise_as_sqlalchemy(
+    error: Exception, adapted: Any, dialect: Any, statement: str | None = None, params: Any = None
+) -> NoReturn:
     """Raise asyncpg's `error` as SQLAlchemy would (a DBAPIError subclass: IntegrityError …)."""
     try:
         adapted._handle_exception(error)
@@ -151,8 +151,9 @@ class LeanSession(AsyncSession):
             try:
                 self._fairy = await greenlet_spawn(self._engine.sync_engine.raw_connection)
             except dialect.loaded_dbapi.Error as error:
-                raise exc.DBAPIError.instance(None, None, error, dialect.loaded_dbapi.Error,
-                                              connection_invalidated=True) from error
+                raise exc.DBAPIError.instance(
+                    None, None, error, dialect.loaded_dbapi.Error, connection_invalidated=True
+                ) from error
             adapted = self._adapted = self._fairy.dbapi_connection
         if adapted._transaction is None:
             if self._deferred and kind == READ:

@@ -76,8 +76,13 @@ ROLE_FIELDS: dict[str, set[str]] = {
 }
 OPERATOR_ONLY = {"level", "alliance_member", "experience_score", "head_annual", "certified"}
 PRIVATE = {"contact", "xingtu_account_id"}
-_NAME_REQUIRED = {"merchant": "shop_name", "creator": "nickname", "agency": "name",
-                  "group_leader": "name", "service_provider": "name"}
+_NAME_REQUIRED = {
+    "merchant": "shop_name",
+    "creator": "nickname",
+    "agency": "name",
+    "group_leader": "name",
+    "service_provider": "name",
+}
 
 
 class AccountCreate(Strict):
@@ -123,15 +128,22 @@ def _check_fields(role: str, profile: Profile) -> None:
 
 def profile_of(account: AccountRecord, *, private: bool) -> dict[str, Any]:
     values: dict[str, Any] = {
-        "shop_name": account.shop_name, "alliance_member": account.alliance_member,
+        "shop_name": account.shop_name,
+        "alliance_member": account.alliance_member,
         "experience_score": float(account.experience_score) if account.experience_score is not None else None,
         "xingtu_account_id": account.xingtu_account_id,
-        "nickname": account.nickname, "level": account.level, "followers": account.followers,
+        "nickname": account.nickname,
+        "level": account.level,
+        "followers": account.followers,
         "accepting_orders": account.accepting_orders,
-        "quotes": {"dedicated_hourly_fen": account.quote_dedicated_hourly_fen,
-                   "shared_hourly_fen": account.quote_shared_hourly_fen},
+        "quotes": {
+            "dedicated_hourly_fen": account.quote_dedicated_hourly_fen,
+            "shared_hourly_fen": account.quote_shared_hourly_fen,
+        },
         "contact": {"phone": account.contact_phone, "wechat": account.contact_wechat},
-        "name": account.org_name, "head_annual": account.head_annual, "certified": account.certified,
+        "name": account.org_name,
+        "head_annual": account.head_annual,
+        "certified": account.certified,
     }
     fields = ROLE_FIELDS[account.role] - (set() if private else PRIVATE)
     return {k: values[k] for k in sorted(fields)}
@@ -139,10 +151,14 @@ def profile_of(account: AccountRecord, *, private: bool) -> dict[str, Any]:
 
 def account_out(account: AccountRecord, viewer: Actor | None) -> AccountOut:
     private = viewer is not None and (viewer.id == account.id or viewer.role == "operator")
-    return AccountOut(id=account.id, role=Role(account.role), display_name=account.display_name,
-                      username=account.username if private else None,
-                      created_at=account.created_at if private else None,
-                      profile=profile_of(account, private=private))
+    return AccountOut(
+        id=account.id,
+        role=Role(account.role),
+        display_name=account.display_name,
+        username=account.username if private else None,
+        created_at=account.created_at if private else None,
+        profile=profile_of(account, private=private),
+    )
 
 
 def _apply_profile(values: dict[str, Any], profile: Profile) -> set[str]:
@@ -179,9 +195,14 @@ async def create_account(session: AsyncSession, body: AccountCreate) -> AccountR
     name_field = _NAME_REQUIRED.get(role)
     if name_field and getattr(body.profile, name_field) is None:
         raise ValidationFailed(f"a {role} needs profile.{name_field}", loc=["body", "profile", name_field])
-    values: dict[str, Any] = {"role": role, "username": body.username, "password_hash": hash_password(body.password),
-                              "display_name": body.display_name, "created_at": await clock.now(session),
-                              **_DEFAULTS.get(role, {})}
+    values: dict[str, Any] = {
+        "role": role,
+        "username": body.username,
+        "password_hash": hash_password(body.password),
+        "display_name": body.display_name,
+        "created_at": await clock.now(session),
+        **_DEFAULTS.get(role, {}),
+    }
     _apply_profile(values, body.profile)
     account = await repo.insert_account(session, values)
     if account is None:  # taken, perhaps by a racing request (the insert waited for it to commit)
@@ -196,8 +217,7 @@ async def get_account(session: AsyncSession, account_id: str) -> AccountRecord:
     return account
 
 
-async def patch_account(session: AsyncSession, account: AccountRecord, body: AccountPatch,
-                        actor: Actor) -> AccountRecord:
+async def patch_account(session: AsyncSession, account: AccountRecord, body: AccountPatch, actor: Actor) -> AccountRecord:
     if body.profile is not None:
         _check_fields(account.role, body.profile)
         if actor.role != "operator":
@@ -205,8 +225,11 @@ async def patch_account(session: AsyncSession, account: AccountRecord, body: Acc
             if locked:
                 raise Forbidden(f"only an operator changes {', '.join(sorted(locked))}")
         for field in body.profile.model_fields_set:
-            if field in _NAME_REQUIRED.values() and getattr(body.profile, field) is None \
-                    and _NAME_REQUIRED.get(account.role) == field:
+            if (
+                field in _NAME_REQUIRED.values()
+                and getattr(body.profile, field) is None
+                and _NAME_REQUIRED.get(account.role) == field
+            ):
                 raise ValidationFailed(f"profile.{field} cannot be emptied", loc=["body", "profile", field])
     values: dict[str, Any] = {}
     changed = _apply_profile(values, body.profile) if body.profile is not None else set()
@@ -238,15 +261,15 @@ async def ensure_operator(session: AsyncSession, username: str, password: str) -
     if await repo.account_id_by_username(session, username):
         return False
     try:
-        await create_account(session, AccountCreate(role=Role.operator, username=username, password=password,
-                                                    display_name="Operator"))
+        await create_account(
+            session, AccountCreate(role=Role.operator, username=username, password=password, display_name="Operator")
+        )
     except Conflict:  # another replica, starting at the same time, created it
         return False
     return True
 
 
-async def require_role(session: AsyncSession, account_id: str, role: str, *,
-                       loc: list[str | int]) -> AccountRecord:
+async def require_role(session: AsyncSession, account_id: str, role: str, *, loc: list[str | int]) -> AccountRecord:
     """The account `account_id`, which must exist and have `role` (else 422 at `loc`)."""
     account = await repo.account_by_id(session, account_id)
     if account is None or account.role != role:

@@ -11,8 +11,15 @@ class DomainError(Exception):
     code: str = "bad_request"
     title: str = "Bad request"
 
-    def __init__(self, detail: str | None = None, *, code: str | None = None, status: int | None = None,
-                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail or self.title)
         self.detail = detail or self.title
         if code:
@@ -67,8 +74,7 @@ class TooManyRequests(DomainError):
 
     def __init__(self, detail: str, *, retry_after: int, code: str | None = None, **extra: Any) -> None:
         retry_after = max(1, int(retry_after))
-        super().__init__(detail, code=code, headers={"Retry-After": str(retry_after)},
-                         retry_after=retry_after, **extra)
+        super().__init__(detail, code=code, headers={"Retry-After": str(retry_after)}, retry_after=retry_after, **extra)
 
 
 class QuotaExhausted(TooManyRequests):

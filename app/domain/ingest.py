@@ -49,8 +49,9 @@ class OrderIn(Strict):
     product_id: str = Field(max_length=40)
     creator_id: str | None = Field(default=None, max_length=40)
     channel: Channel
-    live_session_id: str | None = Field(default=None, max_length=100,
-                                        description="the live session's id here, or its upstream external_id")
+    live_session_id: str | None = Field(
+        default=None, max_length=100, description="the live session's id here, or its upstream external_id"
+    )
     amount_fen: int = Field(ge=0, le=10**13)
     status: OrderStatus
     paid_at: AwareDatetime
@@ -111,10 +112,8 @@ async def ingest_orders(session: AsyncSession, body: OrdersIn) -> IngestResult:
         raise ValidationFailed("an external_id appears twice in one push", loc=["body", "orders"])
     now = await clock.now(session)
     shops = await products_repo.shops_of_products(session, {o.product_id for o in body.orders})
-    creators = await accounts_repo.ids_of_role(session, {o.creator_id for o in body.orders if o.creator_id},
-                                               "creator")
-    sessions = await repo.live_session_ids_by_ref(session, {o.live_session_id for o in body.orders
-                                                            if o.live_session_id})
+    creators = await accounts_repo.ids_of_role(session, {o.creator_id for o in body.orders if o.creator_id}, "creator")
+    sessions = await repo.live_session_ids_by_ref(session, {o.live_session_id for o in body.orders if o.live_session_id})
     existing = await repo.lock_sales_orders(session, [o.external_id for o in body.orders])
     inserted = updated = unchanged = 0
     new: list[SalesOrderRecord] = []
@@ -165,16 +164,28 @@ async def ingest_live_session(session: AsyncSession, body: LiveSessionIn) -> Liv
         if row.host_id != body.host_id:
             raise ValidationFailed("a live session cannot change host", loc=["body", "host_id"])
         was_ended = row.ended_at is not None
-        row = replace(row, started_at=body.started_at, peak_viewers=max(row.peak_viewers, body.peak_viewers),
-                      room_url=body.room_url, ended_at=body.ended_at if body.ended_at is not None else row.ended_at)
+        row = replace(
+            row,
+            started_at=body.started_at,
+            peak_viewers=max(row.peak_viewers, body.peak_viewers),
+            room_url=body.room_url,
+            ended_at=body.ended_at if body.ended_at is not None else row.ended_at,
+        )
         await repo.update_live_session(session, row)
     if created:
         await live_session_started.send(session, live_session=row)
     if row.ended_at is not None and not was_ended:
         await live_session_ended.send(session, live_session=row)
-    return LiveSessionOut(id=row.id, external_id=row.external_id, host_id=row.host_id,
-                          started_at=row.started_at, ended_at=row.ended_at, peak_viewers=row.peak_viewers,
-                          room_url=row.room_url, created=created)
+    return LiveSessionOut(
+        id=row.id,
+        external_id=row.external_id,
+        host_id=row.host_id,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        peak_viewers=row.peak_viewers,
+        room_url=row.room_url,
+        created=created,
+    )
 
 
 async def ingest_merchant_tiers(session: AsyncSession, body: MerchantTiersIn) -> IngestResult:

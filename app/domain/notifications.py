@@ -31,8 +31,9 @@ class Written:
     id: str
 
 
-async def notify(session: AsyncSession, account_id: str, kind: str, title: str, body: str,
-                 data: dict[str, Any] | None = None) -> Written:
+async def notify(
+    session: AsyncSession, account_id: str, kind: str, title: str, body: str, data: dict[str, Any] | None = None
+) -> Written:
     """An in-app message to one account, written now (one statement)."""
     parts = message_rows(account_id, kind, title, body, data, await clock.now(session))
     await insert_together(session, *parts)
@@ -51,29 +52,61 @@ async def send_sms(session: AsyncSession, account_id: str | None, phone: str | N
 
 def _sms_row(account_id: str | None, phone: str, text: str, now: datetime) -> Part:
     recorded = not get_settings().sms_gateway_url
-    return (SmsMessage.__table__, [{
-        "id": new_id("sms"), "account_id": account_id, "phone": phone, "text": text,
-        "status": "recorded" if recorded else "queued", "attempts": 0, "created_at": now,
-        "sent_at": now if recorded else None}])
+    return (
+        SmsMessage.__table__,
+        [
+            {
+                "id": new_id("sms"),
+                "account_id": account_id,
+                "phone": phone,
+                "text": text,
+                "status": "recorded" if recorded else "queued",
+                "attempts": 0,
+                "created_at": now,
+                "sent_at": now if recorded else None,
+            }
+        ],
+    )
 
 
-def message_rows(account_id: str, kind: str, title: str, body: str, data: dict[str, Any] | None, now: datetime,
-                 *, sms_phone: str | None = None) -> list[Part]:
+def message_rows(
+    account_id: str, kind: str, title: str, body: str, data: dict[str, Any] | None, now: datetime, *, sms_phone: str | None = None
+) -> list[Part]:
     """The in-app message (and the SMS to `sms_phone`) as rows for `insert_together` or a
     transition's `also=`: written in the statement of the change they announce."""
-    parts: list[Part] = [(Notification.__table__, [{
-        "id": new_id("ntf"), "account_id": account_id, "kind": kind, "title": title, "body": body, "data": data,
-        "created_at": now, "read_at": None}])]
+    parts: list[Part] = [
+        (
+            Notification.__table__,
+            [
+                {
+                    "id": new_id("ntf"),
+                    "account_id": account_id,
+                    "kind": kind,
+                    "title": title,
+                    "body": body,
+                    "data": data,
+                    "created_at": now,
+                    "read_at": None,
+                }
+            ],
+        )
+    ]
     if sms_phone:
         parts.append(_sms_row(account_id, sms_phone, f"【Live Collab】{title}：{body}", now))
     return parts
 
 
-async def notify_with_sms(session: AsyncSession, account_id: str, phone: str | None, kind: str, title: str,
-                          body: str, data: dict[str, Any] | None = None) -> None:
+async def notify_with_sms(
+    session: AsyncSession,
+    account_id: str,
+    phone: str | None,
+    kind: str,
+    title: str,
+    body: str,
+    data: dict[str, Any] | None = None,
+) -> None:
     """The in-app message plus an SMS to `phone`, where there is one (one statement)."""
-    await insert_together(session, *message_rows(account_id, kind, title, body, data, await clock.now(session),
-                                                 sms_phone=phone))
+    await insert_together(session, *message_rows(account_id, kind, title, body, data, await clock.now(session), sms_phone=phone))
 
 
 # -- the HTTP gateway adapter -------------------------------------------------------------------
@@ -109,12 +142,15 @@ async def _claim_sms(sessionmaker: async_sessionmaker[AsyncSession], now: dateti
         # rechecks only the locked row): read the relay rows afresh and leave those it now holds.
         current = await repo.dispatch_now(session, [due.id for due in claimed])
         for due in claimed:
-            if current.get(due.id, (None, None)) != ((due.next_attempt_at, due.claim_token) if due.dispatched
-                                                     else (None, None)):
+            if current.get(due.id, (None, None)) != ((due.next_attempt_at, due.claim_token) if due.dispatched else (None, None)):
                 continue
-            state = {"sms_id": due.id, "next_attempt_at": due.next_attempt_at if due.dispatched else now,
-                     "claim_token": due.claim_token, "last_status_code": due.last_status_code,
-                     "last_error": due.last_error}
+            state = {
+                "sms_id": due.id,
+                "next_attempt_at": due.next_attempt_at if due.dispatched else now,
+                "claim_token": due.claim_token,
+                "last_status_code": due.last_status_code,
+                "last_error": due.last_error,
+            }
             if due.claim_token is not None:  # the previous claimer never reported: its lease ran out
                 state["last_error"] = "lease expired: the worker did not report an outcome"
                 if due.attempts >= SMS_MAX_ATTEMPTS:
@@ -162,8 +198,9 @@ async def send_queued_sms(sessionmaker: async_sessionmaker[AsyncSession], *, now
             return total
 
 
-async def _record_sms(sessionmaker: async_sessionmaker[AsyncSession],
-                      results: list[tuple[_SmsJob, tuple[int | None, str | None]]], now: datetime) -> None:
+async def _record_sms(
+    sessionmaker: async_sessionmaker[AsyncSession], results: list[tuple[_SmsJob, tuple[int | None, str | None]]], now: datetime
+) -> None:
     async with sessionmaker() as session:
         claimed = await repo.lock_claimed_sms(session, [job.sms_id for job, _ in results])
         sent_at = await clock.now(session)
@@ -181,10 +218,18 @@ async def _record_sms(sessionmaker: async_sessionmaker[AsyncSession],
             else:
                 delay = min(SMS_BACKOFF_BASE_SECONDS * 2 ** (row.attempts - 1), SMS_BACKOFF_CAP_SECONDS)
                 next_attempt_at = now + timedelta(seconds=delay)
-            messages.append({"id": row.id, "status": status, "attempts": row.attempts,
-                             "sent_at": sent_at if status == "sent" else None})
-            dispatch.append({"sms_id": row.id, "next_attempt_at": next_attempt_at, "claim_token": None,
-                             "last_status_code": status_code, "last_error": error})
+            messages.append(
+                {"id": row.id, "status": status, "attempts": row.attempts, "sent_at": sent_at if status == "sent" else None}
+            )
+            dispatch.append(
+                {
+                    "sms_id": row.id,
+                    "next_attempt_at": next_attempt_at,
+                    "claim_token": None,
+                    "last_status_code": status_code,
+                    "last_error": error,
+                }
+            )
         await repo.set_sms(session, messages)
         await repo.set_dispatch(session, dispatch)
         await session.commit()

@@ -29,8 +29,7 @@ class ProductCreate(Strict):
     brand: str | None = Field(default=None, min_length=1, max_length=100)
     price_fen: int = Field(ge=0, le=10**12)
     inventory: int = Field(ge=0, le=10**12)
-    general_commission_bp: int | None = Field(default=None, ge=0, le=10000,
-                                              description="null: not in the general plan")
+    general_commission_bp: int | None = Field(default=None, ge=0, le=10000, description="null: not in the general plan")
     status: ProductStatus = ProductStatus.on_sale
 
 
@@ -60,8 +59,9 @@ class ProductOut(BaseModel):
 
 async def create_product(session: AsyncSession, actor: Actor, body: ProductCreate) -> ProductRecord:
     now = await clock.now(session)
-    product = await repo.insert_product(session, {"shop_id": actor.id, "created_at": now, "updated_at": now,
-                                                  **body.model_dump(mode="json")})
+    product = await repo.insert_product(
+        session, {"shop_id": actor.id, "created_at": now, "updated_at": now, **body.model_dump(mode="json")}
+    )
     await product_changed.send(session, product=product)
     return product
 
@@ -91,6 +91,7 @@ async def patch_product(session: AsyncSession, actor: Actor, product_id: str, bo
     return product
 
 
-async def list_products(session: AsyncSession, *, shop_id: str | None, limit: int,
-                        cursor: str | None) -> tuple[list[ProductRecord], str | None]:
+async def list_products(
+    session: AsyncSession, *, shop_id: str | None, limit: int, cursor: str | None
+) -> tuple[list[ProductRecord], str | None]:
     return await repo.products_page(session, shop_id=shop_id, limit=limit, cursor=cursor)

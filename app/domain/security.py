@@ -36,8 +36,7 @@ def verify_password(password_hash: str, password: str) -> bool:
 def create_token(account_id: str, role: str) -> tuple[str, int]:
     s = get_settings()
     issued = real_now()  # real time: the test clock never expires a client's token
-    claims = {"sub": account_id, "role": role, "iat": issued,
-              "exp": issued + timedelta(seconds=s.token_ttl_seconds)}
+    claims = {"sub": account_id, "role": role, "iat": issued, "exp": issued + timedelta(seconds=s.token_ttl_seconds)}
     return jwt.encode(claims, s.secret_key, algorithm="HS256"), s.token_ttl_seconds
 
 

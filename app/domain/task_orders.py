@@ -46,8 +46,13 @@ BOOKING_HORIZON = timedelta(days=365)
 
 # =========================================================================== Xingtu binding
 class XingtuBindingIn(Strict):
-    xingtu_account_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
-                                          description="bind this existing account; omit to register a new one")
+    xingtu_account_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="bind this existing account; omit to register a new one",
+    )
 
 
 class XingtuBindingOut(BaseModel):
@@ -83,15 +88,24 @@ class CreatorCard(BaseModel):
     quotes: dict[str, int | None]
 
 
-async def list_creators(session: AsyncSession, *, accepting_orders: bool | None, q: str | None,
-                        level_min: int | None, limit: int, cursor: str | None) -> tuple[list[CreatorCard], str | None]:
-    page = await repo.creators_page(session, accepting_orders=accepting_orders, q=q, level_min=level_min, limit=limit,
-                                    cursor=cursor)
-    return [CreatorCard(id=a.id, display_name=a.display_name, nickname=a.nickname, level=a.level,
-                        followers=a.followers, accepting_orders=bool(a.accepting_orders),
-                        quotes={"dedicated_hourly_fen": a.quote_dedicated_hourly_fen,
-                                "shared_hourly_fen": a.quote_shared_hourly_fen})
-            for a in page.items], page.next_cursor
+async def list_creators(
+    session: AsyncSession, *, accepting_orders: bool | None, q: str | None, level_min: int | None, limit: int, cursor: str | None
+) -> tuple[list[CreatorCard], str | None]:
+    page = await repo.creators_page(
+        session, accepting_orders=accepting_orders, q=q, level_min=level_min, limit=limit, cursor=cursor
+    )
+    return [
+        CreatorCard(
+            id=a.id,
+            display_name=a.display_name,
+            nickname=a.nickname,
+            level=a.level,
+            followers=a.followers,
+            accepting_orders=bool(a.accepting_orders),
+            quotes={"dedicated_hourly_fen": a.quote_dedicated_hourly_fen, "shared_hourly_fen": a.quote_shared_hourly_fen},
+        )
+        for a in page.items
+    ], page.next_cursor
 
 
 # =========================================================================== creation input
@@ -106,8 +120,7 @@ def _check_title(value: str) -> str:
         category = unicodedata.category(char)
         if char in (" ", "\u3000") or category[0] in ("L", "P") or category == "Nd":
             continue
-        raise ValueError(f"the title may only hold Chinese characters, letters, digits and punctuation "
-                         f"(not {char!r})")
+        raise ValueError(f"the title may only hold Chinese characters, letters, digits and punctuation (not {char!r})")
     return value
 
 
@@ -140,9 +153,9 @@ class Plan(StrEnum):
 class OrderProductIn(Strict):
     product_id: str = Field(min_length=1, max_length=40)
     plan: Plan
-    commission_bp: int | None = Field(default=None, ge=0, le=10000,
-                                      description="targeted: 0–8000, required; general: the product's rate "
-                                                  "(may be omitted)")
+    commission_bp: int | None = Field(
+        default=None, ge=0, le=10000, description="targeted: 0–8000, required; general: the product's rate (may be omitted)"
+    )
 
     @model_validator(mode="after")
     def _rate(self) -> OrderProductIn:
@@ -273,40 +286,80 @@ def qr_svg_url(live_session_id: str) -> str:
 
 
 def _products_out(parts: OrderParts) -> list[OrderProductOut]:
-    return [OrderProductOut(product_id=p.product_id, title=p.title, plan=Plan(p.plan), commission_bp=p.commission_bp)
-            for p in parts.products]
+    return [
+        OrderProductOut(product_id=p.product_id, title=p.title, plan=Plan(p.plan), commission_bp=p.commission_bp)
+        for p in parts.products
+    ]
 
 
-def _out(row: TaskOrderRecord, actor: Actor, now: datetime, parts: OrderParts, *,
-         live_sessions: list[LiveSessionInfo] | None = None) -> TaskOrderOut:
+def _out(
+    row: TaskOrderRecord, actor: Actor, now: datetime, parts: OrderParts, *, live_sessions: list[LiveSessionInfo] | None = None
+) -> TaskOrderOut:
     status, sub_status = STATUS[row.state]
     return TaskOrderOut(
-        id=row.id, state=row.state, version=row.version,
-        allowed_actions=TASK_ORDER.allowed_actions(row, actor, now), status=status, sub_status=sub_status,
-        title=row.title, merchant_id=row.merchant_id, creator_id=row.creator_id,
-        creator_nickname=parts.creator_nickname, contact_name=row.contact_name,
-        contact_phone=row.contact_phone, expected_start_at=row.expected_start_at,
-        return_samples=row.return_samples, session_type=SessionType(row.session_type), hours=row.hours,
-        hourly_fen=row.hourly_fen, amount_fen=row.amount_fen, products=_products_out(parts),
-        created_at=row.created_at, accept_deadline=row.accept_deadline, accepted_at=row.accepted_at,
-        review_deadline=row.review_deadline, finished_at=row.finished_at, cancelled_by=row.cancelled_by,
+        id=row.id,
+        state=row.state,
+        version=row.version,
+        allowed_actions=TASK_ORDER.allowed_actions(row, actor, now),
+        status=status,
+        sub_status=sub_status,
+        title=row.title,
+        merchant_id=row.merchant_id,
+        creator_id=row.creator_id,
+        creator_nickname=parts.creator_nickname,
+        contact_name=row.contact_name,
+        contact_phone=row.contact_phone,
+        expected_start_at=row.expected_start_at,
+        return_samples=row.return_samples,
+        session_type=SessionType(row.session_type),
+        hours=row.hours,
+        hourly_fen=row.hourly_fen,
+        amount_fen=row.amount_fen,
+        products=_products_out(parts),
+        created_at=row.created_at,
+        accept_deadline=row.accept_deadline,
+        accepted_at=row.accepted_at,
+        review_deadline=row.review_deadline,
+        finished_at=row.finished_at,
+        cancelled_by=row.cancelled_by,
         cancel_reason=CancelReasonValue(code=row.cancel_reason_code, note=row.cancel_reason_note)
-        if row.cancel_reason_code else None,
-        compensation_fen=row.compensation_fen, compensation_rule=row.compensation_rule,
-        creator_received_fen=row.creator_received_fen, hold_status=parts.hold_status, live_sessions=live_sessions)
+        if row.cancel_reason_code
+        else None,
+        compensation_fen=row.compensation_fen,
+        compensation_rule=row.compensation_rule,
+        creator_received_fen=row.creator_received_fen,
+        hold_status=parts.hold_status,
+        live_sessions=live_sessions,
+    )
 
 
-async def _detail(session: AsyncSession, row: TaskOrderRecord, parts: OrderParts, actor: Actor,
-                  now: datetime) -> TaskOrderOut:
+async def _detail(session: AsyncSession, row: TaskOrderRecord, parts: OrderParts, actor: Actor, now: datetime) -> TaskOrderOut:
     """The detail's answer: the order with its live sessions (with their GMV on the order's
     products) and the watch link."""
     sessions = await repo.linked_sessions(session, row.id)
     product_ids = [p.product_id for p in parts.products]
-    gmv = await repo.gmv_by_session(session, [s.id for s in sessions], product_ids, row.merchant_id) \
-        if sessions and product_ids else {}
-    out = _out(row, actor, now, parts, live_sessions=[
-        LiveSessionInfo(id=s.id, started_at=s.started_at, ended_at=s.ended_at, peak_viewers=s.peak_viewers,
-                        room_url=s.room_url, gmv_fen=gmv.get(s.id, 0)) for s in sessions])
+    gmv = (
+        await repo.gmv_by_session(session, [s.id for s in sessions], product_ids, row.merchant_id)
+        if sessions and product_ids
+        else {}
+    )
+    out = _out(
+        row,
+        actor,
+        now,
+        parts,
+        live_sessions=[
+            LiveSessionInfo(
+                id=s.id,
+                started_at=s.started_at,
+                ended_at=s.ended_at,
+                peak_viewers=s.peak_viewers,
+                room_url=s.room_url,
+                gmv_fen=gmv.get(s.id, 0),
+            )
+            for s in sessions
+        ],
+    )
     if sessions:
         latest = sessions[-1]
         out.watch = WatchOut(room_url=latest.room_url, qr_svg_url=qr_svg_url(latest.id))
@@ -321,8 +374,13 @@ def _visible(row: TaskOrderRecord, actor: Actor) -> bool:
 def _overdue(row: TaskOrderRecord, now: datetime) -> bool:
     """Whether one of the order's deadline timers has fallen due: `expire` at `accept_deadline`
     while pending acceptance, `auto_approve` at `review_deadline` while pending review."""
-    deadline = row.accept_deadline if row.state == "pending_acceptance" \
-        else row.review_deadline if row.state == "pending_review" else None
+    deadline = (
+        row.accept_deadline
+        if row.state == "pending_acceptance"
+        else row.review_deadline
+        if row.state == "pending_review"
+        else None
+    )
     return deadline is not None and deadline <= now
 
 
@@ -373,46 +431,96 @@ async def create_order(session: AsyncSession, actor: Actor, body: TaskOrderCreat
             if product.general_commission_bp is None:
                 raise ValidationFailed("the product is not in the general plan", loc=[*loc, "plan"])
             if item.commission_bp is not None and item.commission_bp != product.general_commission_bp:
-                raise ValidationFailed(f"the general plan pays the product's rate, {product.general_commission_bp} bp",
-                                       loc=[*loc, "commission_bp"])
+                raise ValidationFailed(
+                    f"the general plan pays the product's rate, {product.general_commission_bp} bp", loc=[*loc, "commission_bp"]
+                )
             rate = product.general_commission_bp
         else:
             rate = int(item.commission_bp or 0)
-        items.append({"id": id_for(TaskOrderProduct), "task_order_id": order_id, "product_id": product.id,
-                      "plan": item.plan.value, "commission_bp": rate, "position": index})
+        items.append(
+            {
+                "id": id_for(TaskOrderProduct),
+                "task_order_id": order_id,
+                "product_id": product.id,
+                "plan": item.plan.value,
+                "commission_bp": rate,
+                "position": index,
+            }
+        )
         parts.products.append(ProductPart(product.id, product.title, item.plan.value, rate))
     merchant = accounts.get(actor.id)
     if merchant is None or not merchant.xingtu_account_id:
         raise Conflict("bind a Xingtu account first (POST /v1/xingtu-binding)", code="xingtu_not_bound")
     if not creator.accepting_orders:
         raise Conflict("the creator is resting (休息中) and takes no orders", code="creator_resting")
-    hourly = creator.quote_dedicated_hourly_fen if body.session_type is SessionType.dedicated \
-        else creator.quote_shared_hourly_fen
+    hourly = creator.quote_dedicated_hourly_fen if body.session_type is SessionType.dedicated else creator.quote_shared_hourly_fen
     if hourly is None:
         raise Conflict(f"the creator has no {body.session_type.value} quote", code="creator_quote_missing")
     amount = hourly * body.hours
-    row, rows = TASK_ORDER.creation({
-        "id": order_id, "merchant_id": actor.id, "creator_id": creator.id, "title": body.title,
-        "contact_name": body.contact_name, "contact_phone": body.contact_phone,
-        "expected_start_at": body.expected_start_at, "return_samples": body.return_samples,
-        "session_type": body.session_type.value, "hours": body.hours, "hourly_fen": hourly, "amount_fen": amount,
-        "created_at": now, "accept_deadline": now + timedelta(hours=settings.accept_timeout_hours),
-        "accepted_at": None, "review_deadline": None, "finished_at": None, "last_reminded_on": None,
-        "cancel_reason_code": None, "cancel_reason_note": None, "cancelled_by": None, "compensation_fen": None,
-        "compensation_rule": None, "creator_received_fen": 0,
-    }, actor, now, event_data={"amount_fen": amount, "creator_id": creator.id})
+    row, rows = TASK_ORDER.creation(
+        {
+            "id": order_id,
+            "merchant_id": actor.id,
+            "creator_id": creator.id,
+            "title": body.title,
+            "contact_name": body.contact_name,
+            "contact_phone": body.contact_phone,
+            "expected_start_at": body.expected_start_at,
+            "return_samples": body.return_samples,
+            "session_type": body.session_type.value,
+            "hours": body.hours,
+            "hourly_fen": hourly,
+            "amount_fen": amount,
+            "created_at": now,
+            "accept_deadline": now + timedelta(hours=settings.accept_timeout_hours),
+            "accepted_at": None,
+            "review_deadline": None,
+            "finished_at": None,
+            "last_reminded_on": None,
+            "cancel_reason_code": None,
+            "cancel_reason_note": None,
+            "cancelled_by": None,
+            "compensation_fen": None,
+            "compensation_rule": None,
+            "creator_received_fen": 0,
+        },
+        actor,
+        now,
+        event_data={"amount_fen": amount, "creator_id": creator.id},
+    )
     try:  # one statement on PostgreSQL: the wallet's conditional UPDATE, then everything behind it
-        await wallet.freeze(session, actor.id, creator.id, amount, ref_type=REF, ref_id=row.id,
-                            memo=f"任务冻结 {row.title}", now=now, also=[
-                *rows, (order_products, items), new_timer("task_order", row.id, "expire", row.accept_deadline),
-                *message_rows(creator.id, "task_order.created", "新的直播带货任务",
-                              f"商家发来任务「{row.title}」，金额 {amount / 100:.2f} 元，请在 24 小时内处理",
-                              {"task_order_id": row.id}, now, sms_phone=creator.contact_phone)])
+        await wallet.freeze(
+            session,
+            actor.id,
+            creator.id,
+            amount,
+            ref_type=REF,
+            ref_id=row.id,
+            memo=f"任务冻结 {row.title}",
+            now=now,
+            also=[
+                *rows,
+                (order_products, items),
+                new_timer("task_order", row.id, "expire", row.accept_deadline),
+                *message_rows(
+                    creator.id,
+                    "task_order.created",
+                    "新的直播带货任务",
+                    f"商家发来任务「{row.title}」，金额 {amount / 100:.2f} 元，请在 24 小时内处理",
+                    {"task_order_id": row.id},
+                    now,
+                    sms_phone=creator.contact_phone,
+                ),
+            ],
+        )
     except Conflict as exc:
         if exc.code == "insufficient_balance":
-            raise Conflict("the available balance is lower than the order amount; top up first",
-                           code="insufficient_balance", required_fen=amount,
-                           available_fen=exc.extra.get("available_fen")) from None
+            raise Conflict(
+                "the available balance is lower than the order amount; top up first",
+                code="insufficient_balance",
+                required_fen=amount,
+                available_fen=exc.extra.get("available_fen"),
+            ) from None
         raise
     # the answer is built from what this request holds: a new order has no live session yet
     return _out(row, actor, now, parts, live_sessions=[])
@@ -430,9 +538,18 @@ def _require_lister(actor: Actor) -> None:
         raise NotFound("task orders are for merchants, creators and operators")
 
 
-async def list_orders(session: AsyncSession, actor: Actor, *, status: str | None, sub_status: str | None,
-                      q: str | None, created_from: datetime | None, created_to: datetime | None,
-                      limit: int, cursor: str | None) -> tuple[list[TaskOrderOut], str | None]:
+async def list_orders(
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    status: str | None,
+    sub_status: str | None,
+    q: str | None,
+    created_from: datetime | None,
+    created_to: datetime | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[TaskOrderOut], str | None]:
     for name, value in (("created_from", created_from), ("created_to", created_to)):
         if value is not None and value.tzinfo is None:
             raise ValidationFailed("a time zone is required (RFC 3339)", loc=["query", name])
@@ -443,8 +560,17 @@ async def list_orders(session: AsyncSession, actor: Actor, *, status: str | None
         states = _STATUS_STATES[status]
     if sub_status:
         states = [s for s in (states or list(STATUS)) if s == _SUB_STATES[sub_status]]
-    page = await repo.orders_page(session, actor.role, actor.id, states=states, q=q, created_from=created_from,
-                                  created_to=created_to, limit=limit, cursor=cursor)
+    page = await repo.orders_page(
+        session,
+        actor.role,
+        actor.id,
+        states=states,
+        q=q,
+        created_from=created_from,
+        created_to=created_to,
+        limit=limit,
+        cursor=cursor,
+    )
     parts = await repo.parts_of(session, [r.id for r in page.items])
     now = await clock.now(session)
     return [_out(r, actor, now, parts[r.id]) for r in page.items], page.next_cursor
@@ -472,8 +598,7 @@ async def order_history(session: AsyncSession, actor: Actor, order_id: str) -> l
 
 
 # =========================================================================== actions
-async def _settle(session: AsyncSession, row: TaskOrderRecord, parts: OrderParts, creator_fen: int,
-                  memo: str) -> OrderParts:
+async def _settle(session: AsyncSession, row: TaskOrderRecord, parts: OrderParts, creator_fen: int, memo: str) -> OrderParts:
     hold = await wallet.split(session, row.id, creator_fen, ref_type=REF, memo=memo)
     return replace(parts, hold_status=hold.status)
 
@@ -485,23 +610,60 @@ def _ended(now: datetime, creator_fen: int, **changes: object) -> dict[str, obje
 
 async def accept(session: AsyncSession, actor: Actor, order_id: str) -> TaskOrderOut:
     row, parts, now = await _load(session, actor, order_id)
-    plans = [{"id": id_for(TargetedPlan), "task_order_id": row.id, "merchant_id": row.merchant_id,
-              "creator_id": row.creator_id, "product_id": p.product_id, "commission_bp": p.commission_bp,
-              "created_at": now} for p in parts.products if p.plan == Plan.targeted.value]
-    row = await TASK_ORDER.fire(session, row, "accept", actor, now=now, changes={"accepted_at": now}, also=[
-        (targeted_plans, plans),
-        *message_rows(row.merchant_id, "task_order.accepted", "达人已接单", f"任务「{row.title}」已被达人接受",
-                      {"task_order_id": row.id}, now)])
+    plans = [
+        {
+            "id": id_for(TargetedPlan),
+            "task_order_id": row.id,
+            "merchant_id": row.merchant_id,
+            "creator_id": row.creator_id,
+            "product_id": p.product_id,
+            "commission_bp": p.commission_bp,
+            "created_at": now,
+        }
+        for p in parts.products
+        if p.plan == Plan.targeted.value
+    ]
+    row = await TASK_ORDER.fire(
+        session,
+        row,
+        "accept",
+        actor,
+        now=now,
+        changes={"accepted_at": now},
+        also=[
+            (targeted_plans, plans),
+            *message_rows(
+                row.merchant_id,
+                "task_order.accepted",
+                "达人已接单",
+                f"任务「{row.title}」已被达人接受",
+                {"task_order_id": row.id},
+                now,
+            ),
+        ],
+    )
     return _out(row, actor, now, parts, live_sessions=[])  # live sessions link to accepted orders only
 
 
 async def reject(session: AsyncSession, actor: Actor, order_id: str, body: TaskOrderRejectIn | None) -> TaskOrderOut:
     row, parts, now = await _load(session, actor, order_id)
     row = await TASK_ORDER.fire(
-        session, row, "reject", actor, now=now, reason=body.reason if body else None,
+        session,
+        row,
+        "reject",
+        actor,
+        now=now,
+        reason=body.reason if body else None,
         changes=_ended(now, 0, compensation_fen=0, compensation_rule="creator_rejected"),
-        also=message_rows(row.merchant_id, "task_order.rejected", "达人拒绝了任务",
-                          f"任务「{row.title}」被达人拒绝，冻结金额已退回", {"task_order_id": row.id}, now))
+        also=message_rows(
+            row.merchant_id,
+            "task_order.rejected",
+            "达人拒绝了任务",
+            f"任务「{row.title}」被达人拒绝，冻结金额已退回",
+            {"task_order_id": row.id},
+            now,
+        ),
+    )
     parts = await _settle(session, row, parts, 0, "达人拒绝任务，解冻")
     return await _detail(session, row, parts, actor, now)
 
@@ -510,16 +672,28 @@ async def remind(session: AsyncSession, actor: Actor, order_id: str) -> TaskOrde
     row, parts, now = await _load(session, actor, order_id)
     today = clock.local_date(now).isoformat()
     if TASK_ORDER.can(row, "remind", actor, now) and row.last_reminded_on == today:
-        raise TooManyRequests("the creator was already reminded today (once per day, Asia/Shanghai)",
-                              retry_after=int((clock.next_local_midnight(now) - now).total_seconds()) + 1)
+        raise TooManyRequests(
+            "the creator was already reminded today (once per day, Asia/Shanghai)",
+            retry_after=int((clock.next_local_midnight(now) - now).total_seconds()) + 1,
+        )
     creator = (await repo.parties(session, row.creator_id, row.creator_id, with_clock=False))[0].get(row.creator_id)
-    row = await TASK_ORDER.fire(session, row, "remind", actor, now=now, changes={"last_reminded_on": today},
-                                also=message_rows(
-                                    row.creator_id, "task_order.reminded", "商家提醒您接单",
-                                    f"任务「{row.title}」等待您处理，截止 "
-                                    f"{row.accept_deadline.astimezone(clock.SHANGHAI):%m-%d %H:%M}",
-                                    {"task_order_id": row.id}, now,
-                                    sms_phone=creator.contact_phone if creator else None))
+    row = await TASK_ORDER.fire(
+        session,
+        row,
+        "remind",
+        actor,
+        now=now,
+        changes={"last_reminded_on": today},
+        also=message_rows(
+            row.creator_id,
+            "task_order.reminded",
+            "商家提醒您接单",
+            f"任务「{row.title}」等待您处理，截止 {row.accept_deadline.astimezone(clock.SHANGHAI):%m-%d %H:%M}",
+            {"task_order_id": row.id},
+            now,
+            sms_phone=creator.contact_phone if creator else None,
+        ),
+    )
     return await _detail(session, row, parts, actor, now)
 
 
@@ -529,12 +703,25 @@ async def approve(session: AsyncSession, actor: Actor, order_id: str) -> TaskOrd
     return await _detail(session, row, parts, actor, now)
 
 
-async def _complete(session: AsyncSession, row: TaskOrderRecord, parts: OrderParts, action: str, actor: Actor,
-                    now: datetime, memo: str) -> tuple[TaskOrderRecord, OrderParts]:
-    row = await TASK_ORDER.fire(session, row, action, actor, now=now, changes=_ended(now, row.amount_fen),
-                                also=message_rows(row.creator_id, "task_order.completed", "任务已完成",
-                                                  f"任务「{row.title}」已验收，{row.amount_fen / 100:.2f} 元已到账",
-                                                  {"task_order_id": row.id}, now))
+async def _complete(
+    session: AsyncSession, row: TaskOrderRecord, parts: OrderParts, action: str, actor: Actor, now: datetime, memo: str
+) -> tuple[TaskOrderRecord, OrderParts]:
+    row = await TASK_ORDER.fire(
+        session,
+        row,
+        action,
+        actor,
+        now=now,
+        changes=_ended(now, row.amount_fen),
+        also=message_rows(
+            row.creator_id,
+            "task_order.completed",
+            "任务已完成",
+            f"任务「{row.title}」已验收，{row.amount_fen / 100:.2f} 元已到账",
+            {"task_order_id": row.id},
+            now,
+        ),
+    )
     return row, await _settle(session, row, parts, row.amount_fen, memo)
 
 
@@ -560,8 +747,7 @@ async def cancel(session: AsyncSession, actor: Actor, order_id: str, body: Cance
         raise Forbidden(f"a {actor.role} may not cancel a task order")
     reason = _REASONS.get(body.reason.code)
     if reason is None or actor.role not in reason.parties:
-        raise ValidationFailed("unknown cancel reason (GET /v1/task-orders/cancel-reasons)",
-                               loc=["body", "reason", "code"])
+        raise ValidationFailed("unknown cancel reason (GET /v1/task-orders/cancel-reasons)", loc=["body", "reason", "code"])
     if reason.code == "other" and not (body.reason.note or "").strip():
         raise ValidationFailed("say why in the note", loc=["body", "reason", "note"])
     if actor.role == "merchant":
@@ -571,23 +757,52 @@ async def cancel(session: AsyncSession, actor: Actor, order_id: str, body: Cance
         fen, rule_name = 0, "creator_cancelled"
         other, who = row.merchant_id, "达人"
     row = await TASK_ORDER.fire(
-        session, row, "cancel", actor, now=now, reason=body.reason.model_dump(),
-        changes=_ended(now, fen, cancelled_by=actor.role, cancel_reason_code=body.reason.code,
-                       cancel_reason_note=body.reason.note, compensation_fen=fen, compensation_rule=rule_name),
-        also=message_rows(other, "task_order.cancelled", "任务已取消",
-                          f"任务「{row.title}」已被{who}取消：{reason.label}",
-                          {"task_order_id": row.id, "compensation_fen": fen}, now))
+        session,
+        row,
+        "cancel",
+        actor,
+        now=now,
+        reason=body.reason.model_dump(),
+        changes=_ended(
+            now,
+            fen,
+            cancelled_by=actor.role,
+            cancel_reason_code=body.reason.code,
+            cancel_reason_note=body.reason.note,
+            compensation_fen=fen,
+            compensation_rule=rule_name,
+        ),
+        also=message_rows(
+            other,
+            "task_order.cancelled",
+            "任务已取消",
+            f"任务「{row.title}」已被{who}取消：{reason.label}",
+            {"task_order_id": row.id, "compensation_fen": fen},
+            now,
+        ),
+    )
     parts = await _settle(session, row, parts, fen, f"取消任务，赔付 {fen} 分（{rule_name}）")
     return await _detail(session, row, parts, actor, now)
 
 
 @on_timer("task_order", "expire")
 async def _expire(session: AsyncSession, row: TaskOrderRecord, now: datetime) -> None:
-    row = await TASK_ORDER.fire(session, row, "expire", SYSTEM, now=now,
-                                changes=_ended(now, 0, compensation_fen=0, compensation_rule="creator_timeout"),
-                                also=message_rows(row.merchant_id, "task_order.expired", "任务已超时",
-                                                  f"达人 24 小时内未处理任务「{row.title}」，冻结金额已退回",
-                                                  {"task_order_id": row.id}, now))
+    row = await TASK_ORDER.fire(
+        session,
+        row,
+        "expire",
+        SYSTEM,
+        now=now,
+        changes=_ended(now, 0, compensation_fen=0, compensation_rule="creator_timeout"),
+        also=message_rows(
+            row.merchant_id,
+            "task_order.expired",
+            "任务已超时",
+            f"达人 24 小时内未处理任务「{row.title}」，冻结金额已退回",
+            {"task_order_id": row.id},
+            now,
+        ),
+    )
     await wallet.split(session, row.id, 0, ref_type=REF, memo="达人超时未接单，解冻")
 
 
@@ -615,12 +830,35 @@ async def _on_live_started(session: AsyncSession, live_session: Any) -> None:
         row = await TASK_ORDER.load_locked(session, order_id)
         if row.state != "waiting_live":
             continue
-        await TASK_ORDER.fire(session, row, "start", SYSTEM, now=now, event_data={"live_session_id": live_session.id},
-                              also=[(order_live_sessions, [{"id": id_for(TaskOrderLiveSession), "task_order_id": row.id,
-                                                            "live_session_id": live_session.id, "linked_at": now}]),
-                                    *message_rows(row.merchant_id, "task_order.started", "达人开播了",
-                                                  f"任务「{row.title}」的直播已开始",
-                                                  {"task_order_id": row.id, "live_session_id": live_session.id}, now)])
+        await TASK_ORDER.fire(
+            session,
+            row,
+            "start",
+            SYSTEM,
+            now=now,
+            event_data={"live_session_id": live_session.id},
+            also=[
+                (
+                    order_live_sessions,
+                    [
+                        {
+                            "id": id_for(TaskOrderLiveSession),
+                            "task_order_id": row.id,
+                            "live_session_id": live_session.id,
+                            "linked_at": now,
+                        }
+                    ],
+                ),
+                *message_rows(
+                    row.merchant_id,
+                    "task_order.started",
+                    "达人开播了",
+                    f"任务「{row.title}」的直播已开始",
+                    {"task_order_id": row.id, "live_session_id": live_session.id},
+                    now,
+                ),
+            ],
+        )
 
 
 @live_session_ended.connect
@@ -635,12 +873,23 @@ async def _on_live_ended(session: AsyncSession, live_session: Any) -> None:
         if row.state != "live":
             continue
         deadline = ended_at + timedelta(days=get_settings().review_days)
-        await TASK_ORDER.fire(session, row, "end", SYSTEM, now=now, event_data={"live_session_id": live_session.id},
-                              changes={"review_deadline": deadline},
-                              also=message_rows(row.merchant_id, "task_order.ended", "直播已结束，请验收",
-                                                f"任务「{row.title}」的直播已结束，请在 "
-                                                f"{deadline.astimezone(clock.SHANGHAI):%m-%d %H:%M} 前验收，逾期自动确认",
-                                                {"task_order_id": row.id}, now))
+        await TASK_ORDER.fire(
+            session,
+            row,
+            "end",
+            SYSTEM,
+            now=now,
+            event_data={"live_session_id": live_session.id},
+            changes={"review_deadline": deadline},
+            also=message_rows(
+                row.merchant_id,
+                "task_order.ended",
+                "直播已结束，请验收",
+                f"任务「{row.title}」的直播已结束，请在 {deadline.astimezone(clock.SHANGHAI):%m-%d %H:%M} 前验收，逾期自动确认",
+                {"task_order_id": row.id},
+                now,
+            ),
+        )
         await schedule(session, "task_order", row.id, "auto_approve", deadline)
 
 
@@ -655,8 +904,11 @@ async def live_session_qr(session: AsyncSession, actor: Actor, live_session_id: 
     if room is None:
         raise NotFound("no such live session")
     host_id, room_url = room
-    if actor.role != "operator" and actor.id != host_id \
-            and not await repo.is_party_of_session(session, live_session_id, actor.id):
+    if (
+        actor.role != "operator"
+        and actor.id != host_id
+        and not await repo.is_party_of_session(session, live_session_id, actor.id)
+    ):
         raise NotFound("no such live session")
     out = io.BytesIO()
     segno.make(room_url, error="m").save(out, kind="svg", scale=4, border=2, xmldecl=True)
@@ -675,8 +927,9 @@ class TargetedPlanOut(BaseModel):
     created_at: datetime
 
 
-async def list_targeted_plans(session: AsyncSession, actor: Actor, *, limit: int,
-                              cursor: str | None) -> tuple[list[TargetedPlanOut], str | None]:
+async def list_targeted_plans(
+    session: AsyncSession, actor: Actor, *, limit: int, cursor: str | None
+) -> tuple[list[TargetedPlanOut], str | None]:
     if actor.role not in ("merchant", "creator", "operator"):
         raise NotFound("targeted plans are for merchants, creators and operators")
     page = await repo.targeted_plans_page(session, actor.role, actor.id, limit=limit, cursor=cursor)
@@ -715,12 +968,23 @@ class DisputeOut(BaseModel):
 
 
 def _dispute_out(row: DisputeRecord, order: TaskOrderRecord, actor: Actor, now: datetime) -> DisputeOut:
-    return DisputeOut(id=row.id, task_order_id=row.task_order_id, state=row.state, version=row.version,
-                      allowed_actions=DISPUTE.allowed_actions(row, actor, now), opened_by=row.opened_by,
-                      opened_by_role=row.opened_by_role, reason=row.reason, amount_fen=order.amount_fen,
-                      creator_received_fen=order.creator_received_fen, creator_share_fen=row.creator_share_fen,
-                      adjustment_fen=row.adjustment_fen, resolution_note=row.resolution_note,
-                      created_at=row.created_at, closed_at=row.closed_at)
+    return DisputeOut(
+        id=row.id,
+        task_order_id=row.task_order_id,
+        state=row.state,
+        version=row.version,
+        allowed_actions=DISPUTE.allowed_actions(row, actor, now),
+        opened_by=row.opened_by,
+        opened_by_role=row.opened_by_role,
+        reason=row.reason,
+        amount_fen=order.amount_fen,
+        creator_received_fen=order.creator_received_fen,
+        creator_share_fen=row.creator_share_fen,
+        adjustment_fen=row.adjustment_fen,
+        resolution_note=row.resolution_note,
+        created_at=row.created_at,
+        closed_at=row.closed_at,
+    )
 
 
 async def open_dispute(session: AsyncSession, actor: Actor, order_id: str, body: DisputeCreate) -> DisputeOut:
@@ -731,23 +995,47 @@ async def open_dispute(session: AsyncSession, actor: Actor, order_id: str, body:
         raise NotFound("no such task order")
     now = await clock.now(session)
     if order.state not in FINAL or order.finished_at is None:
-        raise Conflict("a dispute is opened on an order that ended (completed or cancelled)",
-                       code="order_not_ended", state=order.state)
+        raise Conflict(
+            "a dispute is opened on an order that ended (completed or cancelled)", code="order_not_ended", state=order.state
+        )
     if now - order.finished_at > DISPUTE_WINDOW:
         raise Conflict("disputes are opened within 30 days of the order's end", code="dispute_window_closed")
     existing = await repo.disputes_of(session, order.id)
     if any(d.state in ("open", "resolved") for d in existing) or any(d.opened_by == actor.id for d in existing):
-        raise Conflict("this order already has a dispute (one per party; none after a resolution)",
-                       code="dispute_exists")
+        raise Conflict("this order already has a dispute (one per party; none after a resolution)", code="dispute_exists")
     other = order.creator_id if actor.id == order.merchant_id else order.merchant_id
-    row, rows = DISPUTE.creation({
-        "id": id_for(Dispute), "task_order_id": order.id, "merchant_id": order.merchant_id,
-        "creator_id": order.creator_id, "opened_by": actor.id, "opened_by_role": actor.role, "reason": body.reason,
-        "creator_share_fen": None, "adjustment_fen": None, "resolution_note": None, "created_at": now,
-        "closed_at": None}, actor, now, reason=body.reason, event_data={"task_order_id": order.id})
-    await insert_together(session, *rows, *message_rows(
-        other, "dispute.created", "交易纠纷", f"任务「{order.title}」有新的纠纷：{body.reason}",
-        {"dispute_id": row.id, "task_order_id": order.id}, now))
+    row, rows = DISPUTE.creation(
+        {
+            "id": id_for(Dispute),
+            "task_order_id": order.id,
+            "merchant_id": order.merchant_id,
+            "creator_id": order.creator_id,
+            "opened_by": actor.id,
+            "opened_by_role": actor.role,
+            "reason": body.reason,
+            "creator_share_fen": None,
+            "adjustment_fen": None,
+            "resolution_note": None,
+            "created_at": now,
+            "closed_at": None,
+        },
+        actor,
+        now,
+        reason=body.reason,
+        event_data={"task_order_id": order.id},
+    )
+    await insert_together(
+        session,
+        *rows,
+        *message_rows(
+            other,
+            "dispute.created",
+            "交易纠纷",
+            f"任务「{order.title}」有新的纠纷：{body.reason}",
+            {"dispute_id": row.id, "task_order_id": order.id},
+            now,
+        ),
+    )
     return _dispute_out(row, order, actor, now)
 
 
@@ -759,8 +1047,11 @@ async def _visible_dispute(session: AsyncSession, actor: Actor, dispute_id: str,
 
 
 async def _order_of(session: AsyncSession, dispute: DisputeRecord, *, lock: bool = False) -> TaskOrderRecord:
-    order = await (repo.lock_order(session, dispute.task_order_id) if lock else
-                   entities.entity(session, TASK_ORDER.table, TaskOrderRecord, dispute.task_order_id))
+    order = await (
+        repo.lock_order(session, dispute.task_order_id)
+        if lock
+        else entities.entity(session, TASK_ORDER.table, TaskOrderRecord, dispute.task_order_id)
+    )
     assert order is not None
     return order
 
@@ -775,27 +1066,59 @@ async def resolve_dispute(session: AsyncSession, actor: Actor, dispute_id: str, 
     order = await _order_of(session, row, lock=True)
     now = await clock.now(session)
     if body.creator_share_fen > order.amount_fen:
-        raise ValidationFailed(f"the creator's share is at most the order's amount ({order.amount_fen})",
-                               loc=["body", "creator_share_fen"])
+        raise ValidationFailed(
+            f"the creator's share is at most the order's amount ({order.amount_fen})", loc=["body", "creator_share_fen"]
+        )
     diff = body.creator_share_fen - order.creator_received_fen
     row = await DISPUTE.fire(
-        session, row, "resolve", actor, now=now, reason=body.note, event_data={"creator_share_fen": body.creator_share_fen},
-        changes={"creator_share_fen": body.creator_share_fen, "adjustment_fen": diff, "resolution_note": body.note,
-                 "closed_at": now},
-        also=[part for party in (order.merchant_id, order.creator_id) for part in message_rows(
-            party, "dispute.resolved", "纠纷已裁定",
-            f"任务「{order.title}」纠纷裁定：达人分得 {body.creator_share_fen / 100:.2f} 元",
-            {"dispute_id": row.id, "task_order_id": order.id}, now)])
+        session,
+        row,
+        "resolve",
+        actor,
+        now=now,
+        reason=body.note,
+        event_data={"creator_share_fen": body.creator_share_fen},
+        changes={
+            "creator_share_fen": body.creator_share_fen,
+            "adjustment_fen": diff,
+            "resolution_note": body.note,
+            "closed_at": now,
+        },
+        also=[
+            part
+            for party in (order.merchant_id, order.creator_id)
+            for part in message_rows(
+                party,
+                "dispute.resolved",
+                "纠纷已裁定",
+                f"任务「{order.title}」纠纷裁定：达人分得 {body.creator_share_fen / 100:.2f} 元",
+                {"dispute_id": row.id, "task_order_id": order.id},
+                now,
+            )
+        ],
+    )
     if diff:
         payer, payee = (order.merchant_id, order.creator_id) if diff > 0 else (order.creator_id, order.merchant_id)
         try:
-            await wallet.transfer(session, payer, payee, abs(diff), kind="dispute", ref_type="dispute", ref_id=row.id,
-                                  memo=f"纠纷裁定：达人最终分得 {body.creator_share_fen} 分")
+            await wallet.transfer(
+                session,
+                payer,
+                payee,
+                abs(diff),
+                kind="dispute",
+                ref_type="dispute",
+                ref_id=row.id,
+                memo=f"纠纷裁定：达人最终分得 {body.creator_share_fen} 分",
+            )
         except Conflict as exc:
             if exc.code == "insufficient_balance":
-                raise Conflict("the paying side's available balance cannot cover the adjustment",
-                               code="insufficient_balance", required_fen=abs(diff),
-                               available_fen=exc.extra.get("available_fen"), payer_id=payer) from None
+                raise Conflict(
+                    "the paying side's available balance cannot cover the adjustment",
+                    code="insufficient_balance",
+                    required_fen=abs(diff),
+                    available_fen=exc.extra.get("available_fen"),
+                    payer_id=payer,
+                ) from None
             raise
     order = await repo.set_creator_received(session, order, body.creator_share_fen)
     return _dispute_out(row, order, actor, now)
@@ -822,9 +1145,12 @@ async def demo_step(session: AsyncSession, accounts: dict[str, Any]) -> list[str
         await repo.bind_xingtu(session, merchant.id, "xt_demo_merchant")
         lines.append("  Xingtu account bound for the merchant")
     if not await wallet_repo.has_top_up(session, merchant.id, "demo-funding"):
-        await wallet.create_top_up(session, Actor(merchant.id, "merchant"), wallet.TopUpCreate(
-            amount_fen=1_000_000, method=wallet.TopUpMethod.online, reference="demo-funding"),
-            gateway=wallet.InstantGateway())
+        await wallet.create_top_up(
+            session,
+            Actor(merchant.id, "merchant"),
+            wallet.TopUpCreate(amount_fen=1_000_000, method=wallet.TopUpMethod.online, reference="demo-funding"),
+            gateway=wallet.InstantGateway(),
+        )
         lines.append("  merchant wallet funded with 1,000,000 fen (succeeded top-up)")
     return lines
 

@@ -64,8 +64,9 @@ _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 # -- shapes -------------------------------------------------------------------------------------
 class WebhookCreate(Strict):
     url: str = Field(max_length=2000, description="http(s) URL that receives POSTs")
-    event_types: list[Annotated[str, Field(max_length=100)]] = Field(min_length=1, max_length=50,
-                                   description="Event types (`task_order.accepted`), `<machine>.*` or `*`")
+    event_types: list[Annotated[str, Field(max_length=100)]] = Field(
+        min_length=1, max_length=50, description="Event types (`task_order.accepted`), `<machine>.*` or `*`"
+    )
     secret: str = Field(min_length=8, max_length=200, description="HMAC-SHA256 key of `LC-Signature`")
 
     @field_validator("url")
@@ -118,27 +119,41 @@ class DeliveryOut(Out):
 
 # -- subscriptions ------------------------------------------------------------------------------
 async def create_subscription(session: AsyncSession, actor: Actor, body: WebhookCreate) -> WebhookOut:
-    sub = await repo.insert_subscription(session, {
-        "id": id_for(WebhookSubscription), "account_id": actor.id, "owner_role": actor.role, "url": body.url,
-        "event_types": body.event_types, "secret": body.secret, "active": True, "since_event_id": new_id("evt"),
-        "created_at": real_now()})
+    sub = await repo.insert_subscription(
+        session,
+        {
+            "id": id_for(WebhookSubscription),
+            "account_id": actor.id,
+            "owner_role": actor.role,
+            "url": body.url,
+            "event_types": body.event_types,
+            "secret": body.secret,
+            "active": True,
+            "since_event_id": new_id("evt"),
+            "created_at": real_now(),
+        },
+    )
     return WebhookOut.model_validate(sub)
 
 
-async def list_subscriptions(session: AsyncSession, actor: Actor, *, limit: int,
-                             cursor: str | None) -> tuple[list[WebhookOut], str | None]:
+async def list_subscriptions(
+    session: AsyncSession, actor: Actor, *, limit: int, cursor: str | None
+) -> tuple[list[WebhookOut], str | None]:
     page = await repo.subscriptions_page(session, actor.id, limit=limit, cursor=cursor)
     return [WebhookOut.model_validate(s) for s in page.items], page.next_cursor
 
 
-async def list_deliveries(session: AsyncSession, actor: Actor, subscription_id: str, *, status: str | None,
-                          limit: int, cursor: str | None) -> tuple[list[DeliveryOut], str | None]:
+async def list_deliveries(
+    session: AsyncSession, actor: Actor, subscription_id: str, *, status: str | None, limit: int, cursor: str | None
+) -> tuple[list[DeliveryOut], str | None]:
     if not await repo.owns_subscription(session, actor.id, subscription_id):
         raise NotFound(f"webhook {subscription_id} not found")
     page = await repo.deliveries_page(session, subscription_id, status=status, limit=limit, cursor=cursor)
     log = await repo.attempts_of(session, [r.id for r in page.items])
-    items = [DeliveryOut.model_validate(r).model_copy(update={
-        "attempt_log": [AttemptOut.model_validate(a) for a in log[r.id]]}) for r in page.items]
+    items = [
+        DeliveryOut.model_validate(r).model_copy(update={"attempt_log": [AttemptOut.model_validate(a) for a in log[r.id]]})
+        for r in page.items
+    ]
     return items, page.next_cursor
 
 
@@ -159,13 +174,25 @@ def matches(event_types: list[str], event_type: str) -> bool:
 
 
 def _delivery(sub: SubscriptionRecord, event_id: str, event_type: str, now: datetime) -> dict[str, Any]:
-    return {"id": id_for(WebhookDelivery), "subscription_id": sub.id, "event_id": event_id, "event_type": event_type,
-            "status": "pending", "attempts": 0, "next_attempt_at": now, "claim_token": None, "last_status_code": None,
-            "last_error": None, "created_at": now, "finished_at": None}
+    return {
+        "id": id_for(WebhookDelivery),
+        "subscription_id": sub.id,
+        "event_id": event_id,
+        "event_type": event_type,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "claim_token": None,
+        "last_status_code": None,
+        "last_error": None,
+        "created_at": now,
+        "finished_at": None,
+    }
 
 
-async def _fan_out_batch(session: AsyncSession, subs: list[SubscriptionRecord], events: list[tuple[str, str]],
-                         now: datetime) -> int:
+async def _fan_out_batch(
+    session: AsyncSession, subs: list[SubscriptionRecord], events: list[tuple[str, str]], now: datetime
+) -> int:
     ids = [event_id for event_id, _ in events]
     recipients = await repo.recipients_of(session, ids)
     existing = await repo.delivered_pairs(session, ids)
@@ -261,8 +288,12 @@ class _Outcome:
 
 
 def event_body(event: EventRecord) -> bytes:
-    payload: dict[str, Any] = {"id": event.id, "type": event.type,
-                               "occurred_at": event.occurred_at.isoformat(), "data": event.data}
+    payload: dict[str, Any] = {
+        "id": event.id,
+        "type": event.type,
+        "occurred_at": event.occurred_at.isoformat(),
+        "data": event.data,
+    }
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
 
@@ -278,14 +309,23 @@ def backoff(attempt: int) -> float:
 _LEASE_EXPIRED = "lease expired: the worker did not report an outcome"
 
 
-def _attempt(delivery_id: str, number: int, started_at: datetime, status_code: int | None, error: str | None,
-             duration_ms: int) -> dict[str, Any]:
-    return {"id": id_for(WebhookAttempt), "delivery_id": delivery_id, "number": number, "started_at": started_at,
-            "status_code": status_code, "error": error, "duration_ms": duration_ms}
+def _attempt(
+    delivery_id: str, number: int, started_at: datetime, status_code: int | None, error: str | None, duration_ms: int
+) -> dict[str, Any]:
+    return {
+        "id": id_for(WebhookAttempt),
+        "delivery_id": delivery_id,
+        "number": number,
+        "started_at": started_at,
+        "status_code": status_code,
+        "error": error,
+        "duration_ms": duration_ms,
+    }
 
 
-async def claim_due(sessionmaker: async_sessionmaker[AsyncSession], *, now: datetime | None = None,
-                    limit: int | None = None) -> list[_Job]:
+async def claim_due(
+    sessionmaker: async_sessionmaker[AsyncSession], *, now: datetime | None = None, limit: int | None = None
+) -> list[_Job]:
     """Claim due deliveries: each is leased to this caller until `now + LEASE_SECONDS`."""
     now = now or real_now()
     async with sessionmaker() as session:
@@ -298,14 +338,34 @@ async def claim_due(sessionmaker: async_sessionmaker[AsyncSession], *, now: date
         for d in due:
             row = d.delivery
             if row.claim_token is not None:  # the previous claimer never reported: its lease ran out
-                lost.append(_attempt(row.id, row.attempts, row.next_attempt_at - timedelta(seconds=LEASE_SECONDS),
-                                     None, _LEASE_EXPIRED, int(LEASE_SECONDS * 1000)))
+                lost.append(
+                    _attempt(
+                        row.id,
+                        row.attempts,
+                        row.next_attempt_at - timedelta(seconds=LEASE_SECONDS),
+                        None,
+                        _LEASE_EXPIRED,
+                        int(LEASE_SECONDS * 1000),
+                    )
+                )
                 if row.attempts >= MAX_ATTEMPTS:
-                    changed.append(replace(row, status="failed", finished_at=now, claim_token=None,
-                                           next_attempt_at=None, last_error=_LEASE_EXPIRED))
+                    changed.append(
+                        replace(
+                            row,
+                            status="failed",
+                            finished_at=now,
+                            claim_token=None,
+                            next_attempt_at=None,
+                            last_error=_LEASE_EXPIRED,
+                        )
+                    )
                     continue
-            row = replace(row, attempts=row.attempts + 1, claim_token=os.urandom(12).hex(),
-                          next_attempt_at=now + timedelta(seconds=LEASE_SECONDS))
+            row = replace(
+                row,
+                attempts=row.attempts + 1,
+                claim_token=os.urandom(12).hex(),
+                next_attempt_at=now + timedelta(seconds=LEASE_SECONDS),
+            )
             changed.append(row)
             event = EventRecord(row.event_id, row.event_type, d.occurred_at, d.data)
             jobs.append(_Job(row.id, row.claim_token, row.attempts, d.url, d.secret, row.event_id, event_body(event)))
@@ -322,10 +382,18 @@ async def _post(client: httpx.AsyncClient, job: _Job) -> _Outcome:
     status_code: int | None = None
     error: str | None = None
     try:
-        response = await client.post(job.url, content=job.body, headers={
-            "Content-Type": "application/json", "LC-Signature": sign(job.secret, job.body, timestamp),
-            "LC-Event-Id": job.event_id, "LC-Delivery-Id": job.delivery_id, "LC-Attempt": str(job.number),
-            "User-Agent": "LiveCollab-Webhooks/1"})
+        response = await client.post(
+            job.url,
+            content=job.body,
+            headers={
+                "Content-Type": "application/json",
+                "LC-Signature": sign(job.secret, job.body, timestamp),
+                "LC-Event-Id": job.event_id,
+                "LC-Delivery-Id": job.delivery_id,
+                "LC-Attempt": str(job.number),
+                "User-Agent": "LiveCollab-Webhooks/1",
+            },
+        )
         status_code = response.status_code
         if not 200 <= status_code < 300:
             error = f"HTTP {status_code}"
@@ -334,8 +402,7 @@ async def _post(client: httpx.AsyncClient, job: _Job) -> _Outcome:
     return _Outcome(started, status_code, error, int((time.perf_counter() - t0) * 1000))
 
 
-async def _record(sessionmaker: async_sessionmaker[AsyncSession], results: list[tuple[_Job, _Outcome]],
-                  now: datetime) -> None:
+async def _record(sessionmaker: async_sessionmaker[AsyncSession], results: list[tuple[_Job, _Outcome]], now: datetime) -> None:
     async with sessionmaker() as session:
         rows = await repo.lock_deliveries(session, [j.delivery_id for j, _ in results])
         changed = []
@@ -351,9 +418,14 @@ async def _record(sessionmaker: async_sessionmaker[AsyncSession], results: list[
             else:
                 row = replace(row, next_attempt_at=now + timedelta(seconds=backoff(row.attempts)))
             changed.append(row)
-        await repo.insert_attempts(session, [
-            _attempt(job.delivery_id, job.number, outcome.started_at, outcome.status_code, outcome.error,
-                     outcome.duration_ms) for job, outcome in results if job.delivery_id in rows])
+        await repo.insert_attempts(
+            session,
+            [
+                _attempt(job.delivery_id, job.number, outcome.started_at, outcome.status_code, outcome.error, outcome.duration_ms)
+                for job, outcome in results
+                if job.delivery_id in rows
+            ],
+        )
         await repo.set_deliveries(session, changed)
         await session.commit()
 

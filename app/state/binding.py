@@ -7,8 +7,16 @@ from __future__ import annotations
 from app.state.core import Ctx, Workflow, rule
 
 
-def binding_workflow(name: str, *, model: type, record: type, invitee_role: str, invitee_column: str,
-                     description: str, accept_description: str = "") -> Workflow:
+def binding_workflow(
+    name: str,
+    *,
+    model: type,
+    record: type,
+    invitee_role: str,
+    invitee_column: str,
+    description: str,
+    accept_description: str = "",
+) -> Workflow:
     def is_invitee(ctx: Ctx) -> bool:
         return getattr(ctx.row, invitee_column) == ctx.actor.id
 
@@ -19,7 +27,10 @@ def binding_workflow(name: str, *, model: type, record: type, invitee_role: str,
         return is_invitee(ctx) or is_agency(ctx)
 
     return Workflow(
-        name, model=model, record=record, initial="invited",
+        name,
+        model=model,
+        record=record,
+        initial="invited",
         states=["invited", "active", "declined", "revoked", "expired", "terminated"],
         final_states=["declined", "revoked", "expired", "terminated"],
         parties=lambda row: [row.agency_id, getattr(row, invitee_column)],
@@ -30,4 +41,5 @@ def binding_workflow(name: str, *, model: type, record: type, invitee_role: str,
             rule("revoke", "invited", "revoked", "agency", guard=is_agency),
             rule("expire", "invited", "expired", "system", description="7 days after the invitation"),
             rule("terminate", "active", "terminated", (invitee_role, "agency"), guard=is_party),
-        ])
+        ],
+    )

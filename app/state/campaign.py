@@ -16,16 +16,29 @@ def close_due(row: CampaignRecord, now: datetime) -> bool:
 
 
 CAMPAIGN = Workflow(
-    "campaign", model=Campaign, initial="draft",
+    "campaign",
+    model=Campaign,
+    initial="draft",
     states=["draft", "published", "closed"],
     final_states=["closed"],
     record=CampaignRecord,
     parties=lambda row: [row.created_by],
     description="A platform reward campaign (直播间奖励).",
     rules=[
-        rule("publish", "draft", "published", "operator",
-             guard=lambda ctx: ctx.now < ctx.row.live_to,
-             description="make the campaign visible to merchants and creators"),
-        rule("close", "published", "closed", ("operator", "system"),
-             description="end the campaign (the timer at live_to, or an operator)"),
-    ])
+        rule(
+            "publish",
+            "draft",
+            "published",
+            "operator",
+            guard=lambda ctx: ctx.now < ctx.row.live_to,
+            description="make the campaign visible to merchants and creators",
+        ),
+        rule(
+            "close",
+            "published",
+            "closed",
+            ("operator", "system"),
+            description="end the campaign (the timer at live_to, or an operator)",
+        ),
+    ],
+)

@@ -24,17 +24,41 @@ def _not_eligible_now(ctx: Ctx) -> bool:
 
 
 CHECK_IN = Workflow(
-    "check_in", model=CheckIn, record=CheckInRecord, initial="pending_confirmation",
+    "check_in",
+    model=CheckIn,
+    record=CheckInRecord,
+    initial="pending_confirmation",
     states=["pending_confirmation", "rejected", "checked_in", "checked_out", "expired"],
     final_states=["rejected", "checked_out", "expired"],
     parties=lambda row: [row.creator_id, row.agency_id],
     description="A creator's check-in at a live base; the rules are evaluated on scan and again on confirm.",
     rules=[
-        rule("confirm", "pending_confirmation", "checked_in", "creator", guard=_is_creator, when=_eligible_now,
-             description="the rules still pass"),
-        rule("confirm", "pending_confirmation", "rejected", "creator", guard=_is_creator, when=_not_eligible_now,
-             description="the rules no longer pass: rejected with the reasons"),
-        rule("check-out", "checked_in", "checked_out", ("creator", "agency", "system"), guard=_is_party_or_system,
-             description="the creator or the agency; the system at the end of the calendar day"),
+        rule(
+            "confirm",
+            "pending_confirmation",
+            "checked_in",
+            "creator",
+            guard=_is_creator,
+            when=_eligible_now,
+            description="the rules still pass",
+        ),
+        rule(
+            "confirm",
+            "pending_confirmation",
+            "rejected",
+            "creator",
+            guard=_is_creator,
+            when=_not_eligible_now,
+            description="the rules no longer pass: rejected with the reasons",
+        ),
+        rule(
+            "check-out",
+            "checked_in",
+            "checked_out",
+            ("creator", "agency", "system"),
+            guard=_is_party_or_system,
+            description="the creator or the agency; the system at the end of the calendar day",
+        ),
         rule("expire", "pending_confirmation", "expired", "system", description="10 minutes unconfirmed"),
-    ])
+    ],
+)

@@ -12,7 +12,10 @@ def _is_party(ctx: Ctx) -> bool:
 
 
 COOPERATION = Workflow(
-    "cooperation", model=Cooperation, record=CooperationRecord, initial="active",
+    "cooperation",
+    model=Cooperation,
+    record=CooperationRecord,
+    initial="active",
     states=["active", "terminated", "ended"],
     final_states=["terminated", "ended"],
     parties=lambda row: [row.creator_id, row.agency_id],
@@ -20,4 +23,5 @@ COOPERATION = Workflow(
     rules=[
         rule("terminate", "active", "terminated", ("creator", "agency"), guard=_is_party),
         rule("end", "active", "ended", "system", description="at ends_at"),
-    ])
+    ],
+)

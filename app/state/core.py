@@ -87,15 +87,22 @@ class Rule:
         return ctx.actor.role in self.roles and (self.guard is None or self.guard(ctx))
 
 
-def rule(action: str, source: str | Iterable[str], dest: str | None, roles: str | Iterable[str], *,
-         guard: Guard | None = None, when: Guard | None = None, description: str = "") -> Rule:
+def rule(
+    action: str,
+    source: str | Iterable[str],
+    dest: str | None,
+    roles: str | Iterable[str],
+    *,
+    guard: Guard | None = None,
+    when: Guard | None = None,
+    description: str = "",
+) -> Rule:
     sources = (source,) if isinstance(source, str) else tuple(source)
     role_set = frozenset((roles,) if isinstance(roles, str) else roles)
     return Rule(action, sources, dest, role_set, guard, when, description)
 
 
-_IRREGULAR = {"withdraw": "withdrawn", "check-out": "checked_out", "end": "ended", "fulfil": "fulfilled",
-              "submit": "submitted"}
+_IRREGULAR = {"withdraw": "withdrawn", "check-out": "checked_out", "end": "ended", "fulfil": "fulfilled", "submit": "submitted"}
 _ROLE_WORDS = {"merchant", "platform", "creator", "operator", "agency", "provider"}
 
 
@@ -136,9 +143,19 @@ class Workflow:
     repository returns (`record=`; None for a module still on the ORM), and who an event
     concerns."""
 
-    def __init__(self, name: str, *, model: type, states: list[str], initial: str, rules: list[Rule],
-                 parties: Callable[[Any], Iterable[str]], final_states: Iterable[str] = (),
-                 description: str = "", record: type | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        model: type,
+        states: list[str],
+        initial: str,
+        rules: list[Rule],
+        parties: Callable[[Any], Iterable[str]],
+        final_states: Iterable[str] = (),
+        description: str = "",
+        record: type | None = None,
+    ) -> None:
         self.name = name
         self.model = model
         self.record = record
@@ -149,8 +166,7 @@ class Workflow:
         self.parties = parties
         self.final_states = frozenset(final_states)
         self.description = description
-        self.machine = Machine(model=None, states=states, initial=initial, auto_transitions=False,
-                               send_event=True, name=name)
+        self.machine = Machine(model=None, states=states, initial=initial, auto_transitions=False, send_event=True, name=name)
         for r in rules:
             conditions = [self._condition(r)]
             self.machine.add_transition(r.action, list(r.source), r.dest, conditions=conditions)
@@ -159,11 +175,13 @@ class Workflow:
         # (in the order of `actions`), so questions asked on every answer are lookups
         self._by_action = {a: tuple(r for r in rules if r.action == a) for a in self.actions}
         self._roles = {a: frozenset(role for r in self._by_action[a] for role in r.roles) for a in self.actions}
-        leaving = {state: [(a, tuple(r for r in self._by_action[a] if state in r.source)) for a in self.actions]
-                   for state in states}
+        leaving = {
+            state: [(a, tuple(r for r in self._by_action[a] if state in r.source)) for a in self.actions] for state in states
+        }
         self._leaving = {state: [(a, rs) for a, rs in pairs if rs] for state, pairs in leaving.items()}
-        self._for_update = (select(model).where(model.id == bindparam("id")).with_for_update()
-                            .execution_options(populate_existing=True))
+        self._for_update = (
+            select(model).where(model.id == bindparam("id")).with_for_update().execution_options(populate_existing=True)
+        )
         unknown = {s for r in rules for s in (*r.source, r.dest) if s is not None} - set(states)
         if unknown:
             raise ValueError(f"{name}: unknown states {unknown}")
@@ -193,9 +211,18 @@ class Workflow:
         return self._roles.get(action, frozenset())
 
     # -- firing ----------------------------------------------------------------------------
-    async def create(self, session: AsyncSession, row: Any, actor: Actor, *, now: datetime | None = None,
-                     state: str | None = None, reason: Any = None, event_data: dict | None = None,
-                     also: Iterable[Part] = ()) -> Any:
+    async def create(
+        self,
+        session: AsyncSession,
+        row: Any,
+        actor: Actor,
+        *,
+        now: datetime | None = None,
+        state: str | None = None,
+        reason: Any = None,
+        event_data: dict | None = None,
+        also: Iterable[Part] = (),
+    ) -> Any:
         """Persist a new row in its initial state (or `state`), with history and an event.
         `also`: rows of other tables that go out in the event's statement (`insert_together`);
         they may point at the new row (it is flushed first then)."""
@@ -209,10 +236,20 @@ class Workflow:
         await self._record(session, row, None, "create", actor, now, reason, "created", event_data, also)
         return row
 
-    async def fire(self, session: AsyncSession, row: Any, action: str, actor: Actor, *,
-                   now: datetime | None = None, reason: Any = None, extra: dict[str, Any] | None = None,
-                   event_data: dict | None = None, changes: dict[str, Any] | None = None,
-                   also: Iterable[Part] = ()) -> Any:
+    async def fire(
+        self,
+        session: AsyncSession,
+        row: Any,
+        action: str,
+        actor: Actor,
+        *,
+        now: datetime | None = None,
+        reason: Any = None,
+        extra: dict[str, Any] | None = None,
+        event_data: dict | None = None,
+        changes: dict[str, Any] | None = None,
+        also: Iterable[Part] = (),
+    ) -> Any:
         """Check and apply `action` to `row` (already loaded for update): the history row and the
         outbox event are written at once; the row's UPDATE (`WHERE version = <read version>`)
         goes out with the session's next flush. Raises 403 when the actor's role may never fire
@@ -221,20 +258,17 @@ class Workflow:
         `also` are rows of other tables written with the event (`insert_together`)."""
         now = now or await clock.now(session)
         if self.record is not None and isinstance(row, self.record):
-            return await self._fire_record(session, row, action, actor, now, reason, extra, event_data,
-                                           changes or {}, also)
+            return await self._fire_record(session, row, action, actor, now, reason, extra, event_data, changes or {}, also)
         from_state = row.state
         self._decide(row, row, action, actor, now, extra)
         for column, value in (changes or {}).items():
             setattr(row, column, value)
         row.version = row.version + 1  # internal transitions bump the version too
         TRANSITIONS_TOTAL.labels(self.name, action).inc()
-        await self._record(session, row, from_state, action, actor, now, reason, event_suffix(action), event_data,
-                           also)
+        await self._record(session, row, from_state, action, actor, now, reason, event_suffix(action), event_data, also)
         return row
 
-    def _decide(self, row: Any, subject: Any, action: str, actor: Actor, now: datetime,
-                extra: dict[str, Any] | None) -> None:
+    def _decide(self, row: Any, subject: Any, action: str, actor: Actor, now: datetime, extra: dict[str, Any] | None) -> None:
         """Let the machine move `subject` (the ORM row itself, or a `_Subject` for a record):
         403 when the actor's role may never fire `action`, 409 when it is not allowed now."""
         if not self.rules_for(action):
@@ -247,19 +281,37 @@ class Workflow:
         if not event.transitions.get(from_state) or not event.trigger(subject, ctx=ctx):
             raise InvalidTransition(action, from_state, self.allowed_actions(row, actor, now))
 
-    async def _fire_record(self, session: AsyncSession, row: Any, action: str, actor: Actor, now: datetime,
-                           reason: Any, extra: dict[str, Any] | None, event_data: dict | None,
-                           changes: dict[str, Any], also: Iterable[Part]) -> Any:
+    async def _fire_record(
+        self,
+        session: AsyncSession,
+        row: Any,
+        action: str,
+        actor: Actor,
+        now: datetime,
+        reason: Any,
+        extra: dict[str, Any] | None,
+        event_data: dict | None,
+        changes: dict[str, Any],
+        also: Iterable[Part],
+    ) -> Any:
         subject = _Subject(row.state)
         self._decide(row, subject, action, actor, now, extra)
         moved = replace(row, state=subject.state, version=row.version + 1, **changes)
-        history, event, recipients = self._outbox_rows(moved, row.state, action, actor, now, reason,
-                                                       event_suffix(action), event_data)
+        history, event, recipients = self._outbox_rows(
+            moved, row.state, action, actor, now, reason, event_suffix(action), event_data
+        )
         gate = entities.transition_gate(self.table, tuple(changes))
-        params = {"g_id": row.id, "g_seen": row.version, "g_state": moved.state, "g_version": moved.version,
-                  **{f"g_{c}": v for c, v in changes.items()}}
-        if await write_gated(session, gate, params, (_HISTORY, [history]), (_EVENTS, [event]),
-                             (_RECIPIENTS, recipients), *also) is None:
+        params = {
+            "g_id": row.id,
+            "g_seen": row.version,
+            "g_state": moved.state,
+            "g_version": moved.version,
+            **{f"g_{c}": v for c, v in changes.items()},
+        }
+        if (
+            await write_gated(session, gate, params, (_HISTORY, [history]), (_EVENTS, [event]), (_RECIPIENTS, recipients), *also)
+            is None
+        ):
             current = await entities.entity(session, self.table, self.record, row.id)  # type: ignore[arg-type]
             if current is None:
                 raise NotFound(f"{self.name} {row.id} not found")
@@ -268,18 +320,29 @@ class Workflow:
         TRANSITIONS_TOTAL.labels(self.name, action).inc()
         return moved
 
-    def creation(self, values: dict[str, Any], actor: Actor, now: datetime, *, state: str | None = None,
-                 reason: Any = None, event_data: dict | None = None) -> tuple[Any, list[Part]]:
+    def creation(
+        self,
+        values: dict[str, Any],
+        actor: Actor,
+        now: datetime,
+        *,
+        state: str | None = None,
+        reason: Any = None,
+        event_data: dict | None = None,
+    ) -> tuple[Any, list[Part]]:
         """A new entity of a record workflow: its record, and its row, history row, event and
         recipients as parts for one write (`insert_together`, or a gate's `write_gated`).
         `values` are the row's columns (its id included) but `state` and `version`."""
         row = self.record(**values, state=state or self.initial, version=1)  # type: ignore[misc]
         history, event, recipients = self._outbox_rows(row, None, "create", actor, now, reason, "created", event_data)
-        return row, [(self.table, [{**values, "state": row.state, "version": 1}]), (_HISTORY, [history]),
-                     (_EVENTS, [event]), (_RECIPIENTS, recipients)]
+        return row, [
+            (self.table, [{**values, "state": row.state, "version": 1}]),
+            (_HISTORY, [history]),
+            (_EVENTS, [event]),
+            (_RECIPIENTS, recipients),
+        ]
 
-    async def create_many(self, session: AsyncSession, rows: list[Any], actor: Actor, *,
-                          now: datetime | None = None) -> None:
+    async def create_many(self, session: AsyncSession, rows: list[Any], actor: Actor, *, now: datetime | None = None) -> None:
         """Persist many new rows in the initial state (a batch job's): their history rows,
         events and recipients go out in one statement per 1,000 rows."""
         now = now or await clock.now(session)
@@ -290,32 +353,72 @@ class Workflow:
             history: list[dict] = []
             events: list[dict] = []
             recipients: list[dict] = []
-            for row in rows[start:start + 1000]:
+            for row in rows[start : start + 1000]:
                 h, e, r = self._outbox_rows(row, None, "create", actor, now, None, "created", None)
                 history.append(h)
                 events.append(e)
                 recipients.extend(r)
             await insert_together(session, (_HISTORY, history), (_EVENTS, events), (_RECIPIENTS, recipients))
 
-    def _outbox_rows(self, row: Any, from_state: str | None, action: str, actor: Actor, now: datetime,
-                     reason: Any, suffix: str, event_data: dict | None) -> tuple[dict, dict, list[dict]]:
+    def _outbox_rows(
+        self,
+        row: Any,
+        from_state: str | None,
+        action: str,
+        actor: Actor,
+        now: datetime,
+        reason: Any,
+        suffix: str,
+        event_data: dict | None,
+    ) -> tuple[dict, dict, list[dict]]:
         event_id = new_id("evt")
-        history = {"id": new_id("trn"), "machine": self.name, "entity_id": row.id, "from_state": from_state,
-                   "to_state": row.state, "action": action, "actor_id": actor.id, "actor_role": actor.role,
-                   "reason": reason, "at": now}
-        event = {"id": event_id, "type": f"{self.name}.{suffix}", "occurred_at": now, "data": {
-            "id": row.id, "machine": self.name, "action": action, "from_state": from_state, "to_state": row.state,
-            "version": row.version, "actor_id": actor.id, "actor_role": actor.role, **(event_data or {})}}
+        history = {
+            "id": new_id("trn"),
+            "machine": self.name,
+            "entity_id": row.id,
+            "from_state": from_state,
+            "to_state": row.state,
+            "action": action,
+            "actor_id": actor.id,
+            "actor_role": actor.role,
+            "reason": reason,
+            "at": now,
+        }
+        event = {
+            "id": event_id,
+            "type": f"{self.name}.{suffix}",
+            "occurred_at": now,
+            "data": {
+                "id": row.id,
+                "machine": self.name,
+                "action": action,
+                "from_state": from_state,
+                "to_state": row.state,
+                "version": row.version,
+                "actor_id": actor.id,
+                "actor_role": actor.role,
+                **(event_data or {}),
+            },
+        }
         recipients = [{"event_id": event_id, "account_id": p} for p in sorted({p for p in self.parties(row) if p})]
         return history, event, recipients
 
-    async def _record(self, session: AsyncSession, row: Any, from_state: str | None, action: str,
-                      actor: Actor, now: datetime, reason: Any, suffix: str, event_data: dict | None,
-                      also: Iterable[Part] = ()) -> None:
+    async def _record(
+        self,
+        session: AsyncSession,
+        row: Any,
+        from_state: str | None,
+        action: str,
+        actor: Actor,
+        now: datetime,
+        reason: Any,
+        suffix: str,
+        event_data: dict | None,
+        also: Iterable[Part] = (),
+    ) -> None:
         """The history row, the outbox event, its recipients and the `also` rows: one round trip
         (`insert_together`)."""
-        history, event, recipients = self._outbox_rows(row, from_state, action, actor, now, reason, suffix,
-                                                       event_data)
+        history, event, recipients = self._outbox_rows(row, from_state, action, actor, now, reason, suffix, event_data)
         await insert_together(session, (_HISTORY, [history]), (_EVENTS, [event]), (_RECIPIENTS, recipients), *also)
 
     # -- loading ---------------------------------------------------------------------------

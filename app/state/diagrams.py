@@ -19,10 +19,16 @@ class _Probe:
 @lru_cache(maxsize=64)
 def mermaid(name: str) -> str:
     workflow = WORKFLOWS[name]
-    graph = GraphMachine(model=None, states=workflow.states, initial=workflow.initial, auto_transitions=False,
-                         graph_engine="mermaid", title=name, show_conditions=False,
-                         transitions=[{"trigger": r.action, "source": list(r.source), "dest": r.dest}
-                                      for r in workflow.rules])
+    graph = GraphMachine(
+        model=None,
+        states=workflow.states,
+        initial=workflow.initial,
+        auto_transitions=False,
+        graph_engine="mermaid",
+        title=name,
+        show_conditions=False,
+        transitions=[{"trigger": r.action, "source": list(r.source), "dest": r.dest} for r in workflow.rules],
+    )
     probe = _Probe(workflow.initial)
     graph.add_model(probe)
     try:
@@ -56,11 +62,12 @@ def svg(name: str) -> str:
             pos[state] = (pad + col * (box_w + gap_x), pad + 20 + row * (box_h + gap_y))
     width = pad * 2 + (max(columns) + 1) * (box_w + gap_x)
     height = pad * 2 + 20 + max(len(s) for s in columns.values()) * (box_h + gap_y)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'font-family="sans-serif" font-size="12">',
-             '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
-             'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>',
-             f'<text x="{pad}" y="{pad}" font-size="15" font-weight="bold">{escape(name)}</text>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
+        'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>',
+        f'<text x="{pad}" y="{pad}" font-size="15" font-weight="bold">{escape(name)}</text>',
+    ]
     labels: dict[tuple[str, str], list[str]] = {}
     for r in workflow.rules:
         for source in r.source:
@@ -73,19 +80,25 @@ def svg(name: str) -> str:
         text = escape(", ".join(actions))
         if source == dest:
             cx, cy = x1 + box_w / 2, y1
-            parts.append(f'<path d="M{cx - 20},{cy} C{cx - 30},{cy - 30} {cx + 30},{cy - 30} {cx + 20},{cy}" '
-                         f'fill="none" stroke="#555" marker-end="url(#arrow)"/>'
-                         f'<text x="{cx}" y="{cy - 26}" text-anchor="middle" fill="#333">{text}</text>')
+            parts.append(
+                f'<path d="M{cx - 20},{cy} C{cx - 30},{cy - 30} {cx + 30},{cy - 30} {cx + 20},{cy}" '
+                f'fill="none" stroke="#555" marker-end="url(#arrow)"/>'
+                f'<text x="{cx}" y="{cy - 26}" text-anchor="middle" fill="#333">{text}</text>'
+            )
             continue
         sx, sy = x1 + box_w, y1 + box_h / 2
         ex, ey = x2, y2 + box_h / 2
         if x2 <= x1:
             sx, ex = x1, x2 + box_w
-        parts.append(f'<line x1="{sx}" y1="{sy}" x2="{ex}" y2="{ey}" stroke="#555" marker-end="url(#arrow)"/>'
-                     f'<text x="{(sx + ex) / 2}" y="{(sy + ey) / 2 - 4}" text-anchor="middle" fill="#333">{text}</text>')
+        parts.append(
+            f'<line x1="{sx}" y1="{sy}" x2="{ex}" y2="{ey}" stroke="#555" marker-end="url(#arrow)"/>'
+            f'<text x="{(sx + ex) / 2}" y="{(sy + ey) / 2 - 4}" text-anchor="middle" fill="#333">{text}</text>'
+        )
     for state, (x, y) in pos.items():
         fill = "#e8f0fe" if state == workflow.initial else ("#eee" if state in workflow.final_states else "#fff")
-        parts.append(f'<rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="8" fill="{fill}" stroke="#333"/>'
-                     f'<text x="{x + box_w / 2}" y="{y + box_h / 2 + 4}" text-anchor="middle">{escape(state)}</text>')
+        parts.append(
+            f'<rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="8" fill="{fill}" stroke="#333"/>'
+            f'<text x="{x + box_w / 2}" y="{y + box_h / 2 + 4}" text-anchor="middle">{escape(state)}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)

@@ -13,15 +13,23 @@ def _is_opener(ctx: Ctx) -> bool:
 
 
 DISPUTE = Workflow(
-    "dispute", model=Dispute, initial="open",
+    "dispute",
+    model=Dispute,
+    initial="open",
     states=["open", "resolved", "withdrawn"],
     final_states=["resolved", "withdrawn"],
     record=DisputeRecord,
     parties=lambda row: [row.merchant_id, row.creator_id],
     description="A dispute about a task order's money, settled by an operator.",
     rules=[
-        rule("resolve", "open", "resolved", "operator",
-             description="the operator sets the final split of the order's amount"),
-        rule("withdraw", "open", "withdrawn", ["merchant", "creator"], guard=_is_opener,
-             description="the party that opened it withdraws it"),
-    ])
+        rule("resolve", "open", "resolved", "operator", description="the operator sets the final split of the order's amount"),
+        rule(
+            "withdraw",
+            "open",
+            "withdrawn",
+            ["merchant", "creator"],
+            guard=_is_opener,
+            description="the party that opened it withdraws it",
+        ),
+    ],
+)

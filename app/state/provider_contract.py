@@ -17,17 +17,24 @@ def _is_party(ctx: Ctx) -> bool:
 
 
 PROVIDER_CONTRACT = Workflow(
-    "provider_contract", model=ProviderContract, initial="proposed",
+    "provider_contract",
+    model=ProviderContract,
+    initial="proposed",
     record=ContractRecord,
     states=["proposed", "active", "declined", "ended"],
     final_states=["declined", "ended"],
     parties=lambda row: [row.provider_id, row.merchant_id],
     description="服务商后台签约: a service provider's contract with a merchant",
     rules=[
-        rule("accept", "proposed", "active", "merchant", guard=_is_merchant,
-             description="the merchant accepts the proposal"),
-        rule("decline", "proposed", "declined", "merchant", guard=_is_merchant,
-             description="the merchant declines the proposal"),
-        rule("end", "active", "ended", ["merchant", "service_provider"], guard=_is_party,
-             description="either party ends the cooperation (with a reason)"),
-    ])
+        rule("accept", "proposed", "active", "merchant", guard=_is_merchant, description="the merchant accepts the proposal"),
+        rule("decline", "proposed", "declined", "merchant", guard=_is_merchant, description="the merchant declines the proposal"),
+        rule(
+            "end",
+            "active",
+            "ended",
+            ["merchant", "service_provider"],
+            guard=_is_party,
+            description="either party ends the cooperation (with a reason)",
+        ),
+    ],
+)

@@ -9,7 +9,9 @@ from app.db.repositories.incentives import RedemptionRecord
 from app.state.core import Workflow, rule
 
 REDEMPTION = Workflow(
-    "redemption", model=Redemption, initial="requested",
+    "redemption",
+    model=Redemption,
+    initial="requested",
     record=RedemptionRecord,
     states=["requested", "approved", "redeemed", "rejected"],
     final_states=["redeemed", "rejected"],
@@ -17,8 +19,19 @@ REDEMPTION = Workflow(
     description="流量券兑换: using part of a voucher for a merchant",
     rules=[
         rule("approve", "requested", "approved", "operator", description="the operator approves"),
-        rule("reject", ["requested", "approved"], "rejected", "operator",
-             description="the operator rejects (with a reason); the amount returns to the voucher"),
-        rule("fulfil", "approved", "redeemed", ["operator", "system"],
-             description="timer at the start of use_date, or the operator"),
-    ])
+        rule(
+            "reject",
+            ["requested", "approved"],
+            "rejected",
+            "operator",
+            description="the operator rejects (with a reason); the amount returns to the voucher",
+        ),
+        rule(
+            "fulfil",
+            "approved",
+            "redeemed",
+            ["operator", "system"],
+            description="timer at the start of use_date, or the operator",
+        ),
+    ],
+)

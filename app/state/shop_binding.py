@@ -7,5 +7,10 @@ from app.db.repositories.live_bases import ShopBindingRecord
 from app.state.binding import binding_workflow
 
 SHOP_BINDING = binding_workflow(
-    "shop_binding", model=ShopBinding, record=ShopBindingRecord, invitee_role="merchant", invitee_column="shop_id",
-    description="An agency binds a shop (店铺绑定, 直播基地合作); its qualifying products join the pool.")
+    "shop_binding",
+    model=ShopBinding,
+    record=ShopBindingRecord,
+    invitee_role="merchant",
+    invitee_column="shop_id",
+    description="An agency binds a shop (店铺绑定, 直播基地合作); its qualifying products join the pool.",
+)

@@ -25,8 +25,12 @@ from app.domain.errors import NotFound
 from app.state.core import SYSTEM, WORKFLOWS
 
 log = logging.getLogger("app.timers")
-TIMER_LAG = Histogram("lc_timer_lag_seconds", "Business-time delay between a timer's due time and its firing",
-                      ["machine"], buckets=(0.1, 1, 5, 15, 60, 300, 3600, 86400))
+TIMER_LAG = Histogram(
+    "lc_timer_lag_seconds",
+    "Business-time delay between a timer's due time and its firing",
+    ["machine"],
+    buckets=(0.1, 1, 5, 15, 60, 300, 3600, 86400),
+)
 
 # (machine, action) -> handler(session, row, now); without one the action is simply fired.
 TimerHandler = Callable[[AsyncSession, object, datetime], Awaitable[None]]
@@ -44,14 +48,17 @@ def on_timer(machine: str, action: str) -> Callable[[TimerHandler], TimerHandler
 def new_timer(machine: str, entity_id: str, action: str, due_at: datetime) -> Part:
     """The deadline of an entity created in this transaction (there is no earlier one to move),
     as a row for `insert_together` or the creating transition's `also=`."""
-    return (Timer.__table__, [{"id": new_id("tmr"), "machine": machine, "entity_id": entity_id, "action": action,
-                               "due_at": due_at}])
+    return (
+        Timer.__table__,
+        [{"id": new_id("tmr"), "machine": machine, "entity_id": entity_id, "action": action, "due_at": due_at}],
+    )
 
 
 async def schedule(session: AsyncSession, machine: str, entity_id: str, action: str, due_at: datetime) -> None:
     """Set (or move) the deadline for `action` on an entity."""
-    await repo.upsert_timer(session, {"id": new_id("tmr"), "machine": machine, "entity_id": entity_id,
-                                      "action": action, "due_at": due_at})
+    await repo.upsert_timer(
+        session, {"id": new_id("tmr"), "machine": machine, "entity_id": entity_id, "action": action, "due_at": due_at}
+    )
 
 
 async def _fire_one(session: AsyncSession, timer: TimerRecord, now: datetime) -> bool:
@@ -72,8 +79,14 @@ async def _fire_one(session: AsyncSession, timer: TimerRecord, now: datetime) ->
     return True
 
 
-async def fire_due(session: AsyncSession, *, machines: Iterable[str] | None = None,
-                   entity_id: str | None = None, limit: int = 200, rounds: int = 20) -> int:
+async def fire_due(
+    session: AsyncSession,
+    *,
+    machines: Iterable[str] | None = None,
+    entity_id: str | None = None,
+    limit: int = 200,
+    rounds: int = 20,
+) -> int:
     """Fire the timers due now (business time), in this session's transaction: up to `rounds`
     batches of `limit`. Returns how many transitions happened. Used by the sweeper, the test
     clock and reads (an overdue item is fired before it is shown)."""
@@ -81,16 +94,16 @@ async def fire_due(session: AsyncSession, *, machines: Iterable[str] | None = No
     failed: set[str] = set()
     for _ in range(rounds):  # a fired timer may make another one due at once
         now = await clock.now(session)
-        due = await repo.due_timers(session, now, machines=None if machines is None else list(machines),
-                                    entity_id=entity_id, skip=failed, limit=limit)
+        due = await repo.due_timers(
+            session, now, machines=None if machines is None else list(machines), entity_id=entity_id, skip=failed, limit=limit
+        )
         for timer in due:
             try:
                 async with session.begin_nested():
                     if await _fire_one(session, timer, now):
                         fired += 1
             except Exception:  # one broken timer must not stop the others; it stays due
-                log.exception("timer %s (%s.%s on %s) failed", timer.id, timer.machine, timer.action,
-                              timer.entity_id)
+                log.exception("timer %s (%s.%s on %s) failed", timer.id, timer.machine, timer.action, timer.entity_id)
                 failed.add(timer.id)
         if len(due) < limit:
             break

@@ -9,16 +9,17 @@ from app.db.repositories.wallet import TopUpRecord
 from app.state.core import Workflow, rule
 
 TOP_UP = Workflow(
-    "top_up", model=TopUp, initial="pending",
+    "top_up",
+    model=TopUp,
+    initial="pending",
     states=["pending", "succeeded", "rejected", "expired"],
     final_states=["succeeded", "rejected", "expired"],
     record=TopUpRecord,
     parties=lambda row: [row.account_id],
-    description="A wallet recharge (充值): online through the payment gateway, or a bank transfer "
-                "confirmed by an operator.",
+    description="A wallet recharge (充值): online through the payment gateway, or a bank transfer confirmed by an operator.",
     rules=[
-        rule("confirm", "pending", "succeeded", ["operator", "system"],
-             description="the money arrived: the wallet is credited"),
+        rule("confirm", "pending", "succeeded", ["operator", "system"], description="the money arrived: the wallet is credited"),
         rule("reject", "pending", "rejected", "operator", description="the transfer was not found"),
         rule("expire", "pending", "expired", "system", description="7 days without a decision"),
-    ])
+    ],
+)

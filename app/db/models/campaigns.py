@@ -42,8 +42,15 @@ class CampaignEligibleCreator(Base):
 class CampaignSignup(Stateful, Base):
     __tablename__ = "campaign_signups"
     __table_args__ = (
-        Index("uq_campaign_signups_slot", "campaign_id", "creator_id", "planned_live_at", unique=True,
-              sqlite_where=text(_RELEASED_SQL), postgresql_where=text(_RELEASED_SQL)),
+        Index(
+            "uq_campaign_signups_slot",
+            "campaign_id",
+            "creator_id",
+            "planned_live_at",
+            unique=True,
+            sqlite_where=text(_RELEASED_SQL),
+            postgresql_where=text(_RELEASED_SQL),
+        ),
         Index("ix_campaign_signups_creator_state", "creator_id", "state"),
     )
 
@@ -61,9 +68,11 @@ class CampaignSignup(Stateful, Base):
 
     campaign: Mapped[Campaign] = relationship(lazy="selectin")
     shops: Mapped[list[CampaignSignupShop]] = relationship(
-        lazy="selectin", order_by="CampaignSignupShop.position", cascade="all, delete-orphan")
+        lazy="selectin", order_by="CampaignSignupShop.position", cascade="all, delete-orphan"
+    )
     items: Mapped[list[CampaignSignupItem]] = relationship(
-        lazy="selectin", order_by="CampaignSignupItem.position", cascade="all, delete-orphan")
+        lazy="selectin", order_by="CampaignSignupItem.position", cascade="all, delete-orphan"
+    )
 
 
 class CampaignSignupShop(Base):

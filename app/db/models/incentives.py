@@ -21,8 +21,14 @@ class ProviderContract(Stateful, Base):
     __tablename__ = "provider_contracts"
     __table_args__ = (
         # one live (proposed or active) contract per pair
-        Index("uq_provider_contracts_live_pair", "provider_id", "merchant_id", unique=True,
-              postgresql_where=_LIVE, sqlite_where=_LIVE),
+        Index(
+            "uq_provider_contracts_live_pair",
+            "provider_id",
+            "merchant_id",
+            unique=True,
+            postgresql_where=_LIVE,
+            sqlite_where=_LIVE,
+        ),
         Index("ix_provider_contracts_merchant", "merchant_id"),
     )
 
@@ -81,8 +87,7 @@ class TierAward(Base):
     __table_args__ = (UniqueConstraint("merchant_id", "year"),)
 
     id: Mapped[str] = id_column("ita")
-    statement_id: Mapped[str] = mapped_column(ForeignKey("incentive_statements.id", ondelete="CASCADE"),
-                                              index=True)
+    statement_id: Mapped[str] = mapped_column(ForeignKey("incentive_statements.id", ondelete="CASCADE"), index=True)
     provider_id: Mapped[str] = mapped_column(String(40))
     merchant_id: Mapped[str] = mapped_column(String(40))
     year: Mapped[int] = mapped_column(Integer)

@@ -54,8 +54,7 @@ class PoolItem(Base):
     """A product of an actively bound shop in an agency's pool (选品)."""
 
     __tablename__ = "pool_items"
-    __table_args__ = (UniqueConstraint("agency_id", "product_id"),
-                      Index("ix_pool_items_agency_shop", "agency_id", "shop_id"))
+    __table_args__ = (UniqueConstraint("agency_id", "product_id"), Index("ix_pool_items_agency_shop", "agency_id", "shop_id"))
 
     id: Mapped[str] = id_column("ppi")
     agency_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
@@ -69,8 +68,10 @@ class PoolItem(Base):
 
 class CheckIn(Stateful, Base):
     __tablename__ = "check_ins"
-    __table_args__ = (Index("ix_check_ins_creator_state", "creator_id", "state"),
-                      Index("ix_check_ins_base_checked_in", "base_id", "checked_in_at"))
+    __table_args__ = (
+        Index("ix_check_ins_creator_state", "creator_id", "state"),
+        Index("ix_check_ins_base_checked_in", "base_id", "checked_in_at"),
+    )
 
     id: Mapped[str] = id_column("cki")
     base_id: Mapped[str] = mapped_column(ForeignKey("live_bases.id"))

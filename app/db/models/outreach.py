@@ -33,8 +33,7 @@ class ConversationMember(Base):
     conversation's last activity, denormalised so an account's list is one index range."""
 
     __tablename__ = "conversation_members"
-    __table_args__ = (Index("ix_conversation_members_account_activity", "account_id", "last_activity_at",
-                            "conversation_id"),)
+    __table_args__ = (Index("ix_conversation_members_account_activity", "account_id", "last_activity_at", "conversation_id"),)
 
     conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"), primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)

@@ -51,12 +51,20 @@ class Plan:
         self.required = frozenset(key for key, fixed in self.slots if fixed is _REQUIRED)
         # expanding IN lists are rendered per call, and Python-side column defaults are
         # computed by SQLAlchemy's execution context: those statements take the normal path
-        self.fast = not (compiled.literal_execute_params or compiled.post_compile_params
-                         or compiled.insert_prefetch or compiled.update_prefetch
-                         or any(compiled.binds[n].callable for n in compiled.positiontup or ()))
+        self.fast = not (
+            compiled.literal_execute_params
+            or compiled.post_compile_params
+            or compiled.insert_prefetch
+            or compiled.update_prefetch
+            or any(compiled.binds[n].callable for n in compiled.positiontup or ())
+        )
         # what a deferred transaction (LeanSession.defer_transaction) may run outside one
-        writes = compiled.isinsert or compiled.isupdate or compiled.isdelete \
+        writes = (
+            compiled.isinsert
+            or compiled.isupdate
+            or compiled.isdelete
             or any(isinstance(cte.element, UpdateBase) for cte in compiled.ctes or ())
+        )
         if atomic:
             self.kind = ATOMIC
         elif isinstance(statement, Select) and not writes and statement._for_update_arg is None:
@@ -123,8 +131,7 @@ class FastResult:
 
     def one(self) -> FastRow:
         if len(self._records) != 1:
-            raise exc.NoResultFound("expected one row") if not self._records else \
-                exc.MultipleResultsFound("expected one row")
+            raise exc.NoResultFound("expected one row") if not self._records else exc.MultipleResultsFound("expected one row")
         return FastRow(self._records[0])
 
     def scalar(self) -> Any:

@@ -63,16 +63,20 @@ WRITABLE = _NAMES - {"id", "role", "username", "created_at"}
 _BY_ID = select(*_COLUMNS).where(accounts.c.id == bindparam("id"))
 _ID_BY_USERNAME = select(accounts.c.id).where(accounts.c.username == bindparam("username"))
 _CREDENTIALS = select(accounts.c.id, accounts.c.role, accounts.c.password_hash).where(
-    accounts.c.username == bindparam("username"))
-_OF_ROLE = select(accounts.c.id).where(accounts.c.id.in_(bindparam("ids", expanding=True)),
-                                       accounts.c.role == bindparam("role"))
+    accounts.c.username == bindparam("username")
+)
+_OF_ROLE = select(accounts.c.id).where(accounts.c.id.in_(bindparam("ids", expanding=True)), accounts.c.role == bindparam("role"))
 
 
 def _insert(insert):
     # a taken username inserts nothing and returns no row (a racing request's too: it waits for
     # the first to commit), so the caller answers 409 `username_taken` instead of a bare conflict
-    return (insert(accounts).values({c.key: bindparam(f"v_{c.key}", type_=c.type) for c in accounts.c})
-            .on_conflict_do_nothing(index_elements=["username"]).returning(*_COLUMNS))
+    return (
+        insert(accounts)
+        .values({c.key: bindparam(f"v_{c.key}", type_=c.type) for c in accounts.c})
+        .on_conflict_do_nothing(index_elements=["username"])
+        .returning(*_COLUMNS)
+    )
 
 
 _INSERT = {"postgresql": _insert(pg_insert), "sqlite": _insert(sqlite_insert)}
@@ -114,9 +118,12 @@ async def insert_account(session: AsyncSession, values: Mapping[str, Any]) -> Ac
 
 @lru_cache(maxsize=256)
 def _update(columns: tuple[str, ...]) -> Update:
-    return (update(accounts).where(accounts.c.id == bindparam("account_id"))
-            .values({c: bindparam(f"new_{c}", type_=accounts.c[c].type) for c in columns})
-            .returning(*_COLUMNS))
+    return (
+        update(accounts)
+        .where(accounts.c.id == bindparam("account_id"))
+        .values({c: bindparam(f"new_{c}", type_=accounts.c[c].type) for c in columns})
+        .returning(*_COLUMNS)
+    )
 
 
 async def update_account(session: AsyncSession, account_id: str, values: Mapping[str, Any]) -> AccountRecord | None:

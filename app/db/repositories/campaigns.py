@@ -57,8 +57,10 @@ def _one_of(column: Any, values: tuple[str, ...]) -> Any:
 def _among(statement: Select, column: Any) -> dict[str, Select]:
     """`statement` narrowed to `column` in the list `:ids`: an array parameter on PostgreSQL (one
     SQL text whatever the number of ids, so the fast lane), an expanding IN elsewhere."""
-    return {"postgresql": statement.where(column == any_(bindparam("ids", type_=ARRAY(String)))),
-            "sqlite": statement.where(column.in_(bindparam("ids", expanding=True)))}
+    return {
+        "postgresql": statement.where(column == any_(bindparam("ids", type_=ARRAY(String)))),
+        "sqlite": statement.where(column.in_(bindparam("ids", expanding=True))),
+    }
 
 
 def _with_clock(statement: Select) -> dict[bool, Select]:
@@ -233,16 +235,19 @@ def _campaigns_seen_by(role: str) -> Select:
     return query if role == "operator" else query.where(_one_of(campaigns.c.state, VISIBLE_TO_PARTIES))
 
 
-_ELIGIBLE = (select(eligible_creators.c.creator_id)
-             .where(eligible_creators.c.campaign_id == campaigns.c.id,
-                    eligible_creators.c.creator_id == bindparam("creator"))
-             .exists().label("eligible"))
+_ELIGIBLE = (
+    select(eligible_creators.c.creator_id)
+    .where(eligible_creators.c.campaign_id == campaigns.c.id, eligible_creators.c.creator_id == bindparam("creator"))
+    .exists()
+    .label("eligible")
+)
 _CAMPAIGN = _with_clock(select(campaigns, _ELIGIBLE).where(campaigns.c.id == bindparam("id")))
 _TITLED = select(campaigns.c.id).where(campaigns.c.title == bindparam("title")).limit(1)
 
 
-async def campaign(session: AsyncSession, campaign_id: str, *, creator_id: str = "",
-                   with_clock: bool = False) -> tuple[SeenCampaign | None, int | None]:
+async def campaign(
+    session: AsyncSession, campaign_id: str, *, creator_id: str = "", with_clock: bool = False
+) -> tuple[SeenCampaign | None, int | None]:
     """The campaign (whether `creator_id` is pre-selected for it), and the test clock's offset
     when asked: one statement."""
     row = (await run(session, _CAMPAIGN[with_clock], {"id": campaign_id, "creator": creator_id})).first()
@@ -251,13 +256,21 @@ async def campaign(session: AsyncSession, campaign_id: str, *, creator_id: str =
     return record_of(SeenCampaign, row), row.clock_offset if with_clock else None
 
 
-async def campaigns_page(session: AsyncSession, role: str, account_id: str, *, state: str | None, limit: int,
-                         cursor: str | None) -> Page[SeenCampaign]:
+async def campaigns_page(
+    session: AsyncSession, role: str, account_id: str, *, state: str | None, limit: int, cursor: str | None
+) -> Page[SeenCampaign]:
     query = _campaigns_seen_by(role)
     if state is not None:
         query = query.where(campaigns.c.state == state)
-    return await keyset(session, query, campaigns.c.id, SeenCampaign, limit=limit, cursor=cursor,
-                        params={"creator": account_id if role == "creator" else ""})
+    return await keyset(
+        session,
+        query,
+        campaigns.c.id,
+        SeenCampaign,
+        limit=limit,
+        cursor=cursor,
+        params={"creator": account_id if role == "creator" else ""},
+    )
 
 
 async def campaign_titled(session: AsyncSession, title: str) -> str | None:
@@ -265,12 +278,18 @@ async def campaign_titled(session: AsyncSession, title: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- pre-selected creators
-_ELIGIBLE_IDS = (select(eligible_creators.c.creator_id).where(eligible_creators.c.campaign_id == bindparam("id"))
-                 .order_by(eligible_creators.c.creator_id))
+_ELIGIBLE_IDS = (
+    select(eligible_creators.c.creator_id)
+    .where(eligible_creators.c.campaign_id == bindparam("id"))
+    .order_by(eligible_creators.c.creator_id)
+)
 _IS_ELIGIBLE = select(eligible_creators.c.creator_id).where(
-    eligible_creators.c.campaign_id == bindparam("id"), eligible_creators.c.creator_id == bindparam("creator"))
-_ELIGIBLE_AMONG = _among(select(eligible_creators.c.creator_id).where(eligible_creators.c.campaign_id == bindparam("id")),
-                         eligible_creators.c.creator_id)
+    eligible_creators.c.campaign_id == bindparam("id"), eligible_creators.c.creator_id == bindparam("creator")
+)
+_ELIGIBLE_AMONG = _among(
+    select(eligible_creators.c.creator_id).where(eligible_creators.c.campaign_id == bindparam("id")),
+    eligible_creators.c.creator_id,
+)
 _CLEAR_ELIGIBLE = delete(eligible_creators).where(eligible_creators.c.campaign_id == bindparam("id"))
 
 
@@ -294,8 +313,7 @@ async def eligible_among(session: AsyncSession, campaign_id: str, creator_ids: l
 async def replace_eligible(session: AsyncSession, campaign_id: str, creator_ids: list[str]) -> None:
     """The campaign's pre-selected creators become exactly `creator_ids` (distinct)."""
     await run(session, _CLEAR_ELIGIBLE, {"id": campaign_id})
-    await insert_together(session, (eligible_creators, [{"campaign_id": campaign_id, "creator_id": c}
-                                                        for c in creator_ids]))
+    await insert_together(session, (eligible_creators, [{"campaign_id": campaign_id, "creator_id": c} for c in creator_ids]))
 
 
 # =========================================================================== signups
@@ -315,14 +333,19 @@ def _signups_seen_by(role: str, account_id: str) -> Select:
     if role == "creator":
         return query.where(signups.c.creator_id == account_id)
     if role == "merchant":
-        return query.where(select(signup_shops.c.shop_id).where(
-            signup_shops.c.signup_id == signups.c.id, signup_shops.c.shop_id == account_id).exists())
+        return query.where(
+            select(signup_shops.c.shop_id)
+            .where(signup_shops.c.signup_id == signups.c.id, signup_shops.c.shop_id == account_id)
+            .exists()
+        )
     return query
 
 
-_HEAD = (select(signups, campaigns.c.product_deadline, accounts.c.nickname.label("creator_nickname"))
-         .join(campaigns, campaigns.c.id == signups.c.campaign_id)
-         .join(accounts, accounts.c.id == signups.c.creator_id))
+_HEAD = (
+    select(signups, campaigns.c.product_deadline, accounts.c.nickname.label("creator_nickname"))
+    .join(campaigns, campaigns.c.id == signups.c.campaign_id)
+    .join(accounts, accounts.c.id == signups.c.creator_id)
+)
 
 
 def _signup_by_id(lock: bool, clocked: bool) -> Select:
@@ -335,23 +358,39 @@ def _signup_by_id(lock: bool, clocked: bool) -> Select:
 
 # by (lock, with the test clock's offset)
 _SIGNUP = {(lock, clocked): _signup_by_id(lock, clocked) for lock in (False, True) for clocked in (False, True)}
-_SHOP_COLUMNS = (signup_shops.c.signup_id, signup_shops.c.shop_id, accounts.c.shop_name, signup_shops.c.position,
-                 signup_shops.c.decision, signup_shops.c.decision_reason, signup_shops.c.decided_at,
-                 signup_shops.c.stock_confirmed_at)
+_SHOP_COLUMNS = (
+    signup_shops.c.signup_id,
+    signup_shops.c.shop_id,
+    accounts.c.shop_name,
+    signup_shops.c.position,
+    signup_shops.c.decision,
+    signup_shops.c.decision_reason,
+    signup_shops.c.decided_at,
+    signup_shops.c.stock_confirmed_at,
+)
 _SHOPS = select(*_SHOP_COLUMNS).join(accounts, accounts.c.id == signup_shops.c.shop_id)
-_ITEM_COLUMNS = (signup_items.c.signup_id, signup_items.c.product_id, signup_items.c.shop_id, products.c.title,
-                 signup_items.c.position, signup_items.c.planned_quantity)
+_ITEM_COLUMNS = (
+    signup_items.c.signup_id,
+    signup_items.c.product_id,
+    signup_items.c.shop_id,
+    products.c.title,
+    signup_items.c.position,
+    signup_items.c.planned_quantity,
+)
 _ITEMS = select(*_ITEM_COLUMNS).join(products, products.c.id == signup_items.c.product_id)
 _SHOPS_OF = _SHOPS.where(signup_shops.c.signup_id == bindparam("id")).order_by(signup_shops.c.position)
 _ITEMS_OF = _ITEMS.where(signup_items.c.signup_id == bindparam("id")).order_by(signup_items.c.position)
-_SHOPS_OF_MANY = (_SHOPS.where(signup_shops.c.signup_id.in_(bindparam("ids", expanding=True)))
-                  .order_by(signup_shops.c.signup_id, signup_shops.c.position))
-_ITEMS_OF_MANY = (_ITEMS.where(signup_items.c.signup_id.in_(bindparam("ids", expanding=True)))
-                  .order_by(signup_items.c.signup_id, signup_items.c.position))
+_SHOPS_OF_MANY = _SHOPS.where(signup_shops.c.signup_id.in_(bindparam("ids", expanding=True))).order_by(
+    signup_shops.c.signup_id, signup_shops.c.position
+)
+_ITEMS_OF_MANY = _ITEMS.where(signup_items.c.signup_id.in_(bindparam("ids", expanding=True))).order_by(
+    signup_items.c.signup_id, signup_items.c.position
+)
 
 
-async def signup(session: AsyncSession, signup_id: str, *, lock: bool = False,
-                 with_clock: bool = False) -> tuple[SignupWithParts | None, int | None]:
+async def signup(
+    session: AsyncSession, signup_id: str, *, lock: bool = False, with_clock: bool = False
+) -> tuple[SignupWithParts | None, int | None]:
     """The signup with its shops (names included) and planned products (titles included), and
     the test clock's offset when asked; `lock`: its row `FOR UPDATE` first (PostgreSQL; SQLite
     serialises writers)."""
@@ -377,56 +416,75 @@ async def with_parts_of(session: AsyncSession, heads: list[SignupHead]) -> list[
     return [with_parts(h, tuple(shops[h.id]), tuple(items[h.id])) for h in heads]
 
 
-async def signups_page(session: AsyncSession, campaign_id: str, role: str, account_id: str, *, state: str | None,
-                       limit: int, cursor: str | None) -> Page[SignupWithParts]:
+async def signups_page(
+    session: AsyncSession, campaign_id: str, role: str, account_id: str, *, state: str | None, limit: int, cursor: str | None
+) -> Page[SignupWithParts]:
     query = _signups_seen_by(role, account_id)
     if state is not None:
         query = query.where(signups.c.state == state)
-    page = await keyset(session, query, signups.c.id, SignupHead, limit=limit, cursor=cursor,
-                        params={"campaign": campaign_id})
+    page = await keyset(session, query, signups.c.id, SignupHead, limit=limit, cursor=cursor, params={"campaign": campaign_id})
     return Page(await with_parts_of(session, page.items), page.next_cursor)
 
 
 # --------------------------------------------------------------------------- a new signup
-_PARTIES = _among(select(accounts.c.id, accounts.c.role, accounts.c.nickname, accounts.c.shop_name,
-                         accounts.c.contact_phone, accounts.c.contact_wechat), accounts.c.id)
-_SLOT_TAKEN = (select(signups.c.id)
-               .where(signups.c.campaign_id == bindparam("campaign"), signups.c.creator_id == bindparam("creator"),
-                      signups.c.planned_live_at == bindparam("at"),
-                      and_(*(signups.c.state != s for s in RELEASED_STATES)))
-               .limit(1))
+_PARTIES = _among(
+    select(
+        accounts.c.id,
+        accounts.c.role,
+        accounts.c.nickname,
+        accounts.c.shop_name,
+        accounts.c.contact_phone,
+        accounts.c.contact_wechat,
+    ),
+    accounts.c.id,
+)
+_SLOT_TAKEN = (
+    select(signups.c.id)
+    .where(
+        signups.c.campaign_id == bindparam("campaign"),
+        signups.c.creator_id == bindparam("creator"),
+        signups.c.planned_live_at == bindparam("at"),
+        and_(*(signups.c.state != s for s in RELEASED_STATES)),
+    )
+    .limit(1)
+)
 
 
 async def signup_parties(session: AsyncSession, account_ids: list[str]) -> dict[str, SignupParty]:
-    return {row.id: record_of(SignupParty, row)
-            for row in await run(session, _PARTIES[session.bind.dialect.name], {"ids": sorted(set(account_ids))})}
+    return {
+        row.id: record_of(SignupParty, row)
+        for row in await run(session, _PARTIES[session.bind.dialect.name], {"ids": sorted(set(account_ids))})
+    }
 
 
 async def slot_holder(session: AsyncSession, campaign_id: str, creator_id: str, planned_live_at: datetime) -> str | None:
     """The creator's signup that holds this (campaign, planned time) slot, if any."""
-    return (await run(session, _SLOT_TAKEN, {"campaign": campaign_id, "creator": creator_id,
-                                             "at": planned_live_at})).scalar()
+    return (await run(session, _SLOT_TAKEN, {"campaign": campaign_id, "creator": creator_id, "at": planned_live_at})).scalar()
 
 
 # --------------------------------------------------------------------------- decisions and products
-_DECIDE = (update(signup_shops)
-           .where(signup_shops.c.signup_id == bindparam("b_signup"), signup_shops.c.shop_id == bindparam("b_shop"))
-           .values(decision=bindparam("b_decision"), decision_reason=bindparam("b_reason"),
-                   decided_at=bindparam("b_at")))
-_CONFIRM_STOCK = (update(signup_shops)
-                  .where(signup_shops.c.signup_id == bindparam("b_signup"), signup_shops.c.shop_id == bindparam("b_shop"))
-                  .values(stock_confirmed_at=bindparam("b_at")))
-_RESET_STOCK = (update(signup_shops).where(signup_shops.c.signup_id == bindparam("b_signup"))
-                .values(stock_confirmed_at=None))
+_DECIDE = (
+    update(signup_shops)
+    .where(signup_shops.c.signup_id == bindparam("b_signup"), signup_shops.c.shop_id == bindparam("b_shop"))
+    .values(decision=bindparam("b_decision"), decision_reason=bindparam("b_reason"), decided_at=bindparam("b_at"))
+)
+_CONFIRM_STOCK = (
+    update(signup_shops)
+    .where(signup_shops.c.signup_id == bindparam("b_signup"), signup_shops.c.shop_id == bindparam("b_shop"))
+    .values(stock_confirmed_at=bindparam("b_at"))
+)
+_RESET_STOCK = update(signup_shops).where(signup_shops.c.signup_id == bindparam("b_signup")).values(stock_confirmed_at=None)
 _CLEAR_ITEMS = delete(signup_items).where(signup_items.c.signup_id == bindparam("id"))
 _PLANNABLE = _among(select(products.c.id, products.c.shop_id, products.c.title, products.c.status), products.c.id)
 
 
-async def record_decision(session: AsyncSession, signup_id: str, shop_id: str, decision: str, reason: str | None,
-                          at: datetime) -> None:
+async def record_decision(
+    session: AsyncSession, signup_id: str, shop_id: str, decision: str, reason: str | None, at: datetime
+) -> None:
     """A listed shop's decision (the signup's row is locked by the caller)."""
-    await run(session, _DECIDE, {"b_signup": signup_id, "b_shop": shop_id, "b_decision": decision, "b_reason": reason,
-                                 "b_at": at})
+    await run(
+        session, _DECIDE, {"b_signup": signup_id, "b_shop": shop_id, "b_decision": decision, "b_reason": reason, "b_at": at}
+    )
 
 
 async def confirm_stock(session: AsyncSession, signup_id: str, shop_id: str, at: datetime) -> None:
@@ -443,26 +501,35 @@ async def clear_plan(session: AsyncSession, signup_id: str) -> None:
 async def plannable_products(session: AsyncSession, product_ids: list[str]) -> dict[str, PlannableProduct]:
     if not product_ids:
         return {}
-    return {row.id: record_of(PlannableProduct, row)
-            for row in await run(session, _PLANNABLE[session.bind.dialect.name], {"ids": sorted(set(product_ids))})}
+    return {
+        row.id: record_of(PlannableProduct, row)
+        for row in await run(session, _PLANNABLE[session.bind.dialect.name], {"ids": sorted(set(product_ids))})
+    }
 
 
 # --------------------------------------------------------------------------- live sessions
-_READY_AT = (select(signups.c.id, signups.c.campaign_id, signups.c.planned_live_at)
-             .join(campaigns, campaigns.c.id == signups.c.campaign_id)
-             .where(signups.c.creator_id == bindparam("host"), signups.c.state == "ready",
-                    campaigns.c.live_from <= bindparam("at"), campaigns.c.live_to > bindparam("at"))
-             .order_by(signups.c.id))
-_LIVE_OF_SESSION = (select(signups.c.id)
-                    .where(signups.c.live_session_id == bindparam("live"), signups.c.state == "live")
-                    .order_by(signups.c.id))
+_READY_AT = (
+    select(signups.c.id, signups.c.campaign_id, signups.c.planned_live_at)
+    .join(campaigns, campaigns.c.id == signups.c.campaign_id)
+    .where(
+        signups.c.creator_id == bindparam("host"),
+        signups.c.state == "ready",
+        campaigns.c.live_from <= bindparam("at"),
+        campaigns.c.live_to > bindparam("at"),
+    )
+    .order_by(signups.c.id)
+)
+_LIVE_OF_SESSION = (
+    select(signups.c.id).where(signups.c.live_session_id == bindparam("live"), signups.c.state == "live").order_by(signups.c.id)
+)
 
 
 async def ready_signups_at(session: AsyncSession, creator_id: str, at: datetime) -> list[tuple[str, str, datetime]]:
     """(id, campaign_id, planned_live_at) of the creator's `ready` signups whose campaign's live
     window contains `at`."""
-    return [(row.id, row.campaign_id, row.planned_live_at)
-            for row in await run(session, _READY_AT, {"host": creator_id, "at": at})]
+    return [
+        (row.id, row.campaign_id, row.planned_live_at) for row in await run(session, _READY_AT, {"host": creator_id, "at": at})
+    ]
 
 
 async def live_signups_of_session(session: AsyncSession, live_session_id: str) -> list[str]:
@@ -470,25 +537,42 @@ async def live_signups_of_session(session: AsyncSession, live_session_id: str) -
 
 
 # =========================================================================== the stock plan
-_PLANNED = (signups.c.campaign_id == bindparam("campaign"), _one_of(signups.c.state, PLANNED_STATES),
-            products.c.shop_id == bindparam("shop"))
-_PLAN_TOTALS = (select(products.c.id.label("product_id"), products.c.title, products.c.inventory,
-                       func.sum(signup_items.c.planned_quantity).label("planned_total"))
-                .select_from(products)
-                .join(signup_items, signup_items.c.product_id == products.c.id)
-                .join(signups, signups.c.id == signup_items.c.signup_id)
-                .where(*_PLANNED)
-                .group_by(products.c.id, products.c.title, products.c.inventory)
-                .order_by(products.c.id))
-_PLAN_LINES = (select(signup_items.c.product_id, signups.c.creator_id, accounts.c.nickname,
-                      signups.c.id.label("signup_id"), signup_items.c.planned_quantity, signups.c.contact_phone,
-                      signups.c.contact_wechat)
-               .select_from(signup_items)
-               .join(signups, signups.c.id == signup_items.c.signup_id)
-               .join(products, products.c.id == signup_items.c.product_id)
-               .join(accounts, accounts.c.id == signups.c.creator_id)
-               .where(*_PLANNED)
-               .order_by(signup_items.c.product_id, signups.c.id))
+_PLANNED = (
+    signups.c.campaign_id == bindparam("campaign"),
+    _one_of(signups.c.state, PLANNED_STATES),
+    products.c.shop_id == bindparam("shop"),
+)
+_PLAN_TOTALS = (
+    select(
+        products.c.id.label("product_id"),
+        products.c.title,
+        products.c.inventory,
+        func.sum(signup_items.c.planned_quantity).label("planned_total"),
+    )
+    .select_from(products)
+    .join(signup_items, signup_items.c.product_id == products.c.id)
+    .join(signups, signups.c.id == signup_items.c.signup_id)
+    .where(*_PLANNED)
+    .group_by(products.c.id, products.c.title, products.c.inventory)
+    .order_by(products.c.id)
+)
+_PLAN_LINES = (
+    select(
+        signup_items.c.product_id,
+        signups.c.creator_id,
+        accounts.c.nickname,
+        signups.c.id.label("signup_id"),
+        signup_items.c.planned_quantity,
+        signups.c.contact_phone,
+        signups.c.contact_wechat,
+    )
+    .select_from(signup_items)
+    .join(signups, signups.c.id == signup_items.c.signup_id)
+    .join(products, products.c.id == signup_items.c.product_id)
+    .join(accounts, accounts.c.id == signups.c.creator_id)
+    .where(*_PLANNED)
+    .order_by(signup_items.c.product_id, signups.c.id)
+)
 
 
 async def plan_totals(session: AsyncSession, campaign_id: str, shop_id: str) -> list[PlanTotal]:
@@ -500,8 +584,7 @@ async def plan_totals(session: AsyncSession, campaign_id: str, shop_id: str) -> 
 
 async def plan_lines(session: AsyncSession, campaign_id: str, shop_id: str) -> list[PlanLine]:
     """Who plans how many of each of those products, by product and signup."""
-    return [record_of(PlanLine, row)
-            for row in await run(session, _PLAN_LINES, {"campaign": campaign_id, "shop": shop_id})]
+    return [record_of(PlanLine, row) for row in await run(session, _PLAN_LINES, {"campaign": campaign_id, "shop": shop_id})]
 
 
 # =========================================================================== finding creators
@@ -509,27 +592,37 @@ def _like(q: str) -> str:
     return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-_GMV_SINCE = (select(sales_orders.c.creator_id, gmv_sum().label("gmv"))
-              .where(sales_orders.c.creator_id.in_(bindparam("ids", expanding=True)),
-                     sales_orders.c.paid_at >= bindparam("since"), sales_orders.c.paid_at <= bindparam("until"))
-              .group_by(sales_orders.c.creator_id))
-_CARDS_OF = select(cards).where(cards.c.campaign_id == bindparam("campaign"),
-                                cards.c.creator_id.in_(bindparam("ids", expanding=True)))
+_GMV_SINCE = (
+    select(sales_orders.c.creator_id, gmv_sum().label("gmv"))
+    .where(
+        sales_orders.c.creator_id.in_(bindparam("ids", expanding=True)),
+        sales_orders.c.paid_at >= bindparam("since"),
+        sales_orders.c.paid_at <= bindparam("until"),
+    )
+    .group_by(sales_orders.c.creator_id)
+)
+_CARDS_OF = select(cards).where(
+    cards.c.campaign_id == bindparam("campaign"), cards.c.creator_id.in_(bindparam("ids", expanding=True))
+)
 
 
-async def eligible_creators_page(session: AsyncSession, campaign_id: str, *, q: str | None, level_min: int | None,
-                                 limit: int, cursor: str | None) -> Page[CreatorRecord]:
+async def eligible_creators_page(
+    session: AsyncSession, campaign_id: str, *, q: str | None, level_min: int | None, limit: int, cursor: str | None
+) -> Page[CreatorRecord]:
     """The campaign's pre-selected creators; `q`: a case-insensitive part of the nickname (`%`
     and `_` match themselves)."""
-    query = (select(accounts.c.id, accounts.c.nickname, accounts.c.level, accounts.c.followers)
-             .join(eligible_creators, eligible_creators.c.creator_id == accounts.c.id)
-             .where(eligible_creators.c.campaign_id == bindparam("campaign")))
+    query = (
+        select(accounts.c.id, accounts.c.nickname, accounts.c.level, accounts.c.followers)
+        .join(eligible_creators, eligible_creators.c.creator_id == accounts.c.id)
+        .where(eligible_creators.c.campaign_id == bindparam("campaign"))
+    )
     if q:
         query = query.where(accounts.c.nickname.ilike(_like(q), escape="\\"))
     if level_min is not None:
         query = query.where(accounts.c.level >= level_min)
-    return await keyset(session, query, accounts.c.id, CreatorRecord, limit=limit, cursor=cursor,
-                        params={"campaign": campaign_id})
+    return await keyset(
+        session, query, accounts.c.id, CreatorRecord, limit=limit, cursor=cursor, params={"campaign": campaign_id}
+    )
 
 
 async def gmv_between(session: AsyncSession, creator_ids: list[str], since: datetime, until: datetime) -> dict[str, int]:
@@ -543,16 +636,18 @@ async def gmv_between(session: AsyncSession, creator_ids: list[str], since: date
 async def cards_of(session: AsyncSession, campaign_id: str, creator_ids: list[str]) -> dict[str, CardRecord]:
     if not creator_ids:
         return {}
-    return {row.creator_id: record_of(CardRecord, row)
-            for row in await run(session, _CARDS_OF, {"campaign": campaign_id, "ids": creator_ids})}
+    return {
+        row.creator_id: record_of(CardRecord, row)
+        for row in await run(session, _CARDS_OF, {"campaign": campaign_id, "ids": creator_ids})
+    }
 
 
 def _put_card(dialect_insert):
     statement = dialect_insert(cards).values({c.key: bindparam(f"v_{c.key}", type_=c.type) for c in cards.c})
     replaced = ("contact_phone", "contact_wechat", "intended_merchants", "cooperation_note", "updated_at")
-    return (statement.on_conflict_do_update(index_elements=["campaign_id", "creator_id"],
-                                            set_={c: statement.excluded[c] for c in replaced})
-            .returning(*cards.c))
+    return statement.on_conflict_do_update(
+        index_elements=["campaign_id", "creator_id"], set_={c: statement.excluded[c] for c in replaced}
+    ).returning(*cards.c)
 
 
 _PUT_CARD = {"postgresql": _put_card(pg_insert), "sqlite": _put_card(sqlite_insert)}
@@ -568,9 +663,11 @@ async def put_card(session: AsyncSession, values: dict[str, Any]) -> CardRecord:
 # =========================================================================== intents
 def _intents_seen_by(role: str, account_id: str) -> Select:
     """A merchant sees its own intents; pre-selected creators and operators every intent."""
-    query = (select(intents, accounts.c.shop_name)
-             .outerjoin(accounts, accounts.c.id == intents.c.merchant_id)
-             .where(intents.c.campaign_id == bindparam("campaign")))
+    query = (
+        select(intents, accounts.c.shop_name)
+        .outerjoin(accounts, accounts.c.id == intents.c.merchant_id)
+        .where(intents.c.campaign_id == bindparam("campaign"))
+    )
     return query.where(intents.c.merchant_id == account_id) if role == "merchant" else query
 
 
@@ -585,10 +682,18 @@ async def insert_intent(session: AsyncSession, intent: dict[str, Any], *, also: 
         await run(session, _INSERT_INTENT, {f"v_{k}": v for k, v in intent.items()})
 
 
-async def intents_page(session: AsyncSession, campaign_id: str, role: str, account_id: str, *, limit: int,
-                       cursor: str | None) -> Page[IntentRecord]:
-    return await keyset(session, _intents_seen_by(role, account_id), intents.c.id, IntentRecord, limit=limit,
-                        cursor=cursor, params={"campaign": campaign_id})
+async def intents_page(
+    session: AsyncSession, campaign_id: str, role: str, account_id: str, *, limit: int, cursor: str | None
+) -> Page[IntentRecord]:
+    return await keyset(
+        session,
+        _intents_seen_by(role, account_id),
+        intents.c.id,
+        IntentRecord,
+        limit=limit,
+        cursor=cursor,
+        params={"campaign": campaign_id},
+    )
 
 
 prepare_module(globals())

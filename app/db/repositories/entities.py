@@ -25,8 +25,7 @@ def _by_id(table: Table, lock: bool) -> Select:
     return statement
 
 
-async def entity(session: AsyncSession, table: Table, record: type[T], entity_id: str, *,
-                 lock: bool = False) -> T | None:
+async def entity(session: AsyncSession, table: Table, record: type[T], entity_id: str, *, lock: bool = False) -> T | None:
     """The entity's row as a record; `lock`: `FOR UPDATE` (PostgreSQL; SQLite's writers are
     serialised by `BEGIN IMMEDIATE`)."""
     row = (await run(session, _by_id(table, lock), {"id": entity_id})).first()
@@ -40,10 +39,15 @@ def transition_gate(table: Table, changed: tuple[str, ...]) -> Update:
     key = (table.name, changed)
     gate = _GATES.get(key)
     if gate is None:
-        values: dict[str, Any] = {"state": bindparam("g_state", type_=table.c.state.type),
-                                  "version": bindparam("g_version", type_=table.c.version.type)}
+        values: dict[str, Any] = {
+            "state": bindparam("g_state", type_=table.c.state.type),
+            "version": bindparam("g_version", type_=table.c.version.type),
+        }
         values.update({c: bindparam(f"g_{c}", type_=table.c[c].type) for c in changed})
-        gate = _GATES[key] = prepared(update(table)
-                              .where(table.c.id == bindparam("g_id"), table.c.version == bindparam("g_seen"))
-                              .values(values).returning(table.c.id))
+        gate = _GATES[key] = prepared(
+            update(table)
+            .where(table.c.id == bindparam("g_id"), table.c.version == bindparam("g_seen"))
+            .values(values)
+            .returning(table.c.id)
+        )
     return gate

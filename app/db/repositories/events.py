@@ -31,8 +31,9 @@ def _page(*, everyone: bool, after: bool) -> Select:
     those that concern it (its `event_recipients` rows)."""
     query = select(events)
     if not everyone:
-        query = query.where(events.c.id.in_(
-            select(event_recipients.c.event_id).where(event_recipients.c.account_id == bindparam("account_id"))))
+        query = query.where(
+            events.c.id.in_(select(event_recipients.c.event_id).where(event_recipients.c.account_id == bindparam("account_id")))
+        )
     if after:
         query = query.where(events.c.id > bindparam("after"))
     return query.order_by(events.c.id).limit(bindparam("limit", type_=Integer))
@@ -42,8 +43,7 @@ def _page(*, everyone: bool, after: bool) -> Select:
 _PAGES = {(everyone, after): _page(everyone=everyone, after=after) for everyone in (False, True) for after in (False, True)}
 
 
-async def events_page(session: AsyncSession, role: str, account_id: str, *, limit: int,
-                      cursor: str | None) -> Page[EventRecord]:
+async def events_page(session: AsyncSession, role: str, account_id: str, *, limit: int, cursor: str | None) -> Page[EventRecord]:
     """Oldest first: a client follows the feed with `next_cursor`."""
     after = key_after(cursor, events.c.id)
     params = {"account_id": account_id, "after": after, "limit": limit + 1}

@@ -150,8 +150,15 @@ _REDEMPTION_FOR = _one_visible(redemptions)
 _VOUCHER_FOR = _one_visible(vouchers)
 
 
-async def _one_for(session: AsyncSession, statements_by_role: dict[tuple[str, bool], Select], record: type, role: str,
-                   account_id: str, entity_id: str, with_clock: bool = False) -> tuple[Any, int | None]:
+async def _one_for(
+    session: AsyncSession,
+    statements_by_role: dict[tuple[str, bool], Select],
+    record: type,
+    role: str,
+    account_id: str,
+    entity_id: str,
+    with_clock: bool = False,
+) -> tuple[Any, int | None]:
     """(the record, or None; the test clock's offset when asked and the row was found)."""
     statement = statements_by_role.get((role, with_clock))
     if statement is None:
@@ -166,9 +173,11 @@ async def _one_for(session: AsyncSession, statements_by_role: dict[tuple[str, bo
 _LIVE = or_(contracts.c.state == "proposed", contracts.c.state == "active")  # not IN (…): that is an expanding list
 _PROPOSAL = select(
     accounts.c.role,
-    select(contracts.c.id).where(contracts.c.provider_id == bindparam("provider"),
-                                 contracts.c.merchant_id == bindparam("merchant"),
-                                 _LIVE).limit(1).scalar_subquery().label("live_id"),
+    select(contracts.c.id)
+    .where(contracts.c.provider_id == bindparam("provider"), contracts.c.merchant_id == bindparam("merchant"), _LIVE)
+    .limit(1)
+    .scalar_subquery()
+    .label("live_id"),
 ).where(accounts.c.id == bindparam("merchant"))
 
 
@@ -179,15 +188,18 @@ async def proposal_check(session: AsyncSession, provider_id: str, merchant_id: s
     return (None, None) if row is None else (row.role, row.live_id)
 
 
-async def contract_visible_to(session: AsyncSession, role: str, account_id: str,
-                              contract_id: str) -> ContractRecord | None:
+async def contract_visible_to(session: AsyncSession, role: str, account_id: str, contract_id: str) -> ContractRecord | None:
     return (await _one_for(session, _CONTRACT_FOR, ContractRecord, role, account_id, contract_id))[0]
 
 
 def _insert_contract(dialect_insert):
     # a pair's live contract exists already (the partial unique index): nothing, and no row back
-    return (dialect_insert(contracts).values({c.key: bindparam(f"v_{c.key}", type_=c.type) for c in contracts.c})
-            .on_conflict_do_nothing().returning(contracts.c.id))
+    return (
+        dialect_insert(contracts)
+        .values({c.key: bindparam(f"v_{c.key}", type_=c.type) for c in contracts.c})
+        .on_conflict_do_nothing()
+        .returning(contracts.c.id)
+    )
 
 
 _INSERT_CONTRACT = {"postgresql": _insert_contract(pg_insert), "sqlite": _insert_contract(sqlite_insert)}
@@ -200,16 +212,20 @@ async def insert_contract(session: AsyncSession, values: dict[str, Any]) -> bool
     return (await run(session, _INSERT_CONTRACT[session.bind.dialect.name], params)).first() is not None
 
 
-async def contracts_page(session: AsyncSession, role: str, account_id: str, *, state: str | None, limit: int,
-                         cursor: str | None) -> Page[ContractRecord]:
+async def contracts_page(
+    session: AsyncSession, role: str, account_id: str, *, state: str | None, limit: int, cursor: str | None
+) -> Page[ContractRecord]:
     query = _visible(contracts, role, account_id)
     if state:
         query = query.where(contracts.c.state == state)
     return await keyset(session, query, contracts.c.id, ContractRecord, limit=limit, cursor=cursor)
 
 
-_PAIR_CONTRACT = select(contracts.c.id).where(contracts.c.provider_id == bindparam("provider"),
-                                             contracts.c.merchant_id == bindparam("merchant")).limit(1)
+_PAIR_CONTRACT = (
+    select(contracts.c.id)
+    .where(contracts.c.provider_id == bindparam("provider"), contracts.c.merchant_id == bindparam("merchant"))
+    .limit(1)
+)
 
 
 async def has_contract(session: AsyncSession, provider_id: str, merchant_id: str) -> bool:
@@ -219,8 +235,9 @@ async def has_contract(session: AsyncSession, provider_id: str, merchant_id: str
 
 # --------------------------------------------------------------------------- programs
 _PROGRAM_COLUMNS = tuple(f.name for f in fields(ProgramRecord))
-_INSERT_PROGRAM = insert(programs).values({c: bindparam(f"v_{c}", type_=programs.c[c].type)
-                                           for c in _PROGRAM_COLUMNS}).returning(*programs.c)
+_INSERT_PROGRAM = (
+    insert(programs).values({c: bindparam(f"v_{c}", type_=programs.c[c].type) for c in _PROGRAM_COLUMNS}).returning(*programs.c)
+)
 _LOCK_PROGRAM = select(programs).where(programs.c.id == bindparam("id")).with_for_update()
 _PROGRAM_FROM = select(programs.c.id).where(programs.c.month_from == bindparam("month")).limit(1)
 
@@ -247,9 +264,12 @@ async def has_program_from(session: AsyncSession, month: str) -> bool:
 
 
 # --------------------------------------------------------------------------- statements
-_LOCK_MONTH = (select(statements).where(statements.c.program_id == bindparam("program"),
-                                        statements.c.month == bindparam("month"))
-               .order_by(statements.c.id).with_for_update())
+_LOCK_MONTH = (
+    select(statements)
+    .where(statements.c.program_id == bindparam("program"), statements.c.month == bindparam("month"))
+    .order_by(statements.c.id)
+    .with_for_update()
+)
 
 
 async def lock_month_statements(session: AsyncSession, program_id: str, month: str) -> list[StatementRecord]:
@@ -263,47 +283,52 @@ def _statements_query(role: str, account_id: str, month: str | None) -> Select:
     return query if not month else query.where(statements.c.month == month)
 
 
-async def statements_page(session: AsyncSession, role: str, account_id: str, *, month: str | None, limit: int,
-                          cursor: str | None) -> Page[StatementRecord]:
-    return await keyset(session, _statements_query(role, account_id, month), statements.c.id, StatementRecord,
-                        limit=limit, cursor=cursor)
+async def statements_page(
+    session: AsyncSession, role: str, account_id: str, *, month: str | None, limit: int, cursor: str | None
+) -> Page[StatementRecord]:
+    return await keyset(
+        session, _statements_query(role, account_id, month), statements.c.id, StatementRecord, limit=limit, cursor=cursor
+    )
 
 
-async def statements_for_export(session: AsyncSession, role: str, account_id: str,
-                                month: str | None) -> list[StatementRecord]:
+async def statements_for_export(session: AsyncSession, role: str, account_id: str, month: str | None) -> list[StatementRecord]:
     """Every statement the caller sees (of `month`), oldest first."""
     query = _statements_query(role, account_id, month).order_by(statements.c.id)
     return [record_of(StatementRecord, row) for row in await run(session, query)]
 
 
 # --------------------------------------------------------------------------- vouchers
-async def vouchers_page(session: AsyncSession, role: str, account_id: str, *, state: str | None, limit: int,
-                        cursor: str | None) -> Page[VoucherRecord]:
+async def vouchers_page(
+    session: AsyncSession, role: str, account_id: str, *, state: str | None, limit: int, cursor: str | None
+) -> Page[VoucherRecord]:
     query = _visible(vouchers, role, account_id)
     if state:
         query = query.where(vouchers.c.state == state)
     return await keyset(session, query, vouchers.c.id, VoucherRecord, limit=limit, cursor=cursor)
 
 
-async def voucher_visible_to(session: AsyncSession, role: str, account_id: str, voucher_id: str, *,
-                             with_clock: bool = False) -> tuple[VoucherRecord | None, int | None]:
+async def voucher_visible_to(
+    session: AsyncSession, role: str, account_id: str, voucher_id: str, *, with_clock: bool = False
+) -> tuple[VoucherRecord | None, int | None]:
     """The voucher if the caller sees it, and the test clock's offset when asked."""
     return await _one_for(session, _VOUCHER_FOR, VoucherRecord, role, account_id, voucher_id, with_clock)
 
 
-RESERVE_GATE = (update(vouchers)
-                .where(vouchers.c.id == bindparam("g_id"), vouchers.c.state == "available",
-                       vouchers.c.remaining_fen >= bindparam("g_amount"))
-                .values(remaining_fen=vouchers.c.remaining_fen - bindparam("g_amount"),
-                        version=vouchers.c.version + 1)
-                .returning(vouchers.c.id, vouchers.c.remaining_fen))
+RESERVE_GATE = (
+    update(vouchers)
+    .where(vouchers.c.id == bindparam("g_id"), vouchers.c.state == "available", vouchers.c.remaining_fen >= bindparam("g_amount"))
+    .values(remaining_fen=vouchers.c.remaining_fen - bindparam("g_amount"), version=vouchers.c.version + 1)
+    .returning(vouchers.c.id, vouchers.c.remaining_fen)
+)
 """A reservation as one conditional UPDATE: the voucher is locked, checked (still available,
 enough balance) and moved at once; the redemption and its outbox rows are written behind it
 (`write_gated`), or nothing is when another request took the balance first."""
 
-_RETURN_TO_VOUCHER = (update(vouchers).where(vouchers.c.id == bindparam("b_id"))
-                      .values(remaining_fen=vouchers.c.remaining_fen + bindparam("b_amount"),
-                              version=vouchers.c.version + 1))
+_RETURN_TO_VOUCHER = (
+    update(vouchers)
+    .where(vouchers.c.id == bindparam("b_id"))
+    .values(remaining_fen=vouchers.c.remaining_fen + bindparam("b_amount"), version=vouchers.c.version + 1)
+)
 
 
 async def return_to_voucher(session: AsyncSession, voucher_id: str, amount_fen: int) -> None:
@@ -311,9 +336,14 @@ async def return_to_voucher(session: AsyncSession, voucher_id: str, amount_fen: 
     await run(session, _RETURN_TO_VOUCHER, {"b_id": voucher_id, "b_amount": amount_fen})
 
 
-_HAS_OPEN = select(redemptions.c.id).where(
-    redemptions.c.voucher_id == bindparam("voucher"),
-    or_(redemptions.c.state == "requested", redemptions.c.state == "approved")).limit(1)
+_HAS_OPEN = (
+    select(redemptions.c.id)
+    .where(
+        redemptions.c.voucher_id == bindparam("voucher"),
+        or_(redemptions.c.state == "requested", redemptions.c.state == "approved"),
+    )
+    .limit(1)
+)
 
 
 async def has_open_redemptions(session: AsyncSession, voucher_id: str) -> bool:
@@ -322,8 +352,9 @@ async def has_open_redemptions(session: AsyncSession, voucher_id: str) -> bool:
 
 
 # --------------------------------------------------------------------------- redemptions
-async def redemption_visible_to(session: AsyncSession, role: str, account_id: str, redemption_id: str, *,
-                                with_clock: bool = False) -> tuple[RedemptionRecord | None, int | None]:
+async def redemption_visible_to(
+    session: AsyncSession, role: str, account_id: str, redemption_id: str, *, with_clock: bool = False
+) -> tuple[RedemptionRecord | None, int | None]:
     """The redemption if the caller sees it, and the test clock's offset when asked."""
     return await _one_for(session, _REDEMPTION_FOR, RedemptionRecord, role, account_id, redemption_id, with_clock)
 
@@ -333,11 +364,12 @@ def _contract_exists(*criteria) -> Any:
 
 
 _STANDING = select(
-    _contract_exists(contracts.c.merchant_id == bindparam("merchant"), contracts.c.state == "active")
-    .label("merchant_active"),
+    _contract_exists(contracts.c.merchant_id == bindparam("merchant"), contracts.c.state == "active").label("merchant_active"),
     _contract_exists(contracts.c.merchant_id == bindparam("bound"), contracts.c.state == "active").label("bound_active"),
-    _contract_exists(contracts.c.merchant_id == bindparam("bound"), contracts.c.ended_at >= bindparam("issued_at"))
-    .label("bound_ended"))
+    _contract_exists(contracts.c.merchant_id == bindparam("bound"), contracts.c.ended_at >= bindparam("issued_at")).label(
+        "bound_ended"
+    ),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,16 +381,21 @@ class Standing:
     bound_ended: bool  # a contract with the bound merchant ended since the voucher was issued
 
 
-async def redemption_standing(session: AsyncSession, provider_id: str, merchant_id: str, bound_merchant_id: str | None,
-                              issued_at: datetime) -> Standing:
-    row = (await run(session, _STANDING, {"provider": provider_id, "merchant": merchant_id,
-                                          "bound": bound_merchant_id, "issued_at": issued_at})).one()
+async def redemption_standing(
+    session: AsyncSession, provider_id: str, merchant_id: str, bound_merchant_id: str | None, issued_at: datetime
+) -> Standing:
+    row = (
+        await run(
+            session,
+            _STANDING,
+            {"provider": provider_id, "merchant": merchant_id, "bound": bound_merchant_id, "issued_at": issued_at},
+        )
+    ).one()
     return Standing(bool(row.merchant_active), bool(row.bound_active), bool(row.bound_ended))
 
 
 # --------------------------------------------------------------------------- holidays
-_HOLIDAYS_BETWEEN = select(holidays.c.day).where(holidays.c.day > bindparam("after"),
-                                                 holidays.c.day <= bindparam("until"))
+_HOLIDAYS_BETWEEN = select(holidays.c.day).where(holidays.c.day > bindparam("after"), holidays.c.day <= bindparam("until"))
 _ALL_HOLIDAYS = select(holidays.c.day).order_by(holidays.c.day)
 _FORGET_HOLIDAYS = delete(holidays)
 _INSERT_HOLIDAY = insert(holidays).values(day=bindparam("day", type_=holidays.c.day.type))

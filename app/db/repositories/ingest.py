@@ -63,8 +63,11 @@ def _insert(table: Table, names: Sequence[str]):
 
 
 def _update(table: Table, names: Sequence[str]):
-    return (update(table).where(table.c.id == bindparam("row_id"))
-            .values({n: bindparam(f"new_{n}", type_=table.c[n].type) for n in names}))
+    return (
+        update(table)
+        .where(table.c.id == bindparam("row_id"))
+        .values({n: bindparam(f"new_{n}", type_=table.c[n].type) for n in names})
+    )
 
 
 def _new(record: type, model: type, defaults: Mapping[str, Any], values: Mapping[str, Any]) -> Any:
@@ -82,9 +85,12 @@ _ORDER_NAMES = _names(SalesOrderRecord)
 # every column the upstream system sets, and updated_at: what a later push rewrites
 ORDER_REWRITTEN = tuple(n for n in _ORDER_NAMES if n not in ("id", "external_id"))
 # in id order: two pushes with common orders lock them in the same order (no deadlock)
-_LOCK_ORDERS = (select(*[sales_orders.c[n] for n in _ORDER_NAMES])
-                .where(sales_orders.c.external_id.in_(bindparam("external_ids", expanding=True)))
-                .order_by(sales_orders.c.id).with_for_update())
+_LOCK_ORDERS = (
+    select(*[sales_orders.c[n] for n in _ORDER_NAMES])
+    .where(sales_orders.c.external_id.in_(bindparam("external_ids", expanding=True)))
+    .order_by(sales_orders.c.id)
+    .with_for_update()
+)
 _ORDER_DEFAULTS = _defaults(sales_orders)
 _INSERT_ORDER = _insert(sales_orders, _ORDER_NAMES)
 _UPDATE_ORDER = _update(sales_orders, ORDER_REWRITTEN)
@@ -92,11 +98,17 @@ _UPDATE_ORDER = _update(sales_orders, ORDER_REWRITTEN)
 # ------------------------------------------------------------------------------ live sessions
 _SESSION_NAMES = _names(LiveSessionRecord)
 _SESSION_DEFAULTS = _defaults(live_sessions)
-_SESSIONS_BY_REF = select(live_sessions.c.id, live_sessions.c.external_id).where(or_(
-    live_sessions.c.id.in_(bindparam("ids", expanding=True)),
-    live_sessions.c.external_id.in_(bindparam("external_ids", expanding=True))))
-_LOCK_SESSION = (select(*[live_sessions.c[n] for n in _SESSION_NAMES])
-                 .where(live_sessions.c.external_id == bindparam("external_id")).with_for_update())
+_SESSIONS_BY_REF = select(live_sessions.c.id, live_sessions.c.external_id).where(
+    or_(
+        live_sessions.c.id.in_(bindparam("ids", expanding=True)),
+        live_sessions.c.external_id.in_(bindparam("external_ids", expanding=True)),
+    )
+)
+_LOCK_SESSION = (
+    select(*[live_sessions.c[n] for n in _SESSION_NAMES])
+    .where(live_sessions.c.external_id == bindparam("external_id"))
+    .with_for_update()
+)
 _INSERT_SESSION = _insert(live_sessions, _SESSION_NAMES)
 _SESSION_REWRITTEN = ("started_at", "ended_at", "peak_viewers", "room_url")
 _UPDATE_SESSION = _update(live_sessions, _SESSION_REWRITTEN)
@@ -104,8 +116,8 @@ _UPDATE_SESSION = _update(live_sessions, _SESSION_REWRITTEN)
 # ----------------------------------------------------------------------------- merchant tiers
 _TIER_NAMES = _names(MerchantTierRecord)
 _TIERS_OF_MONTH = select(*[merchant_tiers.c[n] for n in _TIER_NAMES]).where(
-    merchant_tiers.c.month == bindparam("month"),
-    merchant_tiers.c.merchant_id.in_(bindparam("merchant_ids", expanding=True)))
+    merchant_tiers.c.month == bindparam("month"), merchant_tiers.c.merchant_id.in_(bindparam("merchant_ids", expanding=True))
+)
 _TIER_DEFAULTS = _defaults(merchant_tiers)
 _INSERT_TIER = _insert(merchant_tiers, _TIER_NAMES)
 _UPDATE_TIER = _update(merchant_tiers, ("tier",))
@@ -134,8 +146,9 @@ async def insert_sales_orders(session: AsyncSession, orders: Sequence[SalesOrder
 async def update_sales_orders(session: AsyncSession, orders: Sequence[SalesOrderRecord]) -> None:
     """Rewrite the `ORDER_REWRITTEN` columns of `orders` (locked by the caller)."""
     if orders:
-        await run(session, _UPDATE_ORDER, [
-            {"row_id": o.id, **{f"new_{n}": getattr(o, n) for n in ORDER_REWRITTEN}} for o in orders])
+        await run(
+            session, _UPDATE_ORDER, [{"row_id": o.id, **{f"new_{n}": getattr(o, n) for n in ORDER_REWRITTEN}} for o in orders]
+        )
 
 
 async def live_session_ids_by_ref(session: AsyncSession, refs: Iterable[str]) -> dict[str, str]:
@@ -144,8 +157,7 @@ async def live_session_ids_by_ref(session: AsyncSession, refs: Iterable[str]) ->
     if not wanted:
         return {}
     found: dict[str, str] = {}
-    for live_session_id, external_id in await run(session, _SESSIONS_BY_REF,
-                                                  {"ids": wanted, "external_ids": wanted}):
+    for live_session_id, external_id in await run(session, _SESSIONS_BY_REF, {"ids": wanted, "external_ids": wanted}):
         found[live_session_id] = live_session_id
         found[external_id] = live_session_id
     return found
@@ -167,12 +179,14 @@ async def insert_live_session(session: AsyncSession, values: Mapping[str, Any]) 
 async def update_live_session(session: AsyncSession, live_session: LiveSessionRecord) -> None:
     """Rewrite what a later push of the session may change (times, peak, room) (locked by the
     caller)."""
-    await run(session, _UPDATE_SESSION, {"row_id": live_session.id,
-                                         **{f"new_{n}": getattr(live_session, n) for n in _SESSION_REWRITTEN}})
+    await run(
+        session,
+        _UPDATE_SESSION,
+        {"row_id": live_session.id, **{f"new_{n}": getattr(live_session, n) for n in _SESSION_REWRITTEN}},
+    )
 
 
-async def tiers_of_month(session: AsyncSession, month: str,
-                         merchant_ids: Iterable[str]) -> dict[str, MerchantTierRecord]:
+async def tiers_of_month(session: AsyncSession, month: str, merchant_ids: Iterable[str]) -> dict[str, MerchantTierRecord]:
     """merchant id -> its tier of `month`, for those of `merchant_ids` that have one."""
     wanted = sorted(set(merchant_ids))
     if not wanted:
@@ -184,10 +198,24 @@ async def tiers_of_month(session: AsyncSession, month: str,
 async def insert_tiers(session: AsyncSession, month: str, tiers: Mapping[str, int]) -> None:
     """A tier of `month` for each merchant (merchant id -> tier)."""
     if tiers:
-        await run(session, _INSERT_TIER, [
-            {f"v_{k}": v for k, v in asdict(_new(MerchantTierRecord, MerchantTier, _TIER_DEFAULTS, {
-                "merchant_id": merchant_id, "month": month, "tier": tier})).items()}
-            for merchant_id, tier in tiers.items()])
+        await run(
+            session,
+            _INSERT_TIER,
+            [
+                {
+                    f"v_{k}": v
+                    for k, v in asdict(
+                        _new(
+                            MerchantTierRecord,
+                            MerchantTier,
+                            _TIER_DEFAULTS,
+                            {"merchant_id": merchant_id, "month": month, "tier": tier},
+                        )
+                    ).items()
+                }
+                for merchant_id, tier in tiers.items()
+            ],
+        )
 
 
 async def update_tiers(session: AsyncSession, tiers: Mapping[str, int]) -> None:

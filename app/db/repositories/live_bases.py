@@ -202,8 +202,9 @@ class BaseStats:
     by_product: list[Sales]
 
 
-async def _page(session: AsyncSession, query: Select, id_column: Any, build: Callable[[Any], T], *, limit: int,
-                cursor: str | None) -> Page[T]:
+async def _page(
+    session: AsyncSession, query: Select, id_column: Any, build: Callable[[Any], T], *, limit: int, cursor: str | None
+) -> Page[T]:
     """A keyset page, newest first, of rows that `build` turns into records (`keyset` for rows
     that are one record each)."""
     last = key_after(cursor, id_column)
@@ -217,8 +218,10 @@ async def _page(session: AsyncSession, query: Select, id_column: Any, build: Cal
 def _ids_in(column: Any) -> dict[str, ColumnElement[bool]]:
     """`column` among the ids of a parameter: an array on PostgreSQL (one SQL text whatever the
     number of ids), an expanding IN elsewhere."""
-    return {"postgresql": column == any_(bindparam("ids", type_=ARRAY(String))),
-            "sqlite": column.in_(bindparam("ids", expanding=True))}
+    return {
+        "postgresql": column == any_(bindparam("ids", type_=ARRAY(String))),
+        "sqlite": column.in_(bindparam("ids", expanding=True)),
+    }
 
 
 # --------------------------------------------------------------------------- bases
@@ -226,15 +229,20 @@ _INSERT_BASE = insert(live_bases).values({c.key: bindparam(f"v_{c.key}", type_=c
 _BASE = select(live_bases).where(live_bases.c.id == bindparam("id"))
 _BASE_WITH_CLOCK = (_BASE, _BASE.add_columns(CLOCK_OFFSET))  # without, with the test clock's offset
 _BASE_OF_AGENCY = select(live_bases.c.id).where(live_bases.c.agency_id == bindparam("agency")).limit(1)
-_ACTIVE_SHOPS = (select(accounts.c.id, accounts.c.shop_name, accounts.c.experience_score)
-                 .join_from(shop_bindings, accounts, accounts.c.id == shop_bindings.c.shop_id)
-                 .where(shop_bindings.c.agency_id == bindparam("agency"), shop_bindings.c.state == "active")
-                 .order_by(accounts.c.id))
+_ACTIVE_SHOPS = (
+    select(accounts.c.id, accounts.c.shop_name, accounts.c.experience_score)
+    .join_from(shop_bindings, accounts, accounts.c.id == shop_bindings.c.shop_id)
+    .where(shop_bindings.c.agency_id == bindparam("agency"), shop_bindings.c.state == "active")
+    .order_by(accounts.c.id)
+)
 _PRODUCT_FIELDS = tuple(f.name for f in fields(ProductRecord))
-_LISTED_PRODUCTS = (select(*[products.c[name] for name in _PRODUCT_FIELDS])
-                    .join_from(pool_items, products, products.c.id == pool_items.c.product_id)
-                    .where(pool_items.c.agency_id == bindparam("agency"), pool_items.c.listed.is_(True))
-                    .order_by(pool_items.c.id.desc()).limit(bindparam("limit", type_=Integer)))
+_LISTED_PRODUCTS = (
+    select(*[products.c[name] for name in _PRODUCT_FIELDS])
+    .join_from(pool_items, products, products.c.id == pool_items.c.product_id)
+    .where(pool_items.c.agency_id == bindparam("agency"), pool_items.c.listed.is_(True))
+    .order_by(pool_items.c.id.desc())
+    .limit(bindparam("limit", type_=Integer))
+)
 
 
 def _bases_visible_to(role: str, account_id: str) -> Select:
@@ -244,9 +252,11 @@ def _bases_visible_to(role: str, account_id: str) -> Select:
     if role == "agency":
         return query.where(live_bases.c.agency_id == account_id)
     if role == "merchant":
-        return query.where(live_bases.c.agency_id.in_(
-            select(shop_bindings.c.agency_id).where(shop_bindings.c.shop_id == account_id,
-                                                    shop_bindings.c.state == "active")))
+        return query.where(
+            live_bases.c.agency_id.in_(
+                select(shop_bindings.c.agency_id).where(shop_bindings.c.shop_id == account_id, shop_bindings.c.state == "active")
+            )
+        )
     if role in ("creator", "operator"):
         return query
     return query.where(false())
@@ -262,8 +272,7 @@ async def base_by_id(session: AsyncSession, base_id: str) -> LiveBaseRecord | No
     return None if row is None else record_of(LiveBaseRecord, row)
 
 
-async def base_with_clock(session: AsyncSession, base_id: str, *,
-                          with_clock: bool) -> tuple[LiveBaseRecord | None, int | None]:
+async def base_with_clock(session: AsyncSession, base_id: str, *, with_clock: bool) -> tuple[LiveBaseRecord | None, int | None]:
     """The base (None if there is none) and, when asked, the test clock's offset (None without
     a base)."""
     row = (await run(session, _BASE_WITH_CLOCK[with_clock], {"id": base_id})).first()
@@ -272,22 +281,23 @@ async def base_with_clock(session: AsyncSession, base_id: str, *,
     return record_of(LiveBaseRecord, row), row.clock_offset if with_clock else None
 
 
-async def bases_page(session: AsyncSession, role: str, account_id: str, *, limit: int,
-                     cursor: str | None) -> Page[LiveBaseRecord]:
-    return await keyset(session, _bases_visible_to(role, account_id), live_bases.c.id, LiveBaseRecord,
-                        limit=limit, cursor=cursor)
+async def bases_page(
+    session: AsyncSession, role: str, account_id: str, *, limit: int, cursor: str | None
+) -> Page[LiveBaseRecord]:
+    return await keyset(session, _bases_visible_to(role, account_id), live_bases.c.id, LiveBaseRecord, limit=limit, cursor=cursor)
 
 
-async def visible_base_with_agency(session: AsyncSession, role: str, account_id: str,
-                                   base_id: str) -> BaseWithAgency | None:
+async def visible_base_with_agency(session: AsyncSession, role: str, account_id: str, base_id: str) -> BaseWithAgency | None:
     """The base if the caller may see it, with its agency's name and whether it is a head
     annual agency."""
-    query = (_bases_visible_to(role, account_id)
-             .add_columns(accounts.c.org_name.label("agency_name"), accounts.c.head_annual)
-             .join(accounts, accounts.c.id == live_bases.c.agency_id).where(live_bases.c.id == base_id))
+    query = (
+        _bases_visible_to(role, account_id)
+        .add_columns(accounts.c.org_name.label("agency_name"), accounts.c.head_annual)
+        .join(accounts, accounts.c.id == live_bases.c.agency_id)
+        .where(live_bases.c.id == base_id)
+    )
     row = (await run(session, query)).first()
-    return None if row is None else BaseWithAgency(record_of(LiveBaseRecord, row), row.agency_name,
-                                                   bool(row.head_annual))
+    return None if row is None else BaseWithAgency(record_of(LiveBaseRecord, row), row.agency_name, bool(row.head_annual))
 
 
 async def active_shops_of(session: AsyncSession, agency_id: str) -> list[ShopCardRecord]:
@@ -305,8 +315,7 @@ async def has_base(session: AsyncSession, agency_id: str) -> bool:
 
 
 # --------------------------------------------------------------------------- accounts
-_LOCK_ACCOUNT = (select(accounts.c.id, accounts.c.head_annual).where(accounts.c.id == bindparam("id"))
-                 .with_for_update())
+_LOCK_ACCOUNT = select(accounts.c.id, accounts.c.head_annual).where(accounts.c.id == bindparam("id")).with_for_update()
 
 
 async def lock_account(session: AsyncSession, account_id: str) -> bool | None:
@@ -318,37 +327,64 @@ async def lock_account(session: AsyncSession, account_id: str) -> bool | None:
 
 
 # --------------------------------------------------------------------------- bindings
-_LIVE_COUNT = (select(func.count()).select_from(live_sessions)
-               .where(live_sessions.c.host_id == creator_bindings.c.creator_id,
-                      live_sessions.c.started_at >= creator_bindings.c.began_at,
-                      or_(creator_bindings.c.ended_at.is_(None),
-                          live_sessions.c.started_at < creator_bindings.c.ended_at))
-               .scalar_subquery())
-_FACTS_COLUMNS = (creator_bindings.c.id, accounts.c.head_annual,
-                  case((creator_bindings.c.began_at.is_(None), null()), else_=_LIVE_COUNT).label("live_count"))
-_CREATOR_FACTS = {dialect: select(*_FACTS_COLUMNS)
-                  .join_from(creator_bindings, accounts, accounts.c.id == creator_bindings.c.agency_id)
-                  .where(among) for dialect, among in _ids_in(creator_bindings.c.id).items()}
+_LIVE_COUNT = (
+    select(func.count())
+    .select_from(live_sessions)
+    .where(
+        live_sessions.c.host_id == creator_bindings.c.creator_id,
+        live_sessions.c.started_at >= creator_bindings.c.began_at,
+        or_(creator_bindings.c.ended_at.is_(None), live_sessions.c.started_at < creator_bindings.c.ended_at),
+    )
+    .scalar_subquery()
+)
+_FACTS_COLUMNS = (
+    creator_bindings.c.id,
+    accounts.c.head_annual,
+    case((creator_bindings.c.began_at.is_(None), null()), else_=_LIVE_COUNT).label("live_count"),
+)
+_CREATOR_FACTS = {
+    dialect: select(*_FACTS_COLUMNS)
+    .join_from(creator_bindings, accounts, accounts.c.id == creator_bindings.c.agency_id)
+    .where(among)
+    for dialect, among in _ids_in(creator_bindings.c.id).items()
+}
 
 
 def _open_of_pair(table: Table, party: str) -> Select:
-    return (select(table.c.id, table.c.state)
-            .where(table.c.agency_id == bindparam("agency"), table.c[party] == bindparam("party"),
-                   or_(table.c.state == "active",
-                       and_(table.c.state == "invited", table.c.expires_at > bindparam("now"))))
-            .limit(1))
+    return (
+        select(table.c.id, table.c.state)
+        .where(
+            table.c.agency_id == bindparam("agency"),
+            table.c[party] == bindparam("party"),
+            or_(table.c.state == "active", and_(table.c.state == "invited", table.c.expires_at > bindparam("now"))),
+        )
+        .limit(1)
+    )
 
 
-_OPEN_OF_PAIR = {"creator_bindings": _open_of_pair(creator_bindings, "creator_id"),
-                 "shop_bindings": _open_of_pair(shop_bindings, "shop_id")}
-_OTHER_ACTIVE = (select(creator_bindings.c.id)
-                 .where(creator_bindings.c.creator_id == bindparam("creator"), creator_bindings.c.state == "active",
-                        creator_bindings.c.id != bindparam("id")).limit(1))
-_SET_COMMISSION = (update(creator_bindings)
-                   .where(creator_bindings.c.id == bindparam("b_id"), creator_bindings.c.state == "active",
-                          creator_bindings.c.version == bindparam("b_seen"))
-                   .values(commission_bp=bindparam("b_bp"), version=creator_bindings.c.version + 1)
-                   .returning(*creator_bindings.c))
+_OPEN_OF_PAIR = {
+    "creator_bindings": _open_of_pair(creator_bindings, "creator_id"),
+    "shop_bindings": _open_of_pair(shop_bindings, "shop_id"),
+}
+_OTHER_ACTIVE = (
+    select(creator_bindings.c.id)
+    .where(
+        creator_bindings.c.creator_id == bindparam("creator"),
+        creator_bindings.c.state == "active",
+        creator_bindings.c.id != bindparam("id"),
+    )
+    .limit(1)
+)
+_SET_COMMISSION = (
+    update(creator_bindings)
+    .where(
+        creator_bindings.c.id == bindparam("b_id"),
+        creator_bindings.c.state == "active",
+        creator_bindings.c.version == bindparam("b_seen"),
+    )
+    .values(commission_bp=bindparam("b_bp"), version=creator_bindings.c.version + 1)
+    .returning(*creator_bindings.c)
+)
 _PARTY = {"creator_bindings": ("creator_id", "creator"), "shop_bindings": ("shop_id", "merchant")}
 
 
@@ -367,8 +403,17 @@ async def binding(session: AsyncSession, table: Table, record: type[T], binding_
     return await entities.entity(session, table, record, binding_id)
 
 
-async def bindings_page(session: AsyncSession, table: Table, record: type[T], role: str, account_id: str, *,
-                        state: str | None, limit: int, cursor: str | None) -> Page[T]:
+async def bindings_page(
+    session: AsyncSession,
+    table: Table,
+    record: type[T],
+    role: str,
+    account_id: str,
+    *,
+    state: str | None,
+    limit: int,
+    cursor: str | None,
+) -> Page[T]:
     query = select(table).where(_bindings_visible_to(table, role, account_id))
     if state:
         query = query.where(table.c.state == state)
@@ -383,8 +428,9 @@ async def creator_binding_facts(session: AsyncSession, binding_ids: Sequence[str
     return {row.id: CreatorBindingFacts(bool(row.head_annual), row.live_count) for row in rows}
 
 
-async def open_binding_of_pair(session: AsyncSession, table: Table, agency_id: str, party_id: str,
-                               now: datetime) -> tuple[str, str] | None:
+async def open_binding_of_pair(
+    session: AsyncSession, table: Table, agency_id: str, party_id: str, now: datetime
+) -> tuple[str, str] | None:
     """(id, state) of the pair's active binding or unexpired invitation, if any."""
     row = (await run(session, _OPEN_OF_PAIR[table.name], {"agency": agency_id, "party": party_id, "now": now})).first()
     return None if row is None else (row.id, row.state)
@@ -394,44 +440,69 @@ async def other_active_binding(session: AsyncSession, creator_id: str, binding_i
     return (await run(session, _OTHER_ACTIVE, {"creator": creator_id, "id": binding_id})).scalar()
 
 
-async def set_commission(session: AsyncSession, binding_id: str, seen_version: int,
-                         commission_bp: int) -> CreatorBindingRecord | None:
+async def set_commission(
+    session: AsyncSession, binding_id: str, seen_version: int, commission_bp: int
+) -> CreatorBindingRecord | None:
     """The active binding with its new commission (its version steps like any change of the
     row); None when it is not active any more or changed since version `seen_version` was read."""
-    row = (await run(session, _SET_COMMISSION, {"b_id": binding_id, "b_seen": seen_version,
-                                                "b_bp": commission_bp})).first()
+    row = (await run(session, _SET_COMMISSION, {"b_id": binding_id, "b_seen": seen_version, "b_bp": commission_bp})).first()
     return None if row is None else record_of(CreatorBindingRecord, row)
 
 
 # --------------------------------------------------------------------------- the product pool
-_POOL_VIEW = (select(pool_items.c.id, pool_items.c.agency_id, pool_items.c.qualifies, pool_items.c.listed,
-                     *[products.c[name].label(f"p_{name}") for name in _PRODUCT_FIELDS],
-                     accounts.c.shop_name, accounts.c.experience_score)
-              .join_from(pool_items, products, products.c.id == pool_items.c.product_id)
-              .join(accounts, accounts.c.id == pool_items.c.shop_id))
+_POOL_VIEW = (
+    select(
+        pool_items.c.id,
+        pool_items.c.agency_id,
+        pool_items.c.qualifies,
+        pool_items.c.listed,
+        *[products.c[name].label(f"p_{name}") for name in _PRODUCT_FIELDS],
+        accounts.c.shop_name,
+        accounts.c.experience_score,
+    )
+    .join_from(pool_items, products, products.c.id == pool_items.c.product_id)
+    .join(accounts, accounts.c.id == pool_items.c.shop_id)
+)
 _LOCK_POOL_ITEM = _POOL_VIEW.where(pool_items.c.id == bindparam("id")).with_for_update(of=pool_items)
-_SET_LISTED = (update(pool_items).where(pool_items.c.id == bindparam("b_id"))
-               .values(listed=bindparam("b_listed"), updated_at=bindparam("b_at")))
-_SHOP_PRODUCTS = (select(accounts.c.experience_score, *[products.c[name].label(f"p_{name}") for name in _PRODUCT_FIELDS])
-                  .select_from(accounts.outerjoin(products, products.c.shop_id == accounts.c.id))
-                  .where(accounts.c.id == bindparam("shop")).order_by(products.c.id))
-_BOUND_AGENCIES = (select(shop_bindings.c.agency_id, accounts.c.experience_score)
-                   .join_from(shop_bindings, accounts, accounts.c.id == shop_bindings.c.shop_id)
-                   .where(shop_bindings.c.shop_id == bindparam("shop"), shop_bindings.c.state == "active")
-                   .order_by(shop_bindings.c.agency_id))
-_ITEMS_OF_SHOP = (select(pool_items.c.id, pool_items.c.qualifies, pool_items.c.listed, products.c.status,
-                         products.c.brand)
-                  .join_from(pool_items, products, products.c.id == pool_items.c.product_id)
-                  .where(pool_items.c.shop_id == bindparam("shop")).order_by(pool_items.c.id))
-_REQUALIFY = (update(pool_items).where(pool_items.c.id == bindparam("b_id"))
-              .values(qualifies=bindparam("b_qualifies", type_=Boolean),
-                      listed=and_(pool_items.c.listed, bindparam("b_qualifies", type_=Boolean)),
-                      updated_at=bindparam("b_at")))
-_UNPOOL_SHOP = delete(pool_items).where(pool_items.c.agency_id == bindparam("agency"),
-                                        pool_items.c.shop_id == bindparam("shop"))
-_FIRST_QUALIFYING = (select(pool_items.c.id).where(pool_items.c.agency_id == bindparam("agency"),
-                                                   pool_items.c.qualifies.is_(True))
-                     .order_by(pool_items.c.id).limit(1))
+_SET_LISTED = (
+    update(pool_items)
+    .where(pool_items.c.id == bindparam("b_id"))
+    .values(listed=bindparam("b_listed"), updated_at=bindparam("b_at"))
+)
+_SHOP_PRODUCTS = (
+    select(accounts.c.experience_score, *[products.c[name].label(f"p_{name}") for name in _PRODUCT_FIELDS])
+    .select_from(accounts.outerjoin(products, products.c.shop_id == accounts.c.id))
+    .where(accounts.c.id == bindparam("shop"))
+    .order_by(products.c.id)
+)
+_BOUND_AGENCIES = (
+    select(shop_bindings.c.agency_id, accounts.c.experience_score)
+    .join_from(shop_bindings, accounts, accounts.c.id == shop_bindings.c.shop_id)
+    .where(shop_bindings.c.shop_id == bindparam("shop"), shop_bindings.c.state == "active")
+    .order_by(shop_bindings.c.agency_id)
+)
+_ITEMS_OF_SHOP = (
+    select(pool_items.c.id, pool_items.c.qualifies, pool_items.c.listed, products.c.status, products.c.brand)
+    .join_from(pool_items, products, products.c.id == pool_items.c.product_id)
+    .where(pool_items.c.shop_id == bindparam("shop"))
+    .order_by(pool_items.c.id)
+)
+_REQUALIFY = (
+    update(pool_items)
+    .where(pool_items.c.id == bindparam("b_id"))
+    .values(
+        qualifies=bindparam("b_qualifies", type_=Boolean),
+        listed=and_(pool_items.c.listed, bindparam("b_qualifies", type_=Boolean)),
+        updated_at=bindparam("b_at"),
+    )
+)
+_UNPOOL_SHOP = delete(pool_items).where(pool_items.c.agency_id == bindparam("agency"), pool_items.c.shop_id == bindparam("shop"))
+_FIRST_QUALIFYING = (
+    select(pool_items.c.id)
+    .where(pool_items.c.agency_id == bindparam("agency"), pool_items.c.qualifies.is_(True))
+    .order_by(pool_items.c.id)
+    .limit(1)
+)
 
 
 def _upsert_items(dialect_insert):
@@ -441,9 +512,9 @@ def _upsert_items(dialect_insert):
     new = statement.excluded
     return statement.on_conflict_do_update(
         index_elements=["agency_id", "product_id"],
-        set_={"qualifies": new.qualifies, "listed": and_(pool_items.c.listed, new.qualifies),
-              "updated_at": new.updated_at},
-        where=or_(pool_items.c.qualifies != new.qualifies, and_(pool_items.c.listed, ~new.qualifies)))
+        set_={"qualifies": new.qualifies, "listed": and_(pool_items.c.listed, new.qualifies), "updated_at": new.updated_at},
+        where=or_(pool_items.c.qualifies != new.qualifies, and_(pool_items.c.listed, ~new.qualifies)),
+    )
 
 
 _UPSERT_ITEMS = {"postgresql": _upsert_items(pg_insert), "sqlite": _upsert_items(sqlite_insert)}
@@ -451,13 +522,19 @@ _UPSERT_ITEMS = {"postgresql": _upsert_items(pg_insert), "sqlite": _upsert_items
 
 def _pool_view(row: Any) -> PoolItemView:
     mapping = row._mapping
-    return PoolItemView(row.id, row.agency_id, row.qualifies, row.listed,
-                        ProductRecord(**{name: mapping[f"p_{name}"] for name in _PRODUCT_FIELDS}),
-                        ShopCardRecord(row.p_shop_id, row.shop_name, row.experience_score))
+    return PoolItemView(
+        row.id,
+        row.agency_id,
+        row.qualifies,
+        row.listed,
+        ProductRecord(**{name: mapping[f"p_{name}"] for name in _PRODUCT_FIELDS}),
+        ShopCardRecord(row.p_shop_id, row.shop_name, row.experience_score),
+    )
 
 
-async def pool_page(session: AsyncSession, agency_id: str, *, listed: bool | None, limit: int,
-                    cursor: str | None) -> Page[PoolItemView]:
+async def pool_page(
+    session: AsyncSession, agency_id: str, *, listed: bool | None, limit: int, cursor: str | None
+) -> Page[PoolItemView]:
     """The agency's pool (an agency sees only its own)."""
     query = _POOL_VIEW.where(pool_items.c.agency_id == agency_id)
     if listed is not None:
@@ -479,8 +556,9 @@ async def products_of_shop(session: AsyncSession, shop_id: str) -> tuple[bool, D
     rows = (await run(session, _SHOP_PRODUCTS, {"shop": shop_id})).all()
     if not rows:
         return False, None, []
-    found = [ProductRecord(**{name: row._mapping[f"p_{name}"] for name in _PRODUCT_FIELDS})
-             for row in rows if row.p_id is not None]
+    found = [
+        ProductRecord(**{name: row._mapping[f"p_{name}"] for name in _PRODUCT_FIELDS}) for row in rows if row.p_id is not None
+    ]
     return True, rows[0].experience_score, found
 
 
@@ -493,8 +571,11 @@ async def agencies_bound_to(session: AsyncSession, shop_id: str) -> tuple[list[s
 async def upsert_pool_items(session: AsyncSession, items: list[dict[str, Any]]) -> None:
     """`items`: every column of `pool_items` (the id is used only by a new item)."""
     if items:
-        await run(session, _UPSERT_ITEMS[session.bind.dialect.name],
-                  [{f"v_{column}": value for column, value in item.items()} for item in items])
+        await run(
+            session,
+            _UPSERT_ITEMS[session.bind.dialect.name],
+            [{f"v_{column}": value for column, value in item.items()} for item in items],
+        )
 
 
 async def pool_items_of_shop(session: AsyncSession, shop_id: str) -> list[PoolItemQualification]:
@@ -505,8 +586,9 @@ async def requalify(session: AsyncSession, changes: list[tuple[str, bool]], now:
     """Set items' qualification ((item id, qualifies) pairs); an item that does not qualify is
     unlisted."""
     if changes:
-        await run(session, _REQUALIFY, [{"b_id": item_id, "b_qualifies": qualifies, "b_at": now}
-                                        for item_id, qualifies in changes])
+        await run(
+            session, _REQUALIFY, [{"b_id": item_id, "b_qualifies": qualifies, "b_at": now} for item_id, qualifies in changes]
+        )
 
 
 async def unpool_shop(session: AsyncSession, agency_id: str, shop_id: str) -> None:
@@ -520,24 +602,44 @@ async def first_qualifying_item(session: AsyncSession, agency_id: str) -> str | 
 
 # --------------------------------------------------------------------------- check-ins, cooperations
 _agencies = accounts.alias("agencies")
-_STRONG_AGENCY = (select(creator_bindings.c.agency_id)
-                  .join_from(creator_bindings, _agencies, _agencies.c.id == creator_bindings.c.agency_id)
-                  .where(creator_bindings.c.creator_id == bindparam("creator"), creator_bindings.c.state == "active",
-                         _agencies.c.head_annual.is_(True))
-                  .limit(1).scalar_subquery())
-_COOPERATING = and_(cooperations.c.creator_id == bindparam("creator"), cooperations.c.state == "active",
-                    cooperations.c.ends_at > bindparam("now"))
+_STRONG_AGENCY = (
+    select(creator_bindings.c.agency_id)
+    .join_from(creator_bindings, _agencies, _agencies.c.id == creator_bindings.c.agency_id)
+    .where(
+        creator_bindings.c.creator_id == bindparam("creator"),
+        creator_bindings.c.state == "active",
+        _agencies.c.head_annual.is_(True),
+    )
+    .limit(1)
+    .scalar_subquery()
+)
+_COOPERATING = and_(
+    cooperations.c.creator_id == bindparam("creator"), cooperations.c.state == "active", cooperations.c.ends_at > bindparam("now")
+)
 _STANDING = select(
-    accounts.c.level, _STRONG_AGENCY.label("strong_agency"),
-    select(cooperations.c.id).where(_COOPERATING, cooperations.c.base_id == bindparam("base"))
-    .limit(1).scalar_subquery().label("cooperation_here"),
+    accounts.c.level,
+    _STRONG_AGENCY.label("strong_agency"),
+    select(cooperations.c.id)
+    .where(_COOPERATING, cooperations.c.base_id == bindparam("base"))
+    .limit(1)
+    .scalar_subquery()
+    .label("cooperation_here"),
     exists().where(_COOPERATING, cooperations.c.base_id != bindparam("base")).label("elsewhere"),
-    select(check_ins.c.id).where(check_ins.c.creator_id == bindparam("creator"),
-                                 check_ins.c.base_id == bindparam("base"), check_ins.c.state == "checked_in")
-    .limit(1).scalar_subquery().label("present"),
+    select(check_ins.c.id)
+    .where(
+        check_ins.c.creator_id == bindparam("creator"),
+        check_ins.c.base_id == bindparam("base"),
+        check_ins.c.state == "checked_in",
+    )
+    .limit(1)
+    .scalar_subquery()
+    .label("present"),
 ).where(accounts.c.id == bindparam("creator"))
-_PRESENT_OF_COOPERATION = (select(check_ins).where(check_ins.c.cooperation_id == bindparam("cooperation"),
-                                                   check_ins.c.state == "checked_in").order_by(check_ins.c.id))
+_PRESENT_OF_COOPERATION = (
+    select(check_ins)
+    .where(check_ins.c.cooperation_id == bindparam("cooperation"), check_ins.c.state == "checked_in")
+    .order_by(check_ins.c.id)
+)
 
 
 def _visits_visible_to(table: Table, role: str, account_id: str) -> ColumnElement[bool]:
@@ -553,16 +655,16 @@ def _visits_visible_to(table: Table, role: str, account_id: str) -> ColumnElemen
 async def standing_of(session: AsyncSession, creator_id: str, base_id: str, now: datetime) -> Standing | None:
     """What the check-in rules read about the creator at the base (None: no such account)."""
     row = (await run(session, _STANDING, {"creator": creator_id, "base": base_id, "now": now})).first()
-    return None if row is None else Standing(row.level, row.strong_agency, row.cooperation_here, bool(row.elsewhere),
-                                             row.present)
+    return None if row is None else Standing(row.level, row.strong_agency, row.cooperation_here, bool(row.elsewhere), row.present)
 
 
 async def check_in(session: AsyncSession, check_in_id: str) -> CheckInRecord | None:
     return await entities.entity(session, check_ins, CheckInRecord, check_in_id)
 
 
-async def check_ins_page(session: AsyncSession, role: str, account_id: str, *, state: str | None,
-                         base_id: str | None, limit: int, cursor: str | None) -> Page[CheckInRecord]:
+async def check_ins_page(
+    session: AsyncSession, role: str, account_id: str, *, state: str | None, base_id: str | None, limit: int, cursor: str | None
+) -> Page[CheckInRecord]:
     query = select(check_ins).where(_visits_visible_to(check_ins, role, account_id))
     if state:
         query = query.where(check_ins.c.state == state)
@@ -581,8 +683,9 @@ async def cooperation(session: AsyncSession, cooperation_id: str) -> Cooperation
     return await entities.entity(session, cooperations, CooperationRecord, cooperation_id)
 
 
-async def cooperations_page(session: AsyncSession, role: str, account_id: str, *, state: str | None, limit: int,
-                            cursor: str | None) -> Page[CooperationRecord]:
+async def cooperations_page(
+    session: AsyncSession, role: str, account_id: str, *, state: str | None, limit: int, cursor: str | None
+) -> Page[CooperationRecord]:
     query = select(cooperations).where(_visits_visible_to(cooperations, role, account_id))
     if state:
         query = query.where(cooperations.c.state == state)
@@ -593,41 +696,76 @@ async def cooperations_page(session: AsyncSession, role: str, account_id: str, *
 _o = sales_orders
 _START, _END = bindparam("start"), bindparam("end")
 _IN_POOL = exists().where(  # a bound shop's product while the shop binding was active
-    shop_bindings.c.agency_id == bindparam("agency"), shop_bindings.c.shop_id == _o.c.shop_id,
-    shop_bindings.c.began_at.is_not(None), shop_bindings.c.began_at <= _o.c.paid_at,
-    or_(shop_bindings.c.ended_at.is_(None), _o.c.paid_at < shop_bindings.c.ended_at))
+    shop_bindings.c.agency_id == bindparam("agency"),
+    shop_bindings.c.shop_id == _o.c.shop_id,
+    shop_bindings.c.began_at.is_not(None),
+    shop_bindings.c.began_at <= _o.c.paid_at,
+    or_(shop_bindings.c.ended_at.is_(None), _o.c.paid_at < shop_bindings.c.ended_at),
+)
 _BOUND = exists().where(  # sold by a creator bound to the agency then
-    creator_bindings.c.agency_id == bindparam("agency"), creator_bindings.c.creator_id == _o.c.creator_id,
-    creator_bindings.c.began_at.is_not(None), creator_bindings.c.began_at <= _o.c.paid_at,
-    or_(creator_bindings.c.ended_at.is_(None), _o.c.paid_at < creator_bindings.c.ended_at))
+    creator_bindings.c.agency_id == bindparam("agency"),
+    creator_bindings.c.creator_id == _o.c.creator_id,
+    creator_bindings.c.began_at.is_not(None),
+    creator_bindings.c.began_at <= _o.c.paid_at,
+    or_(creator_bindings.c.ended_at.is_(None), _o.c.paid_at < creator_bindings.c.ended_at),
+)
 _COOPERATED = exists().where(  # or cooperating with the base then
-    cooperations.c.base_id == bindparam("base"), cooperations.c.creator_id == _o.c.creator_id,
-    cooperations.c.started_at <= _o.c.paid_at, _o.c.paid_at < cooperations.c.ends_at,
-    or_(cooperations.c.ended_at.is_(None), _o.c.paid_at < cooperations.c.ended_at))
-_COUNTED = and_(_o.c.paid_at >= _START, _o.c.paid_at < _END, _o.c.creator_id.is_not(None), _IN_POOL,
-                or_(_BOUND, _COOPERATED))
+    cooperations.c.base_id == bindparam("base"),
+    cooperations.c.creator_id == _o.c.creator_id,
+    cooperations.c.started_at <= _o.c.paid_at,
+    _o.c.paid_at < cooperations.c.ends_at,
+    or_(cooperations.c.ended_at.is_(None), _o.c.paid_at < cooperations.c.ended_at),
+)
+_COUNTED = and_(_o.c.paid_at >= _START, _o.c.paid_at < _END, _o.c.creator_id.is_not(None), _IN_POOL, or_(_BOUND, _COOPERATED))
 _GMV = func.coalesce(func.sum(case((_o.c.status == "paid", _o.c.amount_fen), else_=0)), 0)
 _ORDERS = func.coalesce(func.sum(case((_o.c.status == "paid", 1), else_=0)), 0)
-_CHECK_IN_COUNT = (select(func.count()).select_from(check_ins)
-                   .where(check_ins.c.base_id == bindparam("base"), check_ins.c.checked_in_at.is_not(None),
-                          check_ins.c.checked_in_at >= _START, check_ins.c.checked_in_at < _END).scalar_subquery())
+_CHECK_IN_COUNT = (
+    select(func.count())
+    .select_from(check_ins)
+    .where(
+        check_ins.c.base_id == bindparam("base"),
+        check_ins.c.checked_in_at.is_not(None),
+        check_ins.c.checked_in_at >= _START,
+        check_ins.c.checked_in_at < _END,
+    )
+    .scalar_subquery()
+)
 _PRESENT_AT_SESSION = exists().where(  # its host was checked in at the base when it started
-    check_ins.c.base_id == bindparam("base"), check_ins.c.creator_id == live_sessions.c.host_id,
-    check_ins.c.checked_in_at.is_not(None), check_ins.c.checked_in_at <= live_sessions.c.started_at,
-    or_(check_ins.c.checked_out_at.is_(None), live_sessions.c.started_at < check_ins.c.checked_out_at))
-_SESSION_COUNT = (select(func.count()).select_from(live_sessions)
-                  .where(live_sessions.c.started_at >= _START, live_sessions.c.started_at < _END, _PRESENT_AT_SESSION)
-                  .scalar_subquery())
-_TOTALS = select(_GMV.label("gmv_fen"), _ORDERS.label("orders"), _CHECK_IN_COUNT.label("check_ins"),
-                 _SESSION_COUNT.label("live_sessions")).select_from(_o).where(_COUNTED)
-_BY_CREATOR = (select(_o.c.creator_id.label("key"), accounts.c.nickname.label("name"), _GMV.label("gmv_fen"),
-                      _ORDERS.label("orders"))
-               .join_from(_o, accounts, accounts.c.id == _o.c.creator_id).where(_COUNTED)
-               .group_by(_o.c.creator_id, accounts.c.nickname).order_by(_GMV.desc(), _o.c.creator_id).limit(100))
-_BY_PRODUCT = (select(_o.c.product_id.label("key"), products.c.title.label("name"), _GMV.label("gmv_fen"),
-                      _ORDERS.label("orders"))
-               .join_from(_o, products, products.c.id == _o.c.product_id).where(_COUNTED)
-               .group_by(_o.c.product_id, products.c.title).order_by(_GMV.desc(), _o.c.product_id).limit(100))
+    check_ins.c.base_id == bindparam("base"),
+    check_ins.c.creator_id == live_sessions.c.host_id,
+    check_ins.c.checked_in_at.is_not(None),
+    check_ins.c.checked_in_at <= live_sessions.c.started_at,
+    or_(check_ins.c.checked_out_at.is_(None), live_sessions.c.started_at < check_ins.c.checked_out_at),
+)
+_SESSION_COUNT = (
+    select(func.count())
+    .select_from(live_sessions)
+    .where(live_sessions.c.started_at >= _START, live_sessions.c.started_at < _END, _PRESENT_AT_SESSION)
+    .scalar_subquery()
+)
+_TOTALS = (
+    select(
+        _GMV.label("gmv_fen"), _ORDERS.label("orders"), _CHECK_IN_COUNT.label("check_ins"), _SESSION_COUNT.label("live_sessions")
+    )
+    .select_from(_o)
+    .where(_COUNTED)
+)
+_BY_CREATOR = (
+    select(_o.c.creator_id.label("key"), accounts.c.nickname.label("name"), _GMV.label("gmv_fen"), _ORDERS.label("orders"))
+    .join_from(_o, accounts, accounts.c.id == _o.c.creator_id)
+    .where(_COUNTED)
+    .group_by(_o.c.creator_id, accounts.c.nickname)
+    .order_by(_GMV.desc(), _o.c.creator_id)
+    .limit(100)
+)
+_BY_PRODUCT = (
+    select(_o.c.product_id.label("key"), products.c.title.label("name"), _GMV.label("gmv_fen"), _ORDERS.label("orders"))
+    .join_from(_o, products, products.c.id == _o.c.product_id)
+    .where(_COUNTED)
+    .group_by(_o.c.product_id, products.c.title)
+    .order_by(_GMV.desc(), _o.c.product_id)
+    .limit(100)
+)
 
 
 def _sales(row: Any) -> Sales:
@@ -643,8 +781,14 @@ async def base_stats(session: AsyncSession, base: LiveBaseRecord, start: datetim
     totals = (await run(session, _TOTALS, params)).one()
     by_creator = [_sales(row) for row in await run(session, _BY_CREATOR, params)]
     by_product = [_sales(row) for row in await run(session, _BY_PRODUCT, params)]
-    return BaseStats(int(totals.gmv_fen), int(totals.orders), int(totals.check_ins or 0),
-                     int(totals.live_sessions or 0), by_creator, by_product)
+    return BaseStats(
+        int(totals.gmv_fen),
+        int(totals.orders),
+        int(totals.check_ins or 0),
+        int(totals.live_sessions or 0),
+        by_creator,
+        by_product,
+    )
 
 
 prepare_module(globals())

@@ -55,11 +55,12 @@ class SmsRecord:
 
 
 # --------------------------------------------------------------------------- the inbox
-_MARK_READ = (update(notifications)
-              .where(notifications.c.id == bindparam("b_id"), notifications.c.account_id == bindparam("b_account"))
-              .values(read_at=func.coalesce(notifications.c.read_at,
-                                            bindparam("b_now", type_=notifications.c.read_at.type)))
-              .returning(*notifications.c))
+_MARK_READ = (
+    update(notifications)
+    .where(notifications.c.id == bindparam("b_id"), notifications.c.account_id == bindparam("b_account"))
+    .values(read_at=func.coalesce(notifications.c.read_at, bindparam("b_now", type_=notifications.c.read_at.type)))
+    .returning(*notifications.c)
+)
 
 
 def _inbox_page(*, read: bool | None, after: bool) -> Select:
@@ -72,12 +73,12 @@ def _inbox_page(*, read: bool | None, after: bool) -> Select:
 
 
 # one statement per (every, only read or only unread message; first page or a later one)
-_INBOX_PAGES = {(read, after): _inbox_page(read=read, after=after) for read in (None, True, False)
-                for after in (False, True)}
+_INBOX_PAGES = {(read, after): _inbox_page(read=read, after=after) for read in (None, True, False) for after in (False, True)}
 
 
-async def notifications_page(session: AsyncSession, account_id: str, *, unread: bool | None, limit: int,
-                             cursor: str | None) -> Page[NotificationRecord]:
+async def notifications_page(
+    session: AsyncSession, account_id: str, *, unread: bool | None, limit: int, cursor: str | None
+) -> Page[NotificationRecord]:
     """An account's own messages (nobody sees another's), newest first; `unread`: only unread
     (True) or read (False) ones."""
     after = key_after(cursor, notifications.c.id)
@@ -87,8 +88,7 @@ async def notifications_page(session: AsyncSession, account_id: str, *, unread: 
     return Page(*page_of([record_of(NotificationRecord, row) for row in rows], limit))
 
 
-async def mark_read(session: AsyncSession, account_id: str, notification_id: str,
-                    now: datetime) -> NotificationRecord | None:
+async def mark_read(session: AsyncSession, account_id: str, notification_id: str, now: datetime) -> NotificationRecord | None:
     """Mark the account's message read at `now`, unless it was read before (the first `read_at`
     stays); None when the account has no such message."""
     row = (await run(session, _MARK_READ, {"b_id": notification_id, "b_account": account_id, "b_now": now})).first()
@@ -98,8 +98,7 @@ async def mark_read(session: AsyncSession, account_id: str, notification_id: str
 # --------------------------------------------------------------------------- the SMS log
 async def sms_page(session: AsyncSession, *, phone: str | None, limit: int, cursor: str | None) -> Page[SmsRecord]:
     """Every SMS (an operator's log), newest first, with the relay's last error."""
-    query = (select(sms_messages, sms_dispatch.c.last_error)
-             .outerjoin(sms_dispatch, sms_dispatch.c.sms_id == sms_messages.c.id))
+    query = select(sms_messages, sms_dispatch.c.last_error).outerjoin(sms_dispatch, sms_dispatch.c.sms_id == sms_messages.c.id)
     if phone:
         query = query.where(sms_messages.c.phone == phone)
     return await keyset(session, query, sms_messages.c.id, SmsRecord, limit=limit, cursor=cursor)
@@ -121,30 +120,59 @@ class QueuedSms:
     last_error: str | None
 
 
-_DUE_SMS = (select(sms_messages.c.id, sms_messages.c.phone, sms_messages.c.text, sms_messages.c.attempts,
-                   sms_dispatch.c.sms_id.is_not(None).label("dispatched"), sms_dispatch.c.next_attempt_at,
-                   sms_dispatch.c.claim_token, sms_dispatch.c.last_status_code, sms_dispatch.c.last_error)
-            .outerjoin(sms_dispatch, sms_dispatch.c.sms_id == sms_messages.c.id)
-            .where(sms_messages.c.status == "queued",
-                   or_(sms_dispatch.c.next_attempt_at.is_(None), sms_dispatch.c.next_attempt_at <= bindparam("now")))
-            .order_by(sms_messages.c.id).limit(bindparam("limit", type_=Integer))
-            .with_for_update(of=sms_messages, skip_locked=True))
-_LOCK_CLAIMED = per_dialect(lambda d: select(sms_messages.c.id, sms_messages.c.status, sms_messages.c.attempts,
-                                              sms_dispatch.c.next_attempt_at, sms_dispatch.c.claim_token)
-                            .join(sms_dispatch, sms_dispatch.c.sms_id == sms_messages.c.id)
-                            .where(in_list(sms_messages.c.id, "ids", d))
-                            .order_by(sms_messages.c.id).with_for_update())
-_SET_SMS = (update(sms_messages).where(sms_messages.c.id == bindparam("b_id"))
-            .values(status=bindparam("b_status"), attempts=bindparam("b_attempts"),
-                    sent_at=bindparam("b_sent_at", type_=sms_messages.c.sent_at.type)))
+_DUE_SMS = (
+    select(
+        sms_messages.c.id,
+        sms_messages.c.phone,
+        sms_messages.c.text,
+        sms_messages.c.attempts,
+        sms_dispatch.c.sms_id.is_not(None).label("dispatched"),
+        sms_dispatch.c.next_attempt_at,
+        sms_dispatch.c.claim_token,
+        sms_dispatch.c.last_status_code,
+        sms_dispatch.c.last_error,
+    )
+    .outerjoin(sms_dispatch, sms_dispatch.c.sms_id == sms_messages.c.id)
+    .where(
+        sms_messages.c.status == "queued",
+        or_(sms_dispatch.c.next_attempt_at.is_(None), sms_dispatch.c.next_attempt_at <= bindparam("now")),
+    )
+    .order_by(sms_messages.c.id)
+    .limit(bindparam("limit", type_=Integer))
+    .with_for_update(of=sms_messages, skip_locked=True)
+)
+_LOCK_CLAIMED = per_dialect(
+    lambda d: (
+        select(
+            sms_messages.c.id,
+            sms_messages.c.status,
+            sms_messages.c.attempts,
+            sms_dispatch.c.next_attempt_at,
+            sms_dispatch.c.claim_token,
+        )
+        .join(sms_dispatch, sms_dispatch.c.sms_id == sms_messages.c.id)
+        .where(in_list(sms_messages.c.id, "ids", d))
+        .order_by(sms_messages.c.id)
+        .with_for_update()
+    )
+)
+_SET_SMS = (
+    update(sms_messages)
+    .where(sms_messages.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        attempts=bindparam("b_attempts"),
+        sent_at=bindparam("b_sent_at", type_=sms_messages.c.sent_at.type),
+    )
+)
 _DISPATCH_COLUMNS = ("next_attempt_at", "claim_token", "last_status_code", "last_error")
 
 
 def _set_dispatch(dialect_insert):
     statement = dialect_insert(sms_dispatch).values(
-        {c: bindparam(f"v_{c}", type_=sms_dispatch.c[c].type) for c in ("sms_id", *_DISPATCH_COLUMNS)})
-    return statement.on_conflict_do_update(index_elements=["sms_id"],
-                                           set_={c: statement.excluded[c] for c in _DISPATCH_COLUMNS})
+        {c: bindparam(f"v_{c}", type_=sms_dispatch.c[c].type) for c in ("sms_id", *_DISPATCH_COLUMNS)}
+    )
+    return statement.on_conflict_do_update(index_elements=["sms_id"], set_={c: statement.excluded[c] for c in _DISPATCH_COLUMNS})
 
 
 _SET_DISPATCH = {"postgresql": _set_dispatch(pg_insert), "sqlite": _set_dispatch(sqlite_insert)}
@@ -157,9 +185,11 @@ async def claim_queued_sms(session: AsyncSession, now: datetime, limit: int) -> 
     return [record_of(QueuedSms, row) for row in rows]
 
 
-_DISPATCH_NOW = per_dialect(lambda d: select(sms_dispatch.c.sms_id, sms_dispatch.c.next_attempt_at,
-                                             sms_dispatch.c.claim_token)
-                            .where(in_list(sms_dispatch.c.sms_id, "ids", d)))
+_DISPATCH_NOW = per_dialect(
+    lambda d: select(sms_dispatch.c.sms_id, sms_dispatch.c.next_attempt_at, sms_dispatch.c.claim_token).where(
+        in_list(sms_dispatch.c.sms_id, "ids", d)
+    )
+)
 
 
 async def dispatch_now(session: AsyncSession, sms_ids: list[str]) -> dict[str, tuple[datetime, str | None]]:
@@ -198,8 +228,7 @@ async def set_sms(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
 async def set_dispatch(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """`rows`: sms_id and every relay column; a message's first one is created."""
     if rows:
-        await run(session, _SET_DISPATCH[session.bind.dialect.name], [{f"v_{k}": v for k, v in row.items()}
-                                                                      for row in rows])
+        await run(session, _SET_DISPATCH[session.bind.dialect.name], [{f"v_{k}": v for k, v in row.items()} for row in rows])
 
 
 prepare_module(globals())

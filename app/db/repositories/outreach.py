@@ -114,13 +114,22 @@ class MessageRecord:
 
 
 # =========================================================================== accounts
-_PARTIES = _with_clock(select(accounts.c.id, accounts.c.role, accounts.c.display_name, accounts.c.alliance_member,
-                              accounts.c.level, accounts.c.contact_phone, accounts.c.contact_wechat)
-                       .where(or_(accounts.c.id == bindparam("a"), accounts.c.id == bindparam("b"))))
+_PARTIES = _with_clock(
+    select(
+        accounts.c.id,
+        accounts.c.role,
+        accounts.c.display_name,
+        accounts.c.alliance_member,
+        accounts.c.level,
+        accounts.c.contact_phone,
+        accounts.c.contact_wechat,
+    ).where(or_(accounts.c.id == bindparam("a"), accounts.c.id == bindparam("b")))
+)
 
 
-async def parties(session: AsyncSession, first_id: str, second_id: str, *,
-                  with_clock: bool = False) -> tuple[dict[str, OutreachParty], int | None]:
+async def parties(
+    session: AsyncSession, first_id: str, second_id: str, *, with_clock: bool = False
+) -> tuple[dict[str, OutreachParty], int | None]:
     """Two accounts (or one, named twice) by id, and the test clock's offset when asked."""
     rows = (await run(session, _PARTIES[with_clock], {"a": first_id, "b": second_id})).all()
     offset = rows[0].clock_offset if with_clock and rows else None
@@ -128,17 +137,18 @@ async def parties(session: AsyncSession, first_id: str, second_id: str, *,
 
 
 # =========================================================================== policies
-_POLICY_FOR_WEEK = (select(policies.c.effective_week, policies.c.merchant_tiers, policies.c.creator_tiers,
-                           policies.c.fixed)
-                    .where(policies.c.effective_week <= bindparam("week"))
-                    .order_by(policies.c.effective_week.desc()).limit(1))
+_POLICY_FOR_WEEK = (
+    select(policies.c.effective_week, policies.c.merchant_tiers, policies.c.creator_tiers, policies.c.fixed)
+    .where(policies.c.effective_week <= bindparam("week"))
+    .order_by(policies.c.effective_week.desc())
+    .limit(1)
+)
 
 
 def _put_policy(dialect_insert):
     statement = dialect_insert(policies).values({c.key: bindparam(f"v_{c.key}", type_=c.type) for c in policies.c})
     replaced = ("merchant_tiers", "creator_tiers", "fixed", "created_by", "created_at")
-    return statement.on_conflict_do_update(index_elements=["effective_week"],
-                                           set_={c: statement.excluded[c] for c in replaced})
+    return statement.on_conflict_do_update(index_elements=["effective_week"], set_={c: statement.excluded[c] for c in replaced})
 
 
 _PUT_POLICY = _by_dialect(_put_policy)
@@ -155,9 +165,11 @@ async def put_policy(session: AsyncSession, values: dict[str, Any]) -> None:
     await run(session, _PUT_POLICY[session.bind.dialect.name], {f"v_{k}": v for k, v in values.items()})
 
 
-_LAST_WEEK_GMV = select(gmv_sum()).where(sales_orders.c.shop_id == bindparam("shop"),
-                                         sales_orders.c.paid_at >= bindparam("start"),
-                                         sales_orders.c.paid_at < bindparam("end"))
+_LAST_WEEK_GMV = select(gmv_sum()).where(
+    sales_orders.c.shop_id == bindparam("shop"),
+    sales_orders.c.paid_at >= bindparam("start"),
+    sales_orders.c.paid_at < bindparam("end"),
+)
 
 
 async def shop_gmv(session: AsyncSession, shop_id: str, start: datetime, end: datetime) -> int:
@@ -167,16 +179,24 @@ async def shop_gmv(session: AsyncSession, shop_id: str, start: datetime, end: da
 
 # =========================================================================== quotas
 # (bind names other than the columns': the UPDATE sets one of them)
-_QUOTA_KEY = (quotas.c.account_id == bindparam("q_account"), quotas.c.week_start == bindparam("q_week"),
-              quotas.c.kind == bindparam("q_kind"), quotas.c.counterpart_role == bindparam("q_role"))
+_QUOTA_KEY = (
+    quotas.c.account_id == bindparam("q_account"),
+    quotas.c.week_start == bindparam("q_week"),
+    quotas.c.kind == bindparam("q_kind"),
+    quotas.c.counterpart_role == bindparam("q_role"),
+)
 _QUOTA = select(quotas).where(*_QUOTA_KEY)
-_USE_UNIT = (update(quotas).where(*_QUOTA_KEY, quotas.c.used < quotas.c.quota_limit)
-             .values(used=quotas.c.used + 1).returning(*quotas.c))
+_USE_UNIT = (
+    update(quotas).where(*_QUOTA_KEY, quotas.c.used < quotas.c.quota_limit).values(used=quotas.c.used + 1).returning(*quotas.c)
+)
 
 
 def _insert_quota(dialect_insert):
-    return (dialect_insert(quotas).values({c.key: bindparam(f"v_{c.key}", type_=c.type) for c in quotas.c})
-            .on_conflict_do_nothing(index_elements=["account_id", "week_start", "kind", "counterpart_role"]))
+    return (
+        dialect_insert(quotas)
+        .values({c.key: bindparam(f"v_{c.key}", type_=c.type) for c in quotas.c})
+        .on_conflict_do_nothing(index_elements=["account_id", "week_start", "kind", "counterpart_role"])
+    )
 
 
 _INSERT_QUOTA = _by_dialect(_insert_quota)
@@ -186,8 +206,7 @@ def _key(account_id: str, week: datetime, kind: str, counterpart_role: str) -> d
     return {"q_account": account_id, "q_week": week, "q_kind": kind, "q_role": counterpart_role}
 
 
-async def quota(session: AsyncSession, account_id: str, week: datetime, kind: str,
-                counterpart_role: str) -> QuotaRecord | None:
+async def quota(session: AsyncSession, account_id: str, week: datetime, kind: str, counterpart_role: str) -> QuotaRecord | None:
     row = (await run(session, _QUOTA, _key(account_id, week, kind, counterpart_role))).first()
     return None if row is None else record_of(QuotaRecord, row)
 
@@ -197,8 +216,9 @@ async def insert_quota(session: AsyncSession, values: dict[str, Any]) -> None:
     await run(session, _INSERT_QUOTA[session.bind.dialect.name], {f"v_{k}": v for k, v in values.items()})
 
 
-async def use_unit(session: AsyncSession, account_id: str, week: datetime, kind: str,
-                   counterpart_role: str) -> QuotaRecord | None:
+async def use_unit(
+    session: AsyncSession, account_id: str, week: datetime, kind: str, counterpart_role: str
+) -> QuotaRecord | None:
     """One unit of the quota, with one conditional statement (`… WHERE used < quota_limit`):
     the quota as it now stands, or None when there is no such row or no unit is left."""
     row = (await run(session, _USE_UNIT, _key(account_id, week, kind, counterpart_role))).first()
@@ -206,36 +226,62 @@ async def use_unit(session: AsyncSession, account_id: str, week: datetime, kind:
 
 
 # =========================================================================== conversations
-_UNREAD = (select(func.count()).select_from(messages)
-           .where(messages.c.conversation_id == members.c.conversation_id,
-                  messages.c.seq > members.c.last_read_seq, messages.c.sender_id != members.c.account_id)
-           .correlate(members).scalar_subquery().label("unread_count"))
-_OTHER = case((conversations.c.account_low == members.c.account_id, conversations.c.account_high),
-              else_=conversations.c.account_low)
-_SEEN = (select(conversations, members.c.last_activity_at, _UNREAD, accounts.c.id.label("counterpart_id"),
-                accounts.c.role.label("counterpart_role"), accounts.c.display_name.label("counterpart_display_name"))
-         .join(members, members.c.conversation_id == conversations.c.id)
-         .join(accounts, accounts.c.id == _OTHER)
-         .where(members.c.account_id == bindparam("me")))
+_UNREAD = (
+    select(func.count())
+    .select_from(messages)
+    .where(
+        messages.c.conversation_id == members.c.conversation_id,
+        messages.c.seq > members.c.last_read_seq,
+        messages.c.sender_id != members.c.account_id,
+    )
+    .correlate(members)
+    .scalar_subquery()
+    .label("unread_count")
+)
+_OTHER = case(
+    (conversations.c.account_low == members.c.account_id, conversations.c.account_high), else_=conversations.c.account_low
+)
+_SEEN = (
+    select(
+        conversations,
+        members.c.last_activity_at,
+        _UNREAD,
+        accounts.c.id.label("counterpart_id"),
+        accounts.c.role.label("counterpart_role"),
+        accounts.c.display_name.label("counterpart_display_name"),
+    )
+    .join(members, members.c.conversation_id == conversations.c.id)
+    .join(accounts, accounts.c.id == _OTHER)
+    .where(members.c.account_id == bindparam("me"))
+)
 """The conversations of one participant (`me`): its member row is the scope."""
 
 _VIEW = _SEEN.where(conversations.c.id == bindparam("id"))
 _ORDER = (members.c.last_activity_at.desc(), members.c.conversation_id.desc())
-_PAGES = {False: _SEEN.order_by(*_ORDER).limit(bindparam("limit", type_=Integer)),
-          True: _SEEN.where(or_(members.c.last_activity_at < bindparam("at"),
-                                and_(members.c.last_activity_at == bindparam("at"),
-                                     members.c.conversation_id < bindparam("after"))))
-          .order_by(*_ORDER).limit(bindparam("limit", type_=Integer))}
-_PAIR = select(conversations).where(conversations.c.account_low == bindparam("low"),
-                                    conversations.c.account_high == bindparam("high"))
+_PAGES = {
+    False: _SEEN.order_by(*_ORDER).limit(bindparam("limit", type_=Integer)),
+    True: _SEEN.where(
+        or_(
+            members.c.last_activity_at < bindparam("at"),
+            and_(members.c.last_activity_at == bindparam("at"), members.c.conversation_id < bindparam("after")),
+        )
+    )
+    .order_by(*_ORDER)
+    .limit(bindparam("limit", type_=Integer)),
+}
+_PAIR = select(conversations).where(
+    conversations.c.account_low == bindparam("low"), conversations.c.account_high == bindparam("high")
+)
 _CONVERSATION = select(conversations).where(conversations.c.id == bindparam("id"))
 
 
 def _insert_conversation(dialect_insert):
-    return (dialect_insert(conversations)
-            .values({c.key: bindparam(f"v_{c.key}", type_=c.type) for c in conversations.c})
-            .on_conflict_do_nothing(index_elements=["account_low", "account_high"])
-            .returning(conversations.c.id))
+    return (
+        dialect_insert(conversations)
+        .values({c.key: bindparam(f"v_{c.key}", type_=c.type) for c in conversations.c})
+        .on_conflict_do_nothing(index_elements=["account_low", "account_high"])
+        .returning(conversations.c.id)
+    )
 
 
 _INSERT_CONVERSATION = _by_dialect(_insert_conversation)
@@ -279,8 +325,7 @@ def _after(cursor: str | None) -> tuple[datetime, str] | None:
     return at, key[1]
 
 
-async def conversations_page(session: AsyncSession, me: str, *, limit: int,
-                             cursor: str | None) -> Page[ConversationView]:
+async def conversations_page(session: AsyncSession, me: str, *, limit: int, cursor: str | None) -> Page[ConversationView]:
     """The participant's conversations, latest activity first (keyset on the member's
     `(last_activity_at, conversation_id)`: one index range at any depth)."""
     after = _after(cursor)
@@ -295,21 +340,36 @@ async def conversations_page(session: AsyncSession, me: str, *, limit: int,
 
 
 # =========================================================================== messages
-_APPEND = (update(conversations)
-           .where(conversations.c.id == bindparam("g_id"),
-                  or_(conversations.c.account_low == bindparam("g_me"), conversations.c.account_high == bindparam("g_me")))
-           .values(message_count=conversations.c.message_count + 1, last_message_at=bindparam("g_now"))
-           .returning(conversations.c.message_count))
+_APPEND = (
+    update(conversations)
+    .where(
+        conversations.c.id == bindparam("g_id"),
+        or_(conversations.c.account_low == bindparam("g_me"), conversations.c.account_high == bindparam("g_me")),
+    )
+    .values(message_count=conversations.c.message_count + 1, last_message_at=bindparam("g_now"))
+    .returning(conversations.c.message_count)
+)
 """The next `seq` of a participant's conversation (nothing for anyone else); the message is
 inserted behind it in the same statement (`write_gated`)."""
-_TOUCH_MEMBERS = (update(members).where(members.c.conversation_id == bindparam("b_id"))
-                  .values(last_activity_at=bindparam("b_now"),
-                          last_read_seq=case((members.c.account_id == bindparam("b_me"), bindparam("b_seq", type_=Integer)),
-                                             else_=members.c.last_read_seq)))
-_MARK_READ = (update(members)
-              .where(members.c.conversation_id == bindparam("b_id"), members.c.account_id == bindparam("b_me"),
-                     members.c.last_read_seq < bindparam("b_latest", type_=Integer))
-              .values(last_read_seq=bindparam("b_latest", type_=Integer)))
+_TOUCH_MEMBERS = (
+    update(members)
+    .where(members.c.conversation_id == bindparam("b_id"))
+    .values(
+        last_activity_at=bindparam("b_now"),
+        last_read_seq=case(
+            (members.c.account_id == bindparam("b_me"), bindparam("b_seq", type_=Integer)), else_=members.c.last_read_seq
+        ),
+    )
+)
+_MARK_READ = (
+    update(members)
+    .where(
+        members.c.conversation_id == bindparam("b_id"),
+        members.c.account_id == bindparam("b_me"),
+        members.c.last_read_seq < bindparam("b_latest", type_=Integer),
+    )
+    .values(last_read_seq=bindparam("b_latest", type_=Integer))
+)
 
 
 def _messages_page(after: bool) -> Select:
@@ -328,8 +388,12 @@ async def append_message(session: AsyncSession, message: dict[str, Any]) -> int 
     next one, if its sender takes part in it: its `seq`, or None (nothing written). Both sides
     see the activity; the sender has read up to its own message."""
     conversation_id, sender, now = message["conversation_id"], message["sender_id"], message["created_at"]
-    moved = await write_gated(session, _APPEND, {"g_id": conversation_id, "g_me": sender, "g_now": now},
-                              (messages, [{**message, "seq": FromGate("message_count")}]))
+    moved = await write_gated(
+        session,
+        _APPEND,
+        {"g_id": conversation_id, "g_me": sender, "g_now": now},
+        (messages, [{**message, "seq": FromGate("message_count")}]),
+    )
     if moved is None:
         return None
     seq = int(moved.message_count)
@@ -337,8 +401,7 @@ async def append_message(session: AsyncSession, message: dict[str, Any]) -> int 
     return seq
 
 
-async def messages_page(session: AsyncSession, conversation_id: str, *, limit: int,
-                        cursor: str | None) -> Page[MessageRecord]:
+async def messages_page(session: AsyncSession, conversation_id: str, *, limit: int, cursor: str | None) -> Page[MessageRecord]:
     after = key_after(cursor, messages.c.id)
     params: dict[str, Any] = {"conversation": conversation_id, "limit": limit + 1}
     if after is not None:

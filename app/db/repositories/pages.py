@@ -20,14 +20,22 @@ class Page(Generic[T]):
     next_cursor: str | None
 
 
-async def keyset(session: AsyncSession, query: Select, id_column: Column, record: type[T], *, limit: int,
-                 cursor: str | None, params: dict[str, Any] | None = None, newest_first: bool = True) -> Page[T]:
+async def keyset(
+    session: AsyncSession,
+    query: Select,
+    id_column: Column,
+    record: type[T],
+    *,
+    limit: int,
+    cursor: str | None,
+    params: dict[str, Any] | None = None,
+    newest_first: bool = True,
+) -> Page[T]:
     """One page of `query`'s rows as records, ordered by `id_column`; `next_cursor` names the
     last id when there is more."""
     last = key_after(cursor, id_column)
     if last is not None:
         query = query.where(id_column < last if newest_first else id_column > last)
     query = query.order_by(id_column.desc() if newest_first else id_column.asc()).limit(limit + 1)
-    rows, next_cursor = page_of([record_of(record, row) for row in await run(session, query, params)], limit,
-                                id_column.key)
+    rows, next_cursor = page_of([record_of(record, row) for row in await run(session, query, params)], limit, id_column.key)
     return Page(rows, next_cursor)

@@ -31,8 +31,7 @@ async def ping(session: AsyncSession) -> None:
 
 
 # --------------------------------------------------------------------------- the test clock
-CLOCK_OFFSET = (select(clock_state.c.offset_seconds).where(clock_state.c.id == 1)
-                .scalar_subquery().label("clock_offset"))
+CLOCK_OFFSET = select(clock_state.c.offset_seconds).where(clock_state.c.id == 1).scalar_subquery().label("clock_offset")
 """The test clock's offset as a column: a read on a hot path carries it, so business time costs
 no statement of its own (`app.domain.clock.remember`)."""
 
@@ -42,7 +41,8 @@ _OFFSET = select(clock_state.c.offset_seconds).where(clock_state.c.id == 1)
 def _advance(dialect_insert):
     statement = dialect_insert(clock_state).values(id=1, offset_seconds=bindparam("seconds"))
     return statement.on_conflict_do_update(
-        index_elements=["id"], set_={"offset_seconds": clock_state.c.offset_seconds + statement.excluded.offset_seconds},
+        index_elements=["id"],
+        set_={"offset_seconds": clock_state.c.offset_seconds + statement.excluded.offset_seconds},
     ).returning(clock_state.c.offset_seconds)
 
 
@@ -70,11 +70,16 @@ class TimerRecord:
 
 
 def _upsert_timer(dialect_insert):
-    statement = dialect_insert(timers).values(id=bindparam("id"), machine=bindparam("machine"),
-                                              entity_id=bindparam("entity_id"), action=bindparam("action"),
-                                              due_at=bindparam("due_at"))
-    return statement.on_conflict_do_update(index_elements=["machine", "entity_id", "action"],
-                                           set_={"due_at": statement.excluded.due_at})
+    statement = dialect_insert(timers).values(
+        id=bindparam("id"),
+        machine=bindparam("machine"),
+        entity_id=bindparam("entity_id"),
+        action=bindparam("action"),
+        due_at=bindparam("due_at"),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["machine", "entity_id", "action"], set_={"due_at": statement.excluded.due_at}
+    )
 
 
 _UPSERT_TIMER = {"postgresql": _upsert_timer(pg_insert), "sqlite": _upsert_timer(sqlite_insert)}
@@ -91,9 +96,13 @@ async def delete_timer(session: AsyncSession, timer_id: str) -> None:
 
 def _due_on_postgres(by_machines: bool, by_entity: bool) -> Select:
     # one prebuilt statement per filter shape (the lists go in as arrays), for the fast lane
-    query = (select(timers).where(timers.c.due_at <= bindparam("now"),
-                                  timers.c.id != all_(bindparam("skip", type_=ARRAY(String))))
-             .order_by(timers.c.due_at).limit(bindparam("limit", type_=Integer)).with_for_update(skip_locked=True))
+    query = (
+        select(timers)
+        .where(timers.c.due_at <= bindparam("now"), timers.c.id != all_(bindparam("skip", type_=ARRAY(String))))
+        .order_by(timers.c.due_at)
+        .limit(bindparam("limit", type_=Integer))
+        .with_for_update(skip_locked=True)
+    )
     if by_machines:
         query = query.where(timers.c.machine == any_(bindparam("machines", type_=ARRAY(String))))
     if by_entity:
@@ -104,13 +113,17 @@ def _due_on_postgres(by_machines: bool, by_entity: bool) -> Select:
 _DUE = {(m, e): _due_on_postgres(m, e) for m in (False, True) for e in (False, True)}
 
 
-async def due_timers(session: AsyncSession, now: datetime, *, machines: list[str] | None, entity_id: str | None,
-                     skip: set[str], limit: int) -> list[TimerRecord]:
+async def due_timers(
+    session: AsyncSession, now: datetime, *, machines: list[str] | None, entity_id: str | None, skip: set[str], limit: int
+) -> list[TimerRecord]:
     """Timers due at `now`, oldest first; on PostgreSQL those another transaction holds are
     skipped (`FOR UPDATE SKIP LOCKED`), so every replica's sweeper may run at once."""
     if session.bind.dialect.name == "postgresql":
-        rows = await run(session, _DUE[machines is not None, entity_id is not None], {
-            "now": now, "skip": list(skip), "limit": limit, "machines": machines, "entity_id": entity_id})
+        rows = await run(
+            session,
+            _DUE[machines is not None, entity_id is not None],
+            {"now": now, "skip": list(skip), "limit": limit, "machines": machines, "entity_id": entity_id},
+        )
         return [record_of(TimerRecord, row) for row in rows]
     query = select(timers).where(timers.c.due_at <= now).order_by(timers.c.due_at).limit(limit)
     if machines is not None:
@@ -137,8 +150,11 @@ class TransitionRow:
     at: datetime
 
 
-_HISTORY = (select(history).where(history.c.machine == bindparam("machine"), history.c.entity_id == bindparam("id"))
-            .order_by(history.c.at, history.c.id))
+_HISTORY = (
+    select(history)
+    .where(history.c.machine == bindparam("machine"), history.c.entity_id == bindparam("id"))
+    .order_by(history.c.at, history.c.id)
+)
 
 
 async def history_of(session: AsyncSession, machine: str, entity_id: str) -> list[TransitionRow]:
@@ -158,8 +174,9 @@ class StoredAnswer:
 
 
 _ADVISORY = text("SELECT pg_try_advisory_xact_lock(hashtext(:k))")
-_STORED = select(idempotency_keys).where(idempotency_keys.c.account_id == bindparam("account_id"),
-                                         idempotency_keys.c.key == bindparam("key"))
+_STORED = select(idempotency_keys).where(
+    idempotency_keys.c.account_id == bindparam("account_id"), idempotency_keys.c.key == bindparam("key")
+)
 _FORGET = delete(idempotency_keys).where(idempotency_keys.c.id == bindparam("id"))
 _STORE = insert(idempotency_keys)
 

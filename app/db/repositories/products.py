@@ -43,11 +43,15 @@ EDITABLE = ("title", "brand", "price_fen", "inventory", "general_commission_bp",
 _BY_ID = select(*_COLUMNS).where(products.c.id == bindparam("id"))
 _LOCK = _BY_ID.with_for_update()
 _SHOPS = select(products.c.id, products.c.shop_id).where(products.c.id.in_(bindparam("ids", expanding=True)))
-_INSERT = insert(products).values({name: bindparam(f"v_{name}", type_=products.c[name].type) for name in _NAMES}
-                                  ).returning(*_COLUMNS)
-_UPDATE = (update(products).where(products.c.id == bindparam("product_id"))
-           .values({name: bindparam(f"new_{name}", type_=products.c[name].type) for name in EDITABLE})
-           .returning(*_COLUMNS))
+_INSERT = (
+    insert(products).values({name: bindparam(f"v_{name}", type_=products.c[name].type) for name in _NAMES}).returning(*_COLUMNS)
+)
+_UPDATE = (
+    update(products)
+    .where(products.c.id == bindparam("product_id"))
+    .values({name: bindparam(f"new_{name}", type_=products.c[name].type) for name in EDITABLE})
+    .returning(*_COLUMNS)
+)
 
 
 def _page(*, of_shop: bool, after: bool):
@@ -82,8 +86,9 @@ async def shops_of_products(session: AsyncSession, product_ids: Iterable[str]) -
     return dict((await run(session, _SHOPS, {"ids": wanted})).tuples().all())
 
 
-async def products_page(session: AsyncSession, *, shop_id: str | None, limit: int,
-                        cursor: str | None) -> tuple[list[ProductRecord], str | None]:
+async def products_page(
+    session: AsyncSession, *, shop_id: str | None, limit: int, cursor: str | None
+) -> tuple[list[ProductRecord], str | None]:
     """A page of the products (of one shop if `shop_id`), newest first, and the next cursor."""
     after = key_after(cursor, products.c.id)
     params: dict[str, Any] = {"limit": limit + 1}

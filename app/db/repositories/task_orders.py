@@ -158,20 +158,30 @@ def _with_clock(statement: Select) -> tuple[Select, Select]:
 
 
 # --------------------------------------------------------------------------- creation
-_PARTIES = _with_clock(select(accounts.c.id, accounts.c.role, accounts.c.nickname, accounts.c.accepting_orders,
-                              accounts.c.quote_dedicated_hourly_fen, accounts.c.quote_shared_hourly_fen,
-                              accounts.c.xingtu_account_id, accounts.c.contact_phone)
-                       .where(or_(accounts.c.id == bindparam("a"), accounts.c.id == bindparam("b"))))
-_OFFERED_COLUMNS = (products.c.id, products.c.shop_id, products.c.title, products.c.status,
-                    products.c.general_commission_bp)
+_PARTIES = _with_clock(
+    select(
+        accounts.c.id,
+        accounts.c.role,
+        accounts.c.nickname,
+        accounts.c.accepting_orders,
+        accounts.c.quote_dedicated_hourly_fen,
+        accounts.c.quote_shared_hourly_fen,
+        accounts.c.xingtu_account_id,
+        accounts.c.contact_phone,
+    ).where(or_(accounts.c.id == bindparam("a"), accounts.c.id == bindparam("b")))
+)
+_OFFERED_COLUMNS = (products.c.id, products.c.shop_id, products.c.title, products.c.status, products.c.general_commission_bp)
 # an array parameter on PostgreSQL (one SQL text whatever the number of ids: the fast lane);
 # an expanding IN elsewhere
-_OFFERED = {"postgresql": select(*_OFFERED_COLUMNS).where(products.c.id == any_(bindparam("ids", type_=ARRAY(String)))),
-            "sqlite": select(*_OFFERED_COLUMNS).where(products.c.id.in_(bindparam("ids", expanding=True)))}
+_OFFERED = {
+    "postgresql": select(*_OFFERED_COLUMNS).where(products.c.id == any_(bindparam("ids", type_=ARRAY(String)))),
+    "sqlite": select(*_OFFERED_COLUMNS).where(products.c.id.in_(bindparam("ids", expanding=True))),
+}
 
 
-async def parties(session: AsyncSession, first_id: str, second_id: str, *,
-                  with_clock: bool) -> tuple[dict[str, PartyRecord], int | None]:
+async def parties(
+    session: AsyncSession, first_id: str, second_id: str, *, with_clock: bool
+) -> tuple[dict[str, PartyRecord], int | None]:
     """Two accounts (the parties of an order to be created), and the test clock's offset when
     asked."""
     rows = (await run(session, _PARTIES[with_clock], {"a": first_id, "b": second_id})).all()
@@ -185,8 +195,14 @@ async def offered_products(session: AsyncSession, product_ids: list[str]) -> dic
 
 
 # --------------------------------------------------------------------------- one order
-_PART_COLUMNS = (order_products.c.product_id, products.c.title, order_products.c.plan, order_products.c.commission_bp,
-                 accounts.c.nickname.label("creator_nickname"), holds.c.status.label("hold_status"))
+_PART_COLUMNS = (
+    order_products.c.product_id,
+    products.c.title,
+    order_products.c.plan,
+    order_products.c.commission_bp,
+    accounts.c.nickname.label("creator_nickname"),
+    holds.c.status.label("hold_status"),
+)
 _ORDER_WITH_PARTS = _with_clock(
     select(task_orders, *_PART_COLUMNS)
     .join(order_products, order_products.c.task_order_id == task_orders.c.id)
@@ -194,14 +210,17 @@ _ORDER_WITH_PARTS = _with_clock(
     .join(accounts, accounts.c.id == task_orders.c.creator_id)
     .outerjoin(holds, holds.c.ref_id == task_orders.c.id)
     .where(task_orders.c.id == bindparam("id"))
-    .order_by(order_products.c.position))
-_PARTS_OF = (select(order_products.c.task_order_id, *_PART_COLUMNS)
-             .join(products, products.c.id == order_products.c.product_id)
-             .join(task_orders, task_orders.c.id == order_products.c.task_order_id)
-             .join(accounts, accounts.c.id == task_orders.c.creator_id)
-             .outerjoin(holds, holds.c.ref_id == order_products.c.task_order_id)
-             .where(order_products.c.task_order_id.in_(bindparam("ids", expanding=True)))
-             .order_by(order_products.c.task_order_id, order_products.c.position))
+    .order_by(order_products.c.position)
+)
+_PARTS_OF = (
+    select(order_products.c.task_order_id, *_PART_COLUMNS)
+    .join(products, products.c.id == order_products.c.product_id)
+    .join(task_orders, task_orders.c.id == order_products.c.task_order_id)
+    .join(accounts, accounts.c.id == task_orders.c.creator_id)
+    .outerjoin(holds, holds.c.ref_id == order_products.c.task_order_id)
+    .where(order_products.c.task_order_id.in_(bindparam("ids", expanding=True)))
+    .order_by(order_products.c.task_order_id, order_products.c.position)
+)
 _ORDER_FOR_UPDATE = select(task_orders).where(task_orders.c.id == bindparam("id")).with_for_update()
 
 
@@ -209,8 +228,9 @@ def _part(row: Any) -> ProductPart:
     return ProductPart(row.product_id, row.title, row.plan, row.commission_bp)
 
 
-async def order_with_parts(session: AsyncSession, order_id: str, *,
-                           with_clock: bool) -> tuple[TaskOrderRecord, OrderParts, int | None] | None:
+async def order_with_parts(
+    session: AsyncSession, order_id: str, *, with_clock: bool
+) -> tuple[TaskOrderRecord, OrderParts, int | None] | None:
     """An order with its products (titles included), the creator's nickname and the hold's
     status — one statement, carrying the test clock's offset when asked."""
     rows = (await run(session, _ORDER_WITH_PARTS[with_clock], {"id": order_id})).all()
@@ -256,9 +276,18 @@ def may_see_orders(role: str) -> bool:
     return role in ("merchant", "creator", "operator")
 
 
-async def orders_page(session: AsyncSession, role: str, account_id: str, *, states: list[str] | None,
-                      q: str | None, created_from: datetime | None, created_to: datetime | None, limit: int,
-                      cursor: str | None) -> Page[TaskOrderRecord]:
+async def orders_page(
+    session: AsyncSession,
+    role: str,
+    account_id: str,
+    *,
+    states: list[str] | None,
+    q: str | None,
+    created_from: datetime | None,
+    created_to: datetime | None,
+    limit: int,
+    cursor: str | None,
+) -> Page[TaskOrderRecord]:
     query = _visible_to(role, account_id)
     assert query is not None
     if states is not None:
@@ -268,8 +297,7 @@ async def orders_page(session: AsyncSession, role: str, account_id: str, *, stat
     if created_to:
         query = query.where(task_orders.c.created_at < created_to)
     if q:
-        creators = select(accounts.c.id).where(accounts.c.role == "creator",
-                                               accounts.c.nickname.contains(q, autoescape=True))
+        creators = select(accounts.c.id).where(accounts.c.role == "creator", accounts.c.nickname.contains(q, autoescape=True))
         query = query.where(or_(task_orders.c.title.contains(q, autoescape=True), task_orders.c.creator_id.in_(creators)))
     return await keyset(session, query, task_orders.c.id, TaskOrderRecord, limit=limit, cursor=cursor)
 
@@ -278,46 +306,66 @@ async def state_counts(session: AsyncSession, role: str, account_id: str) -> lis
     scoped = _visible_to(role, account_id)
     assert scoped is not None
     sub = scoped.subquery()
-    return [(state, int(n)) for state, n in
-            await run(session, select(sub.c.state, func.count()).group_by(sub.c.state))]
+    return [(state, int(n)) for state, n in await run(session, select(sub.c.state, func.count()).group_by(sub.c.state))]
 
 
 # --------------------------------------------------------------------------- live sessions
-_LINKED_SESSIONS = (select(live_sessions.c.id, live_sessions.c.started_at, live_sessions.c.ended_at,
-                           live_sessions.c.peak_viewers, live_sessions.c.room_url)
-                    .join(order_live_sessions, order_live_sessions.c.live_session_id == live_sessions.c.id)
-                    .where(order_live_sessions.c.task_order_id == bindparam("id"))
-                    .order_by(live_sessions.c.started_at))
-_GMV = (select(sales_orders.c.live_session_id, func.sum(sales_orders.c.amount_fen))
-        .where(sales_orders.c.live_session_id.in_(bindparam("sessions", expanding=True)),
-               sales_orders.c.product_id.in_(bindparam("products", expanding=True)),
-               sales_orders.c.shop_id == bindparam("shop"), sales_orders.c.status == "paid")
-        .group_by(sales_orders.c.live_session_id))
-_LINK_COUNT = select(func.count()).select_from(order_live_sessions).where(
-    order_live_sessions.c.task_order_id == bindparam("id"))
-_TO_LINK = (select(task_orders.c.id)
-            .where(task_orders.c.creator_id == bindparam("creator"), task_orders.c.state == "waiting_live",
-                   task_orders.c.expected_start_at >= bindparam("lowest"),
-                   task_orders.c.expected_start_at <= bindparam("highest"))
-            .order_by(task_orders.c.id))
-_LIVE_LINKED = (select(task_orders.c.id)
-                .join(order_live_sessions, order_live_sessions.c.task_order_id == task_orders.c.id)
-                .where(order_live_sessions.c.live_session_id == bindparam("live"), task_orders.c.state == "live")
-                .order_by(task_orders.c.id))
+_LINKED_SESSIONS = (
+    select(
+        live_sessions.c.id,
+        live_sessions.c.started_at,
+        live_sessions.c.ended_at,
+        live_sessions.c.peak_viewers,
+        live_sessions.c.room_url,
+    )
+    .join(order_live_sessions, order_live_sessions.c.live_session_id == live_sessions.c.id)
+    .where(order_live_sessions.c.task_order_id == bindparam("id"))
+    .order_by(live_sessions.c.started_at)
+)
+_GMV = (
+    select(sales_orders.c.live_session_id, func.sum(sales_orders.c.amount_fen))
+    .where(
+        sales_orders.c.live_session_id.in_(bindparam("sessions", expanding=True)),
+        sales_orders.c.product_id.in_(bindparam("products", expanding=True)),
+        sales_orders.c.shop_id == bindparam("shop"),
+        sales_orders.c.status == "paid",
+    )
+    .group_by(sales_orders.c.live_session_id)
+)
+_LINK_COUNT = select(func.count()).select_from(order_live_sessions).where(order_live_sessions.c.task_order_id == bindparam("id"))
+_TO_LINK = (
+    select(task_orders.c.id)
+    .where(
+        task_orders.c.creator_id == bindparam("creator"),
+        task_orders.c.state == "waiting_live",
+        task_orders.c.expected_start_at >= bindparam("lowest"),
+        task_orders.c.expected_start_at <= bindparam("highest"),
+    )
+    .order_by(task_orders.c.id)
+)
+_LIVE_LINKED = (
+    select(task_orders.c.id)
+    .join(order_live_sessions, order_live_sessions.c.task_order_id == task_orders.c.id)
+    .where(order_live_sessions.c.live_session_id == bindparam("live"), task_orders.c.state == "live")
+    .order_by(task_orders.c.id)
+)
 _ROOM = select(live_sessions.c.host_id, live_sessions.c.room_url).where(live_sessions.c.id == bindparam("id"))
-_PARTY_OF_SESSION = (select(order_live_sessions.c.id)
-                     .join(task_orders, task_orders.c.id == order_live_sessions.c.task_order_id)
-                     .where(order_live_sessions.c.live_session_id == bindparam("live"),
-                            or_(task_orders.c.merchant_id == bindparam("account"),
-                                task_orders.c.creator_id == bindparam("account"))).limit(1))
+_PARTY_OF_SESSION = (
+    select(order_live_sessions.c.id)
+    .join(task_orders, task_orders.c.id == order_live_sessions.c.task_order_id)
+    .where(
+        order_live_sessions.c.live_session_id == bindparam("live"),
+        or_(task_orders.c.merchant_id == bindparam("account"), task_orders.c.creator_id == bindparam("account")),
+    )
+    .limit(1)
+)
 
 
 async def linked_sessions(session: AsyncSession, order_id: str) -> list[LinkedSession]:
     return [record_of(LinkedSession, row) for row in await run(session, _LINKED_SESSIONS, {"id": order_id})]
 
 
-async def gmv_by_session(session: AsyncSession, session_ids: list[str], product_ids: list[str],
-                         shop_id: str) -> dict[str, int]:
+async def gmv_by_session(session: AsyncSession, session_ids: list[str], product_ids: list[str], shop_id: str) -> dict[str, int]:
     """Paid amount of the shop's `product_ids` in each live session."""
     rows = await run(session, _GMV, {"sessions": session_ids, "products": product_ids, "shop": shop_id})
     return {sid: int(total or 0) for sid, total in rows}
@@ -348,12 +396,14 @@ async def is_party_of_session(session: AsyncSession, live_session_id: str, accou
 
 
 # --------------------------------------------------------------------------- targeted plans
-_PLANS = (select(targeted_plans, products.c.title.label("product_title"))
-          .outerjoin(products, products.c.id == targeted_plans.c.product_id))
+_PLANS = select(targeted_plans, products.c.title.label("product_title")).outerjoin(
+    products, products.c.id == targeted_plans.c.product_id
+)
 
 
-async def targeted_plans_page(session: AsyncSession, role: str, account_id: str, *, limit: int,
-                              cursor: str | None) -> Page[TargetedPlanRecord]:
+async def targeted_plans_page(
+    session: AsyncSession, role: str, account_id: str, *, limit: int, cursor: str | None
+) -> Page[TargetedPlanRecord]:
     query = _PLANS
     if role == "merchant":
         query = query.where(targeted_plans.c.merchant_id == account_id)
@@ -371,26 +421,35 @@ async def disputes_of(session: AsyncSession, order_id: str) -> list[DisputeRecor
 
 
 # --------------------------------------------------------------------------- creator square, Xingtu binding
-async def creators_page(session: AsyncSession, *, accepting_orders: bool | None, q: str | None, level_min: int | None,
-                        limit: int, cursor: str | None) -> Page[CreatorCardRecord]:
-    query = select(accounts.c.id, accounts.c.display_name, accounts.c.nickname, accounts.c.level, accounts.c.followers,
-                   accounts.c.accepting_orders, accounts.c.quote_dedicated_hourly_fen,
-                   accounts.c.quote_shared_hourly_fen).where(accounts.c.role == "creator")
+async def creators_page(
+    session: AsyncSession, *, accepting_orders: bool | None, q: str | None, level_min: int | None, limit: int, cursor: str | None
+) -> Page[CreatorCardRecord]:
+    query = select(
+        accounts.c.id,
+        accounts.c.display_name,
+        accounts.c.nickname,
+        accounts.c.level,
+        accounts.c.followers,
+        accounts.c.accepting_orders,
+        accounts.c.quote_dedicated_hourly_fen,
+        accounts.c.quote_shared_hourly_fen,
+    ).where(accounts.c.role == "creator")
     if accepting_orders is not None:
         query = query.where(accounts.c.accepting_orders.is_(accepting_orders))
     if level_min is not None:
         query = query.where(accounts.c.level >= level_min)
     if q:
-        query = query.where(or_(accounts.c.nickname.contains(q, autoescape=True),
-                                accounts.c.display_name.contains(q, autoescape=True)))
+        query = query.where(
+            or_(accounts.c.nickname.contains(q, autoescape=True), accounts.c.display_name.contains(q, autoescape=True))
+        )
     return await keyset(session, query, accounts.c.id, CreatorCardRecord, limit=limit, cursor=cursor)
 
 
 _LOCK_XINGTU = select(accounts.c.xingtu_account_id).where(accounts.c.id == bindparam("id")).with_for_update()
-_XINGTU_HOLDER = select(accounts.c.id).where(accounts.c.xingtu_account_id == bindparam("xingtu"),
-                                            accounts.c.id != bindparam("id")).limit(1)
-_SET_XINGTU = (update(accounts).where(accounts.c.id == bindparam("b_id"))
-               .values(xingtu_account_id=bindparam("b_xingtu")))
+_XINGTU_HOLDER = (
+    select(accounts.c.id).where(accounts.c.xingtu_account_id == bindparam("xingtu"), accounts.c.id != bindparam("id")).limit(1)
+)
+_SET_XINGTU = update(accounts).where(accounts.c.id == bindparam("b_id")).values(xingtu_account_id=bindparam("b_xingtu"))
 
 
 async def lock_xingtu_binding(session: AsyncSession, account_id: str) -> tuple[bool, str | None]:
@@ -407,9 +466,12 @@ async def bind_xingtu(session: AsyncSession, account_id: str, xingtu_account_id:
     await run(session, _SET_XINGTU, {"b_id": account_id, "b_xingtu": xingtu_account_id})
 
 
-_SET_RECEIVED = (update(task_orders).where(task_orders.c.id == bindparam("b_id"))
-                 .values(creator_received_fen=bindparam("b_fen"), version=task_orders.c.version + 1)
-                 .returning(*task_orders.c))
+_SET_RECEIVED = (
+    update(task_orders)
+    .where(task_orders.c.id == bindparam("b_id"))
+    .values(creator_received_fen=bindparam("b_fen"), version=task_orders.c.version + 1)
+    .returning(*task_orders.c)
+)
 
 
 async def set_creator_received(session: AsyncSession, order: TaskOrderRecord, fen: int) -> TaskOrderRecord:

@@ -77,27 +77,42 @@ class EntryRecord:
 
 
 # --------------------------------------------------------------------------- wallets
-_LOCK = (select(wallets).where(wallets.c.owner_id.in_(bindparam("owners", expanding=True)))
-         .order_by(wallets.c.owner_id).with_for_update())
+_LOCK = (
+    select(wallets)
+    .where(wallets.c.owner_id.in_(bindparam("owners", expanding=True)))
+    .order_by(wallets.c.owner_id)
+    .with_for_update()
+)
 
 
 def _create(dialect_insert):
-    return dialect_insert(wallets).values(
-        id=bindparam("id"), owner_id=bindparam("owner_id"), available_fen=0, frozen_fen=0,
-        updated_at=bindparam("updated_at")).on_conflict_do_nothing(index_elements=["owner_id"])
+    return (
+        dialect_insert(wallets)
+        .values(
+            id=bindparam("id"), owner_id=bindparam("owner_id"), available_fen=0, frozen_fen=0, updated_at=bindparam("updated_at")
+        )
+        .on_conflict_do_nothing(index_elements=["owner_id"])
+    )
 
 
 _CREATE = {"postgresql": _create(pg_insert), "sqlite": _create(sqlite_insert)}
-_SET_BALANCES = (update(wallets).where(wallets.c.id == bindparam("wallet_id"))
-                 .values(available_fen=bindparam("available"), frozen_fen=bindparam("frozen"),
-                         updated_at=bindparam("at")))
+_SET_BALANCES = (
+    update(wallets)
+    .where(wallets.c.id == bindparam("wallet_id"))
+    .values(available_fen=bindparam("available"), frozen_fen=bindparam("frozen"), updated_at=bindparam("at"))
+)
 _BALANCE = select(wallets.c.available_fen, wallets.c.frozen_fen).where(wallets.c.owner_id == bindparam("owner"))
 
-FREEZE_GATE = (update(wallets)
-               .where(wallets.c.owner_id == bindparam("g_owner"), wallets.c.available_fen >= bindparam("g_amount"))
-               .values(available_fen=wallets.c.available_fen - bindparam("g_amount"),
-                       frozen_fen=wallets.c.frozen_fen + bindparam("g_amount"), updated_at=bindparam("g_now"))
-               .returning(wallets.c.id, wallets.c.available_fen, wallets.c.frozen_fen))
+FREEZE_GATE = (
+    update(wallets)
+    .where(wallets.c.owner_id == bindparam("g_owner"), wallets.c.available_fen >= bindparam("g_amount"))
+    .values(
+        available_fen=wallets.c.available_fen - bindparam("g_amount"),
+        frozen_fen=wallets.c.frozen_fen + bindparam("g_amount"),
+        updated_at=bindparam("g_now"),
+    )
+    .returning(wallets.c.id, wallets.c.available_fen, wallets.c.frozen_fen)
+)
 """A freeze as one conditional UPDATE: the payer's wallet is locked, checked and moved at once;
 the hold, its ledger lines (balances from RETURNING) and whatever rides along are written
 behind it (`write_gated`), or nothing is when the balance is short."""
@@ -127,9 +142,12 @@ async def balance(session: AsyncSession, owner_id: str) -> tuple[int, int] | Non
 
 # --------------------------------------------------------------------------- holds
 _HOLD = select(holds).where(holds.c.ref_id == bindparam("ref_id"))
-_END_HOLD = (update(holds).where(holds.c.ref_id == bindparam("b_ref"), holds.c.status == "held")
-             .values(status=bindparam("b_status"), payee_fen=bindparam("b_payee_fen"), ended_at=bindparam("b_at"))
-             .returning(*holds.c))
+_END_HOLD = (
+    update(holds)
+    .where(holds.c.ref_id == bindparam("b_ref"), holds.c.status == "held")
+    .values(status=bindparam("b_status"), payee_fen=bindparam("b_payee_fen"), ended_at=bindparam("b_at"))
+    .returning(*holds.c)
+)
 
 
 async def hold_of(session: AsyncSession, ref_id: str) -> HoldRecord | None:
@@ -140,22 +158,31 @@ async def hold_of(session: AsyncSession, ref_id: str) -> HoldRecord | None:
 async def end_hold(session: AsyncSession, ref_id: str, status: str, payee_fen: int, now: datetime) -> HoldRecord | None:
     """End the hold of `ref_id` if it is still held (one conditional UPDATE): the ended hold, or
     None when there is none held (it ended before, or never existed)."""
-    row = (await run(session, _END_HOLD, {"b_ref": ref_id, "b_status": status, "b_payee_fen": payee_fen,
-                                          "b_at": now})).first()
+    row = (await run(session, _END_HOLD, {"b_ref": ref_id, "b_status": status, "b_payee_fen": payee_fen, "b_at": now})).first()
     return None if row is None else record_of(HoldRecord, row)
 
 
 # --------------------------------------------------------------------------- ledger entries
-_ENTRIES = (select(ledger_lines.c.id, ledger_lines.c.transaction_id, ledger_transactions.c.kind, ledger_lines.c.bucket,
-                   ledger_lines.c.amount_fen, ledger_lines.c.balance_after_fen, ledger_transactions.c.ref_type,
-                   ledger_transactions.c.ref_id, ledger_transactions.c.memo, ledger_lines.c.created_at)
-            .join_from(ledger_lines, ledger_transactions, ledger_transactions.c.id == ledger_lines.c.transaction_id)
-            .where(ledger_lines.c.owner_id == bindparam("owner")))
+_ENTRIES = (
+    select(
+        ledger_lines.c.id,
+        ledger_lines.c.transaction_id,
+        ledger_transactions.c.kind,
+        ledger_lines.c.bucket,
+        ledger_lines.c.amount_fen,
+        ledger_lines.c.balance_after_fen,
+        ledger_transactions.c.ref_type,
+        ledger_transactions.c.ref_id,
+        ledger_transactions.c.memo,
+        ledger_lines.c.created_at,
+    )
+    .join_from(ledger_lines, ledger_transactions, ledger_transactions.c.id == ledger_lines.c.transaction_id)
+    .where(ledger_lines.c.owner_id == bindparam("owner"))
+)
 
 
 async def entries_page(session: AsyncSession, owner_id: str, *, limit: int, cursor: str | None) -> Page[EntryRecord]:
-    return await keyset(session, _ENTRIES, ledger_lines.c.id, EntryRecord, limit=limit, cursor=cursor,
-                        params={"owner": owner_id})
+    return await keyset(session, _ENTRIES, ledger_lines.c.id, EntryRecord, limit=limit, cursor=cursor, params={"owner": owner_id})
 
 
 _ROLE = select(accounts.c.role).where(accounts.c.id == bindparam("id"))
@@ -180,20 +207,26 @@ def _scope(role: str, caller_id: str, account_id: str | None) -> str | None:
     return account_id if role == "operator" else caller_id
 
 
-async def top_ups_page(session: AsyncSession, role: str, caller_id: str, *, state: str | None,
-                       account_id: str | None, limit: int, cursor: str | None) -> Page[TopUpRecord]:
-    return await keyset(session, _top_ups_query(_scope(role, caller_id, account_id), state), top_ups.c.id,
-                        TopUpRecord, limit=limit, cursor=cursor)
+async def top_ups_page(
+    session: AsyncSession, role: str, caller_id: str, *, state: str | None, account_id: str | None, limit: int, cursor: str | None
+) -> Page[TopUpRecord]:
+    return await keyset(
+        session, _top_ups_query(_scope(role, caller_id, account_id), state), top_ups.c.id, TopUpRecord, limit=limit, cursor=cursor
+    )
 
 
-async def top_ups_for_export(session: AsyncSession, role: str, caller_id: str, *, state: str | None,
-                             account_id: str | None, limit: int) -> list[TopUpRecord]:
+async def top_ups_for_export(
+    session: AsyncSession, role: str, caller_id: str, *, state: str | None, account_id: str | None, limit: int
+) -> list[TopUpRecord]:
     query = _top_ups_query(_scope(role, caller_id, account_id), state).order_by(top_ups.c.id.desc()).limit(limit)
     return [record_of(TopUpRecord, row) for row in await run(session, query)]
 
 
-_HAS_TOP_UP = select(top_ups.c.id).where(top_ups.c.account_id == bindparam("account_id"),
-                                        top_ups.c.reference == bindparam("reference")).limit(1)
+_HAS_TOP_UP = (
+    select(top_ups.c.id)
+    .where(top_ups.c.account_id == bindparam("account_id"), top_ups.c.reference == bindparam("reference"))
+    .limit(1)
+)
 
 
 async def has_top_up(session: AsyncSession, account_id: str, reference: str) -> bool:

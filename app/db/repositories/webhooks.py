@@ -81,8 +81,9 @@ def _values(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # --------------------------------------------------------------------------- subscriptions
 _INSERT_SUBSCRIPTION = _insert(subscriptions, SubscriptionRecord).returning(*subscriptions.c)
-_OWNS = select(subscriptions.c.id).where(subscriptions.c.id == bindparam("id"),
-                                        subscriptions.c.account_id == bindparam("account_id"))
+_OWNS = select(subscriptions.c.id).where(
+    subscriptions.c.id == bindparam("id"), subscriptions.c.account_id == bindparam("account_id")
+)
 _ACTIVE = select(subscriptions).where(subscriptions.c.active.is_(True)).order_by(subscriptions.c.id)
 
 
@@ -91,8 +92,9 @@ async def insert_subscription(session: AsyncSession, values: dict[str, Any]) -> 
     return record_of(SubscriptionRecord, (await run(session, _INSERT_SUBSCRIPTION, _values([values])[0])).one())
 
 
-async def subscriptions_page(session: AsyncSession, account_id: str, *, limit: int,
-                             cursor: str | None) -> Page[SubscriptionRecord]:
+async def subscriptions_page(
+    session: AsyncSession, account_id: str, *, limit: int, cursor: str | None
+) -> Page[SubscriptionRecord]:
     """The account's own subscriptions, newest first."""
     query = select(subscriptions).where(subscriptions.c.account_id == account_id)
     return await keyset(session, query, subscriptions.c.id, SubscriptionRecord, limit=limit, cursor=cursor)
@@ -107,12 +109,14 @@ async def active_subscriptions(session: AsyncSession) -> list[SubscriptionRecord
 
 
 # --------------------------------------------------------------------------- deliveries and attempts
-_ATTEMPTS_OF = per_dialect(lambda d: select(attempts).where(in_list(attempts.c.delivery_id, "ids", d))
-                           .order_by(attempts.c.number, attempts.c.id))
+_ATTEMPTS_OF = per_dialect(
+    lambda d: select(attempts).where(in_list(attempts.c.delivery_id, "ids", d)).order_by(attempts.c.number, attempts.c.id)
+)
 
 
-async def deliveries_page(session: AsyncSession, subscription_id: str, *, status: str | None, limit: int,
-                          cursor: str | None) -> Page[DeliveryRecord]:
+async def deliveries_page(
+    session: AsyncSession, subscription_id: str, *, status: str | None, limit: int, cursor: str | None
+) -> Page[DeliveryRecord]:
     """One subscription's deliveries (the caller owns it: `owns_subscription`), newest first."""
     query = select(deliveries).where(deliveries.c.subscription_id == subscription_id)
     if status:
@@ -130,27 +134,39 @@ async def attempts_of(session: AsyncSession, delivery_ids: list[str]) -> dict[st
 
 
 # --------------------------------------------------------------------------- fan-out
-_LOCK_CURSOR = (select(fanout_cursor.c.last_event_id).where(fanout_cursor.c.id == 1)
-                .with_for_update(skip_locked=True))
+_LOCK_CURSOR = select(fanout_cursor.c.last_event_id).where(fanout_cursor.c.id == 1).with_for_update(skip_locked=True)
 _CURSOR_COUNT = select(func.count()).select_from(fanout_cursor)
 _MOVE_CURSOR = update(fanout_cursor).where(fanout_cursor.c.id == 1).values(last_event_id=bindparam("b_last"))
 
 
 def _create_cursor(dialect_insert):
-    return (dialect_insert(fanout_cursor).values(id=1, last_event_id="").on_conflict_do_nothing(index_elements=["id"])
-            .returning(fanout_cursor.c.id))
+    return (
+        dialect_insert(fanout_cursor)
+        .values(id=1, last_event_id="")
+        .on_conflict_do_nothing(index_elements=["id"])
+        .returning(fanout_cursor.c.id)
+    )
 
 
 _CREATE_CURSOR = {"postgresql": _create_cursor(pg_insert), "sqlite": _create_cursor(sqlite_insert)}
 _OLDEST_OPEN_TRANSACTION = text(
     "SELECT min(xact_start) FROM pg_stat_activity WHERE datname = current_database() "
-    "AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND xact_start IS NOT NULL")
-_EVENTS_AFTER = (select(events.c.id, events.c.type).where(events.c.id > bindparam("after"))
-                 .order_by(events.c.id).limit(bindparam("limit", type_=Integer)))
-_RECIPIENTS_OF = per_dialect(lambda d: select(event_recipients.c.event_id, event_recipients.c.account_id).where(
-    in_list(event_recipients.c.event_id, "ids", d)))
-_DELIVERED = per_dialect(lambda d: select(deliveries.c.subscription_id, deliveries.c.event_id).where(
-    in_list(deliveries.c.event_id, "ids", d)))
+    "AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND xact_start IS NOT NULL"
+)
+_EVENTS_AFTER = (
+    select(events.c.id, events.c.type)
+    .where(events.c.id > bindparam("after"))
+    .order_by(events.c.id)
+    .limit(bindparam("limit", type_=Integer))
+)
+_RECIPIENTS_OF = per_dialect(
+    lambda d: select(event_recipients.c.event_id, event_recipients.c.account_id).where(
+        in_list(event_recipients.c.event_id, "ids", d)
+    )
+)
+_DELIVERED = per_dialect(
+    lambda d: select(deliveries.c.subscription_id, deliveries.c.event_id).where(in_list(deliveries.c.event_id, "ids", d))
+)
 _INSERT_DELIVERY = _insert(deliveries, DeliveryRecord)
 
 
@@ -218,17 +234,24 @@ class DueDelivery:
     data: dict[str, Any]
 
 
-_DUE = (select(deliveries, subscriptions.c.url, subscriptions.c.secret, events.c.occurred_at, events.c.data)
-        .join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
-        .join(events, events.c.id == deliveries.c.event_id)
-        .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= bindparam("now"))
-        .order_by(deliveries.c.next_attempt_at, deliveries.c.id).limit(bindparam("limit", type_=Integer))
-        .with_for_update(of=deliveries, skip_locked=True))
-_LOCK_DELIVERIES = per_dialect(lambda d: select(deliveries).where(in_list(deliveries.c.id, "ids", d))
-                               .order_by(deliveries.c.id).with_for_update())
+_DUE = (
+    select(deliveries, subscriptions.c.url, subscriptions.c.secret, events.c.occurred_at, events.c.data)
+    .join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
+    .join(events, events.c.id == deliveries.c.event_id)
+    .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= bindparam("now"))
+    .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+    .limit(bindparam("limit", type_=Integer))
+    .with_for_update(of=deliveries, skip_locked=True)
+)
+_LOCK_DELIVERIES = per_dialect(
+    lambda d: select(deliveries).where(in_list(deliveries.c.id, "ids", d)).order_by(deliveries.c.id).with_for_update()
+)
 _MUTABLE = ("status", "attempts", "next_attempt_at", "claim_token", "last_status_code", "last_error", "finished_at")
-_SET_DELIVERY = (update(deliveries).where(deliveries.c.id == bindparam("b_id"))
-                 .values({c: bindparam(f"b_{c}", type_=deliveries.c[c].type) for c in _MUTABLE}))
+_SET_DELIVERY = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("b_id"))
+    .values({c: bindparam(f"b_{c}", type_=deliveries.c[c].type) for c in _MUTABLE})
+)
 _INSERT_ATTEMPT = _insert(attempts, AttemptRecord)
 
 
@@ -236,8 +259,7 @@ async def claim_due_deliveries(session: AsyncSession, now: datetime, limit: int)
     """Pending deliveries due at `now`, oldest due first, locked; on PostgreSQL those another
     relay holds are skipped (`FOR UPDATE SKIP LOCKED`), so two relays never claim one."""
     rows = await run(session, _DUE, {"now": now, "limit": limit})
-    return [DueDelivery(record_of(DeliveryRecord, row), row.url, row.secret, row.occurred_at, row.data)
-            for row in rows]
+    return [DueDelivery(record_of(DeliveryRecord, row), row.url, row.secret, row.occurred_at, row.data) for row in rows]
 
 
 async def lock_deliveries(session: AsyncSession, delivery_ids: list[str]) -> dict[str, DeliveryRecord]:
@@ -251,8 +273,7 @@ async def lock_deliveries(session: AsyncSession, delivery_ids: list[str]) -> dic
 async def set_deliveries(session: AsyncSession, rows: list[DeliveryRecord]) -> None:
     """Write the relay's columns of deliveries this transaction holds locked."""
     if rows:
-        await run(session, _SET_DELIVERY, [{"b_id": r.id, **{f"b_{c}": getattr(r, c) for c in _MUTABLE}}
-                                           for r in rows])
+        await run(session, _SET_DELIVERY, [{"b_id": r.id, **{f"b_{c}": getattr(r, c) for c in _MUTABLE}} for r in rows])
 
 
 async def insert_attempts(session: AsyncSession, rows: list[dict[str, Any]]) -> None:

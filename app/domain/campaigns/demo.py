@@ -27,14 +27,26 @@ async def demo_step(session: AsyncSession, accounts: dict[str, Any]) -> list[str
         return []
     now = await clock.now(session)
     op = Actor(operator.id, "operator")
-    campaign = await create_campaign(session, op, CampaignCreate(
-        title=DEMO_TITLE, description="平台圈定达人报名，商家与平台审核，流量扶持，提报商品，确认库存，开播。",
-        signup_deadline=now + timedelta(days=3), product_deadline=now + timedelta(days=5),
-        live_from=now + timedelta(days=6), live_to=now + timedelta(days=13)))
+    campaign = await create_campaign(
+        session,
+        op,
+        CampaignCreate(
+            title=DEMO_TITLE,
+            description="平台圈定达人报名，商家与平台审核，流量扶持，提报商品，确认库存，开播。",
+            signup_deadline=now + timedelta(days=3),
+            product_deadline=now + timedelta(days=5),
+            live_from=now + timedelta(days=6),
+            live_to=now + timedelta(days=13),
+        ),
+    )
     await set_eligible(session, op, campaign.id, CampaignEligibleCreatorsIn(creator_ids=[creator.id]))
     await campaign_action(session, op, campaign.id, "publish")
-    signup = await create_signup(session, Actor(creator.id, "creator"), campaign.id, CampaignSignupCreate(
-        shop_ids=[merchant.id], planned_live_at=now + timedelta(days=7), note="想带旗舰手机"))
+    signup = await create_signup(
+        session,
+        Actor(creator.id, "creator"),
+        campaign.id,
+        CampaignSignupCreate(shop_ids=[merchant.id], planned_live_at=now + timedelta(days=7), note="想带旗舰手机"),
+    )
     return [f"  campaign {campaign.id} published; signup {signup.id} awaits the merchant"]
 
 

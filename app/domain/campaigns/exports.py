@@ -28,14 +28,26 @@ async def stock_plan(session: AsyncSession, actor: Actor, campaign_id: str) -> C
     campaign, _ = await visible_campaign(session, actor, campaign_id)
     creators: dict[str, list[CampaignStockPlanCreator]] = {}
     for line in await repo.plan_lines(session, campaign.id, actor.id):
-        creators.setdefault(line.product_id, []).append(CampaignStockPlanCreator(
-            creator_id=line.creator_id, nickname=line.nickname, signup_id=line.signup_id,
-            planned_quantity=line.planned_quantity,
-            contact=CampaignContactOut(phone=line.contact_phone, wechat=line.contact_wechat)))
-    items = [CampaignStockPlanRow(product_id=t.product_id, title=t.title, inventory=t.inventory,
-                                  planned_total=t.planned_total, at_risk=t.planned_total > t.inventory,
-                                  creators=creators.get(t.product_id, []))
-             for t in await repo.plan_totals(session, campaign.id, actor.id)]
+        creators.setdefault(line.product_id, []).append(
+            CampaignStockPlanCreator(
+                creator_id=line.creator_id,
+                nickname=line.nickname,
+                signup_id=line.signup_id,
+                planned_quantity=line.planned_quantity,
+                contact=CampaignContactOut(phone=line.contact_phone, wechat=line.contact_wechat),
+            )
+        )
+    items = [
+        CampaignStockPlanRow(
+            product_id=t.product_id,
+            title=t.title,
+            inventory=t.inventory,
+            planned_total=t.planned_total,
+            at_risk=t.planned_total > t.inventory,
+            creators=creators.get(t.product_id, []),
+        )
+        for t in await repo.plan_totals(session, campaign.id, actor.id)
+    ]
     return CampaignStockPlanOut(campaign_id=campaign.id, items=items)
 
 
@@ -46,27 +58,48 @@ class Download:
     filename: str
 
 
-async def stock_plan_download(session: AsyncSession, actor: Actor, campaign_id: str,
-                              format: Literal["csv", "xlsx"]) -> Download:
+async def stock_plan_download(session: AsyncSession, actor: Actor, campaign_id: str, format: Literal["csv", "xlsx"]) -> Download:
     plan = await stock_plan(session, actor, campaign_id)
     if format == "xlsx":
         return Download(export_xlsx(plan), XLSX, f"stock-plan-{campaign_id}.xlsx")
     return Download(export_csv(plan), "text/csv; charset=utf-8", f"stock-plan-{campaign_id}.csv")
 
 
-EXPORT_HEADER = ["product_id", "product", "creator_id", "creator", "contact_phone", "wechat",
-                 "planned_quantity", "inventory", "at_risk"]
+EXPORT_HEADER = [
+    "product_id",
+    "product",
+    "creator_id",
+    "creator",
+    "contact_phone",
+    "wechat",
+    "planned_quantity",
+    "inventory",
+    "at_risk",
+]
 
 
 def _export_rows(plan: CampaignStockPlanOut) -> list[list[Any]]:
-    return [[row.product_id, row.title, c.creator_id, c.nickname or "", c.contact.phone or "",
-             c.contact.wechat or "", c.planned_quantity, row.inventory, row.at_risk]
-            for row in plan.items for c in row.creators]
+    return [
+        [
+            row.product_id,
+            row.title,
+            c.creator_id,
+            c.nickname or "",
+            c.contact.phone or "",
+            c.contact.wechat or "",
+            c.planned_quantity,
+            row.inventory,
+            row.at_risk,
+        ]
+        for row in plan.items
+        for c in row.creators
+    ]
 
 
 def export_csv(plan: CampaignStockPlanOut) -> bytes:
-    return csv_bytes(EXPORT_HEADER, ([("yes" if v else "no") if isinstance(v, bool) else v for v in r]
-                                     for r in _export_rows(plan)))
+    return csv_bytes(
+        EXPORT_HEADER, ([("yes" if v else "no") if isinstance(v, bool) else v for v in r] for r in _export_rows(plan))
+    )
 
 
 _SHEET = "xl/worksheets/sheet1.xml"
@@ -110,8 +143,7 @@ def export_xlsx(plan: CampaignStockPlanOut) -> bytes:
 
     template = xlsx_bytes("stock plan", EXPORT_HEADER, [])
     buffer = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(template)) as source, \
-            zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as target:
+    with zipfile.ZipFile(io.BytesIO(template)) as source, zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as target:
         for info in source.infolist():
             data = source.read(info)
             if info.filename == _SHEET:
@@ -119,4 +151,3 @@ def export_xlsx(plan: CampaignStockPlanOut) -> bytes:
                 data = (head + _sheet_rows(_export_rows(plan), 2) + "</sheetData>" + tail).encode("utf-8")
             target.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED)
     return buffer.getvalue()
-

@@ -42,9 +42,15 @@ async def _on_live_started(session: AsyncSession, live_session: Any) -> None:
         row, _ = await repo.signup(session, signup_id, lock=True)
         if row is None or row.state != "ready":
             continue
-        await CAMPAIGN_SIGNUP.fire(session, row, "start-live", SYSTEM, now=now,
-                                   event_data={"live_session_id": live_session.id},
-                                   changes={"live_session_id": live_session.id})
+        await CAMPAIGN_SIGNUP.fire(
+            session,
+            row,
+            "start-live",
+            SYSTEM,
+            now=now,
+            event_data={"live_session_id": live_session.id},
+            changes={"live_session_id": live_session.id},
+        )
 
 
 @live_session_ended.connect
@@ -56,5 +62,4 @@ async def _on_live_ended(session: AsyncSession, live_session: Any) -> None:
     for signup_id in ids:
         row, _ = await repo.signup(session, signup_id, lock=True)
         if row is not None and row.state == "live":
-            await CAMPAIGN_SIGNUP.fire(session, row, "end-live", SYSTEM, now=now,
-                                       event_data={"live_session_id": live_session.id})
+            await CAMPAIGN_SIGNUP.fire(session, row, "end-live", SYSTEM, now=now, event_data={"live_session_id": live_session.id})

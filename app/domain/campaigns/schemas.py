@@ -57,8 +57,7 @@ class CampaignOut(BaseModel):
     state: CampaignState
     version: int
     allowed_actions: list[str]
-    can_sign_up: bool | None = Field(
-        default=None, description="creators only: pre-selected and before signup_deadline")
+    can_sign_up: bool | None = Field(default=None, description="creators only: pre-selected and before signup_deadline")
     created_at: datetime
 
 
@@ -73,7 +72,8 @@ class CampaignEligibleCreatorsOut(BaseModel):
 
 class CampaignSignupCreate(Strict):
     shop_ids: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
-        min_length=1, max_length=5, description="1–5 merchant ids (带货店铺)")
+        min_length=1, max_length=5, description="1–5 merchant ids (带货店铺)"
+    )
     planned_live_at: AwareDatetime
     contact: Contact | None = Field(default=None, description="defaults to the creator's profile contact")
     note: Text2000 | None = None
@@ -167,8 +167,7 @@ class CampaignStockPlanOut(BaseModel):
 
 class CampaignCardIn(Strict):
     contact: Contact | None = None
-    intended_merchants: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
-        default_factory=list, max_length=20)
+    intended_merchants: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=20)
     cooperation_note: Text2000 | None = None
 
 

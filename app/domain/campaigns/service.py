@@ -47,11 +47,20 @@ def campaign_out(row: CampaignRecord, actor: Actor, now: datetime) -> CampaignOu
     if actor.role == "creator":
         eligible = isinstance(row, SeenCampaign) and row.eligible
         can = eligible and row.state == "published" and now < row.signup_deadline
-    return CampaignOut(id=row.id, title=row.title, description=row.description,
-                       signup_deadline=row.signup_deadline, product_deadline=row.product_deadline,
-                       live_from=row.live_from, live_to=row.live_to, state=row.state, version=row.version,
-                       allowed_actions=CAMPAIGN.allowed_actions(row, actor, now), can_sign_up=can,
-                       created_at=row.created_at)
+    return CampaignOut(
+        id=row.id,
+        title=row.title,
+        description=row.description,
+        signup_deadline=row.signup_deadline,
+        product_deadline=row.product_deadline,
+        live_from=row.live_from,
+        live_to=row.live_to,
+        state=row.state,
+        version=row.version,
+        allowed_actions=CAMPAIGN.allowed_actions(row, actor, now),
+        can_sign_up=can,
+        created_at=row.created_at,
+    )
 
 
 async def visible_campaign(session: AsyncSession, actor: Actor, campaign_id: str) -> tuple[SeenCampaign, datetime]:
@@ -75,29 +84,40 @@ async def visible_campaign(session: AsyncSession, actor: Actor, campaign_id: str
 async def create_campaign(session: AsyncSession, actor: Actor, body: CampaignCreate) -> CampaignOut:
     now = await clock.now(session)
     if not body.signup_deadline <= body.product_deadline:
-        raise ValidationFailed("signup_deadline must not be after product_deadline",
-                               loc=["body", "product_deadline"])
+        raise ValidationFailed("signup_deadline must not be after product_deadline", loc=["body", "product_deadline"])
     if not body.product_deadline <= body.live_from:
         raise ValidationFailed("product_deadline must not be after live_from", loc=["body", "live_from"])
     if not body.live_from < body.live_to:
         raise ValidationFailed("live_to must be after live_from", loc=["body", "live_to"])
     if body.live_to <= now:
         raise ValidationFailed("the live window is already over", loc=["body", "live_to"])
-    row, parts = CAMPAIGN.creation({
-        "id": id_for(Campaign), "title": body.title, "description": body.description,
-        "signup_deadline": body.signup_deadline, "product_deadline": body.product_deadline,
-        "live_from": body.live_from, "live_to": body.live_to, "created_by": actor.id, "created_at": now,
-    }, actor, now)
+    row, parts = CAMPAIGN.creation(
+        {
+            "id": id_for(Campaign),
+            "title": body.title,
+            "description": body.description,
+            "signup_deadline": body.signup_deadline,
+            "product_deadline": body.product_deadline,
+            "live_from": body.live_from,
+            "live_to": body.live_to,
+            "created_by": actor.id,
+            "created_at": now,
+        },
+        actor,
+        now,
+    )
     await insert_together(session, *parts, new_timer("campaign", row.id, "close", row.live_to))
     return campaign_out(row, actor, now)
 
 
-async def list_campaigns(session: AsyncSession, actor: Actor, *, state: CampaignState | None, limit: int,
-                         cursor: str | None) -> PageOut[CampaignOut]:
+async def list_campaigns(
+    session: AsyncSession, actor: Actor, *, state: CampaignState | None, limit: int, cursor: str | None
+) -> PageOut[CampaignOut]:
     await fire_due(session, machines=["campaign"])
     now = await clock.now(session)
-    page = await repo.campaigns_page(session, actor.role, actor.id, state=state.value if state else None,
-                                     limit=limit, cursor=cursor)
+    page = await repo.campaigns_page(
+        session, actor.role, actor.id, state=state.value if state else None, limit=limit, cursor=cursor
+    )
     return PageOut[CampaignOut](items=[campaign_out(r, actor, now) for r in page.items], next_cursor=page.next_cursor)
 
 
@@ -106,8 +126,9 @@ async def get_campaign(session: AsyncSession, actor: Actor, campaign_id: str) ->
     return campaign_out(row, actor, now)
 
 
-async def campaign_action(session: AsyncSession, actor: Actor, campaign_id: str, action: str,
-                          reason: str | None = None) -> CampaignOut:
+async def campaign_action(
+    session: AsyncSession, actor: Actor, campaign_id: str, action: str, reason: str | None = None
+) -> CampaignOut:
     """`publish` or `close`: one conditional UPDATE (a concurrent move of the campaign is a 409)."""
     row, now = await visible_campaign(session, actor, campaign_id)
     if action == "publish" and row.state == "draft" and now >= row.live_to:
@@ -121,8 +142,9 @@ async def campaign_history(session: AsyncSession, actor: Actor, campaign_id: str
     return await history(session, "campaign", row.id)
 
 
-async def set_eligible(session: AsyncSession, actor: Actor, campaign_id: str,
-                       body: CampaignEligibleCreatorsIn) -> CampaignEligibleCreatorsOut:
+async def set_eligible(
+    session: AsyncSession, actor: Actor, campaign_id: str, body: CampaignEligibleCreatorsIn
+) -> CampaignEligibleCreatorsOut:
     # the campaign's row is locked: two replacements of its list run one after the other
     campaign = await entities.entity(session, CAMPAIGN.table, CampaignRecord, campaign_id, lock=True)
     if campaign is None or not repo.may_see_campaign(actor.role, campaign.state):
@@ -138,26 +160,29 @@ async def set_eligible(session: AsyncSession, actor: Actor, campaign_id: str,
 
 async def get_eligible(session: AsyncSession, actor: Actor, campaign_id: str) -> CampaignEligibleCreatorsOut:
     await visible_campaign(session, actor, campaign_id)
-    return CampaignEligibleCreatorsOut(campaign_id=campaign_id,
-                                       creator_ids=await repo.eligible_creator_ids(session, campaign_id))
+    return CampaignEligibleCreatorsOut(campaign_id=campaign_id, creator_ids=await repo.eligible_creator_ids(session, campaign_id))
 
 
 # =========================================================================== finding creators, cards
 def _card_out(card: CardRecord, *, with_contact: bool = True) -> CampaignCardOut:
-    contact = CampaignContactOut(phone=card.contact_phone, wechat=card.contact_wechat) if with_contact \
-        else CampaignContactOut()
-    return CampaignCardOut(campaign_id=card.campaign_id, creator_id=card.creator_id, contact=contact,
-                           intended_merchants=list(card.intended_merchants or []),
-                           cooperation_note=card.cooperation_note, updated_at=card.updated_at)
+    contact = CampaignContactOut(phone=card.contact_phone, wechat=card.contact_wechat) if with_contact else CampaignContactOut()
+    return CampaignCardOut(
+        campaign_id=card.campaign_id,
+        creator_id=card.creator_id,
+        contact=contact,
+        intended_merchants=list(card.intended_merchants or []),
+        cooperation_note=card.cooperation_note,
+        updated_at=card.updated_at,
+    )
 
 
-async def list_creators(session: AsyncSession, actor: Actor, campaign_id: str, *, q: str | None,
-                        level_min: int | None, limit: int, cursor: str | None) -> PageOut[CampaignCreatorOut]:
+async def list_creators(
+    session: AsyncSession, actor: Actor, campaign_id: str, *, q: str | None, level_min: int | None, limit: int, cursor: str | None
+) -> PageOut[CampaignCreatorOut]:
     """寻找达人. A card's contact is published to merchants (and operators), not to other
     creators: a creator sees its own card's contact only."""
     campaign, now = await visible_campaign(session, actor, campaign_id)
-    page = await repo.eligible_creators_page(session, campaign.id, q=q, level_min=level_min, limit=limit,
-                                             cursor=cursor)
+    page = await repo.eligible_creators_page(session, campaign.id, q=q, level_min=level_min, limit=limit, cursor=cursor)
     ids = [r.id for r in page.items]
     gmv = await repo.gmv_between(session, ids, now - GMV_WINDOW, now)
     cards = await repo.cards_of(session, campaign.id, ids)
@@ -168,8 +193,17 @@ async def list_creators(session: AsyncSession, actor: Actor, campaign_id: str, *
             return None
         return _card_out(found, with_contact=actor.role != "creator" or creator_id == actor.id)
 
-    items = [CampaignCreatorOut(creator_id=r.id, nickname=r.nickname, level=r.level, followers=r.followers,
-                                gmv_30d_fen=gmv.get(r.id, 0), card=card(r.id)) for r in page.items]
+    items = [
+        CampaignCreatorOut(
+            creator_id=r.id,
+            nickname=r.nickname,
+            level=r.level,
+            followers=r.followers,
+            gmv_30d_fen=gmv.get(r.id, 0),
+            card=card(r.id),
+        )
+        for r in page.items
+    ]
     return PageOut[CampaignCreatorOut](items=items, next_cursor=page.next_cursor)
 
 
@@ -178,16 +212,23 @@ async def put_card(session: AsyncSession, actor: Actor, campaign_id: str, body: 
     if not campaign.eligible:
         raise Forbidden("you are not pre-selected for this campaign", code="not_eligible")
     contact = body.contact or Contact()
-    card = await repo.put_card(session, {
-        "campaign_id": campaign.id, "creator_id": actor.id, "contact_phone": contact.phone,
-        "contact_wechat": contact.wechat, "intended_merchants": list(body.intended_merchants),
-        "cooperation_note": body.cooperation_note, "updated_at": now})
+    card = await repo.put_card(
+        session,
+        {
+            "campaign_id": campaign.id,
+            "creator_id": actor.id,
+            "contact_phone": contact.phone,
+            "contact_wechat": contact.wechat,
+            "intended_merchants": list(body.intended_merchants),
+            "cooperation_note": body.cooperation_note,
+            "updated_at": now,
+        },
+    )
     return _card_out(card)
 
 
 # =========================================================================== intents
-async def create_intent(session: AsyncSession, actor: Actor,
-                        campaign_id: str, body: CampaignIntentIn) -> CampaignIntentOut:
+async def create_intent(session: AsyncSession, actor: Actor, campaign_id: str, body: CampaignIntentIn) -> CampaignIntentOut:
     campaign, now = await visible_campaign(session, actor, campaign_id)
     if campaign.state != "published":
         raise Conflict("the campaign is closed", code="campaign_closed")
@@ -195,23 +236,44 @@ async def create_intent(session: AsyncSession, actor: Actor,
     eligible = await repo.eligible_among(session, campaign.id, wanted)
     for index, creator_id in enumerate(body.creator_ids or []):
         if creator_id not in eligible:
-            raise ValidationFailed(f"'{creator_id}' is not a pre-selected creator of this campaign",
-                                   loc=["body", "creator_ids", index])
+            raise ValidationFailed(
+                f"'{creator_id}' is not a pre-selected creator of this campaign", loc=["body", "creator_ids", index]
+            )
     merchant = await accounts_repo.account_by_id(session, actor.id)
-    intent = {"id": id_for(CampaignIntent), "campaign_id": campaign.id, "merchant_id": actor.id,
-              "description": body.description, "creator_ids": wanted, "created_at": now}
-    await repo.insert_intent(session, intent, also=[part for creator_id in wanted for part in message_rows(
-        creator_id, "campaign_intent.created", "商家发布了合作意向", body.description[:200],
-        {"intent_id": intent["id"], "campaign_id": campaign.id}, now)])
+    intent = {
+        "id": id_for(CampaignIntent),
+        "campaign_id": campaign.id,
+        "merchant_id": actor.id,
+        "description": body.description,
+        "creator_ids": wanted,
+        "created_at": now,
+    }
+    await repo.insert_intent(
+        session,
+        intent,
+        also=[
+            part
+            for creator_id in wanted
+            for part in message_rows(
+                creator_id,
+                "campaign_intent.created",
+                "商家发布了合作意向",
+                body.description[:200],
+                {"intent_id": intent["id"], "campaign_id": campaign.id},
+                now,
+            )
+        ],
+    )
     return CampaignIntentOut(**intent, shop_name=merchant.shop_name if merchant else None)
 
 
-async def list_intents(session: AsyncSession, actor: Actor, campaign_id: str, *, limit: int,
-                       cursor: str | None) -> PageOut[CampaignIntentOut]:
+async def list_intents(
+    session: AsyncSession, actor: Actor, campaign_id: str, *, limit: int, cursor: str | None
+) -> PageOut[CampaignIntentOut]:
     campaign, _ = await visible_campaign(session, actor, campaign_id)
     if actor.role == "creator" and not campaign.eligible:
         raise Forbidden("you are not pre-selected for this campaign", code="not_eligible")
     page = await repo.intents_page(session, campaign.id, actor.role, actor.id, limit=limit, cursor=cursor)
     return PageOut[CampaignIntentOut](
-        items=[CampaignIntentOut.model_validate(r, from_attributes=True) for r in page.items],
-        next_cursor=page.next_cursor)
+        items=[CampaignIntentOut.model_validate(r, from_attributes=True) for r in page.items], next_cursor=page.next_cursor
+    )

@@ -48,11 +48,19 @@ from app.state.voucher import VOUCHER
 
 # -- representations ---------------------------------------------------------------------------
 def contract_out(row: ContractRecord, actor: Actor, now: datetime) -> ContractOut:
-    return ContractOut(id=row.id, provider_id=row.provider_id, merchant_id=row.merchant_id,
-                       mode=ContractMode(row.mode), state=row.state, version=row.version,
-                       allowed_actions=PROVIDER_CONTRACT.allowed_actions(row, actor, now),
-                       created_at=row.created_at, activated_at=row.activated_at, ended_at=row.ended_at,
-                       end_reason=row.end_reason)
+    return ContractOut(
+        id=row.id,
+        provider_id=row.provider_id,
+        merchant_id=row.merchant_id,
+        mode=ContractMode(row.mode),
+        state=row.state,
+        version=row.version,
+        allowed_actions=PROVIDER_CONTRACT.allowed_actions(row, actor, now),
+        created_at=row.created_at,
+        activated_at=row.activated_at,
+        ended_at=row.ended_at,
+        end_reason=row.end_reason,
+    )
 
 
 def program_out(row: ProgramRecord) -> ProgramOut:
@@ -60,29 +68,58 @@ def program_out(row: ProgramRecord) -> ProgramOut:
 
 
 def statement_out(row: StatementRecord, actor: Actor, now: datetime) -> StatementOut:
-    return StatementOut(id=row.id, program_id=row.program_id, provider_id=row.provider_id, month=row.month,
-                        state=row.state, version=row.version,
-                        allowed_actions=INCENTIVE_STATEMENT.allowed_actions(row, actor, now),
-                        eligible=row.eligible, reasons=list(row.reasons), active_merchants=row.active_merchants,
-                        dimension1=row.dimension1, dimension2=row.dimension2, total_fen=row.total_fen,
-                        computed_at=row.computed_at, published_at=row.published_at)
+    return StatementOut(
+        id=row.id,
+        program_id=row.program_id,
+        provider_id=row.provider_id,
+        month=row.month,
+        state=row.state,
+        version=row.version,
+        allowed_actions=INCENTIVE_STATEMENT.allowed_actions(row, actor, now),
+        eligible=row.eligible,
+        reasons=list(row.reasons),
+        active_merchants=row.active_merchants,
+        dimension1=row.dimension1,
+        dimension2=row.dimension2,
+        total_fen=row.total_fen,
+        computed_at=row.computed_at,
+        published_at=row.published_at,
+    )
 
 
 def voucher_out(row: VoucherRecord, actor: Actor, now: datetime) -> VoucherOut:
-    return VoucherOut(id=row.id, provider_id=row.provider_id, program_id=row.program_id, month=row.month,
-                      dimension=row.dimension, merchant_id=row.merchant_id, amount_fen=row.amount_fen,
-                      remaining_fen=row.remaining_fen, issued_at=row.issued_at, expires_at=row.expires_at,
-                      state=row.state, version=row.version,
-                      allowed_actions=VOUCHER.allowed_actions(row, actor, now))
+    return VoucherOut(
+        id=row.id,
+        provider_id=row.provider_id,
+        program_id=row.program_id,
+        month=row.month,
+        dimension=row.dimension,
+        merchant_id=row.merchant_id,
+        amount_fen=row.amount_fen,
+        remaining_fen=row.remaining_fen,
+        issued_at=row.issued_at,
+        expires_at=row.expires_at,
+        state=row.state,
+        version=row.version,
+        allowed_actions=VOUCHER.allowed_actions(row, actor, now),
+    )
 
 
 def redemption_out(row: RedemptionRecord, actor: Actor, now: datetime) -> RedemptionOut:
-    return RedemptionOut(id=row.id, voucher_id=row.voucher_id, provider_id=row.provider_id,
-                         merchant_id=row.merchant_id, amount_fen=row.amount_fen, use_date=row.use_date,
-                         state=row.state, version=row.version,
-                         allowed_actions=REDEMPTION.allowed_actions(row, actor, now),
-                         requested_at=row.requested_at, redeemed_at=row.redeemed_at,
-                         reject_reason=row.reject_reason)
+    return RedemptionOut(
+        id=row.id,
+        voucher_id=row.voucher_id,
+        provider_id=row.provider_id,
+        merchant_id=row.merchant_id,
+        amount_fen=row.amount_fen,
+        use_date=row.use_date,
+        state=row.state,
+        version=row.version,
+        allowed_actions=REDEMPTION.allowed_actions(row, actor, now),
+        requested_at=row.requested_at,
+        redeemed_at=row.redeemed_at,
+        reject_reason=row.reject_reason,
+    )
 
 
 # -- contracts ---------------------------------------------------------------------------------
@@ -98,8 +135,16 @@ async def create_contract(session: AsyncSession, actor: Actor, body: ContractCre
         raise ValidationFailed("unknown merchant", loc=["body", "merchant_id"])
     if live is not None:
         raise _contract_exists(live)
-    values = {"id": id_for(ProviderContract), "provider_id": actor.id, "merchant_id": body.merchant_id,
-              "mode": body.mode.value, "created_at": now, "activated_at": None, "ended_at": None, "end_reason": None}
+    values = {
+        "id": id_for(ProviderContract),
+        "provider_id": actor.id,
+        "merchant_id": body.merchant_id,
+        "mode": body.mode.value,
+        "created_at": now,
+        "activated_at": None,
+        "ended_at": None,
+        "end_reason": None,
+    }
     row, parts = PROVIDER_CONTRACT.creation(values, actor, now)
     if not await repo.insert_contract(session, parts[0][1][0]):  # a concurrent proposal for the pair won
         raise _contract_exists()
@@ -124,15 +169,17 @@ async def contract_history(session: AsyncSession, actor: Actor, contract_id: str
     return await history(session, PROVIDER_CONTRACT.name, contract_id)
 
 
-async def list_contracts(session: AsyncSession, actor: Actor, *, state: str | None, limit: int,
-                         cursor: str | None) -> tuple[list[ContractOut], str | None]:
+async def list_contracts(
+    session: AsyncSession, actor: Actor, *, state: str | None, limit: int, cursor: str | None
+) -> tuple[list[ContractOut], str | None]:
     page = await repo.contracts_page(session, actor.role, actor.id, state=state, limit=limit, cursor=cursor)
     now = await clock.now(session)
     return [contract_out(r, actor, now) for r in page.items], page.next_cursor
 
 
-async def act_on_contract(session: AsyncSession, actor: Actor, contract_id: str, action: str,
-                          reason: str | None = None) -> ContractOut:
+async def act_on_contract(
+    session: AsyncSession, actor: Actor, contract_id: str, action: str, reason: str | None = None
+) -> ContractOut:
     now = await clock.now(session)
     row = await _visible_contract(session, actor, contract_id)
     changes = {"accept": {"activated_at": now}, "end": {"ended_at": now, "end_reason": reason}}.get(action, {})
@@ -152,8 +199,9 @@ async def list_programs(session: AsyncSession, *, limit: int, cursor: str | None
 
 
 # -- vouchers ----------------------------------------------------------------------------------
-async def list_vouchers(session: AsyncSession, actor: Actor, *, state: str | None, limit: int,
-                        cursor: str | None) -> tuple[list[VoucherOut], str | None]:
+async def list_vouchers(
+    session: AsyncSession, actor: Actor, *, state: str | None, limit: int, cursor: str | None
+) -> tuple[list[VoucherOut], str | None]:
     await fire_due(session, machines=[VOUCHER.name])
     page = await repo.vouchers_page(session, actor.role, actor.id, state=state, limit=limit, cursor=cursor)
     now = await clock.now(session)
@@ -166,15 +214,13 @@ def _not_available(voucher: VoucherRecord) -> Conflict:
 
 
 def _too_low(voucher: VoucherRecord) -> Conflict:
-    return Conflict("the voucher's balance is too low", code="insufficient_balance",
-                    remaining_fen=voucher.remaining_fen)
+    return Conflict("the voucher's balance is too low", code="insufficient_balance", remaining_fen=voucher.remaining_fen)
 
 
 async def _voucher_now(session: AsyncSession, actor: Actor, voucher_id: str) -> tuple[VoucherRecord, datetime]:
     """The caller's voucher as of now, and business time, in one statement: its expiry timer is
     fired first when the row says it is overdue (as the sweeper would have)."""
-    voucher, offset = await repo.voucher_visible_to(session, actor.role, actor.id, voucher_id,
-                                                    with_clock=clock.carries_offset())
+    voucher, offset = await repo.voucher_visible_to(session, actor.role, actor.id, voucher_id, with_clock=clock.carries_offset())
     if voucher is None:
         raise NotFound("no such voucher")
     clock.remember(session, offset)
@@ -189,8 +235,9 @@ async def _voucher_now(session: AsyncSession, actor: Actor, voucher_id: str) -> 
 async def _redemption_now(session: AsyncSession, actor: Actor, redemption_id: str) -> tuple[RedemptionRecord, datetime]:
     """The redemption as of now (if the caller sees it), and business time: an approved one is
     fulfilled first when its use date has begun (its timer is due)."""
-    row, offset = await repo.redemption_visible_to(session, actor.role, actor.id, redemption_id,
-                                                   with_clock=clock.carries_offset())
+    row, offset = await repo.redemption_visible_to(
+        session, actor.role, actor.id, redemption_id, with_clock=clock.carries_offset()
+    )
     if row is None:
         raise NotFound("no such redemption")
     clock.remember(session, offset)
@@ -202,37 +249,44 @@ async def _redemption_now(session: AsyncSession, actor: Actor, redemption_id: st
     return row, now
 
 
-async def request_redemption(session: AsyncSession, actor: Actor, voucher_id: str,
-                             body: RedemptionCreate) -> RedemptionOut:
+async def request_redemption(session: AsyncSession, actor: Actor, voucher_id: str, body: RedemptionCreate) -> RedemptionOut:
     voucher, now = await _voucher_now(session, actor, voucher_id)
     if voucher.state != "available" or now >= voucher.expires_at:
         raise _not_available(voucher)
-    working = await working_days_between(session, clock.local_date(now), body.use_date,
-                                         enough=NOTICE_WORKING_DAYS)
+    working = await working_days_between(session, clock.local_date(now), body.use_date, enough=NOTICE_WORKING_DAYS)
     if working < NOTICE_WORKING_DAYS:
-        raise ValidationFailed(f"use_date needs {NOTICE_WORKING_DAYS} working days' notice ({working} given)",
-                               loc=["body", "use_date"], code="notice_too_short")
+        raise ValidationFailed(
+            f"use_date needs {NOTICE_WORKING_DAYS} working days' notice ({working} given)",
+            loc=["body", "use_date"],
+            code="notice_too_short",
+        )
     if clock.local_midnight(body.use_date) >= voucher.expires_at:
-        raise ValidationFailed("the voucher expires before use_date", loc=["body", "use_date"],
-                               code="voucher_expires_first")
-    standing = await repo.redemption_standing(session, actor.id, body.merchant_id, voucher.merchant_id,
-                                              voucher.issued_at)
+        raise ValidationFailed("the voucher expires before use_date", loc=["body", "use_date"], code="voucher_expires_first")
+    standing = await repo.redemption_standing(session, actor.id, body.merchant_id, voucher.merchant_id, voucher.issued_at)
     if not standing.merchant_active:
         raise Conflict("the merchant has no active contract with you", code="merchant_not_contracted")
-    if voucher.dimension == 1 and body.merchant_id != voucher.merchant_id \
-            and (not standing.bound_ended or standing.bound_active):
-        raise Conflict("this voucher is bound to another merchant", code="voucher_bound_to_other_merchant",
-                       merchant_id=voucher.merchant_id)
+    if voucher.dimension == 1 and body.merchant_id != voucher.merchant_id and (not standing.bound_ended or standing.bound_active):
+        raise Conflict(
+            "this voucher is bound to another merchant", code="voucher_bound_to_other_merchant", merchant_id=voucher.merchant_id
+        )
     if body.amount_fen > voucher.remaining_fen:
         raise _too_low(voucher)
-    values = {"id": id_for(Redemption), "voucher_id": voucher.id, "provider_id": actor.id,
-              "merchant_id": body.merchant_id, "amount_fen": body.amount_fen, "use_date": body.use_date,
-              "requested_at": now, "redeemed_at": None, "reject_reason": None}
-    row, parts = REDEMPTION.creation(values, actor, now, event_data={"amount_fen": body.amount_fen,
-                                                                    "use_date": body.use_date.isoformat()})
+    values = {
+        "id": id_for(Redemption),
+        "voucher_id": voucher.id,
+        "provider_id": actor.id,
+        "merchant_id": body.merchant_id,
+        "amount_fen": body.amount_fen,
+        "use_date": body.use_date,
+        "requested_at": now,
+        "redeemed_at": None,
+        "reject_reason": None,
+    }
+    row, parts = REDEMPTION.creation(
+        values, actor, now, event_data={"amount_fen": body.amount_fen, "use_date": body.use_date.isoformat()}
+    )
     # the balance is reserved and the redemption written in one statement, or neither
-    if await write_gated(session, repo.RESERVE_GATE, {"g_id": voucher.id, "g_amount": body.amount_fen},
-                         *parts) is None:
+    if await write_gated(session, repo.RESERVE_GATE, {"g_id": voucher.id, "g_amount": body.amount_fen}, *parts) is None:
         current = await entities.entity(session, VOUCHER.table, VoucherRecord, voucher.id)
         if current is None or current.state != "available":
             raise _not_available(current or voucher)
@@ -266,15 +320,26 @@ async def _fulfil_on_use_date(session: AsyncSession, row: RedemptionRecord, now:
     await _fulfil(session, row, SYSTEM, now)
 
 
-async def act_on_redemption(session: AsyncSession, actor: Actor, redemption_id: str,
-                            action: Literal["approve", "reject", "fulfil"], reason: str | None = None) -> RedemptionOut:
+async def act_on_redemption(
+    session: AsyncSession,
+    actor: Actor,
+    redemption_id: str,
+    action: Literal["approve", "reject", "fulfil"],
+    reason: str | None = None,
+) -> RedemptionOut:
     row, now = await _redemption_now(session, actor, redemption_id)
     if action == "approve":  # redeemed at 00:00 of its use date, unless fulfilled before
-        row = await REDEMPTION.fire(session, row, action, actor, now=now, reason=reason, also=[
-            new_timer(REDEMPTION.name, row.id, "fulfil", clock.local_midnight(row.use_date))])
+        row = await REDEMPTION.fire(
+            session,
+            row,
+            action,
+            actor,
+            now=now,
+            reason=reason,
+            also=[new_timer(REDEMPTION.name, row.id, "fulfil", clock.local_midnight(row.use_date))],
+        )
     elif action == "reject":
-        row = await REDEMPTION.fire(session, row, action, actor, now=now, reason=reason,
-                                    changes={"reject_reason": reason})
+        row = await REDEMPTION.fire(session, row, action, actor, now=now, reason=reason, changes={"reject_reason": reason})
         await repo.return_to_voucher(session, row.voucher_id, row.amount_fen)
     else:
         row = await _fulfil(session, row, actor, now)

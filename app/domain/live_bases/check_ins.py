@@ -41,8 +41,7 @@ def evaluate(standing: Standing, agency_id: str) -> list[str]:
     strong = standing.strong_agency
     if strong is not None and strong != agency_id:
         reasons.append(HEAD_AGENCY_OTHER_BASE)
-    if strong is None and standing.cooperation_here is None \
-            and (standing.level or 0) > MAX_LEVEL_FOR_NEW_COOPERATION:
+    if strong is None and standing.cooperation_here is None and (standing.level or 0) > MAX_LEVEL_FOR_NEW_COOPERATION:
         reasons.append(LEVEL_TOO_HIGH)
     if standing.elsewhere:
         reasons.append(COOPERATION_CONFLICT)
@@ -55,11 +54,21 @@ def _sees(row: Any, actor: Actor) -> bool:
 
 # -- check-ins -------------------------------------------------------------------------------
 def check_in_out(row: CheckInRecord, actor: Actor, now: datetime) -> CheckInOut:
-    return CheckInOut(id=row.id, base_id=row.base_id, agency_id=row.agency_id, creator_id=row.creator_id,
-                      state=row.state, version=row.version, allowed_actions=CHECK_IN.allowed_actions(row, actor, now),
-                      eligibility=Eligibility(eligible=row.eligible, reasons=list(row.reasons or [])),
-                      created_at=row.created_at, expires_at=row.expires_at, checked_in_at=row.checked_in_at,
-                      checked_out_at=row.checked_out_at, cooperation_id=row.cooperation_id)
+    return CheckInOut(
+        id=row.id,
+        base_id=row.base_id,
+        agency_id=row.agency_id,
+        creator_id=row.creator_id,
+        state=row.state,
+        version=row.version,
+        allowed_actions=CHECK_IN.allowed_actions(row, actor, now),
+        eligibility=Eligibility(eligible=row.eligible, reasons=list(row.reasons or [])),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        checked_in_at=row.checked_in_at,
+        checked_out_at=row.checked_out_at,
+        cooperation_id=row.cooperation_id,
+    )
 
 
 def _check_in_overdue(row: CheckInRecord, now: datetime) -> bool:
@@ -67,8 +76,7 @@ def _check_in_overdue(row: CheckInRecord, now: datetime) -> bool:
     pending, `check-out` at the local midnight after `checked_in_at` while checked in."""
     if row.state == "pending_confirmation":
         return row.expires_at <= now
-    return row.state == "checked_in" and row.checked_in_at is not None \
-        and clock.next_local_midnight(row.checked_in_at) <= now
+    return row.state == "checked_in" and row.checked_in_at is not None and clock.next_local_midnight(row.checked_in_at) <= now
 
 
 async def _visible_check_in(session: AsyncSession, actor: Actor, check_in_id: str) -> tuple[CheckInRecord, datetime]:
@@ -95,16 +103,29 @@ async def open_check_in(session: AsyncSession, actor: Actor, body: CheckInCreate
     if standing is None:
         raise NotFound("no such account")
     if standing.present is not None:
-        raise Conflict("you are already checked in at this base", code="already_checked_in",
-                       check_in_id=standing.present)
+        raise Conflict("you are already checked in at this base", code="already_checked_in", check_in_id=standing.present)
     reasons = evaluate(standing, base.agency_id)
     expires_at = now + timedelta(minutes=PENDING_CHECK_IN_MINUTES)
     row, parts = CHECK_IN.creation(
-        {"id": id_for(CheckIn), "base_id": base.id, "agency_id": base.agency_id, "creator_id": actor.id,
-         "eligible": not reasons, "reasons": reasons, "created_at": now, "expires_at": expires_at,
-         "checked_in_at": None, "checked_out_at": None, "cooperation_id": None},
-        actor, now, state="rejected" if reasons else None, reason={"reasons": reasons} if reasons else None,
-        event_data={"base_id": base.id})
+        {
+            "id": id_for(CheckIn),
+            "base_id": base.id,
+            "agency_id": base.agency_id,
+            "creator_id": actor.id,
+            "eligible": not reasons,
+            "reasons": reasons,
+            "created_at": now,
+            "expires_at": expires_at,
+            "checked_in_at": None,
+            "checked_out_at": None,
+            "cooperation_id": None,
+        },
+        actor,
+        now,
+        state="rejected" if reasons else None,
+        reason={"reasons": reasons} if reasons else None,
+        event_data={"base_id": base.id},
+    )
     await insert_together(session, *parts, *([] if reasons else [new_timer("check_in", row.id, "expire", expires_at)]))
     return check_in_out(row, actor, now)
 
@@ -120,11 +141,11 @@ async def check_in_history(session: AsyncSession, actor: Actor, check_in_id: str
     return await transitions_of(session, CHECK_IN.name, check_in_id)
 
 
-async def list_check_ins(session: AsyncSession, actor: Actor, *, state: str | None, base_id: str | None,
-                         limit: int, cursor: str | None) -> PageOut[CheckInOut]:
+async def list_check_ins(
+    session: AsyncSession, actor: Actor, *, state: str | None, base_id: str | None, limit: int, cursor: str | None
+) -> PageOut[CheckInOut]:
     await fire_due(session, machines=["cooperation", "check_in"])
-    page = await repo.check_ins_page(session, actor.role, actor.id, state=state, base_id=base_id, limit=limit,
-                                     cursor=cursor)
+    page = await repo.check_ins_page(session, actor.role, actor.id, state=state, base_id=base_id, limit=limit, cursor=cursor)
     now = await clock.now(session)
     return PageOut[CheckInOut](items=[check_in_out(r, actor, now) for r in page.items], next_cursor=page.next_cursor)
 
@@ -153,8 +174,17 @@ async def confirm_check_in(session: AsyncSession, actor: Actor, check_in_id: str
                 cooperation_id, also = _new_cooperation(row, actor, now)
             changes |= {"checked_in_at": now, "cooperation_id": cooperation_id}
             also.append(new_timer("check_in", row.id, "check-out", clock.next_local_midnight(now)))
-    row = await CHECK_IN.fire(session, row, "confirm", actor, now=now, extra={"eligible": not reasons},
-                              reason={"reasons": reasons} if reasons else None, changes=changes, also=also)
+    row = await CHECK_IN.fire(
+        session,
+        row,
+        "confirm",
+        actor,
+        now=now,
+        extra={"eligible": not reasons},
+        reason={"reasons": reasons} if reasons else None,
+        changes=changes,
+        also=also,
+    )
     return check_in_out(row, actor, now)
 
 
@@ -162,31 +192,49 @@ def _new_cooperation(check_in: CheckInRecord, actor: Actor, now: datetime) -> tu
     """A cooperation started by a confirmed check-in, with its end's timer, as rows."""
     ends_at = now + timedelta(days=get_settings().cooperation_days)
     cooperation, parts = COOPERATION.creation(
-        {"id": id_for(Cooperation), "base_id": check_in.base_id, "agency_id": check_in.agency_id,
-         "creator_id": check_in.creator_id, "started_at": now, "ends_at": ends_at, "ended_at": None},
-        actor, now, event_data={"check_in_id": check_in.id})
+        {
+            "id": id_for(Cooperation),
+            "base_id": check_in.base_id,
+            "agency_id": check_in.agency_id,
+            "creator_id": check_in.creator_id,
+            "started_at": now,
+            "ends_at": ends_at,
+            "ended_at": None,
+        },
+        actor,
+        now,
+        event_data={"check_in_id": check_in.id},
+    )
     return cooperation.id, [*parts, new_timer("cooperation", cooperation.id, "end", ends_at)]
 
 
 async def check_out(session: AsyncSession, actor: Actor, check_in_id: str, reason: str | None) -> CheckInOut:
     row, now = await _visible_check_in(session, actor, check_in_id)
-    row = await CHECK_IN.fire(session, row, "check-out", actor, now=now, reason=reason,
-                              changes={"checked_out_at": now})
+    row = await CHECK_IN.fire(session, row, "check-out", actor, now=now, reason=reason, changes={"checked_out_at": now})
     return check_in_out(row, actor, now)
 
 
 @on_timer("check_in", "check-out")
 async def _check_out_at_midnight(session: AsyncSession, row: Any, now: datetime) -> None:
-    await CHECK_IN.fire(session, row, "check-out", SYSTEM, now=now, reason="end of the calendar day",
-                        changes={"checked_out_at": now})
+    await CHECK_IN.fire(
+        session, row, "check-out", SYSTEM, now=now, reason="end of the calendar day", changes={"checked_out_at": now}
+    )
 
 
 # -- cooperations ----------------------------------------------------------------------------
 def cooperation_out(row: CooperationRecord, actor: Actor, now: datetime) -> CooperationOut:
-    return CooperationOut(id=row.id, base_id=row.base_id, agency_id=row.agency_id, creator_id=row.creator_id,
-                          state=row.state, version=row.version,
-                          allowed_actions=COOPERATION.allowed_actions(row, actor, now), started_at=row.started_at,
-                          ends_at=row.ends_at, ended_at=row.ended_at)
+    return CooperationOut(
+        id=row.id,
+        base_id=row.base_id,
+        agency_id=row.agency_id,
+        creator_id=row.creator_id,
+        state=row.state,
+        version=row.version,
+        allowed_actions=COOPERATION.allowed_actions(row, actor, now),
+        started_at=row.started_at,
+        ends_at=row.ends_at,
+        ended_at=row.ended_at,
+    )
 
 
 async def _check_out_present(session: AsyncSession, cooperation: CooperationRecord, now: datetime) -> None:
@@ -194,12 +242,18 @@ async def _check_out_present(session: AsyncSession, cooperation: CooperationReco
     for row in await repo.present_check_ins_of(session, cooperation.id):
         # one checked out by another request since it was read has nothing left to do
         with contextlib.suppress(InvalidTransition):
-            await CHECK_IN.fire(session, row, "check-out", SYSTEM, now=now, reason=f"cooperation {cooperation.state}",
-                                changes={"checked_out_at": now})
+            await CHECK_IN.fire(
+                session,
+                row,
+                "check-out",
+                SYSTEM,
+                now=now,
+                reason=f"cooperation {cooperation.state}",
+                changes={"checked_out_at": now},
+            )
 
 
-async def _visible_cooperation(session: AsyncSession, actor: Actor,
-                               cooperation_id: str) -> tuple[CooperationRecord, datetime]:
+async def _visible_cooperation(session: AsyncSession, actor: Actor, cooperation_id: str) -> tuple[CooperationRecord, datetime]:
     """The cooperation as of now (ended first when past `ends_at`) and business time."""
     row = await repo.cooperation(session, cooperation_id)
     if row is None or not _sees(row, actor):
@@ -222,17 +276,16 @@ async def cooperation_history(session: AsyncSession, actor: Actor, cooperation_i
     return await transitions_of(session, COOPERATION.name, cooperation_id)
 
 
-async def list_cooperations(session: AsyncSession, actor: Actor, *, state: str | None, limit: int,
-                            cursor: str | None) -> PageOut[CooperationOut]:
+async def list_cooperations(
+    session: AsyncSession, actor: Actor, *, state: str | None, limit: int, cursor: str | None
+) -> PageOut[CooperationOut]:
     await fire_due(session, machines=["cooperation"])
     page = await repo.cooperations_page(session, actor.role, actor.id, state=state, limit=limit, cursor=cursor)
     now = await clock.now(session)
-    return PageOut[CooperationOut](items=[cooperation_out(r, actor, now) for r in page.items],
-                                   next_cursor=page.next_cursor)
+    return PageOut[CooperationOut](items=[cooperation_out(r, actor, now) for r in page.items], next_cursor=page.next_cursor)
 
 
-async def terminate_cooperation(session: AsyncSession, actor: Actor, cooperation_id: str,
-                                reason: str | None) -> CooperationOut:
+async def terminate_cooperation(session: AsyncSession, actor: Actor, cooperation_id: str, reason: str | None) -> CooperationOut:
     row, now = await _visible_cooperation(session, actor, cooperation_id)
     row = await COOPERATION.fire(session, row, "terminate", actor, now=now, reason=reason, changes={"ended_at": now})
     await _check_out_present(session, row, now)

@@ -21,8 +21,7 @@ async def _demo_step(session: AsyncSession, accounts: dict[str, Any]) -> list[st
     if await repo.has_base(session, agency.id):
         return []
     agency_actor, merchant_actor = Actor(agency.id, "agency"), Actor(merchant.id, "merchant")
-    base = await create_base(session, agency_actor,
-                             LiveBaseCreate(name="星光直播基地", address="杭州市余杭区直播产业园 1 号"))
+    base = await create_base(session, agency_actor, LiveBaseCreate(name="星光直播基地", address="杭州市余杭区直播产业园 1 号"))
     binding = await create_shop_binding(session, agency_actor, ShopBindingCreate(shop_id=merchant.id))
     await fire_shop_binding(session, merchant_actor, binding.id, "accept", None)
     first = await repo.first_qualifying_item(session, agency.id)

@@ -27,8 +27,12 @@ from app.state.core import Actor
 
 def qualifies(status: str, brand: str | None, experience_score: Decimal | None) -> bool:
     threshold = Decimal(str(get_settings().pool_min_experience_score))
-    return (status == "on_sale" and bool(brand and brand.strip())
-            and experience_score is not None and Decimal(experience_score) >= threshold)
+    return (
+        status == "on_sale"
+        and bool(brand and brand.strip())
+        and experience_score is not None
+        and Decimal(experience_score) >= threshold
+    )
 
 
 def shop_card(shop: ShopCardRecord) -> ShopCard:
@@ -37,15 +41,27 @@ def shop_card(shop: ShopCardRecord) -> ShopCard:
 
 
 def _item_out(item: PoolItemView) -> PoolItemOut:
-    return PoolItemOut(item_id=item.id, product=ProductOut.model_validate(item.product), shop=shop_card(item.shop),
-                       qualifies=item.qualifies, listed=item.listed)
+    return PoolItemOut(
+        item_id=item.id,
+        product=ProductOut.model_validate(item.product),
+        shop=shop_card(item.shop),
+        qualifies=item.qualifies,
+        listed=item.listed,
+    )
 
 
 def _item(agency_id: str, product: Any, experience_score: Decimal | None, now: datetime) -> dict[str, Any]:
     """A product's row in an agency's pool (new, or the qualification of the existing one)."""
-    return {"id": id_for(PoolItem), "agency_id": agency_id, "shop_id": product.shop_id, "product_id": product.id,
-            "qualifies": qualifies(product.status, product.brand, experience_score), "listed": False,
-            "created_at": now, "updated_at": now}
+    return {
+        "id": id_for(PoolItem),
+        "agency_id": agency_id,
+        "shop_id": product.shop_id,
+        "product_id": product.id,
+        "qualifies": qualifies(product.status, product.brand, experience_score),
+        "listed": False,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 async def shop_bound(session: AsyncSession, agency_id: str, shop_id: str, now: datetime) -> None:
@@ -82,8 +98,9 @@ async def _on_account_changed(session: AsyncSession, account: Any, fields: set[s
         await repo.requalify(session, changes, await clock.now(session))
 
 
-async def list_pool(session: AsyncSession, actor: Actor, *, listed: bool | None, limit: int,
-                    cursor: str | None) -> PageOut[PoolItemOut]:
+async def list_pool(
+    session: AsyncSession, actor: Actor, *, listed: bool | None, limit: int, cursor: str | None
+) -> PageOut[PoolItemOut]:
     page = await repo.pool_page(session, actor.id, listed=listed, limit=limit, cursor=cursor)
     return PageOut[PoolItemOut](items=[_item_out(i) for i in page.items], next_cursor=page.next_cursor)
 
@@ -94,8 +111,9 @@ async def set_listed(session: AsyncSession, actor: Actor, item_id: str, listed: 
     if item is None or item.agency_id != actor.id:
         raise NotFound("no such pool item")
     if listed and not item.qualifies:
-        raise Conflict("this product does not qualify for the pool (on sale, a brand, the shop's experience "
-                       "score)", code="not_qualified")
+        raise Conflict(
+            "this product does not qualify for the pool (on sale, a brand, the shop's experience score)", code="not_qualified"
+        )
     if item.listed != listed:
         await repo.set_listed(session, item.id, listed, await clock.now(session))
         item = replace(item, listed=listed)

@@ -36,8 +36,11 @@ async def check_in_code(session: AsyncSession, actor: Actor, base_id: str) -> Ch
     now = await clock.now(session)
     expires_at = (now + timedelta(seconds=settings.checkin_code_ttl_seconds)).replace(microsecond=0)
     # Business time (the test clock) in the claims; verified against business time on scan.
-    token = jwt.encode({"aud": TOKEN_AUDIENCE, "base": base.id, "iat": int(now.timestamp()),
-                        "exp": int(expires_at.timestamp())}, settings.secret_key, algorithm="HS256")
+    token = jwt.encode(
+        {"aud": TOKEN_AUDIENCE, "base": base.id, "iat": int(now.timestamp()), "exp": int(expires_at.timestamp())},
+        settings.secret_key,
+        algorithm="HS256",
+    )
     url = f"{settings.public_base_url.rstrip('/')}/check-in?token={quote(token)}"
     return CheckInCodeOut(token=token, url=url, expires_at=expires_at)
 
@@ -58,20 +61,25 @@ async def base_of_code(session: AsyncSession, token: str) -> LiveBaseRecord:
     """The base a scanned code names (422 `invalid_check_in_code`, `check_in_code_expired`).
     The base's read carries the test clock's offset: business time costs no statement."""
     try:
-        claims = jwt.decode(token, get_settings().secret_key, algorithms=["HS256"], audience=TOKEN_AUDIENCE,
-                            options={"verify_exp": False, "verify_iat": False, "verify_nbf": False,
-                                     "require": ["aud", "base", "exp"]})
+        claims = jwt.decode(
+            token,
+            get_settings().secret_key,
+            algorithms=["HS256"],
+            audience=TOKEN_AUDIENCE,
+            options={"verify_exp": False, "verify_iat": False, "verify_nbf": False, "require": ["aud", "base", "exp"]},
+        )
     except jwt.PyJWTError:
-        raise ValidationFailed("this is not a check-in code of this platform", loc=["body", "token"],
-                               code="invalid_check_in_code") from None
+        raise ValidationFailed(
+            "this is not a check-in code of this platform", loc=["body", "token"], code="invalid_check_in_code"
+        ) from None
     base, offset = await repo.base_with_clock(session, str(claims["base"]), with_clock=clock.carries_offset())
     if base is not None and clock.carries_offset():
         clock.remember(session, offset)
     now = await clock.now(session)
     if not isinstance(claims.get("exp"), int) or now.timestamp() >= claims["exp"]:
-        raise ValidationFailed("this check-in code has expired: scan the code at the base again",
-                               loc=["body", "token"], code="check_in_code_expired")
+        raise ValidationFailed(
+            "this check-in code has expired: scan the code at the base again", loc=["body", "token"], code="check_in_code_expired"
+        )
     if base is None:
-        raise ValidationFailed("this check-in code's base no longer exists", loc=["body", "token"],
-                               code="invalid_check_in_code")
+        raise ValidationFailed("this check-in code's base no longer exists", loc=["body", "token"], code="invalid_check_in_code")
     return base

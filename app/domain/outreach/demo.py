@@ -17,10 +17,10 @@ async def demo_step(session: AsyncSession, accounts: dict[str, Any]) -> list[str
     if merchant is None or creator is None or await conversations._find_pair(session, merchant.id, creator.id):
         return []
     actor = Actor(merchant.id, "merchant")
-    conversation, _ = await conversations.open_conversation(session, actor,
-                                                            ConversationOpen(counterpart_id=creator.id))
-    await conversations.post_message(session, actor, conversation.id, ConversationMessageIn(
-        text="你好!我们店的新品佣金 20%,想邀请你专场直播,方便聊聊吗?"))
+    conversation, _ = await conversations.open_conversation(session, actor, ConversationOpen(counterpart_id=creator.id))
+    await conversations.post_message(
+        session, actor, conversation.id, ConversationMessageIn(text="你好!我们店的新品佣金 20%,想邀请你专场直播,方便聊聊吗?")
+    )
     return ["  a conversation from the merchant to the creator (outreach quota: 1 unit used)"]
 
 

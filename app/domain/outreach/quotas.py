@@ -47,8 +47,13 @@ DEFAULT_POLICY = QuotaPolicyIn(
 )
 
 # (opener role, counterpart role) -> quota kinds; anything else is `pair_not_open`.
-OPEN_PAIRS = {("merchant", "creator"), ("creator", "merchant"), ("agency", "creator"),
-              ("group_leader", "creator"), ("group_leader", "merchant")}
+OPEN_PAIRS = {
+    ("merchant", "creator"),
+    ("creator", "merchant"),
+    ("agency", "creator"),
+    ("group_leader", "creator"),
+    ("group_leader", "merchant"),
+}
 # The quota items each role has (for GET /v1/quotas/me).
 ROLE_ITEMS: dict[str, list[tuple[str, str]]] = {
     "merchant": [(CONVERSATIONS, "creator"), (CONTACT_VIEWS, "creator")],
@@ -64,8 +69,7 @@ async def policy_for_week(session: AsyncSession, week: datetime) -> tuple[QuotaP
     row = await repo.policy_for_week(session, week)
     if row is None:
         return DEFAULT_POLICY, None
-    return QuotaPolicyIn(merchant_tiers=row.merchant_tiers, creator_tiers=row.creator_tiers,
-                         fixed=row.fixed), row.effective_week
+    return QuotaPolicyIn(merchant_tiers=row.merchant_tiers, creator_tiers=row.creator_tiers, fixed=row.fixed), row.effective_week
 
 
 def next_week(week: datetime) -> datetime:
@@ -86,8 +90,16 @@ async def get_policy(session: AsyncSession) -> QuotaPolicyOut:
 async def put_policy(session: AsyncSession, actor: Actor, body: QuotaPolicyIn) -> QuotaPolicyOut:
     """Schedule `body` from next Monday 00:00 (a second change in the same week replaces it)."""
     now = await clock.now(session)
-    await repo.put_policy(session, {"id": new_id("qpl"), "effective_week": next_week(clock.week_start(now)),
-                                    **body.model_dump(), "created_by": actor.id, "created_at": now})
+    await repo.put_policy(
+        session,
+        {
+            "id": new_id("qpl"),
+            "effective_week": next_week(clock.week_start(now)),
+            **body.model_dump(),
+            "created_by": actor.id,
+            "created_at": now,
+        },
+    )
     return await get_policy(session)
 
 
@@ -98,8 +110,9 @@ async def last_week_gmv(session: AsyncSession, shop_id: str, week: datetime) -> 
     return await repo.shop_gmv(session, shop_id, start, week)
 
 
-async def _snapshot(session: AsyncSession, account: OutreachParty, kind: str, counterpart_role: str,
-                    week: datetime) -> tuple[int, str, int | None, datetime | None]:
+async def _snapshot(
+    session: AsyncSession, account: OutreachParty, kind: str, counterpart_role: str, week: datetime
+) -> tuple[int, str, int | None, datetime | None]:
     """The limit this account gets this week: (limit, basis type, basis value, policy week)."""
     policy, effective = await policy_for_week(session, week)
     if account.role == "merchant":
@@ -121,18 +134,31 @@ async def _snapshot(session: AsyncSession, account: OutreachParty, kind: str, co
     return fixed, "fixed", None, effective
 
 
-async def ensure_quota(session: AsyncSession, account: OutreachParty, kind: str, counterpart_role: str,
-                       week: datetime) -> QuotaRecord:
+async def ensure_quota(
+    session: AsyncSession, account: OutreachParty, kind: str, counterpart_role: str, week: datetime
+) -> QuotaRecord:
     """This week's quota row, created with the limit snapshot on first use (race-safe: a racing
     first use inserts nothing, and both read the one row)."""
     row = await repo.quota(session, account.id, week, kind, counterpart_role)
     if row is not None:
         return row
     limit, basis_type, basis_value, effective = await _snapshot(session, account, kind, counterpart_role, week)
-    await repo.insert_quota(session, {
-        "id": new_id("oqt"), "account_id": account.id, "week_start": week, "kind": kind,
-        "counterpart_role": counterpart_role, "quota_limit": limit, "used": 0, "basis_type": basis_type,
-        "basis_value": basis_value, "policy_effective_week": effective, "created_at": await clock.now(session)})
+    await repo.insert_quota(
+        session,
+        {
+            "id": new_id("oqt"),
+            "account_id": account.id,
+            "week_start": week,
+            "kind": kind,
+            "counterpart_role": counterpart_role,
+            "quota_limit": limit,
+            "used": 0,
+            "basis_type": basis_type,
+            "basis_value": basis_value,
+            "policy_effective_week": effective,
+            "created_at": await clock.now(session),
+        },
+    )
     row = await repo.quota(session, account.id, week, kind, counterpart_role)
     assert row is not None
     return row
@@ -144,12 +170,14 @@ def exhausted(row: QuotaRecord, now: datetime) -> QuotaExhausted:
         f"this week's {row.kind.replace('_', ' ')} quota towards {row.counterpart_role}s is used up "
         f"({row.quota_limit}); it resets at {resets_at.isoformat()}",
         retry_after=math.ceil((resets_at - now).total_seconds()),
-        kind=row.kind, counterpart_role=row.counterpart_role, limit=row.quota_limit,
-        resets_at=resets_at.isoformat())
+        kind=row.kind,
+        counterpart_role=row.counterpart_role,
+        limit=row.quota_limit,
+        resets_at=resets_at.isoformat(),
+    )
 
 
-async def consume(session: AsyncSession, account: OutreachParty, kind: str, counterpart_role: str,
-                  now: datetime) -> QuotaRecord:
+async def consume(session: AsyncSession, account: OutreachParty, kind: str, counterpart_role: str, now: datetime) -> QuotaRecord:
     """Use one unit of this week's quota with one conditional statement; 429 `quota_exhausted`
     if none is left. The week's first use creates the row (its limit snapshot) first."""
     week = clock.week_start(now)
@@ -157,8 +185,7 @@ async def consume(session: AsyncSession, account: OutreachParty, kind: str, coun
     if used is not None:
         return used
     row = await ensure_quota(session, account, kind, counterpart_role, week)
-    used = await repo.use_unit(session, account.id, week, kind, counterpart_role) \
-        if row.used < row.quota_limit else None
+    used = await repo.use_unit(session, account.id, week, kind, counterpart_role) if row.used < row.quota_limit else None
     if used is None:
         raise exhausted(row, now)
     return used
@@ -166,12 +193,18 @@ async def consume(session: AsyncSession, account: OutreachParty, kind: str, coun
 
 def _item(row: QuotaRecord) -> QuotaItemOut:
     return QuotaItemOut(
-        kind=row.kind, counterpart_role=row.counterpart_role, limit=row.quota_limit, used=row.used,
+        kind=row.kind,
+        counterpart_role=row.counterpart_role,
+        limit=row.quota_limit,
+        used=row.used,
         remaining=max(0, row.quota_limit - row.used),
-        basis=QuotaBasis(type=row.basis_type,
-                         last_week_gmv_fen=row.basis_value if row.basis_type == "last_week_gmv" else None,
-                         level=row.basis_value if row.basis_type == "level" else None,
-                         policy_effective_from=row.policy_effective_week))
+        basis=QuotaBasis(
+            type=row.basis_type,
+            last_week_gmv_fen=row.basis_value if row.basis_type == "last_week_gmv" else None,
+            level=row.basis_value if row.basis_type == "level" else None,
+            policy_effective_from=row.policy_effective_week,
+        ),
+    )
 
 
 async def my_quotas(session: AsyncSession, actor: Actor) -> QuotasOut:
@@ -182,6 +215,8 @@ async def my_quotas(session: AsyncSession, actor: Actor) -> QuotasOut:
         raise NotFound("no such account")
     clock.remember(session, offset)
     week = clock.week_start(await clock.now(session))
-    items = [_item(await ensure_quota(session, account, kind, counterpart_role, week))
-             for kind, counterpart_role in ROLE_ITEMS.get(account.role, [])]
+    items = [
+        _item(await ensure_quota(session, account, kind, counterpart_role, week))
+        for kind, counterpart_role in ROLE_ITEMS.get(account.role, [])
+    ]
     return QuotasOut(week_start=week, resets_at=next_week(week), items=items)

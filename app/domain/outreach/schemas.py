@@ -61,8 +61,9 @@ class QuotaPolicyIn(Strict):
 
 class ScheduledQuotaPolicyOut(QuotaPolicyIn):
     model_config = {"extra": "ignore"}
-    effective_from: datetime | None = Field(description="Monday 00:00 Asia/Shanghai from which it applies "
-                                                        "(null: the built-in defaults)")
+    effective_from: datetime | None = Field(
+        description="Monday 00:00 Asia/Shanghai from which it applies (null: the built-in defaults)"
+    )
 
 
 class QuotaPolicyOut(ScheduledQuotaPolicyOut):
