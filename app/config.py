@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_000_000
     # Connections a replica keeps to PostgreSQL (its steady concurrency; see app/db/session.py).
     db_pool_size: int = Field(default=40, ge=1, le=500)
+    # Of those, how many are opened at start-up (PostgreSQL), before the first request: each new
+    # connection costs a backend, its authentication and asyncpg's type introspection, which
+    # the first requests after a start or a deploy would otherwise wait for.
+    db_pool_warm: int = Field(default=32, ge=0, le=500)
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -31,7 +31,8 @@ from app.api import (
 from app.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.api.routing import TxRoute
 from app.config import Settings, get_settings
-from app.db.session import make_engine, make_sessionmaker
+from app.db.base import Base
+from app.db.session import make_engine, make_sessionmaker, warm_pool
 from app.domain.schemas import Problem
 from app.logging_setup import configure as configure_logging
 
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
         # What start-up built lives as long as the process: keep it out of the collector's full
         # passes, which otherwise stop every request in flight for 20-150 ms each
         # (bench/request_cpu.py --gc-freeze, with gc callbacks timing the collections).
+        await warm_pool(app.state.engine, settings.db_pool_warm, Base.metadata)
         gc.collect()
         gc.freeze()
         background = None

@@ -1323,6 +1323,10 @@ async def _run(args: argparse.Namespace, seed: int, rng: random.Random) -> int:
         "LC_BOOTSTRAP_OPERATOR_PASSWORD": PASSWORD,
         "LC_ARGON2_TIME_COST": "1",
         "LC_ARGON2_MEMORY_COST_KIB": "1024",
+        # two replicas share the machine's PostgreSQL (max_connections 100) with the test suite:
+        # each keeps a pool sized for its share of the clients and warms a part of it
+        "LC_DB_POOL_SIZE": "24",
+        "LC_DB_POOL_WARM": "8",
     }
     subprocess.run(
         [sys.executable, "-m", "app", "migrate"], cwd=ROOT, env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL

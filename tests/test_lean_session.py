@@ -294,3 +294,39 @@ async def test_a_deferred_transaction_begins_for_anything_but_reads_and_one_writ
         await run(session, _INSERT, {"id": "tmr_lean_2", "due": _DUE})
         await session.rollback()
     assert await _count(engine) == 0
+
+
+# ------------------------------------------------------------ the pool opened at start-up
+@postgres_only
+async def test_warm_pool_opens_connections_that_know_the_array_types(caplog):
+    """Start-up opens the pool's connections and teaches each the columns' array types, so the
+    first requests neither open connections nor wait for asyncpg's type introspection."""
+    from app.db.base import Base
+    from app.db.session import make_engine, warm_pool
+    from tests.conftest import TEST_DATABASE_URL
+
+    engine = make_engine(TEST_DATABASE_URL, pool_size=3)
+    try:
+        await warm_pool(engine, 5, Base.metadata)  # at most the pool's size
+        pool = engine.sync_engine.pool
+        assert pool.checkedin() == 3 and pool.checkedout() == 0
+        sent: list[str] = []
+        async with engine.connect() as connection:
+            raw = (await connection.get_raw_connection()).dbapi_connection._connection
+            raw.add_query_logger(lambda logged: sent.append(logged.query))
+            await raw.fetch("SELECT $1::varchar[], $2::integer[], $3::timestamptz[]", ["a"], [1], [])
+        assert not any("typeinfo_tree" in q for q in sent), sent  # no introspection any more
+    finally:
+        await engine.dispose()
+
+
+async def test_warm_pool_when_the_database_is_down_only_warns(caplog):
+    from app.db.session import make_engine, warm_pool
+
+    engine = make_engine("postgresql+asyncpg://postgres@127.0.0.1:1/none", pool_size=2)
+    try:
+        with caplog.at_level("WARNING", logger="app.db"):
+            await warm_pool(engine, 2)
+        assert "could not open 2 of 2 pooled connections" in caplog.text
+    finally:
+        await engine.dispose()

@@ -7,13 +7,18 @@ sessions are `LeanSession`s (below)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
-from sqlalchemy import event, exc
+from sqlalchemy import ARRAY, MetaData, event, exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.util.concurrency import greenlet_spawn
+
+log = logging.getLogger("app.db")
 
 
 def make_engine(url: str, *, pool_size: int = 40, **kwargs) -> AsyncEngine:
@@ -41,6 +46,43 @@ def make_engine(url: str, *, pool_size: int = 40, **kwargs) -> AsyncEngine:
     kwargs.setdefault("max_overflow", 8)
     kwargs.setdefault("pool_pre_ping", False)
     return create_async_engine(url, **kwargs)
+
+
+async def warm_pool(engine: AsyncEngine, connections: int, metadata: MetaData | None = None) -> None:
+    """Open `connections` pooled connections now, concurrently, and keep them in the pool: the
+    first requests after start-up then find them ready (on PostgreSQL; at most the pool's size).
+    With `metadata`, each connection also learns the array types of its columns now: asyncpg
+    introspects a non-text array type on a connection's first statement that uses it (a
+    recursive catalog query, three round trips), which would otherwise fall on those requests."""
+    if engine.dialect.name != "postgresql" or connections <= 0:
+        return
+    warm = _array_types_statement(metadata, engine.dialect) if metadata is not None else None
+
+    async def open_one() -> AsyncConnection:
+        connection = await engine.connect()
+        if warm:
+            await (await connection.get_raw_connection()).dbapi_connection._connection.prepare(warm)
+        return connection
+
+    opened = await asyncio.gather(*(open_one() for _ in range(min(connections, engine.pool.size()))), return_exceptions=True)
+    failed = [error for error in opened if isinstance(error, BaseException)]
+    for connection in opened:
+        if not isinstance(connection, BaseException):
+            await connection.close()
+    if failed:  # the service starts anyway; requests open connections when the database is back
+        log.warning("could not open %d of %d pooled connections at start-up: %s", len(failed), len(opened), failed[0])
+
+
+def _array_types_statement(metadata: MetaData, dialect: Any) -> str:
+    """`SELECT $1::BIGINT[], $2::BOOLEAN[], …`: one parameter per array type of the columns."""
+    names = sorted(
+        {
+            re.sub(r"\(.*?\)", "", ARRAY(column.type).compile(dialect=dialect))
+            for table in metadata.tables.values()
+            for column in table.columns
+        }
+    )
+    return "SELECT " + ", ".join(f"${i}::{name}" for i, name in enumerate(names, 1))
 
 
 def make_sessionmaker(bind) -> async_sessionmaker[AsyncSession]:
