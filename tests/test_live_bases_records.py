@@ -270,3 +270,33 @@ async def test_two_commission_changes_of_one_binding_one_wins(committed_client, 
             assert (seen["commission_bp"], seen["version"]) == (won["commission_bp"], binding["version"] + 1)
         else:  # one ran after the other had committed: both applied, one version step each
             assert seen["version"] == binding["version"] + 2
+
+
+@postgres_only
+async def test_a_confirm_racing_the_end_of_its_cooperation_leaves_nobody_checked_in_under_it(
+    committed_client, committed_factory
+):
+    """The creator checked out of a cooperation and scans again: its confirm (under that
+    cooperation) races the cooperation's termination. Either the check-in lands first and the
+    termination checks it out, or the termination lands first and the confirm does not check in
+    under the ended cooperation — never a creator present under an ended one (make stress's
+    invariant, which the race broke)."""
+    client, factory = committed_client, committed_factory
+    for _ in range(4):
+        agency = await factory.user("agency")
+        creator = await factory.user("creator")
+        base = await make_base(client, agency)
+        first = await check_in(client, creator, agency, base["id"])
+        r = await client.post(f"/v1/check-ins/{first['id']}/check-out", headers=creator.headers, json={})
+        assert r.status_code == 200, r.text
+        pending = await scan(client, creator, agency, base["id"])
+        coop = f"/v1/cooperations/{first['cooperation_id']}"
+        confirm, terminate = await asyncio.gather(
+            client.post(f"/v1/check-ins/{pending['id']}/confirm", headers=creator.headers),
+            client.post(f"{coop}/terminate", headers=agency.headers, json={}),
+        )
+        assert confirm.status_code in (200, 409) and terminate.status_code == 200, [confirm.text, terminate.text]
+        now = (await client.get(f"/v1/check-ins/{pending['id']}", headers=creator.headers)).json()
+        if now["state"] == "checked_in":
+            assert now["cooperation_id"] != first["cooperation_id"], now  # a new cooperation, not the ended one
+        assert (await client.get(coop, headers=agency.headers)).json()["state"] == "terminated"

@@ -673,6 +673,25 @@ async def check_ins_page(
     return await keyset(session, query, check_ins.c.id, CheckInRecord, limit=limit, cursor=cursor)
 
 
+_HOLD_ACTIVE_COOPERATIONS = (
+    select(cooperations.c.id)
+    .where(
+        cooperations.c.creator_id == bindparam("creator"),
+        cooperations.c.base_id == bindparam("base"),
+        cooperations.c.state == "active",
+    )
+    .with_for_update(read=True)
+)
+
+
+async def hold_active_cooperations(session: AsyncSession, creator_id: str, base_id: str) -> None:
+    """Share-lock the creator's active cooperations at the base until this transaction ends: a
+    check-in confirmed under one cannot commit while the cooperation is being ended (the end
+    waits, then checks out the check-ins it finds present), and one already ended is not
+    returned (PostgreSQL rechecks the row after waiting for its updater)."""
+    await run(session, _HOLD_ACTIVE_COOPERATIONS, {"creator": creator_id, "base": base_id})
+
+
 async def present_check_ins_of(session: AsyncSession, cooperation_id: str) -> list[CheckInRecord]:
     """The check-ins under a cooperation that are checked in."""
     rows = await run(session, _PRESENT_OF_COOPERATION, {"cooperation": cooperation_id})

@@ -160,6 +160,9 @@ async def confirm_check_in(session: AsyncSession, actor: Actor, check_in_id: str
     # check-in itself needs no lock: the transition's conditional UPDATE is its check.)
     await repo.lock_account(session, row.creator_id)
     await fire_due(session, machines=["cooperation"])
+    # and hold the cooperation it may check in under: ending it concurrently would miss this
+    # check-in (the standing below, read after the lock, sees an end committed meanwhile)
+    await repo.hold_active_cooperations(session, row.creator_id, row.base_id)
     reasons: list[str] = []
     changes: dict[str, Any] = {}
     also: list[Part] = []
