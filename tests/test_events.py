@@ -22,13 +22,31 @@ async def test_events_feed_is_scoped_and_oldest_first(client, factory: Factory):
     first = page["items"][0]
     assert first["type"] == "task_order.created" and first["data"] == {"id": "tko_1"}
     assert set(first) == {"id", "type", "occurred_at", "data"}
+    assert page["has_more"] is True
     r = await client.get("/v1/events", headers=creator.headers, params={"limit": 2, "cursor": page["next_cursor"]})
-    assert [e["id"] for e in r.json()["items"]] == [e4] and r.json()["next_cursor"] is None
+    last = r.json()
+    # the last page does not dead-end (client-contract.md): its cursor is where a poller resumes
+    assert [e["id"] for e in last["items"]] == [e4] and last["has_more"] is False and last["next_cursor"]
+    r = await client.get("/v1/events", headers=creator.headers, params={"cursor": last["next_cursor"]})
+    assert r.json()["items"] == [] and r.json()["next_cursor"] == last["next_cursor"] and r.json()["has_more"] is False
+    e5 = await emit(factory.maker, "task_order.live_started", [creator.id])
+    r = await client.get("/v1/events", headers=creator.headers, params={"cursor": last["next_cursor"]})
+    assert [e["id"] for e in r.json()["items"]] == [e5]  # exactly the later events
 
     merchant_ids = [e["id"] for e in (await client.get("/v1/events", headers=merchant.headers)).json()["items"]]
     assert merchant_ids == [e1, e2, e3]
     op_ids = [e["id"] for e in (await client.get("/v1/events", headers=op.headers, params={"limit": 100})).json()["items"]]
     assert [i for i in op_ids if i in {e1, e2, e3, e4}] == [e1, e2, e3, e4]
+
+
+async def test_an_empty_feed_still_gives_a_position_to_poll_from(client, factory: Factory):
+    creator = await factory.user("creator")
+    r = await client.get("/v1/events", headers=creator.headers)
+    first = r.json()
+    assert first["items"] == [] and first["has_more"] is False and first["next_cursor"]
+    e1 = await emit(factory.maker, "task_order.created", [creator.id])
+    r = await client.get("/v1/events", headers=creator.headers, params={"cursor": first["next_cursor"]})
+    assert [e["id"] for e in r.json()["items"]] == [e1]
 
 
 async def test_events_bad_input(client, factory: Factory):

@@ -100,8 +100,8 @@ async def _feed(client, user) -> list[dict]:
             await client.get("/v1/events", headers=user.headers, params={"limit": 100, **({"cursor": cursor} if cursor else {})})
         ).json()
         events += page["items"]
-        cursor = page["next_cursor"]
-        if cursor is None:
+        cursor = page["next_cursor"]  # the feed never dead-ends: has_more says when it is read
+        if not page["has_more"]:
             return events
 
 

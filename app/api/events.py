@@ -9,19 +9,19 @@ from fastapi import APIRouter, Query, status
 from app.api.deps import CurrentActor, Operator, Page, Session
 from app.api.routing import TxRoute
 from app.domain import events, webhooks
-from app.domain.events import EventOut, NotificationOut, SmsOut
+from app.domain.events import EventPageOut, NotificationOut, SmsOut
 from app.domain.schemas import PageOut
 from app.domain.webhooks import DeliveryOut, WebhookCreate, WebhookOut
 
 router = APIRouter(route_class=TxRoute)
 
 
-@router.get("/v1/events", response_model=PageOut[EventOut], tags=["events"], name="list_events")
+@router.get("/v1/events", response_model=EventPageOut, tags=["events"], name="list_events")
 async def list_events(session: Session, actor: CurrentActor, page: Page):
-    """The events that concern the caller (every event for an operator), oldest first.
-    Page with `next_cursor` to follow the feed."""
-    items, cursor = await events.list_events(session, actor, limit=page.limit, cursor=page.cursor)
-    return PageOut[EventOut](items=items, next_cursor=cursor)
+    """The events that concern the caller (every event for an operator), oldest first. Every
+    answer carries `next_cursor`, also the last page's: polling with it yields exactly the
+    later events; `has_more` says whether more are ready now."""
+    return await events.list_events(session, actor, limit=page.limit, cursor=page.cursor)
 
 
 @router.post(

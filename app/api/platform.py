@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -95,6 +96,19 @@ class AdvanceOut(BaseModel):
 def _require_test_clock() -> None:
     if not get_settings().test_clock_enabled:
         raise NotFound("not found")
+
+
+class BusinessClockOut(BaseModel):
+    now: datetime = Field(description="business time (UTC): compute deadlines from it, not from the device's clock")
+    test_clock: bool = Field(description="whether the test clock is on (outside production; operators can move it)")
+
+
+@router.get("/v1/clock", response_model=BusinessClockOut, tags=["operations"], name="get_business_time")
+async def get_business_time(session: Session, _: CurrentActor) -> BusinessClockOut:
+    """The service's business time, for every signed-in caller: deadlines (`accept_deadline`,
+    `review_deadline`, quotas' weeks) run on it, and with the test clock on it is not the wall
+    clock."""
+    return BusinessClockOut(now=await clock.now(session), test_clock=get_settings().test_clock_enabled)
 
 
 @router.get("/v1/admin/clock", response_model=ClockOut, tags=["admin"], name="get_clock")

@@ -7,7 +7,9 @@ written in that same transaction, so the effect and its replayable answer commit
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -41,8 +43,26 @@ def _caller_id(request: Request) -> str | None:
 
 
 async def _request_hash(request: Request) -> str:
-    head = f"{request.method} {request.url.path}?{request.url.query}\n".encode()
-    return hashlib.sha256(head + await request.body()).hexdigest()
+    """What the request means: method, path, its query parameters in order of name, and a JSON
+    body canonicalised (keys sorted, no insignificant white space), so the same request written
+    differently replays instead of being `idempotency_key_reused`."""
+    query = "&".join(f"{k}={v}" for k, v in sorted(request.query_params.multi_items()))
+    head = f"{request.method} {request.url.path}?{query}\n".encode()
+    body = await request.body()
+    with contextlib.suppress(ValueError):  # not JSON (or empty): its bytes are its meaning
+        body = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return hashlib.sha256(head + body).hexdigest()
+
+
+def _query_names(dependant: Any) -> frozenset[str]:
+    """The query parameters an operation declares, its dependencies' included."""
+    names: set[str] = set()
+    stack = [dependant]
+    while stack:
+        current = stack.pop()
+        names.update(field.alias for field in current.query_params)
+        stack.extend(current.dependencies)
+    return frozenset(names)
 
 
 async def _claim(session: AsyncSession, account_id: str, key: str, request_hash: str) -> Response | None:
@@ -96,8 +116,16 @@ class TxRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         endpoint = super().get_route_handler()
         writes_once = getattr(self.endpoint, "one_write", False)
+        known_query = _query_names(self.dependant)
 
         async def handler(request: Request) -> Response:
+            if request.scope["query_string"]:
+                unknown = sorted(set(request.query_params) - known_query)
+                if unknown:  # a typo (?state= for ?status=) must not silently return everything
+                    raise ValidationFailed(
+                        f"unknown query parameter{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
+                        loc=["query", unknown[0]],
+                    )
             key = request.headers.get("idempotency-key") if request.method == "POST" else None
             account_id = _caller_id(request) if key else None
             flight = (account_id, key) if account_id and key else None

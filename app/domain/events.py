@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.pagination import encode_cursor
 from app.db.repositories import events as events_repo
 from app.db.repositories import notifications as notifications_repo
 from app.domain import clock
@@ -44,12 +46,30 @@ class SmsOut(Out):
     last_error: str | None = None
 
 
-async def list_events(
-    session: AsyncSession, actor: Actor, *, limit: int, cursor: str | None
-) -> tuple[list[EventOut], str | None]:
-    """Events that concern the caller (every event for an operator), oldest first."""
+class EventPageOut(Out):
+    items: list[EventOut]
+    next_cursor: str = Field(
+        description="the position after this page's last event (on the last page too): poll with it for later events"
+    )
+    has_more: bool = Field(description="whether more events are ready now after this page")
+
+
+# The position before every event: the cursor of an empty first page (ids sort by time).
+_BEFORE_EVERY_EVENT = encode_cursor("evt_" + "0" * 26)
+
+
+async def list_events(session: AsyncSession, actor: Actor, *, limit: int, cursor: str | None) -> EventPageOut:
+    """Events that concern the caller (every event for an operator), oldest first. The feed
+    never dead-ends: `next_cursor` is always a position to resume from."""
     page = await events_repo.events_page(session, actor.role, actor.id, limit=limit, cursor=cursor)
-    return [EventOut.model_validate(e) for e in page.items], page.next_cursor
+    items = [EventOut.model_validate(e) for e in page.items]
+    if page.next_cursor is not None:
+        position = page.next_cursor
+    elif items:
+        position = encode_cursor(items[-1].id)
+    else:  # nothing after the given position yet: it stays the position
+        position = cursor or _BEFORE_EVERY_EVENT
+    return EventPageOut(items=items, next_cursor=position, has_more=page.next_cursor is not None)
 
 
 async def list_notifications(
