@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from app.config import get_settings
+from app.core.config import get_settings
 
 cli = typer.Typer(help="Live Collab service commands.", no_args_is_help=True)
 
@@ -83,8 +83,8 @@ def compute_incentives(program_id: str, month: str) -> None:
     """Compute (or recompute) the draft incentive statements of MONTH (YYYY-MM), with a progress bar."""
     from rich.progress import Progress
 
+    from app.core.errors import DomainError
     from app.db.session import make_engine, make_sessionmaker
-    from app.domain.errors import DomainError
     from app.domain.incentives import compute_month
     from app.main import create_app
 

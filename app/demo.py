@@ -9,11 +9,11 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.config import get_settings
+from app.core.config import get_settings
 from app.db.models.accounts import Account, Product
 from app.db.session import make_engine, make_sessionmaker
-from app.domain import clock
 from app.domain.accounts import AccountCreate, Profile, create_account
+from app.state import clock
 
 PASSWORD = "demo-pass-123"
 ACCOUNTS = [

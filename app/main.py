@@ -30,11 +30,11 @@ from app.api import (
 )
 from app.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.api.routing import TxRoute
-from app.config import Settings, get_settings
+from app.core.config import Settings, get_settings
+from app.core.logging import configure as configure_logging
 from app.db.base import Base
 from app.db.session import make_engine, make_sessionmaker, warm_pool
 from app.domain.schemas import Problem
-from app.logging_setup import configure as configure_logging
 
 log = logging.getLogger("app")
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from app.domain import clock
+from app.state import clock
 from tests.conftest import Factory, User, postgres_only
 
 DAY = 86400

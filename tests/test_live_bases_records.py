@@ -11,9 +11,9 @@ from datetime import timedelta
 
 import pytest
 
+from app.core.errors import InvalidTransition
 from app.db.repositories import live_bases as repo
 from app.db.repositories import pages
-from app.domain.errors import InvalidTransition
 from app.state.check_in import CHECK_IN
 from app.state.cooperation import COOPERATION
 from app.state.core import Actor
@@ -273,9 +273,7 @@ async def test_two_commission_changes_of_one_binding_one_wins(committed_client, 
 
 
 @postgres_only
-async def test_a_confirm_racing_the_end_of_its_cooperation_leaves_nobody_checked_in_under_it(
-    committed_client, committed_factory
-):
+async def test_a_confirm_racing_the_end_of_its_cooperation_leaves_nobody_checked_in_under_it(committed_client, committed_factory):
     """The creator checked out of a cooperation and scans again: its confirm (under that
     cooperation) races the cooperation's termination. Either the check-in lands first and the
     termination checks it out, or the termination lands first and the confirm does not check in

@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from app.config import get_settings
+from app.core.clock import real_now
+from app.core.config import get_settings
 from app.domain import notifications
-from app.domain.clock import real_now
 from app.domain.notifications import notify, send_queued_sms, send_sms
 from tests.conftest import Factory, postgres_only
 from tests.test_webhooks_support import Receiver

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from app.core.errors import InvalidTransition
 from app.db.repositories import task_orders as repo
 from app.domain import task_orders as svc
-from app.domain.errors import InvalidTransition
 from app.state.core import Actor
 from app.state.task_order import TASK_ORDER
 from tests.conftest import Factory

@@ -8,9 +8,9 @@ import json
 import socket
 from datetime import timedelta
 
+from app.core.clock import real_now
 from app.db.models.platform import Event, EventRecipient
 from app.domain import webhooks
-from app.domain.clock import real_now
 from app.domain.webhooks import deliver_due
 from tests.conftest import Factory, postgres_only
 from tests.test_webhooks_support import Receiver, verify

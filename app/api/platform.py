@@ -12,12 +12,11 @@ from pydantic import BaseModel, Field
 from app import workers
 from app.api.deps import CurrentActor, Operator, Session
 from app.api.routing import TxRoute
-from app.config import get_settings
+from app.core.config import get_settings
+from app.core.errors import NotFound
 from app.db.repositories import platform as platform_repo
-from app.domain import clock
-from app.domain.errors import NotFound
 from app.domain.schemas import Strict
-from app.state import diagrams
+from app.state import clock, diagrams
 from app.state.core import WORKFLOWS
 
 router = APIRouter(route_class=TxRoute)

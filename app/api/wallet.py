@@ -8,9 +8,10 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from app.api.deps import CurrentActor, Operator, Page, Session, roles
 from app.api.routing import TxRoute
-from app.domain import clock, wallet
+from app.domain import wallet
 from app.domain.schemas import PageOut, TransitionOut
 from app.domain.wallet import EntryOut, TopUpCreate, TopUpDecision, TopUpOut, WalletOut
+from app.state import clock
 from app.state.core import Actor, history
 
 router = APIRouter(route_class=TxRoute)

@@ -10,13 +10,13 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import Conflict, Forbidden, NotFound, Unauthenticated, ValidationFailed
+from app.core.security import create_token, hash_password, verify_password
 from app.db.repositories import accounts as repo
 from app.db.repositories.accounts import AccountRecord
-from app.domain import clock
-from app.domain.errors import Conflict, Forbidden, NotFound, Unauthenticated, ValidationFailed
 from app.domain.schemas import Strict
-from app.domain.security import create_token, hash_password, verify_password
 from app.domain.signals import account_changed
+from app.state import clock
 from app.state.core import Actor
 
 

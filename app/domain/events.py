@@ -7,11 +7,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import NotFound
 from app.db.repositories import events as events_repo
 from app.db.repositories import notifications as notifications_repo
-from app.domain import clock
-from app.domain.errors import NotFound
 from app.domain.schemas import Out
+from app.state import clock
 from app.state.core import Actor
 
 

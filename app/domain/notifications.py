@@ -15,12 +15,12 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.config import get_settings
+from app.core.config import get_settings
 from app.db.base import new_id
 from app.db.bulk import Part, insert_together
 from app.db.models.platform import Notification, SmsMessage
 from app.db.repositories import notifications as repo
-from app.domain import clock
+from app.state import clock
 from app.workers import periodic
 
 

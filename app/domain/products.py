@@ -10,12 +10,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import NotFound
 from app.db.repositories import products as repo
 from app.db.repositories.products import ProductRecord
-from app.domain import clock
-from app.domain.errors import NotFound
 from app.domain.schemas import Strict
 from app.domain.signals import product_changed
+from app.state import clock
 from app.state.core import Actor
 
 

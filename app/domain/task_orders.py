@@ -13,7 +13,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.config import get_settings
+from app.core.config import get_settings
+from app.core.errors import Conflict, Forbidden, NotFound, TooManyRequests, ValidationFailed
 from app.db.base import id_for
 from app.db.bulk import insert_together
 from app.db.models.task_orders import Dispute, TargetedPlan, TaskOrder, TaskOrderLiveSession, TaskOrderProduct
@@ -30,11 +31,11 @@ from app.db.repositories.task_orders import (
     order_products,
     targeted_plans,
 )
-from app.domain import clock, wallet
-from app.domain.errors import Conflict, Forbidden, NotFound, TooManyRequests, ValidationFailed
+from app.domain import wallet
 from app.domain.notifications import message_rows
 from app.domain.schemas import Strict
 from app.domain.signals import live_session_ended, live_session_started
+from app.state import clock
 from app.state.core import SYSTEM, Actor, history
 from app.state.dispute import DISPUTE
 from app.state.task_order import FINAL, STATUS, TASK_ORDER

@@ -20,18 +20,18 @@ from typing import Protocol
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.config import get_settings
+from app.core.config import get_settings
+from app.core.errors import Conflict, NotFound
 from app.db.base import id_for, new_id
 from app.db.bulk import FromGate, Part, insert_together, write_gated
 from app.db.models.task_orders import EXTERNAL_OWNER, Hold, LedgerLine, LedgerTransaction, TopUp
 from app.db.repositories import entities
 from app.db.repositories import wallet as repo
 from app.db.repositories.wallet import HoldRecord, TopUpRecord
-from app.domain import clock
-from app.domain.errors import Conflict, NotFound
 from app.domain.exports import csv_bytes, xlsx_bytes
 from app.domain.notifications import message_rows
 from app.domain.schemas import Strict
+from app.state import clock
 from app.state.core import SYSTEM, Actor
 from app.state.timers import fire_due, new_timer, on_timer
 from app.state.top_up import TOP_UP

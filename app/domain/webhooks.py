@@ -31,14 +31,14 @@ import httpx
 from pydantic import Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.core.clock import real_now
+from app.core.errors import NotFound
 from app.db.base import id_for, new_id
 from app.db.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from app.db.models.webhooks import WebhookFanoutCursor as WebhookFanoutCursor  # the cursor's table, for tests
 from app.db.repositories import webhooks as repo
 from app.db.repositories.events import EventRecord
 from app.db.repositories.webhooks import SubscriptionRecord
-from app.domain.clock import real_now
-from app.domain.errors import NotFound
 from app.domain.schemas import Out, Strict
 from app.state.core import Actor
 from app.workers import periodic

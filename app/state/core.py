@@ -32,14 +32,14 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from transitions import Machine
 
+from app.core.errors import Forbidden, InvalidTransition, NotFound
 from app.db.base import new_id
 from app.db.bulk import Part, insert_together, write_gated
 from app.db.models.platform import Event, EventRecipient, TransitionRecord
 from app.db.repositories import entities
 from app.db.repositories import platform as platform_repo
 from app.db.repositories.platform import TransitionRow
-from app.domain import clock
-from app.domain.errors import Forbidden, InvalidTransition, NotFound
+from app.state import clock
 
 _HISTORY, _EVENTS, _RECIPIENTS = TransitionRecord.__table__, Event.__table__, EventRecipient.__table__
 TRANSITIONS_TOTAL = Counter("lc_transitions_total", "State transitions fired", ["machine", "action"])

@@ -15,13 +15,13 @@ from datetime import datetime
 from prometheus_client import Histogram
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import NotFound
 from app.db.base import new_id
 from app.db.bulk import Part
 from app.db.models.platform import Timer
 from app.db.repositories import platform as repo
 from app.db.repositories.platform import TimerRecord
-from app.domain import clock
-from app.domain.errors import NotFound
+from app.state import clock
 from app.state.core import SYSTEM, WORKFLOWS
 
 log = logging.getLogger("app.timers")

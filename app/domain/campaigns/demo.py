@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.repositories import campaigns as repo
-from app.domain import clock
 from app.domain.campaigns.schemas import CampaignCreate, CampaignEligibleCreatorsIn, CampaignSignupCreate
 from app.domain.campaigns.service import campaign_action, create_campaign, set_eligible
 from app.domain.campaigns.signups import create_signup
+from app.state import clock
 from app.state.core import Actor
 
 DEMO_TITLE = "双11 直播间奖励 (demo)"

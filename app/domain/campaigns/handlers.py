@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.repositories import campaigns as repo
 from app.db.repositories.campaigns import SignupRecord
-from app.domain import clock
 from app.domain.signals import live_session_ended, live_session_started
+from app.state import clock
 from app.state.campaign_signup import CAMPAIGN_SIGNUP
 from app.state.core import SYSTEM
 from app.state.timers import on_timer

@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.db.base import id_for
 from app.db.bulk import Part, insert_together
 from app.db.models.campaigns import CampaignSignup, CampaignSignupItem
@@ -23,7 +24,6 @@ from app.db.models.platform import Event, EventRecipient
 from app.db.repositories import campaigns as repo
 from app.db.repositories.campaigns import SignupHead, SignupItem, SignupRecord, SignupShop, SignupWithParts
 from app.db.repositories.platform import TransitionRow
-from app.domain import clock
 from app.domain.campaigns.schemas import (
     CampaignContactOut,
     CampaignGrantTrafficIn,
@@ -35,9 +35,9 @@ from app.domain.campaigns.schemas import (
     CampaignSubmitProductsIn,
 )
 from app.domain.campaigns.service import visible_campaign
-from app.domain.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.domain.notifications import message_rows
 from app.domain.schemas import PageOut
+from app.state import clock
 from app.state.campaign_signup import CAMPAIGN_SIGNUP, expiry_due
 from app.state.core import Actor, Ctx, history
 from app.state.timers import fire_due, new_timer

@@ -10,7 +10,7 @@ from app.db.base import id_for
 from app.db.bulk import insert_together
 from app.db.models.incentives import IncentiveProgram, ProviderContract
 from app.db.repositories import incentives as repo
-from app.domain import clock
+from app.state import clock
 from app.state.core import Actor
 from app.state.provider_contract import PROVIDER_CONTRACT
 

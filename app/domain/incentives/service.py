@@ -9,6 +9,7 @@ from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.db.base import id_for
 from app.db.bulk import insert_together, write_gated
 from app.db.models.incentives import IncentiveProgram, ProviderContract, Redemption
@@ -22,8 +23,6 @@ from app.db.repositories.incentives import (
     VoucherRecord,
 )
 from app.db.repositories.platform import TransitionRow
-from app.domain import clock
-from app.domain.errors import Conflict, NotFound, ValidationFailed
 from app.domain.incentives.months import NOTICE_WORKING_DAYS, working_days_between
 from app.domain.incentives.schemas import (
     ContractCreate,
@@ -38,6 +37,7 @@ from app.domain.incentives.schemas import (
     StatementOut,
     VoucherOut,
 )
+from app.state import clock
 from app.state.core import SYSTEM, Actor, history
 from app.state.incentive_statement import INCENTIVE_STATEMENT
 from app.state.provider_contract import PROVIDER_CONTRACT

@@ -11,17 +11,17 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.config import get_settings
+from app.core.config import get_settings
+from app.core.errors import Conflict, NotFound
 from app.db.base import id_for
 from app.db.models.live_bases import PoolItem
 from app.db.repositories import live_bases as repo
 from app.db.repositories.live_bases import PoolItemView, ShopCardRecord
-from app.domain import clock
-from app.domain.errors import Conflict, NotFound
 from app.domain.live_bases.schemas import PoolItemOut, ShopCard
 from app.domain.products import ProductOut
 from app.domain.schemas import PageOut
 from app.domain.signals import account_changed, product_changed
+from app.state import clock
 from app.state.core import Actor
 
 
