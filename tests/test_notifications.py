@@ -131,7 +131,7 @@ async def test_http_gateway_gives_up(client, factory: Factory, gateway, monkeypa
 
 
 async def test_relays_are_registered():
-    from app.workers import PERIODIC
+    from app.modules import PERIODIC
 
     jobs = {p.name: p for p in PERIODIC}
     assert jobs["sms-relay"].job is send_queued_sms and jobs["sms-relay"].interval == 1.0

@@ -652,8 +652,8 @@ async def test_demo_step_is_idempotent(db):
 
     from app.db.models.accounts import Account
     from app.db.models.outreach import ConversationMessage
+    from app.demo.outreach import demo_step
     from app.domain.accounts import AccountCreate, Profile, create_account
-    from app.domain.outreach import demo_step
 
     async with db() as session:
         accounts = {}

@@ -9,7 +9,6 @@ from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
-from app import workers
 from app.api.deps import CurrentActor, Operator, Session
 from app.api.routing import TxRoute
 from app.core.config import get_settings
@@ -17,7 +16,8 @@ from app.core.errors import NotFound
 from app.db.repositories import platform as platform_repo
 from app.domain.schemas import Strict
 from app.state import clock, diagrams
-from app.state.core import WORKFLOWS
+from app.state.registry import WORKFLOWS
+from app.state.timers import sweep
 
 router = APIRouter(route_class=TxRoute)
 
@@ -109,7 +109,7 @@ async def advance_clock(body: AdvanceIn, request: Request, session: Session, _: 
     _require_test_clock()
     now = await clock.advance(session, body.seconds)
     await session.commit()
-    fired = await workers.sweep(request.app.state.sessionmaker)
+    fired = await sweep(request.app.state.sessionmaker)
     return AdvanceOut(now=now.isoformat(), fired=fired)
 
 

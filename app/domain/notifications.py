@@ -21,7 +21,6 @@ from app.db.bulk import Part, insert_together
 from app.db.models.platform import Notification, SmsMessage
 from app.db.repositories import notifications as repo
 from app.state import clock
-from app.workers import periodic
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +176,6 @@ async def _post_sms(client: httpx.AsyncClient, url: str, job: _SmsJob) -> tuple[
     return response.status_code, f"HTTP {response.status_code}"
 
 
-@periodic("sms-relay", 1.0)
 async def send_queued_sms(sessionmaker: async_sessionmaker[AsyncSession], *, now: datetime | None = None) -> int:
     """Send every due queued SMS through the HTTP gateway. Returns how many attempts were made.
     `now` (real time) is for tests. Does nothing with the recorder adapter (no gateway URL)."""

@@ -20,7 +20,6 @@ from app.db.bulk import insert_together
 from app.db.models.task_orders import Dispute, TargetedPlan, TaskOrder, TaskOrderLiveSession, TaskOrderProduct
 from app.db.repositories import entities
 from app.db.repositories import task_orders as repo
-from app.db.repositories import wallet as wallet_repo
 from app.db.repositories.platform import TransitionRow
 from app.db.repositories.task_orders import (
     DisputeRecord,
@@ -34,7 +33,6 @@ from app.db.repositories.task_orders import (
 from app.domain import wallet
 from app.domain.notifications import message_rows
 from app.domain.schemas import Strict
-from app.domain.signals import live_session_ended, live_session_started
 from app.state import clock
 from app.state.core import SYSTEM, Actor, history
 from app.state.dispute import DISPUTE
@@ -813,7 +811,6 @@ async def _auto_approve(session: AsyncSession, row: TaskOrderRecord, now: dateti
 
 
 # =========================================================================== live sessions
-@live_session_started.connect
 async def _on_live_started(session: AsyncSession, live_session: Any) -> None:
     settings = get_settings()
     before = timedelta(minutes=settings.link_window_before_minutes)
@@ -862,7 +859,6 @@ async def _on_live_started(session: AsyncSession, live_session: Any) -> None:
         )
 
 
-@live_session_ended.connect
 async def _on_live_ended(session: AsyncSession, live_session: Any) -> None:
     ids = await repo.live_orders_of_session(session, live_session.id)
     if not ids:
@@ -1131,36 +1127,3 @@ async def withdraw_dispute(session: AsyncSession, actor: Actor, dispute_id: str)
     now = await clock.now(session)
     row = await DISPUTE.fire(session, row, "withdraw", actor, now=now, changes={"closed_at": now})
     return _dispute_out(row, order, actor, now)
-
-
-# =========================================================================== demo data
-async def demo_step(session: AsyncSession, accounts: dict[str, Any]) -> list[str]:
-    """Fund the demo merchant with 1,000,000 fen through a succeeded top-up and bind its Xingtu
-    account. Idempotent."""
-    merchant = accounts.get("merchant")
-    if merchant is None:
-        return []
-    lines = []
-    _, bound = await repo.lock_xingtu_binding(session, merchant.id)
-    if not bound:
-        await repo.bind_xingtu(session, merchant.id, "xt_demo_merchant")
-        lines.append("  Xingtu account bound for the merchant")
-    if not await wallet_repo.has_top_up(session, merchant.id, "demo-funding"):
-        await wallet.create_top_up(
-            session,
-            Actor(merchant.id, "merchant"),
-            wallet.TopUpCreate(amount_fen=1_000_000, method=wallet.TopUpMethod.online, reference="demo-funding"),
-            gateway=wallet.InstantGateway(),
-        )
-        lines.append("  merchant wallet funded with 1,000,000 fen (succeeded top-up)")
-    return lines
-
-
-def _register_demo() -> None:
-    from app.demo import DEMO_STEPS
-
-    if demo_step not in DEMO_STEPS:
-        DEMO_STEPS.append(demo_step)
-
-
-_register_demo()

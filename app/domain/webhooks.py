@@ -41,7 +41,6 @@ from app.db.repositories.events import EventRecord
 from app.db.repositories.webhooks import SubscriptionRecord
 from app.domain.schemas import Out, Strict
 from app.state.core import Actor
-from app.workers import periodic
 
 # Retry schedule: attempt n (1-based) failing waits BACKOFF_BASE * 2^(n-1), capped.
 BACKOFF_BASE_SECONDS = 1.0
@@ -430,7 +429,6 @@ async def _record(sessionmaker: async_sessionmaker[AsyncSession], results: list[
         await session.commit()
 
 
-@periodic("webhook-relay", 1.0)
 async def deliver_due(sessionmaker: async_sessionmaker[AsyncSession], *, now: datetime | None = None) -> int:
     """One relay run: fan out new events, then claim, POST and record every due delivery.
     Returns how many attempts were made. `now` (real time) is for tests."""

@@ -185,7 +185,6 @@ class Workflow:
         unknown = {s for r in rules for s in (*r.source, r.dest) if s is not None} - set(states)
         if unknown:
             raise ValueError(f"{name}: unknown states {unknown}")
-        WORKFLOWS[name] = self
 
     @staticmethod
     def _condition(r: Rule) -> Callable[[Any], bool]:
@@ -430,9 +429,6 @@ class Workflow:
         if row is None:
             raise NotFound(f"{self.name} {entity_id} not found")
         return row
-
-
-WORKFLOWS: dict[str, Workflow] = {}
 
 
 async def history(session: AsyncSession, machine: str, entity_id: str) -> list[TransitionRow]:

@@ -7,16 +7,13 @@ and merchants' cooperation intents.
 - `signups.py`: signups and their transitions;
 - `exports.py`: the stock plan and its downloads;
 - `handlers.py`: the signup expiry timer and the live-session signals;
-- `demo.py`: the demo step.
 
-Every statement is in `app/db/repositories/campaigns.py`. Importing the package connects the
-handlers and registers the demo step."""
+Every statement is in `app/db/repositories/campaigns.py`. The handlers are listed in
+`app/modules.py`, the demo step is `app/demo/campaigns.py`."""
 
 from __future__ import annotations
 
 from app.db.repositories.campaigns import PLANNED_STATES, VISIBLE_TO_PARTIES
-from app.domain.campaigns import handlers as _handlers  # noqa: F401  (connects the timer and signals)
-from app.domain.campaigns.demo import DEMO_TITLE, demo_step
 from app.domain.campaigns.exports import (
     EXPORT_HEADER,
     Download,
@@ -82,7 +79,6 @@ from app.domain.campaigns.signups import (
 )
 
 __all__ = [
-    "DEMO_TITLE",
     "EXPORT_HEADER",
     "GMV_WINDOW",
     "PLANNED_STATES",
@@ -118,7 +114,6 @@ __all__ = [
     "create_campaign",
     "create_intent",
     "create_signup",
-    "demo_step",
     "export_csv",
     "export_xlsx",
     "get_campaign",

@@ -1,4 +1,4 @@
-"""Demo data of the campaigns module (`app.demo.DEMO_STEPS`)."""
+"""Demo data of the campaigns module (listed in `app/modules.py`)."""
 
 from __future__ import annotations
 
@@ -48,13 +48,3 @@ async def demo_step(session: AsyncSession, accounts: dict[str, Any]) -> list[str
         CampaignSignupCreate(shop_ids=[merchant.id], planned_live_at=now + timedelta(days=7), note="想带旗舰手机"),
     )
     return [f"  campaign {campaign.id} published; signup {signup.id} awaits the merchant"]
-
-
-def _register_demo() -> None:
-    from app.demo import DEMO_STEPS
-
-    if demo_step not in DEMO_STEPS:
-        DEMO_STEPS.append(demo_step)
-
-
-_register_demo()
