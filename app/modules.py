@@ -72,10 +72,10 @@ MODULES: tuple[Module, ...] = (
         "task_orders",
         routers=(task_orders.router,),
         machines=(TASK_ORDER, DISPUTE),
-        timer_handlers=(task_orders_domain._expire, task_orders_domain._auto_approve),
+        timer_handlers=(task_orders_domain.expire_on_timer, task_orders_domain.auto_approve_on_timer),
         signal_handlers=(
-            (signals.live_session_started, task_orders_domain._on_live_started),
-            (signals.live_session_ended, task_orders_domain._on_live_ended),
+            (signals.live_session_started, task_orders_domain.on_live_session_started),
+            (signals.live_session_ended, task_orders_domain.on_live_session_ended),
         ),
         demo_step=task_orders_demo.demo_step,
     ),

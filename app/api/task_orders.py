@@ -9,12 +9,13 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from app.api.deps import CurrentActor, Operator, Page, Session, roles
 from app.api.routing import TxRoute, one_write
+from app.domain import accounts
 from app.domain import task_orders as svc
+from app.domain.accounts import CreatorCard, XingtuBindingIn, XingtuBindingOut
 from app.domain.schemas import PageOut, TransitionOut
 from app.domain.task_orders import (
     CancelIn,
     CancelReasonOut,
-    CreatorCard,
     DisputeCreate,
     DisputeOut,
     DisputeResolve,
@@ -22,8 +23,6 @@ from app.domain.task_orders import (
     TaskOrderCreate,
     TaskOrderOut,
     TaskOrderRejectIn,
-    XingtuBindingIn,
-    XingtuBindingOut,
 )
 from app.state.core import Actor
 
@@ -42,7 +41,7 @@ SubStatus = Literal[
 async def bind_xingtu(body: XingtuBindingIn, session: Session, actor: Merchant) -> XingtuBindingOut:
     """Bind the merchant's Xingtu account (星图账号): an existing one by `xingtu_account_id`, or
     register a new one when it is omitted. Needed before creating task orders."""
-    return await svc.bind_xingtu(session, actor, body)
+    return await accounts.bind_xingtu(session, actor, body)
 
 
 @router.get("/v1/creators", response_model=PageOut[CreatorCard], tags=TAGS, name="list_creators")
@@ -56,7 +55,7 @@ async def list_creators(
 ) -> PageOut[CreatorCard]:
     """The creator square (达人广场): creators with their level, followers, whether they take
     orders (营业中) and their hourly quotes. Contact details are never shown here."""
-    items, cursor = await svc.list_creators(
+    items, cursor = await accounts.list_creators(
         session, accepting_orders=accepting_orders, q=q, level_min=level_min, limit=page.limit, cursor=page.cursor
     )
     return PageOut[CreatorCard](items=items, next_cursor=cursor)
