@@ -67,7 +67,7 @@ MODULES: tuple[Module, ...] = (
     Module("products", routers=(products.router,)),
     Module("ingest", routers=(ingest.router,)),
     Module("platform", routers=(platform.router,), periodic=(Periodic("sweeper", None, sweep),)),
-    Module("wallet", routers=(wallet.router,), machines=(TOP_UP,), timer_handlers=(wallet_domain._expire,)),
+    Module("wallet", routers=(wallet.router,), machines=(TOP_UP,), timer_handlers=(wallet_domain.expire_on_timer,)),
     Module(
         "task_orders",
         routers=(task_orders.router,),

@@ -1,0 +1,36 @@
+"""A wallet's balances and ledger lines, and whose wallet a caller may read."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import NotFound
+from app.db.repositories import wallet as repo
+from app.domain.wallet.ledger import (
+    balance,
+)
+from app.domain.wallet.schemas import EntryOut, WalletOut
+from app.state.core import Actor
+
+
+async def wallet_of(session: AsyncSession, owner_id: str) -> WalletOut:
+    available, frozen = await balance(session, owner_id)
+    return WalletOut(account_id=owner_id, available_fen=available, frozen_fen=frozen, total_fen=available + frozen)
+
+
+async def entries(session: AsyncSession, owner_id: str, *, limit: int, cursor: str | None) -> tuple[list[EntryOut], str | None]:
+    page = await repo.entries_page(session, owner_id, limit=limit, cursor=cursor)
+    return [EntryOut.model_validate(e, from_attributes=True) for e in page.items], page.next_cursor
+
+
+async def resolve_owner(session: AsyncSession, actor: Actor, account_id: str | None) -> str:
+    """Whose wallet the caller asks for: its own; an operator may name any account."""
+    if account_id is None or account_id == actor.id:
+        if actor.role not in ("merchant", "creator"):
+            raise NotFound("operators name the wallet with ?account_id=")
+        return actor.id
+    if actor.role != "operator":
+        raise NotFound("no such wallet")
+    if await repo.role_of(session, account_id) not in ("merchant", "creator"):
+        raise NotFound("no such wallet")
+    return account_id
