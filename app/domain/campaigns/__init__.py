@@ -4,7 +4,8 @@ and merchants' cooperation intents.
 
 - `schemas.py`: what the endpoints take and answer;
 - `service.py`: campaigns, pre-selected creators, finding creators, cards, intents;
-- `signups.py`: signups and their transitions;
+- `signups.py`: signups: representation, creation, reading;
+- `signup_actions.py`: the signups' transitions;
 - `exports.py`: the stock plan and its downloads;
 - `handlers.py`: the signup expiry timer and the live-session signals;
 
@@ -64,18 +65,20 @@ from app.domain.campaigns.service import (
     set_eligible,
     visible_campaign,
 )
+from app.domain.campaigns.signup_actions import (
+    grant_traffic,
+    merchant_confirm_stock,
+    merchant_decide,
+    simple_action,
+    submit_products,
+)
 from app.domain.campaigns.signups import (
     create_signup,
     get_signup,
-    grant_traffic,
     list_signups,
     load_signup,
-    merchant_confirm_stock,
-    merchant_decide,
     signup_history,
     signup_out,
-    simple_action,
-    submit_products,
 )
 
 __all__ = [
