@@ -6,6 +6,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.repositories import task_orders as repo
+from app.domain.schemas import PageOut
 
 
 class CreatorCard(BaseModel):
@@ -20,19 +21,22 @@ class CreatorCard(BaseModel):
 
 async def list_creators(
     session: AsyncSession, *, accepting_orders: bool | None, q: str | None, level_min: int | None, limit: int, cursor: str | None
-) -> tuple[list[CreatorCard], str | None]:
+) -> PageOut[CreatorCard]:
     page = await repo.creators_page(
         session, accepting_orders=accepting_orders, q=q, level_min=level_min, limit=limit, cursor=cursor
     )
-    return [
-        CreatorCard(
-            id=a.id,
-            display_name=a.display_name,
-            nickname=a.nickname,
-            level=a.level,
-            followers=a.followers,
-            accepting_orders=bool(a.accepting_orders),
-            quotes={"dedicated_hourly_fen": a.quote_dedicated_hourly_fen, "shared_hourly_fen": a.quote_shared_hourly_fen},
-        )
-        for a in page.items
-    ], page.next_cursor
+    return PageOut[CreatorCard](
+        items=[
+            CreatorCard(
+                id=a.id,
+                display_name=a.display_name,
+                nickname=a.nickname,
+                level=a.level,
+                followers=a.followers,
+                accepting_orders=bool(a.accepting_orders),
+                quotes={"dedicated_hourly_fen": a.quote_dedicated_hourly_fen, "shared_hourly_fen": a.quote_shared_hourly_fen},
+            )
+            for a in page.items
+        ],
+        next_cursor=page.next_cursor,
+    )

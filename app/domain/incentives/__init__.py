@@ -12,7 +12,7 @@ The names other modules import are re-exported here."""
 from __future__ import annotations
 
 from app.domain.incentives.compute import compute_month, list_statements, publish_month
-from app.domain.incentives.exports import EXPORT_COLUMNS, export_rows, to_csv, to_xlsx
+from app.domain.incentives.exports import EXPORT_COLUMNS, export_rows, statements_download, to_csv, to_xlsx
 from app.domain.incentives.months import (
     MONTH_PATTERN,
     NOTICE_WORKING_DAYS,
@@ -90,6 +90,7 @@ __all__ = [
     "create_contract",
     "create_program",
     "export_rows",
+    "statements_download",
     "get_contract",
     "get_redemption",
     "list_contracts",

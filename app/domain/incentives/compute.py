@@ -21,6 +21,7 @@ from app.db.repositories.incentives_compute import MonthWindow
 from app.domain.incentives.months import month_start, parse_month, shift_month, voucher_expiry
 from app.domain.incentives.schemas import MonthResult, StatementOut
 from app.domain.incentives.service import statement_out
+from app.domain.schemas import PageOut
 from app.state import clock
 from app.state.core import SYSTEM, Actor
 from app.state.incentive_statement import INCENTIVE_STATEMENT
@@ -240,7 +241,7 @@ async def publish_month(session: AsyncSession, actor: Actor, program_id: str, mo
 
 async def list_statements(
     session: AsyncSession, actor: Actor, *, month: str | None, limit: int, cursor: str | None
-) -> tuple[list[StatementOut], str | None]:
+) -> PageOut[StatementOut]:
     page = await repo.statements_page(session, actor.role, actor.id, month=month, limit=limit, cursor=cursor)
     now = await clock.now(session)
-    return [statement_out(r, actor, now) for r in page.items], page.next_cursor
+    return PageOut[StatementOut](items=[statement_out(r, actor, now) for r in page.items], next_cursor=page.next_cursor)

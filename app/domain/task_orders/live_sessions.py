@@ -16,6 +16,7 @@ from app.db.repositories.task_orders import (
     order_live_sessions,
 )
 from app.domain.notifications import message_rows
+from app.domain.schemas import PageOut
 from app.domain.task_orders.schemas import (
     TargetedPlanOut,
 )
@@ -127,10 +128,10 @@ async def live_session_qr(session: AsyncSession, actor: Actor, live_session_id: 
     return out.getvalue().decode()
 
 
-async def list_targeted_plans(
-    session: AsyncSession, actor: Actor, *, limit: int, cursor: str | None
-) -> tuple[list[TargetedPlanOut], str | None]:
+async def list_targeted_plans(session: AsyncSession, actor: Actor, *, limit: int, cursor: str | None) -> PageOut[TargetedPlanOut]:
     if actor.role not in ("merchant", "creator", "operator"):
         raise NotFound("targeted plans are for merchants, creators and operators")
     page = await repo.targeted_plans_page(session, actor.role, actor.id, limit=limit, cursor=cursor)
-    return [TargetedPlanOut.model_validate(r, from_attributes=True) for r in page.items], page.next_cursor
+    return PageOut[TargetedPlanOut](
+        items=[TargetedPlanOut.model_validate(r, from_attributes=True) for r in page.items], next_cursor=page.next_cursor
+    )

@@ -19,6 +19,7 @@ from app.db.repositories.task_orders import (
 )
 from app.domain import wallet
 from app.domain.notifications import message_rows
+from app.domain.schemas import PageOut
 from app.domain.task_orders.schemas import (
     Plan,
     SessionType,
@@ -177,7 +178,7 @@ async def list_orders(
     created_to: datetime | None,
     limit: int,
     cursor: str | None,
-) -> tuple[list[TaskOrderOut], str | None]:
+) -> PageOut[TaskOrderOut]:
     for name, value in (("created_from", created_from), ("created_to", created_to)):
         if value is not None and value.tzinfo is None:
             raise ValidationFailed("a time zone is required (RFC 3339)", loc=["query", name])
@@ -201,7 +202,7 @@ async def list_orders(
     )
     parts = await repo.parts_of(session, [r.id for r in page.items])
     now = await clock.now(session)
-    return [_out(r, actor, now, parts[r.id]) for r in page.items], page.next_cursor
+    return PageOut[TaskOrderOut](items=[_out(r, actor, now, parts[r.id]) for r in page.items], next_cursor=page.next_cursor)
 
 
 async def counts(session: AsyncSession, actor: Actor) -> dict[str, int]:

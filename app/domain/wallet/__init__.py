@@ -4,7 +4,7 @@ request and answer shapes in `schemas.py`. The names other modules use are re-ex
 
 from __future__ import annotations
 
-from app.domain.wallet.exports import EXPORT_HEADER, EXPORT_LIMIT, export_rows, to_csv, to_xlsx
+from app.domain.wallet.exports import EXPORT_HEADER, EXPORT_LIMIT, export_rows, to_csv, to_xlsx, top_ups_download
 from app.domain.wallet.ledger import (
     AVAILABLE,
     FROZEN,
@@ -33,6 +33,7 @@ from app.domain.wallet.top_ups import (
     get_top_up,
     list_top_ups,
     payment_gateway,
+    top_up_history,
     top_up_out,
 )
 
@@ -72,7 +73,9 @@ __all__ = [
     "split",
     "to_csv",
     "to_xlsx",
+    "top_up_history",
     "top_up_out",
+    "top_ups_download",
     "transfer",
     "wallet_of",
 ]

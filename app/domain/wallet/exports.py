@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.repositories import wallet as repo
-from app.domain.exports import csv_bytes, xlsx_bytes
+from app.domain.exports import CSV, XLSX, Download, csv_bytes, xlsx_bytes
+from app.state import clock
 from app.state.core import Actor
 from app.state.timers import fire_due
 
@@ -50,3 +51,14 @@ def to_csv(rows: list[list[object]]) -> bytes:
 
 def to_xlsx(rows: list[list[object]]) -> bytes:
     return xlsx_bytes("充值记录", EXPORT_HEADER, rows)
+
+
+async def top_ups_download(
+    session: AsyncSession, actor: Actor, format: str, *, state: str | None, account_id: str | None
+) -> Download:
+    """The recharge history as a file named for today (business calendar)."""
+    rows = await export_rows(session, actor, state=state, account_id=account_id)
+    stamp = clock.local_date(await clock.now(session)).isoformat()
+    if format == "xlsx":
+        return Download(to_xlsx(rows), XLSX, f"top-ups-{stamp}.xlsx")
+    return Download(to_csv(rows), CSV, f"top-ups-{stamp}.csv")

@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotFound
 from app.db.repositories import wallet as repo
+from app.domain.schemas import PageOut
 from app.domain.wallet.ledger import (
     balance,
 )
@@ -18,9 +19,11 @@ async def wallet_of(session: AsyncSession, owner_id: str) -> WalletOut:
     return WalletOut(account_id=owner_id, available_fen=available, frozen_fen=frozen, total_fen=available + frozen)
 
 
-async def entries(session: AsyncSession, owner_id: str, *, limit: int, cursor: str | None) -> tuple[list[EntryOut], str | None]:
+async def entries(session: AsyncSession, owner_id: str, *, limit: int, cursor: str | None) -> PageOut[EntryOut]:
     page = await repo.entries_page(session, owner_id, limit=limit, cursor=cursor)
-    return [EntryOut.model_validate(e, from_attributes=True) for e in page.items], page.next_cursor
+    return PageOut[EntryOut](
+        items=[EntryOut.model_validate(e, from_attributes=True) for e in page.items], next_cursor=page.next_cursor
+    )
 
 
 async def resolve_owner(session: AsyncSession, actor: Actor, account_id: str | None) -> str:

@@ -16,14 +16,16 @@ from app.db.bulk import insert_together
 from app.db.models.task_orders import TopUp
 from app.db.repositories import entities
 from app.db.repositories import wallet as repo
+from app.db.repositories.platform import TransitionRow
 from app.db.repositories.wallet import TopUpRecord
 from app.domain.notifications import message_rows
+from app.domain.schemas import PageOut
 from app.domain.wallet.ledger import (
     fund,
 )
 from app.domain.wallet.schemas import TopUpCreate, TopUpDecision, TopUpMethod, TopUpOut
 from app.state import clock
-from app.state.core import SYSTEM, Actor
+from app.state.core import SYSTEM, Actor, history
 from app.state.timers import fire_due, new_timer, on_timer
 from app.state.top_up import TOP_UP
 
@@ -196,8 +198,14 @@ async def expire_on_timer(session: AsyncSession, row: TopUpRecord, now: datetime
 
 async def list_top_ups(
     session: AsyncSession, actor: Actor, *, state: str | None, account_id: str | None, limit: int, cursor: str | None
-) -> tuple[list[TopUpOut], str | None]:
+) -> PageOut[TopUpOut]:
     await fire_due(session, machines=["top_up"])
     now = await clock.now(session)
     page = await repo.top_ups_page(session, actor.role, actor.id, state=state, account_id=account_id, limit=limit, cursor=cursor)
-    return [top_up_out(r, actor, now) for r in page.items], page.next_cursor
+    return PageOut[TopUpOut](items=[top_up_out(r, actor, now) for r in page.items], next_cursor=page.next_cursor)
+
+
+async def top_up_history(session: AsyncSession, actor: Actor, top_up_id: str) -> list[TransitionRow]:
+    """Every transition of a top-up its owner or an operator may see."""
+    await get_top_up(session, actor, top_up_id)
+    return await history(session, "top_up", top_up_id)

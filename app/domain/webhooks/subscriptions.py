@@ -9,6 +9,7 @@ from app.core.errors import NotFound
 from app.db.base import id_for, new_id
 from app.db.models.webhooks import WebhookSubscription
 from app.db.repositories import webhooks as repo
+from app.domain.schemas import PageOut
 from app.domain.webhooks.schemas import AttemptOut, DeliveryOut, WebhookCreate, WebhookOut
 from app.state.core import Actor
 
@@ -31,16 +32,14 @@ async def create_subscription(session: AsyncSession, actor: Actor, body: Webhook
     return WebhookOut.model_validate(sub)
 
 
-async def list_subscriptions(
-    session: AsyncSession, actor: Actor, *, limit: int, cursor: str | None
-) -> tuple[list[WebhookOut], str | None]:
+async def list_subscriptions(session: AsyncSession, actor: Actor, *, limit: int, cursor: str | None) -> PageOut[WebhookOut]:
     page = await repo.subscriptions_page(session, actor.id, limit=limit, cursor=cursor)
-    return [WebhookOut.model_validate(s) for s in page.items], page.next_cursor
+    return PageOut[WebhookOut](items=[WebhookOut.model_validate(s) for s in page.items], next_cursor=page.next_cursor)
 
 
 async def list_deliveries(
     session: AsyncSession, actor: Actor, subscription_id: str, *, status: str | None, limit: int, cursor: str | None
-) -> tuple[list[DeliveryOut], str | None]:
+) -> PageOut[DeliveryOut]:
     if not await repo.owns_subscription(session, actor.id, subscription_id):
         raise NotFound(f"webhook {subscription_id} not found")
     page = await repo.deliveries_page(session, subscription_id, status=status, limit=limit, cursor=cursor)
@@ -49,4 +48,4 @@ async def list_deliveries(
         DeliveryOut.model_validate(r).model_copy(update={"attempt_log": [AttemptOut.model_validate(a) for a in log[r.id]]})
         for r in page.items
     ]
-    return items, page.next_cursor
+    return PageOut[DeliveryOut](items=items, next_cursor=page.next_cursor)
