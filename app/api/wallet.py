@@ -24,16 +24,14 @@ TopUpState = Literal["pending", "succeeded", "rejected", "expired"]
 async def get_wallet(session: Session, actor: CurrentActor, account_id: AccountId = None) -> WalletOut:
     """The caller's balances: `available_fen`, `frozen_fen` (held for task orders) and their
     sum `total_fen`. Merchants and creators; an operator names the account with `?account_id=`."""
-    owner = await wallet.resolve_owner(session, actor, account_id)
-    return await wallet.wallet_of(session, owner)
+    return await wallet.wallet_for(session, actor, account_id)
 
 
 @router.get("/v1/wallet/entries", response_model=PageOut[EntryOut], tags=TAGS, name="list_wallet_entries")
 async def list_entries(session: Session, actor: CurrentActor, page: Page, account_id: AccountId = None) -> PageOut[EntryOut]:
     """The ledger lines of the caller's wallet, newest first: each with its bucket
     (`available` or `frozen`), signed amount, the bucket's balance after it, and what caused it."""
-    owner = await wallet.resolve_owner(session, actor, account_id)
-    return await wallet.entries(session, owner, limit=page.limit, cursor=page.cursor)
+    return await wallet.entries_for(session, actor, account_id, limit=page.limit, cursor=page.cursor)
 
 
 @router.post("/v1/wallet/top-ups", response_model=TopUpOut, status_code=status.HTTP_201_CREATED, tags=TAGS, name="create_top_up")

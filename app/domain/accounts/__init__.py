@@ -20,13 +20,16 @@ from app.domain.accounts.service import (
     Role,
     TokenOut,
     account_out,
+    account_view,
     authenticate,
     create_account,
     ensure_operator,
     get_account,
+    open_account,
     patch_account,
     profile_of,
     require_role,
+    update_account,
 )
 from app.domain.accounts.xingtu import XingtuBindingIn, XingtuBindingOut, bind_xingtu
 
@@ -48,13 +51,16 @@ __all__ = [
     "XingtuBindingIn",
     "XingtuBindingOut",
     "account_out",
+    "account_view",
     "authenticate",
     "bind_xingtu",
     "create_account",
     "ensure_operator",
     "get_account",
     "list_creators",
+    "open_account",
     "patch_account",
     "profile_of",
     "require_role",
+    "update_account",
 ]

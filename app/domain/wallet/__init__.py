@@ -21,7 +21,7 @@ from app.domain.wallet.ledger import (
     transfer,
 )
 from app.domain.wallet.schemas import EntryOut, TopUpCreate, TopUpDecision, TopUpMethod, TopUpOut, WalletOut
-from app.domain.wallet.service import entries, resolve_owner, wallet_of
+from app.domain.wallet.service import entries, entries_for, resolve_owner, wallet_for, wallet_of
 from app.domain.wallet.top_ups import (
     GatewayResult,
     InstantGateway,
@@ -57,6 +57,7 @@ __all__ = [
     "create_top_up",
     "decide_top_up",
     "entries",
+    "entries_for",
     "expire_on_timer",
     "export_rows",
     "freeze",
@@ -77,5 +78,6 @@ __all__ = [
     "top_up_out",
     "top_ups_download",
     "transfer",
+    "wallet_for",
     "wallet_of",
 ]

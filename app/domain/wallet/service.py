@@ -37,3 +37,14 @@ async def resolve_owner(session: AsyncSession, actor: Actor, account_id: str | N
     if await repo.role_of(session, account_id) not in ("merchant", "creator"):
         raise NotFound("no such wallet")
     return account_id
+
+
+async def wallet_for(session: AsyncSession, actor: Actor, account_id: str | None) -> WalletOut:
+    """The balances of the wallet the caller asks for (`resolve_owner`)."""
+    return await wallet_of(session, await resolve_owner(session, actor, account_id))
+
+
+async def entries_for(
+    session: AsyncSession, actor: Actor, account_id: str | None, *, limit: int, cursor: str | None
+) -> PageOut[EntryOut]:
+    return await entries(session, await resolve_owner(session, actor, account_id), limit=limit, cursor=cursor)
