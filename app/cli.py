@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from app.config import get_settings
+from app.core.config import get_settings
 
 cli = typer.Typer(help="Live Collab service commands.", no_args_is_help=True)
 
@@ -34,7 +34,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, migrate_f
 @cli.command("seed-demo")
 def seed_demo() -> None:
     """Load demo data: one account of each role, products, a funded merchant (idempotent)."""
-    from app.demo import seed
+    from app.demo.seed import seed
 
     for line in asyncio.run(seed()):
         typer.echo(line)
@@ -43,11 +43,11 @@ def seed_demo() -> None:
 @cli.command()
 def sweep() -> None:
     """Fire every due timer once and exit (cron-style; safe beside running replicas)."""
+    from app import modules
     from app.db.session import make_engine, make_sessionmaker
-    from app.main import create_app
-    from app.workers import sweep as run_sweep
+    from app.state.timers import sweep as run_sweep
 
-    create_app()  # imports every module, so every machine and timer handler is registered
+    modules.install()  # the machines and timer handlers the sweeper fires
 
     async def run() -> int:
         engine = make_engine(get_settings().database_url)
@@ -83,12 +83,12 @@ def compute_incentives(program_id: str, month: str) -> None:
     """Compute (or recompute) the draft incentive statements of MONTH (YYYY-MM), with a progress bar."""
     from rich.progress import Progress
 
+    from app import modules
+    from app.core.errors import DomainError
     from app.db.session import make_engine, make_sessionmaker
-    from app.domain.errors import DomainError
     from app.domain.incentives import compute_month
-    from app.main import create_app
 
-    create_app()
+    modules.install()
 
     async def run() -> object:
         engine = make_engine(get_settings().database_url)

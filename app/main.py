@@ -13,28 +13,15 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
-from app import workers
-from app.api import (
-    accounts,
-    campaigns,
-    errors,
-    events,
-    incentives,
-    ingest,
-    live_bases,
-    outreach,
-    platform,
-    products,
-    task_orders,
-    wallet,
-)
+from app import modules, workers
+from app.api import errors
 from app.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.api.routing import TxRoute
-from app.config import Settings, get_settings
+from app.core.config import Settings, get_settings
+from app.core.logging import configure as configure_logging
 from app.db.base import Base
 from app.db.session import make_engine, make_sessionmaker, warm_pool
 from app.domain.schemas import Problem
-from app.logging_setup import configure as configure_logging
 
 log = logging.getLogger("app")
 
@@ -102,6 +89,7 @@ def _operation_id(route: APIRoute) -> str:
 def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    modules.install()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -120,7 +108,9 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
         gc.freeze()
         background = None
         if settings.run_sweeper:
-            background = asyncio.create_task(workers.run_forever(app.state.sessionmaker, settings.sweeper_interval_seconds))
+            background = asyncio.create_task(
+                workers.run_forever(app.state.sessionmaker, settings.sweeper_interval_seconds, modules.PERIODIC)
+            )
         try:
             yield
         finally:
@@ -152,20 +142,7 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
     _problem_media_types(app)
     # The routers carry their own prefix and tags, so their routes are added flat: FastAPI ≥ 0.16x
     # keeps an included router as one opaque route, which tools walking `app.routes` cannot see.
-    for router in (
-        accounts.router,
-        products.router,
-        ingest.router,
-        platform.router,
-        wallet.router,
-        task_orders.router,
-        campaigns.router,
-        live_bases.router,
-        outreach.router,
-        incentives.router,
-        events.router,
-        platform.ops,
-    ):
+    for router in modules.ROUTERS:
         for route in router.routes:
             if isinstance(route, APIRoute):
                 route.operation_id = route.operation_id or _operation_id(route)

@@ -315,9 +315,9 @@ def check(name: str, body: bytes, expected: dict, merchant: str) -> list[str]:
 async def measure(db: str, repeat: int, merchants: list[str]) -> tuple[list[dict], list[str]]:
     import httpx
 
-    from app.config import get_settings
+    from app.core.config import get_settings
+    from app.core.security import create_token
     from app.db.session import make_engine
-    from app.domain.security import create_token
     from app.main import create_app
 
     engine = make_engine(pg_url(db, "postgresql+asyncpg"))

@@ -275,7 +275,7 @@ async def generate(db: str, scale: float, month: str, no_vacuum: bool = False) -
 # -- measurement -------------------------------------------------------------------------------
 async def compute_once(program_id: str, month: str):
     """What `python -m app compute-incentives PROGRAM MONTH` does: one session, commit."""
-    from app.config import get_settings
+    from app.core.config import get_settings
     from app.db.session import make_engine, make_sessionmaker
     from app.domain.incentives import compute_month
 
@@ -405,8 +405,8 @@ async def verify(db: str, program_id: str, month: str, result) -> list[str]:
 
 
 async def run(args: argparse.Namespace) -> int:
-    from app.domain import clock
     from app.main import create_app
+    from app.state import clock
 
     create_app()  # as the CLI command does (registers the modules' hooks)
     month = args.month or last_complete_month(clock.local_date(datetime.now(UTC)))

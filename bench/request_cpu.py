@@ -85,8 +85,8 @@ async def world(app) -> tuple[str, str, bytes]:
     """A merchant (bound, funded, one product) and a creator; their tokens and an order body."""
     import httpx
 
+    from app.core.security import create_token
     from app.domain.accounts import AccountCreate, Role, create_account
-    from app.domain.security import create_token
 
     async with app.state.sessionmaker() as session:
         op = await create_account(
@@ -168,7 +168,7 @@ async def run(args) -> None:
         LC_DATABASE_URL=pg_url(DB, "postgresql+asyncpg"), LC_ENV="test", LC_RUN_SWEEPER="false", LC_LOG_LEVEL="WARNING"
     )
     import app.db.models  # noqa: F401
-    from app.config import get_settings
+    from app.core.config import get_settings
     from app.db.base import Base
     from app.main import create_app
 

@@ -9,7 +9,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 import app.db.models  # noqa: F401 - registers every table
-from app.config import get_settings
+from app.core.config import get_settings
 from app.db.base import Base
 from app.db.session import make_engine
 

@@ -31,7 +31,7 @@ from sqlalchemy import text  # noqa: E402
 from sqlalchemy.ext.asyncio import async_sessionmaker  # noqa: E402
 
 import app.db.models  # noqa: E402,F401
-from app.config import get_settings  # noqa: E402
+from app.core.config import get_settings  # noqa: E402
 from app.db.base import Base  # noqa: E402
 from app.db.session import make_engine, make_sessionmaker  # noqa: E402
 from app.main import create_app  # noqa: E402
@@ -116,8 +116,8 @@ class Factory:
 
     async def operator(self) -> User:
         if self._operator is None:
+            from app.core.security import create_token
             from app.domain.accounts import AccountCreate, Role, create_account
-            from app.domain.security import create_token
 
             async with self.maker() as session:
                 account = await create_account(
@@ -130,7 +130,7 @@ class Factory:
         return self._operator
 
     async def user(self, role: str, **profile: Any) -> User:
-        from app.domain.security import create_token
+        from app.core.security import create_token
 
         op = await self.operator()
         self.counter += 1

@@ -716,7 +716,7 @@ async def test_demo_step_is_idempotent(client, factory: Factory, db):
     from sqlalchemy import select
 
     from app.db.models.accounts import Account
-    from app.domain.campaigns import demo_step
+    from app.demo.campaigns import demo_step
 
     op = await factory.operator()
     creator = await factory.user("creator")

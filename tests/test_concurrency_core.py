@@ -26,8 +26,8 @@ async def test_sweepers_in_several_replicas_fire_each_timer_once(committed_clien
     from sqlalchemy import func, select
 
     from app.db.models.platform import TransitionRecord
-    from app.domain import clock
-    from app.workers import sweep
+    from app.state import clock
+    from app.state.timers import sweep
 
     merchant = await committed_factory.user("merchant")
     ids = []

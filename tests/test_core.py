@@ -272,7 +272,7 @@ async def test_test_clock(client, factory: Factory):
 async def test_clock_is_404_in_production(application, client, factory: Factory, monkeypatch):
     op = await factory.operator()
     monkeypatch.setattr(application.state.settings, "env", "production", raising=False)
-    from app.config import get_settings
+    from app.core.config import get_settings
 
     monkeypatch.setattr(get_settings(), "env", "production")
     assert (await client.get("/v1/admin/clock", headers=op.headers)).status_code == 404
@@ -293,7 +293,7 @@ async def test_unknown_route_is_problem(client):
 def test_production_refuses_default_secret(monkeypatch):
     from pydantic import ValidationError
 
-    from app.config import Settings
+    from app.core.config import Settings
 
     with pytest.raises(ValidationError):
         Settings(env="production")
@@ -315,7 +315,7 @@ async def test_request_id_is_echoed(client):
 
 
 async def test_bootstrap_operator_created_at_startup(engine, db, client):
-    from app.config import Settings
+    from app.core.config import Settings
     from app.main import create_app
 
     settings = Settings(
@@ -335,7 +335,7 @@ async def test_bootstrap_operator_created_at_startup(engine, db, client):
 async def test_cors_when_configured(engine, db):
     import httpx
 
-    from app.config import Settings
+    from app.core.config import Settings
     from app.main import create_app
 
     app = create_app(Settings(cors_origins="https://shop.example", run_sweeper=False, env="test"), engine=engine)

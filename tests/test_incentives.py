@@ -661,7 +661,7 @@ async def test_machines_are_listed(client, factory: Factory):
 
 async def test_demo_step_is_idempotent(client, factory: Factory, db):
     from app.db.models.accounts import Account
-    from app.domain.incentives import _demo
+    from app.demo.incentives import demo_step as _demo
 
     provider = await factory.user("service_provider")
     merchant = await factory.user("merchant")

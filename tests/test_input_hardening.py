@@ -14,10 +14,10 @@ from typing import Any
 import jwt
 import pytest
 
-from app.config import get_settings
+from app.core.config import get_settings
+from app.core.security import create_token
 from app.db.base import new_id
 from app.db.pagination import encode_cursor
-from app.domain.security import create_token
 from app.main import create_app
 from tests.conftest import Factory
 

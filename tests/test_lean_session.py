@@ -249,7 +249,7 @@ async def test_with_an_idempotency_key_the_write_commits_with_its_answer(committ
 async def test_an_overdue_order_is_expired_in_a_transaction_before_the_accept(committed_client, committed_factory, committed_app):
     """The accept finds the acceptance deadline passed: the expiry (a transition and the
     refund) fires first, in a transaction that the accept's own statements then join."""
-    from app.domain import clock
+    from app.state import clock
 
     merchant, creator, body = await _ordered(committed_client, committed_factory)
     before = (await committed_client.get("/v1/wallet", headers=merchant.headers)).json()

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from app.domain import clock
+from app.state import clock
 from tests.conftest import Factory, User, postgres_only
 
 DAY = 86400
@@ -703,7 +703,7 @@ async def test_demo_step_is_idempotent(client, factory: Factory, db):
     from sqlalchemy import select
 
     from app.db.models.accounts import Account
-    from app.domain.live_bases import _demo_step
+    from app.demo.live_bases import demo_step as _demo_step
 
     agency = await factory.user("agency")
     merchant = await factory.user("merchant")

@@ -11,9 +11,9 @@ from datetime import timedelta
 
 import pytest
 
+from app.core.errors import InvalidTransition
 from app.db.repositories import live_bases as repo
 from app.db.repositories import pages
-from app.domain.errors import InvalidTransition
 from app.state.check_in import CHECK_IN
 from app.state.cooperation import COOPERATION
 from app.state.core import Actor

@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from app.config import get_settings
+from app.core.clock import real_now
+from app.core.config import get_settings
 from app.domain import notifications
-from app.domain.clock import real_now
 from app.domain.notifications import notify, send_queued_sms, send_sms
 from tests.conftest import Factory, postgres_only
 from tests.test_webhooks_support import Receiver
@@ -131,7 +131,7 @@ async def test_http_gateway_gives_up(client, factory: Factory, gateway, monkeypa
 
 
 async def test_relays_are_registered():
-    from app.workers import PERIODIC
+    from app.modules import PERIODIC
 
     jobs = {p.name: p for p in PERIODIC}
     assert jobs["sms-relay"].job is send_queued_sms and jobs["sms-relay"].interval == 1.0

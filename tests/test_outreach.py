@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from app.domain.clock import local_date, local_midnight, week_start
+from app.core.clock import local_date, local_midnight, week_start
 from tests.conftest import Factory, User
 
 
@@ -425,7 +425,7 @@ async def test_fixed_limits_and_roles_without_quotas(client, factory: Factory):
     assert week == week_start(await factory.now())
     assert datetime.fromisoformat(a["resets_at"]) == week + timedelta(days=7)
     # week_start is Monday 00:00 in Asia/Shanghai
-    from app.domain.clock import SHANGHAI
+    from app.core.clock import SHANGHAI
 
     local = week.astimezone(SHANGHAI)
     assert (local.weekday(), local.hour, local.minute) == (0, 0, 0)
@@ -652,8 +652,8 @@ async def test_demo_step_is_idempotent(db):
 
     from app.db.models.accounts import Account
     from app.db.models.outreach import ConversationMessage
+    from app.demo.outreach import demo_step
     from app.domain.accounts import AccountCreate, Profile, create_account
-    from app.domain.outreach import demo_step
 
     async with db() as session:
         accounts = {}

@@ -18,7 +18,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy.pool import NullPool
 
-from app.config import get_settings
+from app.core.config import get_settings
 from app.db.base import Base
 from app.db.session import make_engine
 from app.main import create_app
@@ -35,8 +35,8 @@ TOKENS: dict[str, str] = {}
 
 
 async def _prepare() -> None:
+    from app.core.security import create_token
     from app.domain.accounts import AccountCreate, Profile, create_account
-    from app.domain.security import create_token
 
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.drop_all)

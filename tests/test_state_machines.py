@@ -6,7 +6,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from app.state.core import WORKFLOWS, event_suffix
+from app.modules import WORKFLOWS
+from app.state.core import event_suffix
 
 
 def test_every_state_is_reachable_and_every_rule_is_sane():

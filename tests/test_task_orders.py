@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from app.db.models.platform import Notification, SmsMessage
-from app.domain import clock
+from app.state import clock
 from tests.conftest import Factory
 from tests.test_task_orders_support import (
     CANCEL,

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from app.core.errors import InvalidTransition
 from app.db.repositories import task_orders as repo
-from app.domain import task_orders as svc
-from app.domain.errors import InvalidTransition
+from app.state import clock
 from app.state.core import Actor
 from app.state.task_order import TASK_ORDER
 from tests.conftest import Factory
@@ -53,7 +53,7 @@ async def test_a_stale_read_loses_and_writes_nothing(client, factory: Factory):
     assert r.status_code == 200 and r.json()["state"] == "cancelled_by_merchant"
     before = await wallet(client, merchant)
     async with factory.maker() as session:
-        now = await svc.clock.now(session)
+        now = await clock.now(session)
         try:
             await TASK_ORDER.fire(session, stale, "accept", Actor(creator.id, "creator"), now=now, changes={"accepted_at": now})
         except InvalidTransition as exc:

@@ -182,7 +182,7 @@ async def test_top_up_list_pagination(client, factory: Factory):
 
 async def test_demo_step_funds_and_binds_the_merchant_once(client, factory: Factory):
     from app.db.models.accounts import Account
-    from app.domain.task_orders import demo_step
+    from app.demo.task_orders import demo_step
 
     merchant = await factory.user("merchant")
     async with factory.maker() as session:

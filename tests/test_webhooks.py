@@ -8,9 +8,9 @@ import json
 import socket
 from datetime import timedelta
 
+from app.core.clock import real_now
 from app.db.models.platform import Event, EventRecipient
 from app.domain import webhooks
-from app.domain.clock import real_now
 from app.domain.webhooks import deliver_due
 from tests.conftest import Factory, postgres_only
 from tests.test_webhooks_support import Receiver, verify
@@ -131,7 +131,7 @@ async def test_matching_rules_and_operator_sees_everything(client, factory: Fact
 
 
 async def test_gives_up_after_max_attempts(client, factory: Factory, monkeypatch):
-    monkeypatch.setattr(webhooks, "MAX_ATTEMPTS", 3)
+    monkeypatch.setattr(webhooks.relay, "MAX_ATTEMPTS", 3)
     creator = await factory.user("creator")
     with socket.socket() as s:  # a port nobody listens on: connection refused
         s.bind(("127.0.0.1", 0))
@@ -186,7 +186,7 @@ async def test_fan_out_is_idempotent_and_skips_earlier_events(client, factory: F
 
 @postgres_only
 async def test_racing_relays_deliver_each_event_once(committed_client, committed_factory, committed_app, monkeypatch):
-    monkeypatch.setattr(webhooks, "CLAIM_BATCH", 3)  # small claims: the relays contend row by row
+    monkeypatch.setattr(webhooks.relay, "CLAIM_BATCH", 3)  # small claims: the relays contend row by row
     maker = committed_app.state.sessionmaker
     creator = await committed_factory.user("creator")
     with Receiver(SECRET) as receiver:
@@ -205,7 +205,7 @@ async def test_racing_relays_deliver_each_event_once(committed_client, committed
 
 
 async def test_a_lost_last_attempt_fails_the_delivery(client, factory: Factory, monkeypatch):
-    monkeypatch.setattr(webhooks, "MAX_ATTEMPTS", 1)
+    monkeypatch.setattr(webhooks.relay, "MAX_ATTEMPTS", 1)
     creator = await factory.user("creator")
     with Receiver(SECRET) as receiver:
         hook = await subscribe(client, creator, receiver.url, ["*"])

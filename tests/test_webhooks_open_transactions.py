@@ -5,9 +5,9 @@ The cursor now also stays below the start of the oldest open transaction (Postgr
 
 from __future__ import annotations
 
+from app.core.clock import real_now
 from app.db.models.platform import Event, EventRecipient
 from app.domain import webhooks
-from app.domain.clock import real_now
 from tests.conftest import postgres_only
 from tests.test_webhooks import deliveries, emit, later, subscribe
 

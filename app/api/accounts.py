@@ -23,28 +23,25 @@ async def issue_token(form: Annotated[OAuth2PasswordRequestForm, Depends()], ses
     "/accounts", response_model=AccountOut, status_code=status.HTTP_201_CREATED, tags=["accounts"], name="create_account"
 )
 async def create_account(body: AccountCreate, session: Session, actor: Operator) -> AccountOut:
-    account = await accounts.create_account(session, body)
-    return accounts.account_out(account, actor)
+    return await accounts.open_account(session, actor, body)
 
 
 @router.get("/accounts/me", response_model=AccountOut, tags=["accounts"], name="get_my_account")
 async def get_me(session: Session, actor: CurrentActor) -> AccountOut:
-    return accounts.account_out(await accounts.get_account(session, actor.id), actor)
+    return await accounts.account_view(session, actor, actor.id)
 
 
 @router.patch("/accounts/me", response_model=AccountOut, tags=["accounts"], name="update_my_account")
 async def patch_me(body: AccountPatch, session: Session, actor: CurrentActor) -> AccountOut:
-    account = await accounts.get_account(session, actor.id)
-    return accounts.account_out(await accounts.patch_account(session, account, body, actor), actor)
+    return await accounts.update_account(session, actor, actor.id, body)
 
 
 @router.get("/accounts/{account_id}", response_model=AccountOut, tags=["accounts"], name="get_account")
 async def get_account(account_id: str, session: Session, actor: CurrentActor) -> AccountOut:
     """The public card of an account; the owner and operators also see private fields."""
-    return accounts.account_out(await accounts.get_account(session, account_id), actor)
+    return await accounts.account_view(session, actor, account_id)
 
 
 @router.patch("/accounts/{account_id}", response_model=AccountOut, tags=["accounts"], name="update_account")
 async def patch_account(account_id: str, body: AccountPatch, session: Session, actor: Operator) -> AccountOut:
-    account = await accounts.get_account(session, account_id)
-    return accounts.account_out(await accounts.patch_account(session, account, body, actor), actor)
+    return await accounts.update_account(session, actor, account_id, body)

@@ -9,8 +9,8 @@ from fastapi import Depends, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.domain.errors import Forbidden, Unauthenticated
-from app.domain.security import decode_token
+from app.core.errors import Forbidden, Unauthenticated
+from app.core.security import decode_token
 from app.state.core import Actor
 
 _ROLES = frozenset({"merchant", "creator", "agency", "group_leader", "service_provider", "operator", "platform"})

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.domain.errors import DomainError
+from app.core.errors import DomainError
 
 log = logging.getLogger("app.errors")
 

@@ -38,8 +38,7 @@ async def create_webhook(body: WebhookCreate, session: Session, actor: CurrentAc
 @router.get("/v1/webhooks", response_model=PageOut[WebhookOut], tags=["events"], name="list_webhooks")
 async def list_webhooks(session: Session, actor: CurrentActor, page: Page):
     """The caller's own webhook subscriptions, newest first."""
-    items, cursor = await webhooks.list_subscriptions(session, actor, limit=page.limit, cursor=page.cursor)
-    return PageOut[WebhookOut](items=items, next_cursor=cursor)
+    return await webhooks.list_subscriptions(session, actor, limit=page.limit, cursor=page.cursor)
 
 
 @router.get(
@@ -54,10 +53,7 @@ async def list_webhook_deliveries(
 ):
     """Deliveries of one of the caller's webhooks (404 for another account's), newest first,
     each with its attempts (status code, error, duration)."""
-    items, cursor = await webhooks.list_deliveries(
-        session, actor, webhook_id, status=status, limit=page.limit, cursor=page.cursor
-    )
-    return PageOut[DeliveryOut](items=items, next_cursor=cursor)
+    return await webhooks.list_deliveries(session, actor, webhook_id, status=status, limit=page.limit, cursor=page.cursor)
 
 
 @router.get("/v1/notifications", response_model=PageOut[NotificationOut], tags=["events"], name="list_notifications")
@@ -68,8 +64,7 @@ async def list_notifications(
     unread: Annotated[bool | None, Query(description="only unread (true) or read (false)")] = None,
 ):
     """The caller's in-app inbox (站内信), newest first, with `read_at`."""
-    items, cursor = await events.list_notifications(session, actor, unread=unread, limit=page.limit, cursor=page.cursor)
-    return PageOut[NotificationOut](items=items, next_cursor=cursor)
+    return await events.list_notifications(session, actor, unread=unread, limit=page.limit, cursor=page.cursor)
 
 
 @router.post(
@@ -84,5 +79,4 @@ async def read_notification(notification_id: str, session: Session, actor: Curre
 async def list_sms(session: Session, _: Operator, page: Page, phone: Annotated[str | None, Query(max_length=32)] = None):
     """Every SMS the service sent or tried to send (operator), newest first: `recorded` by the
     default recorder adapter, `queued` → `sent` / `failed` through the HTTP gateway."""
-    items, cursor = await events.list_sms(session, phone=phone, limit=page.limit, cursor=page.cursor)
-    return PageOut[SmsOut](items=items, next_cursor=cursor)
+    return await events.list_sms(session, phone=phone, limit=page.limit, cursor=page.cursor)

@@ -72,8 +72,7 @@ async def list_provider_contracts(
     state: Annotated[Literal["proposed", "active", "declined", "ended"] | None, Query()] = None,
 ):
     """The caller's contracts (provider: its own; merchant: its own; operator: all), newest first."""
-    items, cursor = await incentives.list_contracts(session, actor, state=state, limit=page.limit, cursor=page.cursor)
-    return PageOut[ContractOut](items=items, next_cursor=cursor)
+    return await incentives.list_contracts(session, actor, state=state, limit=page.limit, cursor=page.cursor)
 
 
 @router.get("/v1/provider-contracts/{contract_id}", response_model=ContractOut, tags=["incentives"], name="get_provider_contract")
@@ -140,8 +139,7 @@ async def create_incentive_program(body: ProgramCreate, session: Session, _: Ope
 @router.get("/v1/incentive-programs", response_model=PageOut[ProgramOut], tags=["incentives"], name="list_incentive_programs")
 async def list_incentive_programs(session: Session, _: Operator, page: Page):
     """Every program, newest first."""
-    items, cursor = await incentives.list_programs(session, limit=page.limit, cursor=page.cursor)
-    return PageOut[ProgramOut](items=items, next_cursor=cursor)
+    return await incentives.list_programs(session, limit=page.limit, cursor=page.cursor)
 
 
 @router.post(
@@ -172,8 +170,7 @@ async def publish_incentive_month(program_id: Id, month: Month, session: Session
 )
 async def list_incentive_statements(session: Session, actor: ProviderOrOperator, page: Page, month: MonthFilter = None):
     """Statements (provider: its own; operator: all), newest first."""
-    items, cursor = await incentives.list_statements(session, actor, month=month, limit=page.limit, cursor=page.cursor)
-    return PageOut[StatementOut](items=items, next_cursor=cursor)
+    return await incentives.list_statements(session, actor, month=month, limit=page.limit, cursor=page.cursor)
 
 
 @router.get(
@@ -190,16 +187,12 @@ async def export_incentive_statements(
     format: Annotated[Literal["csv", "xlsx"], Query()] = "csv",
 ):
     """The statements as a file: one line per voucher line (CSV in UTF-8 with a BOM, or XLSX)."""
-    rows = await incentives.export_rows(session, actor, month)
-    name = f"incentive-statements-{month or 'all'}.{format}"
-    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
-    if format == "xlsx":
-        return Response(
-            incentives.to_xlsx(rows),
-            headers=headers,
-            media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        )
-    return Response(incentives.to_csv(rows), media_type="text/csv; charset=utf-8", headers=headers)
+    download = await incentives.statements_download(session, actor, month, format)
+    return Response(
+        download.content,
+        media_type=download.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{download.filename}"'},
+    )
 
 
 # -- vouchers and redemptions ------------------------------------------------------------------
@@ -211,8 +204,7 @@ async def list_vouchers(
     state: Annotated[Literal["available", "used_up", "expired"] | None, Query()] = None,
 ):
     """Vouchers (provider: its own; operator: all), newest first; overdue ones expire first."""
-    items, cursor = await incentives.list_vouchers(session, actor, state=state, limit=page.limit, cursor=page.cursor)
-    return PageOut[VoucherOut](items=items, next_cursor=cursor)
+    return await incentives.list_vouchers(session, actor, state=state, limit=page.limit, cursor=page.cursor)
 
 
 @router.post(

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from contextvars import ContextVar
 from typing import Any
 
 from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+from app.core.logging import request_id_var
+
 log = logging.getLogger("app.access")
 REQUEST_LATENCY = Histogram(
     "lc_http_request_duration_seconds",
@@ -113,9 +113,3 @@ class BodyLimitMiddleware:
 
 class _TooLarge(Exception):
     pass
-
-
-class RequestIdFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
-        return True

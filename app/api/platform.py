@@ -2,64 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
 
-from app import workers
 from app.api.deps import CurrentActor, Operator, Session
 from app.api.routing import TxRoute
-from app.config import get_settings
 from app.db.repositories import platform as platform_repo
-from app.domain import clock
-from app.domain.errors import NotFound
-from app.domain.schemas import Strict
-from app.state import diagrams
-from app.state.core import WORKFLOWS
+from app.domain import platform as svc
+from app.domain.platform import AdvanceIn, AdvanceOut, BusinessClockOut, ClockOut, MachineInfo
 
 router = APIRouter(route_class=TxRoute)
-
-
-class TransitionInfo(BaseModel):
-    action: str
-    source: list[str]
-    dest: str | None
-    roles: list[str]
-    description: str = ""
-
-
-class MachineInfo(BaseModel):
-    name: str
-    description: str
-    initial: str
-    states: list[str]
-    final_states: list[str]
-    transitions: list[TransitionInfo]
 
 
 @router.get("/v1/state-machines", response_model=list[MachineInfo], tags=["state machines"], name="list_state_machines")
 async def list_state_machines(_: CurrentActor) -> list[MachineInfo]:
     """Every workflow machine with its states and transitions, and which roles may fire each."""
-    return [
-        MachineInfo(
-            name=w.name,
-            description=w.description,
-            initial=w.initial,
-            states=w.states,
-            final_states=sorted(w.final_states),
-            transitions=[
-                TransitionInfo(
-                    action=r.action, source=list(r.source), dest=r.dest, roles=sorted(r.roles), description=r.description
-                )
-                for r in w.rules
-            ],
-        )
-        for w in sorted(WORKFLOWS.values(), key=lambda w: w.name)
-    ]
+    return svc.machines()
 
 
 @router.get(
@@ -73,34 +34,8 @@ async def state_machine_diagram(
     name: str, _: CurrentActor, format: Annotated[Literal["mermaid", "svg"], Query()] = "mermaid"
 ) -> Response:
     """The Mermaid source of a machine (`text/plain`), or `?format=svg` a picture."""
-    if name not in WORKFLOWS:
-        raise NotFound(f"no machine named '{name}'")
-    if format == "svg":
-        return Response(diagrams.svg(name), media_type="image/svg+xml")
-    return PlainTextResponse(diagrams.mermaid(name))
-
-
-class ClockOut(BaseModel):
-    now: str
-
-
-class AdvanceIn(Strict):
-    seconds: int = Field(ge=0, le=10 * 365 * 86400)
-
-
-class AdvanceOut(BaseModel):
-    now: str
-    fired: int
-
-
-def _require_test_clock() -> None:
-    if not get_settings().test_clock_enabled:
-        raise NotFound("not found")
-
-
-class BusinessClockOut(BaseModel):
-    now: datetime = Field(description="business time (UTC): compute deadlines from it, not from the device's clock")
-    test_clock: bool = Field(description="whether the test clock is on (outside production; operators can move it)")
+    diagram, media_type = svc.machine_diagram(name, format)
+    return Response(diagram, media_type=media_type)
 
 
 @router.get("/v1/clock", response_model=BusinessClockOut, tags=["operations"], name="get_business_time")
@@ -108,24 +43,19 @@ async def get_business_time(session: Session, _: CurrentActor) -> BusinessClockO
     """The service's business time, for every signed-in caller: deadlines (`accept_deadline`,
     `review_deadline`, quotas' weeks) run on it, and with the test clock on it is not the wall
     clock."""
-    return BusinessClockOut(now=await clock.now(session), test_clock=get_settings().test_clock_enabled)
+    return await svc.clock_for_clients(session)
 
 
 @router.get("/v1/admin/clock", response_model=ClockOut, tags=["admin"], name="get_clock")
 async def get_clock(session: Session, _: Operator) -> ClockOut:
-    _require_test_clock()
-    return ClockOut(now=(await clock.now(session)).isoformat())
+    return await svc.business_time(session)
 
 
 @router.post("/v1/admin/clock/advance", response_model=AdvanceOut, tags=["admin"], name="advance_clock")
 async def advance_clock(body: AdvanceIn, request: Request, session: Session, _: Operator) -> AdvanceOut:
     """Move business time forward and fire every timer that fell due, before answering (in
     the sweeper's small committed batches, after the new time is committed)."""
-    _require_test_clock()
-    now = await clock.advance(session, body.seconds)
-    await session.commit()
-    fired = await workers.sweep(request.app.state.sessionmaker)
-    return AdvanceOut(now=now.isoformat(), fired=fired)
+    return await svc.advance_clock(session, request.app.state.sessionmaker, body.seconds)
 
 
 ops = APIRouter(tags=["operations"])

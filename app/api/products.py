@@ -24,8 +24,7 @@ async def create_product(body: ProductCreate, session: Session, actor: Merchant)
 async def list_products(
     session: Session, _: CurrentActor, page: Page, shop_id: Annotated[str | None, Query(max_length=40)] = None
 ):
-    items, cursor = await products.list_products(session, shop_id=shop_id, limit=page.limit, cursor=page.cursor)
-    return PageOut[ProductOut](items=items, next_cursor=cursor)
+    return await products.list_products(session, shop_id=shop_id, limit=page.limit, cursor=page.cursor)
 
 
 @router.get("/{product_id}", response_model=ProductOut, name="get_product")

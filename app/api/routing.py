@@ -20,12 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.routing import Match
 from starlette.types import Scope
 
+from app.core.clock import real_now
+from app.core.errors import Conflict, DomainError, ValidationFailed
+from app.core.security import decode_token
 from app.db.base import new_id
 from app.db.repositories import platform as repo
 from app.db.session import LeanSession
-from app.domain.clock import real_now
-from app.domain.errors import Conflict, DomainError, ValidationFailed
-from app.domain.security import decode_token
 
 RETENTION = timedelta(hours=24)
 _IN_FLIGHT: set[tuple[str, str]] = set()

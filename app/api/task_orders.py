@@ -9,12 +9,13 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from app.api.deps import CurrentActor, Operator, Page, Session, roles
 from app.api.routing import TxRoute, one_write
+from app.domain import accounts
 from app.domain import task_orders as svc
+from app.domain.accounts import CreatorCard, XingtuBindingIn, XingtuBindingOut
 from app.domain.schemas import PageOut, TransitionOut
 from app.domain.task_orders import (
     CancelIn,
     CancelReasonOut,
-    CreatorCard,
     DisputeCreate,
     DisputeOut,
     DisputeResolve,
@@ -22,8 +23,6 @@ from app.domain.task_orders import (
     TaskOrderCreate,
     TaskOrderOut,
     TaskOrderRejectIn,
-    XingtuBindingIn,
-    XingtuBindingOut,
 )
 from app.state.core import Actor
 
@@ -42,7 +41,7 @@ SubStatus = Literal[
 async def bind_xingtu(body: XingtuBindingIn, session: Session, actor: Merchant) -> XingtuBindingOut:
     """Bind the merchant's Xingtu account (星图账号): an existing one by `xingtu_account_id`, or
     register a new one when it is omitted. Needed before creating task orders."""
-    return await svc.bind_xingtu(session, actor, body)
+    return await accounts.bind_xingtu(session, actor, body)
 
 
 @router.get("/v1/creators", response_model=PageOut[CreatorCard], tags=TAGS, name="list_creators")
@@ -56,10 +55,9 @@ async def list_creators(
 ) -> PageOut[CreatorCard]:
     """The creator square (达人广场): creators with their level, followers, whether they take
     orders (营业中) and their hourly quotes. Contact details are never shown here."""
-    items, cursor = await svc.list_creators(
+    return await accounts.list_creators(
         session, accepting_orders=accepting_orders, q=q, level_min=level_min, limit=page.limit, cursor=page.cursor
     )
-    return PageOut[CreatorCard](items=items, next_cursor=cursor)
 
 
 @router.post(
@@ -86,7 +84,7 @@ async def list_task_orders(
 ) -> PageOut[TaskOrderOut]:
     """Task orders, newest first: a merchant's own, a creator's (addressed to it), or all for an
     operator; filtered by the `status` tab, `sub_status`, `q` and the creation time."""
-    items, cursor = await svc.list_orders(
+    return await svc.list_orders(
         session,
         actor,
         status=status,
@@ -97,7 +95,6 @@ async def list_task_orders(
         limit=page.limit,
         cursor=page.cursor,
     )
-    return PageOut[TaskOrderOut](items=items, next_cursor=cursor)
 
 
 @router.get("/v1/task-orders/counts", response_model=dict[str, int], tags=TAGS, name="count_task_orders")
@@ -122,9 +119,9 @@ async def get_task_order(order_id: str, session: Session, actor: CurrentActor) -
 
 
 @router.get("/v1/task-orders/{order_id}/history", response_model=list[TransitionOut], tags=TAGS, name="get_task_order_history")
-async def task_order_history(order_id: str, session: Session, actor: CurrentActor) -> list[TransitionOut]:
+async def task_order_history(order_id: str, session: Session, actor: CurrentActor):
     """Every transition of the order; timer- and signal-driven ones name the actor `system`."""
-    return [TransitionOut.model_validate(r) for r in await svc.order_history(session, actor, order_id)]
+    return await svc.order_history(session, actor, order_id)
 
 
 @router.post("/v1/task-orders/{order_id}/accept", response_model=TaskOrderOut, tags=TAGS, name="accept_task_order")
@@ -196,8 +193,7 @@ async def withdraw_dispute(dispute_id: str, session: Session, actor: CurrentActo
 @router.get("/v1/targeted-plans", response_model=PageOut[TargetedPlanOut], tags=TAGS, name="list_targeted_plans")
 async def list_targeted_plans(session: Session, actor: CurrentActor, page: Page) -> PageOut[TargetedPlanOut]:
     """Targeted plans (定向计划) created by accepted orders: the merchant's own, or the creator's."""
-    items, cursor = await svc.list_targeted_plans(session, actor, limit=page.limit, cursor=page.cursor)
-    return PageOut[TargetedPlanOut](items=items, next_cursor=cursor)
+    return await svc.list_targeted_plans(session, actor, limit=page.limit, cursor=page.cursor)
 
 
 @router.get(

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from app.api.deps import CurrentActor, Operator, Page, Session, roles
 from app.api.routing import TxRoute
-from app.domain import clock, wallet
+from app.domain import wallet
 from app.domain.schemas import PageOut, TransitionOut
 from app.domain.wallet import EntryOut, TopUpCreate, TopUpDecision, TopUpOut, WalletOut
-from app.state.core import Actor, history
+from app.state.core import Actor
 
 router = APIRouter(route_class=TxRoute)
 TAGS: list[str | object] = ["wallet"]
@@ -24,17 +24,14 @@ TopUpState = Literal["pending", "succeeded", "rejected", "expired"]
 async def get_wallet(session: Session, actor: CurrentActor, account_id: AccountId = None) -> WalletOut:
     """The caller's balances: `available_fen`, `frozen_fen` (held for task orders) and their
     sum `total_fen`. Merchants and creators; an operator names the account with `?account_id=`."""
-    owner = await wallet.resolve_owner(session, actor, account_id)
-    return await wallet.wallet_of(session, owner)
+    return await wallet.wallet_for(session, actor, account_id)
 
 
 @router.get("/v1/wallet/entries", response_model=PageOut[EntryOut], tags=TAGS, name="list_wallet_entries")
 async def list_entries(session: Session, actor: CurrentActor, page: Page, account_id: AccountId = None) -> PageOut[EntryOut]:
     """The ledger lines of the caller's wallet, newest first: each with its bucket
     (`available` or `frozen`), signed amount, the bucket's balance after it, and what caused it."""
-    owner = await wallet.resolve_owner(session, actor, account_id)
-    items, cursor = await wallet.entries(session, owner, limit=page.limit, cursor=page.cursor)
-    return PageOut[EntryOut](items=items, next_cursor=cursor)
+    return await wallet.entries_for(session, actor, account_id, limit=page.limit, cursor=page.cursor)
 
 
 @router.post("/v1/wallet/top-ups", response_model=TopUpOut, status_code=status.HTTP_201_CREATED, tags=TAGS, name="create_top_up")
@@ -55,10 +52,7 @@ async def list_top_ups(
 ) -> PageOut[TopUpOut]:
     """The recharge history, newest first: a merchant's own; an operator sees all (filter with
     `?state=pending` to find transfers to confirm, `?account_id=`)."""
-    items, cursor = await wallet.list_top_ups(
-        session, actor, state=state, account_id=account_id, limit=page.limit, cursor=page.cursor
-    )
-    return PageOut[TopUpOut](items=items, next_cursor=cursor)
+    return await wallet.list_top_ups(session, actor, state=state, account_id=account_id, limit=page.limit, cursor=page.cursor)
 
 
 @router.get(
@@ -77,18 +71,11 @@ async def export_top_ups(
 ) -> Response:
     """The recharge history as a file: `csv` (UTF-8 with a BOM, so Excel shows the Chinese) or
     `xlsx`. Same scope and filters as the list; at most 50,000 rows, newest first."""
-    rows = await wallet.export_rows(session, actor, state=state, account_id=account_id)
-    stamp = clock.local_date(await clock.now(session)).isoformat()
-    if format == "xlsx":
-        return Response(
-            wallet.to_xlsx(rows),
-            media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-            headers={"Content-Disposition": f'attachment; filename="top-ups-{stamp}.xlsx"'},
-        )
+    download = await wallet.top_ups_download(session, actor, format, state=state, account_id=account_id)
     return Response(
-        wallet.to_csv(rows),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="top-ups-{stamp}.csv"'},
+        download.content,
+        media_type=download.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{download.filename}"'},
     )
 
 
@@ -111,7 +98,6 @@ async def reject_top_up(top_up_id: str, session: Session, actor: Operator, body:
 
 
 @router.get("/v1/wallet/top-ups/{top_up_id}/history", response_model=list[TransitionOut], tags=TAGS, name="get_top_up_history")
-async def top_up_history(top_up_id: str, session: Session, actor: CurrentActor) -> list[TransitionOut]:
+async def top_up_history(top_up_id: str, session: Session, actor: CurrentActor):
     """Every transition of a top-up."""
-    await wallet.get_top_up(session, actor, top_up_id)
-    return [TransitionOut.model_validate(r) for r in await history(session, "top_up", top_up_id)]
+    return await wallet.top_up_history(session, actor, top_up_id)

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.domain.errors import ValidationFailed
+from app.core.errors import ValidationFailed
 
 
 def encode_cursor(key: Any) -> str:

@@ -8,12 +8,12 @@ from typing import Any
 from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import NotFound
 from app.db.pagination import encode_cursor
 from app.db.repositories import events as events_repo
 from app.db.repositories import notifications as notifications_repo
-from app.domain import clock
-from app.domain.errors import NotFound
-from app.domain.schemas import Out
+from app.domain.schemas import Out, PageOut
+from app.state import clock
 from app.state.core import Actor
 
 
@@ -74,9 +74,9 @@ async def list_events(session: AsyncSession, actor: Actor, *, limit: int, cursor
 
 async def list_notifications(
     session: AsyncSession, actor: Actor, *, unread: bool | None, limit: int, cursor: str | None
-) -> tuple[list[NotificationOut], str | None]:
+) -> PageOut[NotificationOut]:
     page = await notifications_repo.notifications_page(session, actor.id, unread=unread, limit=limit, cursor=cursor)
-    return [NotificationOut.model_validate(n) for n in page.items], page.next_cursor
+    return PageOut[NotificationOut](items=[NotificationOut.model_validate(n) for n in page.items], next_cursor=page.next_cursor)
 
 
 async def mark_read(session: AsyncSession, actor: Actor, notification_id: str) -> NotificationOut:
@@ -87,8 +87,6 @@ async def mark_read(session: AsyncSession, actor: Actor, notification_id: str) -
     return NotificationOut.model_validate(note)
 
 
-async def list_sms(
-    session: AsyncSession, *, phone: str | None, limit: int, cursor: str | None
-) -> tuple[list[SmsOut], str | None]:
+async def list_sms(session: AsyncSession, *, phone: str | None, limit: int, cursor: str | None) -> PageOut[SmsOut]:
     page = await notifications_repo.sms_page(session, phone=phone, limit=limit, cursor=cursor)
-    return [SmsOut.model_validate(s) for s in page.items], page.next_cursor
+    return PageOut[SmsOut](items=[SmsOut.model_validate(s) for s in page.items], next_cursor=page.next_cursor)

@@ -7,9 +7,21 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 Row = Sequence[Any]
+CSV = "text/csv; charset=utf-8"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    """A file an endpoint answers with (the router only wraps it in a `Response`)."""
+
+    content: bytes
+    media_type: str
+    filename: str
 
 
 def csv_bytes(header: Row, rows: Iterable[Row]) -> bytes:

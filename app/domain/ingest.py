@@ -10,14 +10,14 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import ValidationFailed
 from app.db.repositories import accounts as accounts_repo
 from app.db.repositories import ingest as repo
 from app.db.repositories import products as products_repo
 from app.db.repositories.ingest import SalesOrderRecord
-from app.domain import clock
-from app.domain.errors import ValidationFailed
 from app.domain.schemas import Strict
 from app.domain.signals import live_session_ended, live_session_started, sales_orders_ingested
+from app.state import clock
 
 ExternalId = Annotated[str, Field(min_length=1, max_length=100)]
 

@@ -15,13 +15,12 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.config import get_settings
+from app.core.config import get_settings
 from app.db.base import new_id
 from app.db.bulk import Part, insert_together
 from app.db.models.platform import Notification, SmsMessage
 from app.db.repositories import notifications as repo
-from app.domain import clock
-from app.workers import periodic
+from app.state import clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +176,6 @@ async def _post_sms(client: httpx.AsyncClient, url: str, job: _SmsJob) -> tuple[
     return response.status_code, f"HTTP {response.status_code}"
 
 
-@periodic("sms-relay", 1.0)
 async def send_queued_sms(sessionmaker: async_sessionmaker[AsyncSession], *, now: datetime | None = None) -> int:
     """Send every due queued SMS through the HTTP gateway. Returns how many attempts were made.
     `now` (real time) is for tests. Does nothing with the recorder adapter (no gateway URL)."""

@@ -10,12 +10,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import NotFound
 from app.db.repositories import products as repo
 from app.db.repositories.products import ProductRecord
-from app.domain import clock
-from app.domain.errors import NotFound
-from app.domain.schemas import Strict
+from app.domain.schemas import PageOut, Strict
 from app.domain.signals import product_changed
+from app.state import clock
 from app.state.core import Actor
 
 
@@ -91,7 +91,6 @@ async def patch_product(session: AsyncSession, actor: Actor, product_id: str, bo
     return product
 
 
-async def list_products(
-    session: AsyncSession, *, shop_id: str | None, limit: int, cursor: str | None
-) -> tuple[list[ProductRecord], str | None]:
-    return await repo.products_page(session, shop_id=shop_id, limit=limit, cursor=cursor)
+async def list_products(session: AsyncSession, *, shop_id: str | None, limit: int, cursor: str | None) -> PageOut[ProductOut]:
+    items, cursor = await repo.products_page(session, shop_id=shop_id, limit=limit, cursor=cursor)
+    return PageOut[ProductOut](items=items, next_cursor=cursor)

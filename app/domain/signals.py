@@ -1,11 +1,12 @@
 """In-process domain signals, so the core never imports a workflow module.
 
-A module connects a handler at import (`@product_changed.connect`); the core sends the signal
+`app/modules.py` lists each module's handlers (`(signal, handler)` pairs) and the composition
+root connects them (`install`); importing a module connects nothing. The core sends the signal
 inside the request's transaction, so a handler's writes commit or roll back with the change."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,3 +33,13 @@ account_changed = Signal("account_changed")  # account=Account, fields=set[str]
 live_session_started = Signal("live_session_started")  # live_session=LiveSession
 live_session_ended = Signal("live_session_ended")  # live_session=LiveSession
 sales_orders_ingested = Signal("sales_orders_ingested")  # orders=list[SalesOrder]
+
+SIGNALS = (product_changed, account_changed, live_session_started, live_session_ended, sales_orders_ingested)
+
+
+def install(handlers: Iterable[tuple[Signal, Handler]]) -> None:
+    """Connect exactly these handlers, in this order (idempotent)."""
+    for signal in SIGNALS:
+        signal.handlers.clear()
+    for signal, handler in handlers:
+        signal.connect(handler)

@@ -32,14 +32,14 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from transitions import Machine
 
+from app.core.errors import Forbidden, InvalidTransition, NotFound
 from app.db.base import new_id
 from app.db.bulk import Part, insert_together, write_gated
 from app.db.models.platform import Event, EventRecipient, TransitionRecord
 from app.db.repositories import entities
 from app.db.repositories import platform as platform_repo
 from app.db.repositories.platform import TransitionRow
-from app.domain import clock
-from app.domain.errors import Forbidden, InvalidTransition, NotFound
+from app.state import clock
 
 _HISTORY, _EVENTS, _RECIPIENTS = TransitionRecord.__table__, Event.__table__, EventRecipient.__table__
 TRANSITIONS_TOTAL = Counter("lc_transitions_total", "State transitions fired", ["machine", "action"])
@@ -185,7 +185,6 @@ class Workflow:
         unknown = {s for r in rules for s in (*r.source, r.dest) if s is not None} - set(states)
         if unknown:
             raise ValueError(f"{name}: unknown states {unknown}")
-        WORKFLOWS[name] = self
 
     @staticmethod
     def _condition(r: Rule) -> Callable[[Any], bool]:
@@ -430,9 +429,6 @@ class Workflow:
         if row is None:
             raise NotFound(f"{self.name} {entity_id} not found")
         return row
-
-
-WORKFLOWS: dict[str, Workflow] = {}
 
 
 async def history(session: AsyncSession, machine: str, entity_id: str) -> list[TransitionRow]:

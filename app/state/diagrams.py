@@ -8,7 +8,7 @@ from html import escape
 
 from transitions.extensions import GraphMachine
 
-from app.state.core import WORKFLOWS
+from app.state.registry import WORKFLOWS
 
 
 class _Probe:

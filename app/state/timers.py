@@ -9,20 +9,21 @@ savepoint, so a failing one is logged and retried later without undoing the othe
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from prometheus_client import Histogram
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.core.errors import NotFound
 from app.db.base import new_id
 from app.db.bulk import Part
 from app.db.models.platform import Timer
 from app.db.repositories import platform as repo
 from app.db.repositories.platform import TimerRecord
-from app.domain import clock
-from app.domain.errors import NotFound
-from app.state.core import SYSTEM, WORKFLOWS
+from app.state import clock
+from app.state.core import SYSTEM
+from app.state.registry import TIMER_HANDLERS, WORKFLOWS, TimerHandler
 
 log = logging.getLogger("app.timers")
 TIMER_LAG = Histogram(
@@ -32,17 +33,16 @@ TIMER_LAG = Histogram(
     buckets=(0.1, 1, 5, 15, 60, 300, 3600, 86400),
 )
 
-# (machine, action) -> handler(session, row, now); without one the action is simply fired.
-TimerHandler = Callable[[AsyncSession, object, datetime], Awaitable[None]]
-HANDLERS: dict[tuple[str, str], TimerHandler] = {}
-
 
 def on_timer(machine: str, action: str) -> Callable[[TimerHandler], TimerHandler]:
-    def register(fn: TimerHandler) -> TimerHandler:
-        HANDLERS[(machine, action)] = fn
+    """Marks a handler with the timer it handles (`handler.timer`); a plain marker: the handlers
+    that run are the ones `app/modules.py` lists (installed through `app.state.registry`)."""
+
+    def mark(fn: TimerHandler) -> TimerHandler:
+        fn.timer = (machine, action)  # type: ignore[attr-defined]
         return fn
 
-    return register
+    return mark
 
 
 def new_timer(machine: str, entity_id: str, action: str, due_at: datetime) -> Part:
@@ -70,7 +70,7 @@ async def _fire_one(session: AsyncSession, timer: TimerRecord, now: datetime) ->
     await repo.delete_timer(session, timer.id)
     if row is None or not workflow.can(row, timer.action, SYSTEM, now):
         return False
-    handler = HANDLERS.get((timer.machine, timer.action))
+    handler = TIMER_HANDLERS.get((timer.machine, timer.action))
     if handler is None:
         await workflow.fire(session, row, timer.action, SYSTEM, now=now)
     else:
@@ -108,3 +108,20 @@ async def fire_due(
         if len(due) < limit:
             break
     return fired
+
+
+SWEEP_BATCH = 20
+
+
+async def sweep(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    """Fire every due timer once. Returns how many fired. Small batches, each committed: a
+    batch holds the row locks of its timers' entities until it commits, so large ones would
+    keep users' requests on those rows waiting (and deadlock with them)."""
+    total = 0
+    while True:
+        async with sessionmaker() as session:
+            fired = await fire_due(session, limit=SWEEP_BATCH, rounds=1)
+            await session.commit()
+        total += fired
+        if fired < SWEEP_BATCH:
+            return total

@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import ValidationFailed
 from app.db.bulk import FromGate, write_gated
 from app.db.models.accounts import Account
 from app.db.models.facts import SalesOrder
@@ -23,7 +24,6 @@ from app.db.repositories._run import prepare_module, record_of, run
 from app.db.repositories.gmv import gmv_sum
 from app.db.repositories.pages import Page
 from app.db.repositories.platform import CLOCK_OFFSET
-from app.domain.errors import ValidationFailed
 
 accounts = Account.__table__
 sales_orders = SalesOrder.__table__

@@ -33,7 +33,7 @@ async def ping(session: AsyncSession) -> None:
 # --------------------------------------------------------------------------- the test clock
 CLOCK_OFFSET = select(clock_state.c.offset_seconds).where(clock_state.c.id == 1).scalar_subquery().label("clock_offset")
 """The test clock's offset as a column: a read on a hot path carries it, so business time costs
-no statement of its own (`app.domain.clock.remember`)."""
+no statement of its own (`app.state.clock.remember`)."""
 
 _OFFSET = select(clock_state.c.offset_seconds).where(clock_state.c.id == 1)
 

@@ -4,19 +4,17 @@ and merchants' cooperation intents.
 
 - `schemas.py`: what the endpoints take and answer;
 - `service.py`: campaigns, pre-selected creators, finding creators, cards, intents;
-- `signups.py`: signups and their transitions;
+- `signups.py`: signups: representation, creation, reading;
+- `signup_actions.py`: the signups' transitions;
 - `exports.py`: the stock plan and its downloads;
 - `handlers.py`: the signup expiry timer and the live-session signals;
-- `demo.py`: the demo step.
 
-Every statement is in `app/db/repositories/campaigns.py`. Importing the package connects the
-handlers and registers the demo step."""
+Every statement is in `app/db/repositories/campaigns.py`. The handlers are listed in
+`app/modules.py`, the demo step is `app/demo/campaigns.py`."""
 
 from __future__ import annotations
 
 from app.db.repositories.campaigns import PLANNED_STATES, VISIBLE_TO_PARTIES
-from app.domain.campaigns import handlers as _handlers  # noqa: F401  (connects the timer and signals)
-from app.domain.campaigns.demo import DEMO_TITLE, demo_step
 from app.domain.campaigns.exports import (
     EXPORT_HEADER,
     Download,
@@ -67,22 +65,23 @@ from app.domain.campaigns.service import (
     set_eligible,
     visible_campaign,
 )
-from app.domain.campaigns.signups import (
-    create_signup,
-    get_signup,
+from app.domain.campaigns.signup_actions import (
     grant_traffic,
-    list_signups,
-    load_signup,
     merchant_confirm_stock,
     merchant_decide,
-    signup_history,
-    signup_out,
     simple_action,
     submit_products,
 )
+from app.domain.campaigns.signups import (
+    create_signup,
+    get_signup,
+    list_signups,
+    load_signup,
+    signup_history,
+    signup_out,
+)
 
 __all__ = [
-    "DEMO_TITLE",
     "EXPORT_HEADER",
     "GMV_WINDOW",
     "PLANNED_STATES",
@@ -118,7 +117,6 @@ __all__ = [
     "create_campaign",
     "create_intent",
     "create_signup",
-    "demo_step",
     "export_csv",
     "export_xlsx",
     "get_campaign",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,10 +14,8 @@ from app.domain.campaigns.schemas import (
     CampaignStockPlanRow,
 )
 from app.domain.campaigns.service import visible_campaign
-from app.domain.exports import csv_bytes, xlsx_bytes
+from app.domain.exports import XLSX, Download, csv_bytes, xlsx_bytes
 from app.state.core import Actor
-
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 async def stock_plan(session: AsyncSession, actor: Actor, campaign_id: str) -> CampaignStockPlanOut:
@@ -49,13 +46,6 @@ async def stock_plan(session: AsyncSession, actor: Actor, campaign_id: str) -> C
         for t in await repo.plan_totals(session, campaign.id, actor.id)
     ]
     return CampaignStockPlanOut(campaign_id=campaign.id, items=items)
-
-
-@dataclass(frozen=True, slots=True)
-class Download:
-    content: bytes
-    media_type: str
-    filename: str
 
 
 async def stock_plan_download(session: AsyncSession, actor: Actor, campaign_id: str, format: Literal["csv", "xlsx"]) -> Download:

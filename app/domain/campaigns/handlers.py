@@ -10,8 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.repositories import campaigns as repo
 from app.db.repositories.campaigns import SignupRecord
-from app.domain import clock
-from app.domain.signals import live_session_ended, live_session_started
+from app.state import clock
 from app.state.campaign_signup import CAMPAIGN_SIGNUP
 from app.state.core import SYSTEM
 from app.state.timers import on_timer
@@ -25,7 +24,6 @@ async def _expire(session: AsyncSession, row: SignupRecord, now: datetime) -> No
     await CAMPAIGN_SIGNUP.fire(session, signup, "expire", SYSTEM, now=now)
 
 
-@live_session_started.connect
 async def _on_live_started(session: AsyncSession, live_session: Any) -> None:
     """A session of the creator starting inside a campaign's live window moves its `ready`
     signup (the one whose planned_live_at is nearest, per campaign) to `live`."""
@@ -53,7 +51,6 @@ async def _on_live_started(session: AsyncSession, live_session: Any) -> None:
         )
 
 
-@live_session_ended.connect
 async def _on_live_ended(session: AsyncSession, live_session: Any) -> None:
     ids = await repo.live_signups_of_session(session, live_session.id)
     if not ids:

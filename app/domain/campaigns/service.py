@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.db.base import id_for
 from app.db.bulk import insert_together
 from app.db.models.campaigns import Campaign, CampaignIntent
@@ -16,7 +17,6 @@ from app.db.repositories import campaigns as repo
 from app.db.repositories import entities
 from app.db.repositories.campaigns import CampaignRecord, CardRecord, SeenCampaign
 from app.db.repositories.platform import TransitionRow
-from app.domain import clock
 from app.domain.accounts import Contact
 from app.domain.campaigns.schemas import (
     CampaignCardIn,
@@ -31,9 +31,9 @@ from app.domain.campaigns.schemas import (
     CampaignOut,
     CampaignState,
 )
-from app.domain.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.domain.notifications import message_rows
 from app.domain.schemas import PageOut
+from app.state import clock
 from app.state.campaign import CAMPAIGN, close_due
 from app.state.core import Actor, history
 from app.state.timers import fire_due, new_timer

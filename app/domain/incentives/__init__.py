@@ -6,16 +6,13 @@ publication with vouchers, and redemption. Choices where the spec is silent: doc
 - `service.py`: contracts, programs, vouchers, redemptions, holidays
 - `compute.py`: the monthly computation and the publication
 - `exports.py`: the statements as CSV / XLSX
-- `demo.py`: demo data
 
 The names other modules import are re-exported here."""
 
 from __future__ import annotations
 
-from app.demo import DEMO_STEPS
 from app.domain.incentives.compute import compute_month, list_statements, publish_month
-from app.domain.incentives.demo import _demo
-from app.domain.incentives.exports import EXPORT_COLUMNS, export_rows, to_csv, to_xlsx
+from app.domain.incentives.exports import EXPORT_COLUMNS, export_rows, statements_download, to_csv, to_xlsx
 from app.domain.incentives.months import (
     MONTH_PATTERN,
     NOTICE_WORKING_DAYS,
@@ -64,8 +61,6 @@ from app.domain.incentives.service import (
     voucher_out,
 )
 
-DEMO_STEPS.append(_demo)
-
 __all__ = [
     "EXPORT_COLUMNS",
     "MONTH_PATTERN",
@@ -87,7 +82,6 @@ __all__ = [
     "RedemptionRejectIn",
     "StatementOut",
     "VoucherOut",
-    "_demo",
     "act_on_contract",
     "act_on_redemption",
     "compute_month",
@@ -96,6 +90,7 @@ __all__ = [
     "create_contract",
     "create_program",
     "export_rows",
+    "statements_download",
     "get_contract",
     "get_redemption",
     "list_contracts",

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.db.base import id_for
 from app.db.bulk import Part, insert_together
 from app.db.models.incentives import IncentiveStatement, TierAward, Voucher
@@ -17,11 +18,11 @@ from app.db.repositories import incentives as repo
 from app.db.repositories import incentives_compute as compute_repo
 from app.db.repositories.incentives import ProgramRecord, StatementRecord
 from app.db.repositories.incentives_compute import MonthWindow
-from app.domain import clock
-from app.domain.errors import Conflict, NotFound, ValidationFailed
 from app.domain.incentives.months import month_start, parse_month, shift_month, voucher_expiry
 from app.domain.incentives.schemas import MonthResult, StatementOut
 from app.domain.incentives.service import statement_out
+from app.domain.schemas import PageOut
+from app.state import clock
 from app.state.core import SYSTEM, Actor
 from app.state.incentive_statement import INCENTIVE_STATEMENT
 from app.state.timers import new_timer
@@ -240,7 +241,7 @@ async def publish_month(session: AsyncSession, actor: Actor, program_id: str, mo
 
 async def list_statements(
     session: AsyncSession, actor: Actor, *, month: str | None, limit: int, cursor: str | None
-) -> tuple[list[StatementOut], str | None]:
+) -> PageOut[StatementOut]:
     page = await repo.statements_page(session, actor.role, actor.id, month=month, limit=limit, cursor=cursor)
     now = await clock.now(session)
-    return [statement_out(r, actor, now) for r in page.items], page.next_cursor
+    return PageOut[StatementOut](items=[statement_out(r, actor, now) for r in page.items], next_cursor=page.next_cursor)

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.repositories import incentives as repo
-from app.domain.exports import csv_bytes, xlsx_bytes
+from app.domain.exports import CSV, XLSX, Download, csv_bytes, xlsx_bytes
 from app.state.core import Actor
 
 EXPORT_COLUMNS = [
@@ -54,3 +54,11 @@ def to_csv(rows: list[list[Any]]) -> bytes:
 
 def to_xlsx(rows: list[list[Any]]) -> bytes:
     return xlsx_bytes("statements", EXPORT_COLUMNS, rows)
+
+
+async def statements_download(session: AsyncSession, actor: Actor, month: str | None, format: str) -> Download:
+    rows = await export_rows(session, actor, month)
+    name = f"incentive-statements-{month or 'all'}.{format}"
+    if format == "xlsx":
+        return Download(to_xlsx(rows), XLSX, name)
+    return Download(to_csv(rows), CSV, name)

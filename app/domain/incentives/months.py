@@ -6,9 +6,9 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import ValidationFailed
 from app.db.repositories import incentives as repo
-from app.domain import clock
-from app.domain.errors import ValidationFailed
+from app.state import clock
 
 MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 VOUCHER_DAYS = 30

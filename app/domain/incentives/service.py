@@ -9,6 +9,7 @@ from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.db.base import id_for
 from app.db.bulk import insert_together, write_gated
 from app.db.models.incentives import IncentiveProgram, ProviderContract, Redemption
@@ -22,8 +23,6 @@ from app.db.repositories.incentives import (
     VoucherRecord,
 )
 from app.db.repositories.platform import TransitionRow
-from app.domain import clock
-from app.domain.errors import Conflict, NotFound, ValidationFailed
 from app.domain.incentives.months import NOTICE_WORKING_DAYS, working_days_between
 from app.domain.incentives.schemas import (
     ContractCreate,
@@ -38,6 +37,8 @@ from app.domain.incentives.schemas import (
     StatementOut,
     VoucherOut,
 )
+from app.domain.schemas import PageOut
+from app.state import clock
 from app.state.core import SYSTEM, Actor, history
 from app.state.incentive_statement import INCENTIVE_STATEMENT
 from app.state.provider_contract import PROVIDER_CONTRACT
@@ -171,10 +172,10 @@ async def contract_history(session: AsyncSession, actor: Actor, contract_id: str
 
 async def list_contracts(
     session: AsyncSession, actor: Actor, *, state: str | None, limit: int, cursor: str | None
-) -> tuple[list[ContractOut], str | None]:
+) -> PageOut[ContractOut]:
     page = await repo.contracts_page(session, actor.role, actor.id, state=state, limit=limit, cursor=cursor)
     now = await clock.now(session)
-    return [contract_out(r, actor, now) for r in page.items], page.next_cursor
+    return PageOut[ContractOut](items=[contract_out(r, actor, now) for r in page.items], next_cursor=page.next_cursor)
 
 
 async def act_on_contract(
@@ -193,19 +194,19 @@ async def create_program(session: AsyncSession, body: ProgramCreate) -> ProgramO
     return program_out(await repo.insert_program(session, values))
 
 
-async def list_programs(session: AsyncSession, *, limit: int, cursor: str | None) -> tuple[list[ProgramOut], str | None]:
+async def list_programs(session: AsyncSession, *, limit: int, cursor: str | None) -> PageOut[ProgramOut]:
     page = await repo.programs_page(session, limit=limit, cursor=cursor)
-    return [program_out(r) for r in page.items], page.next_cursor
+    return PageOut[ProgramOut](items=[program_out(r) for r in page.items], next_cursor=page.next_cursor)
 
 
 # -- vouchers ----------------------------------------------------------------------------------
 async def list_vouchers(
     session: AsyncSession, actor: Actor, *, state: str | None, limit: int, cursor: str | None
-) -> tuple[list[VoucherOut], str | None]:
+) -> PageOut[VoucherOut]:
     await fire_due(session, machines=[VOUCHER.name])
     page = await repo.vouchers_page(session, actor.role, actor.id, state=state, limit=limit, cursor=cursor)
     now = await clock.now(session)
-    return [voucher_out(r, actor, now) for r in page.items], page.next_cursor
+    return PageOut[VoucherOut](items=[voucher_out(r, actor, now) for r in page.items], next_cursor=page.next_cursor)
 
 
 # -- redemptions -------------------------------------------------------------------------------

@@ -6,11 +6,10 @@ check-in with its three rules, cooperations and the base's statistics.
 - `pool.py`: the product pool and how it follows products and shops
 - `qr.py`: check-in codes and their QR pictures
 - `check_ins.py`: check-ins and cooperations, with their timers
-- `demo.py`: demo data
 
 Every statement is in `app/db/repositories/live_bases.py`; the services answer with the
-schemas, so the routers shape nothing. Importing the package connects the module's timer and
-signal handlers and its demo step."""
+schemas, so the routers shape nothing. The timer and signal handlers are listed in
+`app/modules.py`, the demo step is `app/demo/live_bases.py`."""
 
 from app.domain.live_bases.check_ins import (
     COOPERATION_CONFLICT,
@@ -32,7 +31,6 @@ from app.domain.live_bases.check_ins import (
     open_check_in,
     terminate_cooperation,
 )
-from app.domain.live_bases.demo import _demo_step, register_demo
 from app.domain.live_bases.pool import list_pool, qualifies, set_listed, shop_card
 from app.domain.live_bases.qr import TOKEN_AUDIENCE, QrPicture, check_in_code, check_in_qr, qr_svg
 from app.domain.live_bases.schemas import (
@@ -115,7 +113,6 @@ __all__ = [
     "ShopBindingOut",
     "ShopCard",
     "StatsOut",
-    "_demo_step",
     "base_detail",
     "check_in_code",
     "check_in_history",
@@ -154,5 +151,3 @@ __all__ = [
     "stats",
     "terminate_cooperation",
 ]
-
-register_demo()

@@ -9,18 +9,18 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.config import get_settings
+from app.core.config import get_settings
+from app.core.errors import Conflict, InvalidTransition, NotFound
 from app.db.base import id_for
 from app.db.bulk import Part, insert_together
 from app.db.models.live_bases import CheckIn, Cooperation
 from app.db.repositories import live_bases as repo
 from app.db.repositories.live_bases import CheckInRecord, CooperationRecord, Standing
-from app.domain import clock
-from app.domain.errors import Conflict, InvalidTransition, NotFound
 from app.domain.live_bases.qr import base_of_code
 from app.domain.live_bases.schemas import CheckInCreate, CheckInOut, CooperationOut, Eligibility
 from app.domain.live_bases.service import is_operator, transitions_of
 from app.domain.schemas import PageOut, TransitionOut
+from app.state import clock
 from app.state.check_in import CHECK_IN
 from app.state.cooperation import COOPERATION
 from app.state.core import SYSTEM, Actor

@@ -11,17 +11,16 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.config import get_settings
+from app.core.config import get_settings
+from app.core.errors import Conflict, NotFound
 from app.db.base import id_for
 from app.db.models.live_bases import PoolItem
 from app.db.repositories import live_bases as repo
 from app.db.repositories.live_bases import PoolItemView, ShopCardRecord
-from app.domain import clock
-from app.domain.errors import Conflict, NotFound
 from app.domain.live_bases.schemas import PoolItemOut, ShopCard
 from app.domain.products import ProductOut
 from app.domain.schemas import PageOut
-from app.domain.signals import account_changed, product_changed
+from app.state import clock
 from app.state.core import Actor
 
 
@@ -76,7 +75,6 @@ async def shop_unbound(session: AsyncSession, agency_id: str, shop_id: str) -> N
     await repo.unpool_shop(session, agency_id, shop_id)
 
 
-@product_changed.connect
 async def _on_product_changed(session: AsyncSession, product: Any) -> None:
     agencies, score = await repo.agencies_bound_to(session, product.shop_id)
     if agencies:
@@ -84,7 +82,6 @@ async def _on_product_changed(session: AsyncSession, product: Any) -> None:
         await repo.upsert_pool_items(session, [_item(agency_id, product, score, now) for agency_id in agencies])
 
 
-@account_changed.connect
 async def _on_account_changed(session: AsyncSession, account: Any, fields: set[str]) -> None:
     if account.role != "merchant" or "experience_score" not in fields:
         return

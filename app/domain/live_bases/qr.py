@@ -12,13 +12,13 @@ import jwt
 import segno
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.config import get_settings
+from app.core.config import get_settings
+from app.core.errors import ValidationFailed
 from app.db.repositories import live_bases as repo
 from app.db.repositories.live_bases import LiveBaseRecord
-from app.domain import clock
-from app.domain.errors import ValidationFailed
 from app.domain.live_bases.schemas import CheckInCodeOut
 from app.domain.live_bases.service import owned_base
+from app.state import clock
 from app.state.core import Actor
 
 TOKEN_AUDIENCE = "lc:check-in"

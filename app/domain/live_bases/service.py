@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.db.base import id_for
 from app.db.bulk import insert_together
 from app.db.models.live_bases import LiveBase
@@ -21,9 +22,7 @@ from app.db.repositories.live_bases import (
     LiveBaseRecord,
     ShopBindingRecord,
 )
-from app.domain import clock
 from app.domain.accounts import require_role
-from app.domain.errors import Conflict, NotFound, ValidationFailed
 from app.domain.live_bases import pool
 from app.domain.live_bases.schemas import (
     AgencyCard,
@@ -42,6 +41,7 @@ from app.domain.live_bases.schemas import (
 from app.domain.notifications import message_rows
 from app.domain.products import ProductOut
 from app.domain.schemas import PageOut, TransitionOut
+from app.state import clock
 from app.state.core import Actor, Workflow, history
 from app.state.creator_binding import CREATOR_BINDING
 from app.state.shop_binding import SHOP_BINDING

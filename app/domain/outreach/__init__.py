@@ -4,10 +4,9 @@ and the weekly quotas that limit both.
 - `schemas.py`: what the endpoints take and answer;
 - `quotas.py`: the quota policy, this week's limits and their units;
 - `conversations.py`: opening conversations, messages and read markers, contact views;
-- `demo.py`: the demo step.
 
-Every statement is in `app/db/repositories/outreach.py`. Importing the package registers the
-demo step."""
+Every statement is in `app/db/repositories/outreach.py`; the demo step is
+`app/demo/outreach.py`."""
 
 from __future__ import annotations
 
@@ -18,7 +17,6 @@ from app.domain.outreach.conversations import (
     post_message,
     view_contact,
 )
-from app.domain.outreach.demo import demo_step
 from app.domain.outreach.quotas import (
     CONTACT_VIEWS,
     CONVERSATIONS,
@@ -78,7 +76,6 @@ __all__ = [
     "QuotasOut",
     "ScheduledQuotaPolicyOut",
     "consume",
-    "demo_step",
     "ensure_quota",
     "get_policy",
     "last_week_gmv",

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import Forbidden, NotFound
 from app.db.base import id_for
 from app.db.bulk import insert_together
 from app.db.models.outreach import Conversation, ConversationMessage
 from app.db.repositories import outreach as repo
 from app.db.repositories.outreach import ConversationRecord, ConversationView, OutreachParty
-from app.domain import clock
-from app.domain.errors import Forbidden, NotFound
 from app.domain.notifications import message_rows
 from app.domain.outreach.quotas import CONTACT_VIEWS, CONVERSATIONS, OPEN_PAIRS, consume, ensure_quota, exhausted
 from app.domain.outreach.schemas import (
@@ -26,6 +25,7 @@ from app.domain.outreach.schemas import (
     ConversationPartyOut,
 )
 from app.domain.schemas import PageOut
+from app.state import clock
 from app.state.core import Actor
 
 

@@ -9,11 +9,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import NotFound, QuotaExhausted
 from app.db.base import new_id
 from app.db.repositories import outreach as repo
 from app.db.repositories.outreach import OutreachParty, QuotaRecord
-from app.domain import clock
-from app.domain.errors import NotFound, QuotaExhausted
 from app.domain.outreach.schemas import (
     QuotaBasis,
     QuotaCreatorTier,
@@ -25,6 +24,7 @@ from app.domain.outreach.schemas import (
     QuotasOut,
     ScheduledQuotaPolicyOut,
 )
+from app.state import clock
 from app.state.core import Actor
 
 CONVERSATIONS = "conversations"

@@ -1,4 +1,4 @@
-"""Demo data of the campaigns module (`app.demo.DEMO_STEPS`)."""
+"""Demo data of the campaigns module (listed in `app/modules.py`)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.repositories import campaigns as repo
-from app.domain import clock
 from app.domain.campaigns.schemas import CampaignCreate, CampaignEligibleCreatorsIn, CampaignSignupCreate
 from app.domain.campaigns.service import campaign_action, create_campaign, set_eligible
 from app.domain.campaigns.signups import create_signup
+from app.state import clock
 from app.state.core import Actor
 
 DEMO_TITLE = "双11 直播间奖励 (demo)"
@@ -48,13 +48,3 @@ async def demo_step(session: AsyncSession, accounts: dict[str, Any]) -> list[str
         CampaignSignupCreate(shop_ids=[merchant.id], planned_live_at=now + timedelta(days=7), note="想带旗舰手机"),
     )
     return [f"  campaign {campaign.id} published; signup {signup.id} awaits the merchant"]
-
-
-def _register_demo() -> None:
-    from app.demo import DEMO_STEPS
-
-    if demo_step not in DEMO_STEPS:
-        DEMO_STEPS.append(demo_step)
-
-
-_register_demo()

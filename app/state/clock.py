@@ -1,4 +1,4 @@
-"""The one clock of the domain.
+"""The one business clock (state layer: the machines and timers read it, and every service).
 
 Business time is real UTC time plus an offset that only the test clock moves (kept in the
 database so every replica agrees). Domain code asks `await now(session)`; nothing else calls
@@ -6,20 +6,29 @@ database so every replica agrees). Domain code asks `await now(session)`; nothin
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.config import get_settings
+from app.core.clock import SHANGHAI, local_date, local_midnight, month_of, next_local_midnight, real_now, week_start
+from app.core.config import get_settings
 from app.db.repositories import platform as repo
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
+# The calendar is core's; it is named here too so a service needs one `clock`.
+__all__ = [
+    "SHANGHAI",
+    "advance",
+    "carries_offset",
+    "local_date",
+    "local_midnight",
+    "month_of",
+    "next_local_midnight",
+    "now",
+    "real_now",
+    "remember",
+    "week_start",
+]
 _INFO_KEY = "lc_clock_offset"
-
-
-def real_now() -> datetime:
-    return datetime.now(UTC)
 
 
 async def offset_seconds(session: AsyncSession) -> int:
@@ -54,27 +63,3 @@ async def advance(session: AsyncSession, seconds: int) -> datetime:
     offset = await repo.advance_clock(session, int(seconds))
     session.info[_INFO_KEY] = offset
     return real_now() + timedelta(seconds=offset)
-
-
-def local_date(moment: datetime) -> date:
-    """The Asia/Shanghai calendar day of an instant."""
-    return moment.astimezone(SHANGHAI).date()
-
-
-def local_midnight(day: date) -> datetime:
-    """00:00 Asia/Shanghai of a calendar day, as a UTC instant."""
-    return datetime.combine(day, time(0, 0), tzinfo=SHANGHAI).astimezone(UTC)
-
-
-def week_start(moment: datetime) -> datetime:
-    """Monday 00:00 Asia/Shanghai of the natural week containing `moment` (UTC instant)."""
-    day = local_date(moment)
-    return local_midnight(day - timedelta(days=day.weekday()))
-
-
-def next_local_midnight(moment: datetime) -> datetime:
-    return local_midnight(local_date(moment) + timedelta(days=1))
-
-
-def month_of(moment: datetime) -> str:
-    return moment.astimezone(SHANGHAI).strftime("%Y-%m")

@@ -1,4 +1,4 @@
-"""Demo data of the incentives module (`app.demo.DEMO_STEPS`)."""
+"""Demo data of the incentives module (listed in `app/modules.py`)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from app.db.base import id_for
 from app.db.bulk import insert_together
 from app.db.models.incentives import IncentiveProgram, ProviderContract
 from app.db.repositories import incentives as repo
-from app.domain import clock
+from app.state import clock
 from app.state.core import Actor
 from app.state.provider_contract import PROVIDER_CONTRACT
 
 
-async def _demo(session: AsyncSession, accounts: dict[str, Any]) -> list[str]:
+async def demo_step(session: AsyncSession, accounts: dict[str, Any]) -> list[str]:
     """An active commission_split contract between the demo provider and merchant, and a
     program covering the current year (idempotent)."""
     provider, merchant = accounts.get("provider"), accounts.get("merchant")

@@ -11,9 +11,9 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from app.config import get_settings
-from app.domain.clock import real_now
-from app.domain.errors import Unauthenticated
+from app.core.clock import real_now
+from app.core.config import get_settings
+from app.core.errors import Unauthenticated
 
 
 @lru_cache

@@ -1,4 +1,4 @@
-"""Demo data of the outreach module (`app.demo.DEMO_STEPS`)."""
+"""Demo data of the outreach module (listed in `app/modules.py`)."""
 
 from __future__ import annotations
 
@@ -22,13 +22,3 @@ async def demo_step(session: AsyncSession, accounts: dict[str, Any]) -> list[str
         session, actor, conversation.id, ConversationMessageIn(text="你好!我们店的新品佣金 20%,想邀请你专场直播,方便聊聊吗?")
     )
     return ["  a conversation from the merchant to the creator (outreach quota: 1 unit used)"]
-
-
-def _register_demo() -> None:
-    from app.demo import DEMO_STEPS
-
-    if demo_step not in DEMO_STEPS:
-        DEMO_STEPS.append(demo_step)
-
-
-_register_demo()

@@ -10,13 +10,13 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import Conflict, Forbidden, NotFound, Unauthenticated, ValidationFailed
+from app.core.security import create_token, hash_password, verify_password
 from app.db.repositories import accounts as repo
 from app.db.repositories.accounts import AccountRecord
-from app.domain import clock
-from app.domain.errors import Conflict, Forbidden, NotFound, Unauthenticated, ValidationFailed
 from app.domain.schemas import Strict
-from app.domain.security import create_token, hash_password, verify_password
 from app.domain.signals import account_changed
+from app.state import clock
 from app.state.core import Actor
 
 
@@ -275,3 +275,19 @@ async def require_role(session: AsyncSession, account_id: str, role: str, *, loc
     if account is None or account.role != role:
         raise ValidationFailed(f"'{account_id}' is not a {role}", loc=loc)
     return account
+
+
+# -- the endpoints' answers ---------------------------------------------------------------------
+async def open_account(session: AsyncSession, actor: Actor, body: AccountCreate) -> AccountOut:
+    """An operator creates an account of any role."""
+    return account_out(await create_account(session, body), actor)
+
+
+async def account_view(session: AsyncSession, actor: Actor, account_id: str) -> AccountOut:
+    """The public card of an account; its owner and operators also see the private fields."""
+    return account_out(await get_account(session, account_id), actor)
+
+
+async def update_account(session: AsyncSession, actor: Actor, account_id: str, body: AccountPatch) -> AccountOut:
+    account = await get_account(session, account_id)
+    return account_out(await patch_account(session, account, body, actor), actor)

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextvars import ContextVar
 
 from pythonjsonlogger.json import JsonFormatter
 
-from app.api.middleware import RequestIdFilter
+request_id_var: ContextVar[str] = ContextVar("request_id", default="-")  # set by the request middleware
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        return True
 
 
 def configure(level: str = "INFO", json_lines: bool = True) -> None:

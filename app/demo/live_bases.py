@@ -14,7 +14,7 @@ from app.domain.live_bases.service import create_base, create_shop_binding, fire
 from app.state.core import Actor
 
 
-async def _demo_step(session: AsyncSession, accounts: dict[str, Any]) -> list[str]:
+async def demo_step(session: AsyncSession, accounts: dict[str, Any]) -> list[str]:
     agency, merchant = accounts.get("agency"), accounts.get("merchant")
     if agency is None or merchant is None:
         return []
@@ -28,10 +28,3 @@ async def _demo_step(session: AsyncSession, accounts: dict[str, Any]) -> list[st
     if first is not None:
         await set_listed(session, agency_actor, first, True)
     return [f"  live base {base.id} of 'agency' with the merchant's shop bound and one pool product listed"]
-
-
-def register_demo() -> None:
-    from app.demo import DEMO_STEPS
-
-    if _demo_step not in DEMO_STEPS:
-        DEMO_STEPS.append(_demo_step)

@@ -1,0 +1,64 @@
+"""What the wallet endpoints take and answer (Pydantic)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from app.domain.schemas import Strict
+
+
+class WalletOut(BaseModel):
+    account_id: str
+    available_fen: int
+    frozen_fen: int
+    total_fen: int
+
+
+class EntryOut(BaseModel):
+    id: str
+    transaction_id: str
+    kind: str
+    bucket: str
+    amount_fen: int
+    balance_after_fen: int
+    ref_type: str | None
+    ref_id: str | None
+    memo: str | None
+    created_at: datetime
+
+
+class TopUpMethod(StrEnum):
+    online = "online"
+    bank_transfer = "bank_transfer"
+
+
+class TopUpCreate(Strict):
+    amount_fen: int = Field(ge=1, le=10**12, description="fen, at least 1")
+    method: TopUpMethod
+    reference: str | None = Field(
+        default=None, min_length=1, max_length=100, description="the payer's reference (bank transfer memo, order no.)"
+    )
+
+
+class TopUpDecision(Strict):
+    note: str | None = Field(default=None, max_length=500)
+
+
+class TopUpOut(BaseModel):
+    id: str
+    account_id: str
+    amount_fen: int
+    method: TopUpMethod
+    reference: str | None
+    gateway_ref: str | None
+    state: str
+    version: int
+    allowed_actions: list[str]
+    created_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+    decision_note: str | None

@@ -1,0 +1,67 @@
+"""Webhooks: subscriptions, fan-out from the event outbox, and the delivery relay (docs/events.md).
+
+Fan-out is done by the relay from the outbox (`events`), not at event-write time: the core's
+transitions stay untouched and no event written by any path (ORM or Core insert) is missed.
+
+- `schemas.py`: what the endpoints take and answer;
+- `subscriptions.py`: subscriptions and their deliveries;
+- `fanout.py`: events → deliveries, behind a cursor that waits for late commits;
+- `relay.py`: claim, POST, record, retry with backoff (`deliver_due`, a periodic job).
+
+The names other modules use are re-exported here; tests patch the relay's settings in
+`relay.py`."""
+
+from __future__ import annotations
+
+from app.db.models.webhooks import WebhookFanoutCursor  # the cursor's table, for tests
+from app.domain.webhooks.fanout import (
+    FANOUT_BATCH,
+    FANOUT_MAX_BATCHES,
+    OPEN_TRANSACTION_WAIT_SECONDS,
+    SETTLE_SECONDS,
+    fan_out,
+    matches,
+)
+from app.domain.webhooks.relay import (
+    BACKOFF_BASE_SECONDS,
+    BACKOFF_CAP_SECONDS,
+    CLAIM_BATCH,
+    LEASE_SECONDS,
+    MAX_ATTEMPTS,
+    REQUEST_TIMEOUT_SECONDS,
+    backoff,
+    claim_due,
+    deliver_due,
+    event_body,
+    sign,
+)
+from app.domain.webhooks.schemas import AttemptOut, DeliveryOut, WebhookCreate, WebhookOut
+from app.domain.webhooks.subscriptions import create_subscription, list_deliveries, list_subscriptions
+
+__all__ = [
+    "WebhookFanoutCursor",
+    "AttemptOut",
+    "BACKOFF_BASE_SECONDS",
+    "BACKOFF_CAP_SECONDS",
+    "CLAIM_BATCH",
+    "DeliveryOut",
+    "FANOUT_BATCH",
+    "FANOUT_MAX_BATCHES",
+    "LEASE_SECONDS",
+    "MAX_ATTEMPTS",
+    "OPEN_TRANSACTION_WAIT_SECONDS",
+    "REQUEST_TIMEOUT_SECONDS",
+    "SETTLE_SECONDS",
+    "WebhookCreate",
+    "WebhookOut",
+    "backoff",
+    "claim_due",
+    "create_subscription",
+    "deliver_due",
+    "event_body",
+    "fan_out",
+    "list_deliveries",
+    "list_subscriptions",
+    "matches",
+    "sign",
+]
