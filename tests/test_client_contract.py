@@ -50,3 +50,64 @@ async def test_every_signed_in_caller_reads_business_time(client, factory: Facto
     now = datetime.fromisoformat(body["now"].replace("Z", "+00:00"))
     assert now - before >= timedelta(seconds=3600)
     assert (await client.get("/v1/clock")).status_code == 401
+
+
+# ------------------------------------------------------------------ conditional requests
+_CANCEL = {"reason": {"code": "schedule_changed", "note": "档期冲突"}}
+
+
+async def _accepted_behind_the_merchants_back(client, factory: Factory):
+    from datetime import timedelta
+
+    from tests.test_task_orders_support import minute, order_body, ready_merchant, wallet
+
+    merchant, product_id = await ready_merchant(client, factory)
+    creator = await factory.user("creator")
+    r = await client.post(
+        "/v1/task-orders",
+        headers=merchant.headers,
+        json=order_body(creator, product_id, minute(await factory.now() + timedelta(days=5))),
+    )
+    assert r.status_code == 201 and r.headers["etag"] == f'"{r.json()["version"]}"', r.headers
+    screen = r.json()  # what the merchant's page shows: pending acceptance, version 1
+    r = await client.post(f"/v1/task-orders/{screen['id']}/accept", headers=creator.headers)
+    assert r.status_code == 200 and r.headers["etag"] == f'"{screen["version"] + 1}"'
+    return merchant, screen, await wallet(client, merchant)
+
+
+async def test_a_stale_screen_cancel_is_412_and_moves_no_money(client, factory: Factory):
+    """The issue's reproduction: the merchant's page still shows 'not accepted' (version 1)
+    when it cancels; the creator accepted meanwhile (version 2). With If-Match it answers 412
+    with the order as it is now, and nothing happens."""
+    from tests.test_task_orders_support import wallet
+
+    merchant, screen, before = await _accepted_behind_the_merchants_back(client, factory)
+    url = f"/v1/task-orders/{screen['id']}"
+    r = await client.post(f"{url}/cancel", headers={**merchant.headers, "If-Match": f'"{screen["version"]}"'}, json=_CANCEL)
+    assert r.status_code == 412, r.text
+    problem = r.json()
+    assert problem["code"] == "precondition_failed"
+    assert (problem["state"], problem["version"]) == ("waiting_live", screen["version"] + 1)
+    assert "cancel" in problem["allowed_actions"]
+    now = (await client.get(url, headers=merchant.headers)).json()
+    assert (now["state"], now["version"]) == ("waiting_live", screen["version"] + 1)
+    assert await wallet(client, merchant) == before  # no compensation paid
+    # with the version it now has, the same cancel applies
+    r = await client.post(f"{url}/cancel", headers={**merchant.headers, "If-Match": f'"{now["version"]}"'}, json=_CANCEL)
+    assert r.status_code == 200 and r.json()["state"] == "cancelled_by_merchant", r.text
+
+
+async def test_etag_and_if_none_match_on_reads(client, factory: Factory):
+    merchant, screen, _ = await _accepted_behind_the_merchants_back(client, factory)
+    url = f"/v1/task-orders/{screen['id']}"
+    r = await client.get(url, headers=merchant.headers)
+    etag = r.headers["etag"]
+    assert etag == f'"{r.json()["version"]}"'
+    r = await client.get(url, headers={**merchant.headers, "If-None-Match": etag})
+    assert r.status_code == 304 and r.content == b"" and r.headers["etag"] == etag
+    r = await client.get(url, headers={**merchant.headers, "If-None-Match": '"1"'})
+    assert r.status_code == 200
+    bad = await client.post(f"{url}/cancel", headers={**merchant.headers, "If-Match": "yesterday"}, json=_CANCEL)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == ["header", "If-Match"]
+    star = await client.post(f"{url}/cancel", headers={**merchant.headers, "If-Match": "*"}, json=_CANCEL)
+    assert star.status_code == 200, star.text

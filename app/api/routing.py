@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.routing import Match
 from starlette.types import Scope
@@ -26,6 +28,7 @@ from app.core.security import decode_token
 from app.db.base import new_id
 from app.db.repositories import platform as repo
 from app.db.session import LeanSession
+from app.state.core import EXPECTED_VERSION
 
 RETENTION = timedelta(hours=24)
 _IN_FLIGHT: set[tuple[str, str]] = set()
@@ -52,6 +55,48 @@ async def _request_hash(request: Request) -> str:
     with contextlib.suppress(ValueError):  # not JSON (or empty): its bytes are its meaning
         body = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     return hashlib.sha256(head + body).hexdigest()
+
+
+_ETAG = re.compile(rb'^\s*(?:W/)?"(\d+)"\s*$')
+_VERSION = re.compile(rb'"version":(\d+)')
+
+
+def _if_match(request: Request) -> int | None:
+    """The version an `If-Match` header names (None without one, or for `*`); malformed: 422."""
+    value = request.headers.get("if-match")
+    if value is None or value.strip() == "*":
+        return None
+    found = _ETAG.match(value.encode("latin-1"))
+    if found is None:
+        raise ValidationFailed('If-Match takes an entity tag such as "3" (the version) or *', loc=["header", "If-Match"])
+    return int(found.group(1))
+
+
+def _versioned(model: Any) -> bool:
+    """Whether answers of `model` are one versioned entity whose `version` is its first
+    `"version":` in the JSON (no field before it holds nested objects): its ETag is then read
+    from the serialised answer with a regex, not by parsing it again."""
+    fields = getattr(model, "model_fields", None)
+    if not fields or "version" not in fields or "id" not in fields:
+        return False
+    for name, field in fields.items():
+        if name == "version":
+            return True
+        if _nests(field.annotation):
+            return False
+    return False
+
+
+def _nests(annotation: Any) -> bool:
+    """Whether values of `annotation` may hold objects or lists (whose keys could repeat `version`)."""
+    if isinstance(annotation, type):
+        return issubclass(annotation, (BaseModel, list, dict, tuple, set))
+    origin = get_origin(annotation)
+    if origin in (list, dict, tuple, set):
+        return True
+    if origin is Literal:
+        return False
+    return any(_nests(arg) for arg in get_args(annotation))
 
 
 def _query_names(dependant: Any) -> frozenset[str]:
@@ -117,6 +162,7 @@ class TxRoute(APIRoute):
         endpoint = super().get_route_handler()
         writes_once = getattr(self.endpoint, "one_write", False)
         known_query = _query_names(self.dependant)
+        entity_answer = _versioned(self.response_model)
 
         async def handler(request: Request) -> Response:
             if request.scope["query_string"]:
@@ -126,53 +172,74 @@ class TxRoute(APIRoute):
                         f"unknown query parameter{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
                         loc=["query", unknown[0]],
                     )
-            key = request.headers.get("idempotency-key") if request.method == "POST" else None
-            account_id = _caller_id(request) if key else None
-            flight = (account_id, key) if account_id and key else None
-            if flight:
-                if len(key) > 200:
-                    raise ValidationFailed("Idempotency-Key is longer than 200 characters", loc=["header", "Idempotency-Key"])
-                if flight in _IN_FLIGHT:
-                    raise Conflict("a request with this Idempotency-Key is still running", code="idempotency_key_in_use")
-                _IN_FLIGHT.add(flight)
+            expected = _if_match(request) if request.method != "GET" else None
+            token = EXPECTED_VERSION.set((expected, request.url.path)) if expected is not None else None
             try:
-                async with request.app.state.sessionmaker() as session:
-                    request.state.db = session
-                    if writes_once and not flight and isinstance(session, LeanSession):
-                        session.defer_transaction()
-                    try:
-                        if flight:
-                            request_hash = await _request_hash(request)
-                            replay = await _claim(session, flight[0], flight[1], request_hash)
-                            if replay is not None:
-                                await session.rollback()
-                                return replay
-                        response = await endpoint(request)
-                        if flight and response.status_code < 500 and hasattr(response, "body"):
-                            await repo.store_answer(
-                                session,
-                                {
-                                    "id": new_id("idk"),
-                                    "account_id": flight[0],
-                                    "key": flight[1],
-                                    "request_hash": request_hash,
-                                    "status_code": response.status_code,
-                                    "content_type": response.media_type,
-                                    "response_body": bytes(response.body).decode("utf-8", "replace"),
-                                    "extra_headers": _replayable_headers(response),
-                                    "created_at": real_now(),
-                                },
-                            )
-                        await session.commit()
-                        return response
-                    except BaseException:
-                        await session.rollback()
-                        raise
+                response = await self._in_transaction(request, endpoint, writes_once)
             finally:
-                if flight:
-                    _IN_FLIGHT.discard(flight)
+                if token is not None:
+                    EXPECTED_VERSION.reset(token)
+            body = getattr(response, "body", None) if entity_answer and response.status_code < 300 else None
+            if body:
+                version = _VERSION.search(body)
+                if version is not None:
+                    etag = f'"{version.group(1).decode()}"'
+                    response.headers["etag"] = etag
+                    if request.method == "GET" and request.headers.get("if-none-match") == etag:
+                        return Response(status_code=304, headers={"etag": etag})
+            return response
 
         return handler
+
+    @staticmethod
+    async def _in_transaction(request: Request, endpoint: Callable, writes_once: bool) -> Response:
+        """The endpoint in the request's transaction, with its Idempotency-Key's claim and stored
+        answer in that same transaction."""
+        key = request.headers.get("idempotency-key") if request.method == "POST" else None
+        account_id = _caller_id(request) if key else None
+        flight = (account_id, key) if account_id and key else None
+        if flight:
+            if len(key) > 200:
+                raise ValidationFailed("Idempotency-Key is longer than 200 characters", loc=["header", "Idempotency-Key"])
+            if flight in _IN_FLIGHT:
+                raise Conflict("a request with this Idempotency-Key is still running", code="idempotency_key_in_use")
+            _IN_FLIGHT.add(flight)
+        try:
+            async with request.app.state.sessionmaker() as session:
+                request.state.db = session
+                if writes_once and not flight and isinstance(session, LeanSession):
+                    session.defer_transaction()
+                try:
+                    if flight:
+                        request_hash = await _request_hash(request)
+                        replay = await _claim(session, flight[0], flight[1], request_hash)
+                        if replay is not None:
+                            await session.rollback()
+                            return replay
+                    response = await endpoint(request)
+                    if flight and response.status_code < 500 and hasattr(response, "body"):
+                        await repo.store_answer(
+                            session,
+                            {
+                                "id": new_id("idk"),
+                                "account_id": flight[0],
+                                "key": flight[1],
+                                "request_hash": request_hash,
+                                "status_code": response.status_code,
+                                "content_type": response.media_type,
+                                "response_body": bytes(response.body).decode("utf-8", "replace"),
+                                "extra_headers": _replayable_headers(response),
+                                "created_at": real_now(),
+                            },
+                        )
+                    await session.commit()
+                    return response
+                except BaseException:
+                    await session.rollback()
+                    raise
+        finally:
+            if flight:
+                _IN_FLIGHT.discard(flight)
 
 
 def _replayable_headers(response: Response) -> dict[str, str]:

@@ -69,6 +69,20 @@ class InvalidTransition(DomainError):
         )
 
 
+class PreconditionFailed(DomainError):
+    """412: the request's `If-Match` names a version the entity no longer has."""
+
+    status, code, title = 412, "precondition_failed", "Precondition failed"
+
+    def __init__(self, expected: int, version: int, state: str, allowed_actions: list[str]) -> None:
+        super().__init__(
+            f"the entity is at version {version}, not {expected}: read it again",
+            state=state,
+            version=version,
+            allowed_actions=allowed_actions,
+        )
+
+
 class TooManyRequests(DomainError):
     status, code, title = 429, "rate_limited", "Too many requests"
 

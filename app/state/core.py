@@ -23,6 +23,7 @@ same database transaction. Two kinds of rows:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -32,7 +33,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from transitions import Machine
 
-from app.core.errors import Forbidden, InvalidTransition, NotFound
+from app.core.errors import Forbidden, InvalidTransition, NotFound, PreconditionFailed
 from app.db.base import new_id
 from app.db.bulk import Part, insert_together, write_gated
 from app.db.models.platform import Event, EventRecipient, TransitionRecord
@@ -42,6 +43,12 @@ from app.db.repositories.platform import TransitionRow
 from app.state import clock
 
 _HISTORY, _EVENTS, _RECIPIENTS = TransitionRecord.__table__, Event.__table__, EventRecipient.__table__
+# The version a request's `If-Match` names, and the path it addressed (set by TxRoute): the
+# caller's first transition of the entity whose id is in that path checks it before anything
+# is decided (412 precondition_failed when the entity moved on since the caller's screen).
+EXPECTED_VERSION: ContextVar[tuple[int, str] | None] = ContextVar("expected_version", default=None)
+
+
 TRANSITIONS_TOTAL = Counter("lc_transitions_total", "State transitions fired", ["machine", "action"])
 
 SYSTEM_ROLE = "system"
@@ -256,6 +263,13 @@ class Workflow:
         the same UPDATE as the new state (one statement, one version step), only if it moves;
         `also` are rows of other tables written with the event (`insert_together`)."""
         now = now or await clock.now(session)
+        expected = EXPECTED_VERSION.get()
+        if expected is not None and actor.role != SYSTEM_ROLE and row.id in expected[1]:
+            # the caller's own action on the entity its screen showed (timers fired first by the
+            # system move the version, so a screen from before them is stale); checked once
+            EXPECTED_VERSION.set(None)
+            if row.version != expected[0]:
+                raise PreconditionFailed(expected[0], row.version, row.state, self.allowed_actions(row, actor, now))
         if self.record is not None and isinstance(row, self.record):
             return await self._fire_record(session, row, action, actor, now, reason, extra, event_data, changes or {}, also)
         from_state = row.state
