@@ -106,6 +106,11 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
         await warm_pool(app.state.engine, settings.db_pool_warm, Base.metadata)
         gc.collect()
         gc.freeze()
+        # Requests allocate many short-lived objects; CPython's default (a young collection
+        # every 700 net allocations) examined the objects of the 32 requests in flight over
+        # and over and promoted them early: at 50,000 the server spent 12 % less CPU per
+        # transition under wrk (make bench: 2.25 -> 1.97-2.00 x the bare's), same peak RSS.
+        gc.set_threshold(settings.gc_young_threshold, 20, 20)
         background = None
         if settings.run_sweeper:
             background = asyncio.create_task(

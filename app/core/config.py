@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     # connection costs a backend, its authentication and asyncpg's type introspection, which
     # the first requests after a start or a deploy would otherwise wait for.
     db_pool_warm: int = Field(default=32, ge=0, le=500)
+    # Net allocations between young-generation garbage collections in the server (CPython: 700).
+    gc_young_threshold: int = Field(default=50_000, ge=100, le=10_000_000)
     log_level: str = "INFO"
     log_json: bool = True
 
