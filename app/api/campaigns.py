@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, status
@@ -34,7 +35,7 @@ from app.domain.schemas import PageOut, TransitionOut
 from app.state.core import Actor
 
 router = APIRouter(route_class=TxRoute)
-TAGS: list[str] = ["campaigns"]
+TAGS: list[str | Enum] = ["campaigns"]
 Party = Annotated[Actor, Depends(roles("operator", "merchant", "creator"))]
 Merchant = Annotated[Actor, Depends(roles("merchant"))]
 Creator = Annotated[Actor, Depends(roles("creator"))]

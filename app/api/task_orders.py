@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import Enum
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response, status
@@ -27,7 +28,7 @@ from app.domain.task_orders import (
 from app.state.core import Actor
 
 router = APIRouter(route_class=TxRoute)
-TAGS: list[str | object] = ["task orders"]
+TAGS: list[str | Enum] = ["task orders"]
 Merchant = Annotated[Actor, Depends(roles("merchant"))]
 Creator = Annotated[Actor, Depends(roles("creator"))]
 Party = Annotated[Actor, Depends(roles("merchant", "creator"))]

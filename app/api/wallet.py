@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response, status
@@ -14,7 +15,7 @@ from app.domain.wallet import EntryOut, TopUpCreate, TopUpDecision, TopUpOut, Wa
 from app.state.core import Actor
 
 router = APIRouter(route_class=TxRoute)
-TAGS: list[str | object] = ["wallet"]
+TAGS: list[str | Enum] = ["wallet"]
 Merchant = Annotated[Actor, Depends(roles("merchant"))]
 AccountId = Annotated[str | None, Query(max_length=40, description="operators: whose wallet")]
 TopUpState = Literal["pending", "succeeded", "rejected", "expired"]
