@@ -6,7 +6,7 @@ import os
 import time
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, DateTime, Integer, MetaData, String, TypeDecorator, event, inspect
+from sqlalchemy import BigInteger, DateTime, Integer, MetaData, String, Table, TypeDecorator, event, inspect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, Session, declared_attr, mapped_column
 
 NAMING = {
@@ -67,6 +67,16 @@ _ID_PREFIX = "lc_id_prefix"
 
 def id_column(prefix: str) -> Mapped[str]:
     return mapped_column(String(40), primary_key=True, default=lambda: new_id(prefix), info={_ID_PREFIX: prefix})
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Table `model` is mapped to, typed as one. SQLAlchemy types a mapped class's
+    `__table__` as any FromClause (a class may be mapped to a join or a select), but every model
+    here maps a Table, and insert/update/delete and the repositories' helpers want a Table."""
+    table = model.__table__
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not mapped to a Table")
+    return table
 
 
 def id_for(model: type[Base]) -> str:

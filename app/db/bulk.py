@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
 from app.db.repositories._run import prepared, run
+from app.db.session import dialect_of
 
 Rows = list[dict[str, Any]]
 Part = tuple[Table, Rows]
@@ -73,7 +74,7 @@ async def insert_together(session: AsyncSession, *parts: Part) -> None:
     todo = [(table, rows) for table, rows in parts if rows]
     if not todo:
         return
-    if session.bind.dialect.name != "postgresql" or len(todo) == 1 and len(todo[0][1]) == 1:
+    if dialect_of(session).name != "postgresql" or len(todo) == 1 and len(todo[0][1]) == 1:
         for table, rows in todo:
             await run(session, table.insert(), rows)
         return
@@ -132,7 +133,7 @@ async def write_gated(session: AsyncSession, gate: Update, gate_params: dict[str
     first), where a `FromGate(column)` value stands for that column of the gate's row. Returns
     the gate's row, or None (then nothing was written)."""
     todo = [(table, rows) for table, rows in parts if rows]
-    if session.bind.dialect.name != "postgresql" or not todo:
+    if dialect_of(session).name != "postgresql" or not todo:
         moved = (await run(session, gate, gate_params)).first()
         if moved is None:
             return None

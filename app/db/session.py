@@ -14,11 +14,21 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
 from sqlalchemy import ARRAY, MetaData, event, exc
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.util.concurrency import greenlet_spawn
 
 log = logging.getLogger("app.db")
+
+
+def dialect_of(session: AsyncSession) -> Dialect:
+    """The dialect of the engine (or connection) `session` is bound to. Every session here is
+    made bound (`async_sessionmaker(engine)`, `LeanSession(engine)`); AsyncSession types its
+    bind as optional."""
+    bind = session.bind
+    if bind is None:
+        raise RuntimeError("the session is not bound to an engine or a connection")
+    return bind.dialect
 
 
 def make_engine(url: str, *, pool_size: int = 40, **kwargs) -> AsyncEngine:

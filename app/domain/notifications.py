@@ -16,11 +16,13 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import get_settings
-from app.db.base import new_id
+from app.db.base import new_id, table_of
 from app.db.bulk import Part, insert_together
 from app.db.models.platform import Notification, SmsMessage
 from app.db.repositories import notifications as repo
 from app.state import clock
+
+_SMS_MESSAGES, _NOTIFICATIONS = table_of(SmsMessage), table_of(Notification)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +54,7 @@ async def send_sms(session: AsyncSession, account_id: str | None, phone: str | N
 def _sms_row(account_id: str | None, phone: str, text: str, now: datetime) -> Part:
     recorded = not get_settings().sms_gateway_url
     return (
-        SmsMessage.__table__,
+        _SMS_MESSAGES,
         [
             {
                 "id": new_id("sms"),
@@ -75,7 +77,7 @@ def message_rows(
     transition's `also=`: written in the statement of the change they announce."""
     parts: list[Part] = [
         (
-            Notification.__table__,
+            _NOTIFICATIONS,
             [
                 {
                     "id": new_id("ntf"),

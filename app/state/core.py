@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from transitions import Machine
 
 from app.core.errors import Forbidden, InvalidTransition, NotFound, PreconditionFailed
-from app.db.base import new_id
+from app.db.base import Base, new_id, table_of
 from app.db.bulk import Part, insert_together, write_gated
 from app.db.models.platform import Event, EventRecipient, TransitionRecord
 from app.db.repositories import entities
@@ -42,7 +42,7 @@ from app.db.repositories import platform as platform_repo
 from app.db.repositories.platform import TransitionRow
 from app.state import clock
 
-_HISTORY, _EVENTS, _RECIPIENTS = TransitionRecord.__table__, Event.__table__, EventRecipient.__table__
+_HISTORY, _EVENTS, _RECIPIENTS = table_of(TransitionRecord), table_of(Event), table_of(EventRecipient)
 # The version a request's `If-Match` names, and the path it addressed (set by TxRoute): the
 # caller's first transition of the entity whose id is in that path checks it before anything
 # is decided (412 precondition_failed when the entity moved on since the caller's screen).
@@ -154,19 +154,19 @@ class Workflow:
         self,
         name: str,
         *,
-        model: type,
+        model: type[Base],
         states: list[str],
         initial: str,
         rules: list[Rule],
         parties: Callable[[Any], Iterable[str]],
         final_states: Iterable[str] = (),
         description: str = "",
-        record: type | None = None,
+        record: type[Any] | None = None,
     ) -> None:
         self.name = name
         self.model = model
         self.record = record
-        self.table = model.__table__  # type: ignore[attr-defined]
+        self.table = table_of(model)
         self.states = states
         self.initial = initial
         self.rules = rules
@@ -175,7 +175,7 @@ class Workflow:
         self.description = description
         self.machine = Machine(model=None, states=states, initial=initial, auto_transitions=False, send_event=True, name=name)
         for r in rules:
-            conditions = [self._condition(r)]
+            conditions: list[str | Callable[..., bool | None]] = [self._condition(r)]
             self.machine.add_transition(r.action, list(r.source), r.dest, conditions=conditions)
         self.actions = list(dict.fromkeys(r.action for r in rules))
         # built once: the rules of each action, their roles, and per state the rules that leave it
@@ -187,7 +187,7 @@ class Workflow:
         }
         self._leaving = {state: [(a, rs) for a, rs in pairs if rs] for state, pairs in leaving.items()}
         self._for_update = (
-            select(model).where(model.id == bindparam("id")).with_for_update().execution_options(populate_existing=True)
+            select(model).where(self.table.c.id == bindparam("id")).with_for_update().execution_options(populate_existing=True)
         )
         unknown = {s for r in rules for s in (*r.source, r.dest) if s is not None} - set(states)
         if unknown:
@@ -271,7 +271,9 @@ class Workflow:
             if row.version != expected[0]:
                 raise PreconditionFailed(expected[0], row.version, row.state, self.allowed_actions(row, actor, now))
         if self.record is not None and isinstance(row, self.record):
-            return await self._fire_record(session, row, action, actor, now, reason, extra, event_data, changes or {}, also)
+            return await self._fire_record(
+                session, self.record, row, action, actor, now, reason, extra, event_data, changes or {}, also
+            )
         from_state = row.state
         self._decide(row, row, action, actor, now, extra)
         for column, value in (changes or {}).items():
@@ -297,6 +299,7 @@ class Workflow:
     async def _fire_record(
         self,
         session: AsyncSession,
+        record: type[Any],
         row: Any,
         action: str,
         actor: Actor,
@@ -325,7 +328,7 @@ class Workflow:
             await write_gated(session, gate, params, (_HISTORY, [history]), (_EVENTS, [event]), (_RECIPIENTS, recipients), *also)
             is None
         ):
-            current = await entities.entity(session, self.table, self.record, row.id)  # type: ignore[arg-type]
+            current = await entities.entity(session, self.table, record, row.id)
             if current is None:
                 raise NotFound(f"{self.name} {row.id} not found")
             # another request moved it since it was read: answer as if this one had come second

@@ -16,7 +16,7 @@ from prometheus_client import Histogram
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.errors import NotFound
-from app.db.base import new_id
+from app.db.base import new_id, table_of
 from app.db.bulk import Part
 from app.db.models.platform import Timer
 from app.db.repositories import platform as repo
@@ -26,6 +26,7 @@ from app.state.core import SYSTEM
 from app.state.registry import TIMER_HANDLERS, WORKFLOWS, TimerHandler
 
 log = logging.getLogger("app.timers")
+_TIMERS = table_of(Timer)
 TIMER_LAG = Histogram(
     "lc_timer_lag_seconds",
     "Business-time delay between a timer's due time and its firing",
@@ -49,7 +50,7 @@ def new_timer(machine: str, entity_id: str, action: str, due_at: datetime) -> Pa
     """The deadline of an entity created in this transaction (there is no earlier one to move),
     as a row for `insert_together` or the creating transition's `also=`."""
     return (
-        Timer.__table__,
+        _TIMERS,
         [{"id": new_id("tmr"), "machine": machine, "entity_id": entity_id, "action": action, "due_at": due_at}],
     )
 

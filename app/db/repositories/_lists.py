@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Column, String, any_, bindparam
+from sqlalchemy import ColumnElement, String, any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
 
 DIALECTS = ("postgresql", "sqlite")
 
 
-def in_list(column: Column, name: str, dialect: str) -> Any:
+def in_list(column: ColumnElement[Any], name: str, dialect: str) -> Any:
     """`column` is one of the list parameter `name` (strings)."""
     if dialect == "postgresql":
         return column == any_(bindparam(name, type_=ARRAY(String)))

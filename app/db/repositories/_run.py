@@ -20,7 +20,7 @@ from sqlalchemy import Executable, Select, exc
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import UpdateBase
 
-from app.db.session import ATOMIC, OTHER, READ, LeanSession, raise_as_sqlalchemy
+from app.db.session import ATOMIC, OTHER, READ, LeanSession, dialect_of, raise_as_sqlalchemy
 
 T = TypeVar("T")
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
@@ -196,7 +196,7 @@ async def run(session: AsyncSession, statement: Executable, params: Params = Non
     lean = session.__class__ is LeanSession and session.lean  # type: ignore[attr-defined]
     if not lean and (session.new or session.dirty or session.deleted):
         await session.flush()
-    dialect = session.bind.dialect
+    dialect = dialect_of(session)
     if dialect.name != "postgresql":
         return await session.execute(statement, params)
     known = _PLANS.get(id(statement))

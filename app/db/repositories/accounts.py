@@ -15,11 +15,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.base import id_for
+from app.db.base import id_for, table_of
 from app.db.models.accounts import Account
 from app.db.repositories._run import prepare_module, record_of, run
+from app.db.session import dialect_of
 
-accounts = Account.__table__
+accounts = table_of(Account)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +113,7 @@ async def insert_account(session: AsyncSession, values: Mapping[str, Any]) -> Ac
     row_values = {**dict.fromkeys(_NAMES), **values}
     row_values["id"] = row_values["id"] or id_for(Account)
     params = {f"v_{column}": value for column, value in row_values.items()}
-    row = (await run(session, _INSERT[session.bind.dialect.name], params)).first()
+    row = (await run(session, _INSERT[dialect_of(session).name], params)).first()
     return None if row is None else record_of(AccountRecord, row)
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.base import table_of
 from app.db.bulk import Part, insert_together
 from app.db.models.accounts import Account, Product
 from app.db.models.campaigns import (
@@ -31,17 +32,18 @@ from app.db.repositories._run import prepare_module, record_of, run
 from app.db.repositories.gmv import gmv_sum
 from app.db.repositories.pages import Page, keyset
 from app.db.repositories.platform import CLOCK_OFFSET
+from app.db.session import dialect_of
 
-campaigns = Campaign.__table__
-eligible_creators = CampaignEligibleCreator.__table__
-signups = CampaignSignup.__table__
-signup_shops = CampaignSignupShop.__table__
-signup_items = CampaignSignupItem.__table__
-cards = CampaignCard.__table__
-intents = CampaignIntent.__table__
-accounts = Account.__table__
-products = Product.__table__
-sales_orders = SalesOrder.__table__
+campaigns = table_of(Campaign)
+eligible_creators = table_of(CampaignEligibleCreator)
+signups = table_of(CampaignSignup)
+signup_shops = table_of(CampaignSignupShop)
+signup_items = table_of(CampaignSignupItem)
+cards = table_of(CampaignCard)
+intents = table_of(CampaignIntent)
+accounts = table_of(Account)
+products = table_of(Product)
+sales_orders = table_of(SalesOrder)
 
 VISIBLE_TO_PARTIES = ("published", "closed")
 # Signups whose products count in the stock plan (submitted, not withdrawn, rejected or expired).
@@ -306,7 +308,7 @@ async def eligible_among(session: AsyncSession, campaign_id: str, creator_ids: l
     """Those of `creator_ids` pre-selected for the campaign."""
     if not creator_ids:
         return set()
-    statement = _ELIGIBLE_AMONG[session.bind.dialect.name]
+    statement = _ELIGIBLE_AMONG[dialect_of(session).name]
     return set((await run(session, statement, {"id": campaign_id, "ids": creator_ids})).scalars())
 
 
@@ -453,7 +455,7 @@ _SLOT_TAKEN = (
 async def signup_parties(session: AsyncSession, account_ids: list[str]) -> dict[str, SignupParty]:
     return {
         row.id: record_of(SignupParty, row)
-        for row in await run(session, _PARTIES[session.bind.dialect.name], {"ids": sorted(set(account_ids))})
+        for row in await run(session, _PARTIES[dialect_of(session).name], {"ids": sorted(set(account_ids))})
     }
 
 
@@ -503,7 +505,7 @@ async def plannable_products(session: AsyncSession, product_ids: list[str]) -> d
         return {}
     return {
         row.id: record_of(PlannableProduct, row)
-        for row in await run(session, _PLANNABLE[session.bind.dialect.name], {"ids": sorted(set(product_ids))})
+        for row in await run(session, _PLANNABLE[dialect_of(session).name], {"ids": sorted(set(product_ids))})
     }
 
 
@@ -656,7 +658,7 @@ _PUT_CARD = {"postgresql": _put_card(pg_insert), "sqlite": _put_card(sqlite_inse
 async def put_card(session: AsyncSession, values: dict[str, Any]) -> CardRecord:
     """Create or replace the creator's card of the campaign (every column of `cards`): one
     upsert, so two racing PUTs leave one card."""
-    row = (await run(session, _PUT_CARD[session.bind.dialect.name], {f"v_{k}": v for k, v in values.items()})).one()
+    row = (await run(session, _PUT_CARD[dialect_of(session).name], {f"v_{k}": v for k, v in values.items()})).one()
     return record_of(CardRecord, row)
 
 

@@ -9,13 +9,14 @@ from typing import Any
 from sqlalchemy import Integer, Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.base import table_of
 from app.db.models.platform import Event, EventRecipient
 from app.db.pagination import key_after, page_of
 from app.db.repositories._run import prepare_module, record_of, run
 from app.db.repositories.pages import Page
 
-events = Event.__table__
-event_recipients = EventRecipient.__table__
+events = table_of(Event)
+event_recipients = table_of(EventRecipient)
 
 
 @dataclass(frozen=True, slots=True)

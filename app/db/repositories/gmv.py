@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from sqlalchemy import case, func
 
+from app.db.base import table_of
 from app.db.models.facts import SalesOrder
 
-sales_orders = SalesOrder.__table__
+sales_orders = table_of(SalesOrder)
 
 
 def gmv_sum():

@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.base import table_of
 from app.db.models.accounts import Account
 from app.db.models.incentives import (
     Holiday,
@@ -28,14 +29,15 @@ from app.db.models.incentives import (
 from app.db.repositories._run import prepare_module, record_of, run
 from app.db.repositories.pages import Page, keyset
 from app.db.repositories.platform import CLOCK_OFFSET
+from app.db.session import dialect_of
 
-contracts = ProviderContract.__table__
-programs = IncentiveProgram.__table__
-statements = IncentiveStatement.__table__
-vouchers = Voucher.__table__
-redemptions = Redemption.__table__
-holidays = Holiday.__table__
-accounts = Account.__table__
+contracts = table_of(ProviderContract)
+programs = table_of(IncentiveProgram)
+statements = table_of(IncentiveStatement)
+vouchers = table_of(Voucher)
+redemptions = table_of(Redemption)
+holidays = table_of(Holiday)
+accounts = table_of(Account)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +211,7 @@ async def insert_contract(session: AsyncSession, values: dict[str, Any]) -> bool
     """A new contract of `values` (every column); False when the pair has a proposed or active
     one (a concurrent proposal that won: this statement waited for it to commit)."""
     params = {f"v_{k}": v for k, v in values.items()}
-    return (await run(session, _INSERT_CONTRACT[session.bind.dialect.name], params)).first() is not None
+    return (await run(session, _INSERT_CONTRACT[dialect_of(session).name], params)).first() is not None
 
 
 async def contracts_page(

@@ -11,16 +11,18 @@ from typing import Any
 from sqlalchemy import and_, bindparam, case, delete, distinct, exists, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.base import table_of
 from app.db.models.facts import LiveSession, MerchantTier, SalesOrder
 from app.db.models.incentives import TierAward
 from app.db.repositories._lists import in_list, per_dialect
 from app.db.repositories._run import prepare_module, run
 from app.db.repositories.incentives import accounts, contracts, statements
+from app.db.session import dialect_of
 
-tier_awards = TierAward.__table__
-live_sessions = LiveSession.__table__
-merchant_tiers = MerchantTier.__table__
-sales_orders = SalesOrder.__table__
+tier_awards = table_of(TierAward)
+live_sessions = table_of(LiveSession)
+merchant_tiers = table_of(MerchantTier)
+sales_orders = table_of(SalesOrder)
 
 # Parameters of the computation's statements: ms, me (the month's start and the next month's,
 # UTC instants), ps (the previous month's start), month, b1..b3 (the three months before),
@@ -33,7 +35,7 @@ async def tune_for_batch(session: AsyncSession) -> None:
     """A batch over millions of orders, for this transaction only (PostgreSQL): hash the shops'
     sums in memory rather than spilling to disk (default work_mem 4MB), and skip JIT compilation
     (seconds of LLVM time on 2 cores for queries that are hashing-bound anyway)."""
-    if session.bind.dialect.name == "postgresql":
+    if dialect_of(session).name == "postgresql":
         await run(session, _WORK_MEM)
         await run(session, _NO_JIT)
 
@@ -278,7 +280,7 @@ async def insert_awards(session: AsyncSession, rows: list[dict[str, Any]]) -> No
 
 async def delete_statements(session: AsyncSession, ids: list[str]) -> None:
     if ids:
-        await run(session, _DELETE_STATEMENTS[session.bind.dialect.name], {"ids": ids})
+        await run(session, _DELETE_STATEMENTS[dialect_of(session).name], {"ids": ids})
 
 
 prepare_module(globals())

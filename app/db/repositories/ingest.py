@@ -11,13 +11,13 @@ from typing import Any
 from sqlalchemy import Table, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.base import id_for
+from app.db.base import id_for, table_of
 from app.db.models.facts import LiveSession, MerchantTier, SalesOrder
 from app.db.repositories._run import prepare_module, record_of, run
 
-sales_orders = SalesOrder.__table__
-live_sessions = LiveSession.__table__
-merchant_tiers = MerchantTier.__table__
+sales_orders = table_of(SalesOrder)
+live_sessions = table_of(LiveSession)
+merchant_tiers = table_of(MerchantTier)
 
 
 @dataclass(frozen=True, slots=True)

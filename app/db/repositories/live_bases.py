@@ -37,6 +37,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.base import table_of
 from app.db.models.accounts import Account, Product
 from app.db.models.facts import LiveSession, SalesOrder
 from app.db.models.live_bases import CheckIn, Cooperation, CreatorBinding, LiveBase, PoolItem, ShopBinding
@@ -46,17 +47,18 @@ from app.db.repositories._run import prepare_module, record_of, run
 from app.db.repositories.pages import Page, keyset
 from app.db.repositories.platform import CLOCK_OFFSET
 from app.db.repositories.products import ProductRecord
+from app.db.session import dialect_of
 
-live_bases = LiveBase.__table__
-creator_bindings = CreatorBinding.__table__
-shop_bindings = ShopBinding.__table__
-pool_items = PoolItem.__table__
-check_ins = CheckIn.__table__
-cooperations = Cooperation.__table__
-accounts = Account.__table__
-products = Product.__table__
-live_sessions = LiveSession.__table__
-sales_orders = SalesOrder.__table__
+live_bases = table_of(LiveBase)
+creator_bindings = table_of(CreatorBinding)
+shop_bindings = table_of(ShopBinding)
+pool_items = table_of(PoolItem)
+check_ins = table_of(CheckIn)
+cooperations = table_of(Cooperation)
+accounts = table_of(Account)
+products = table_of(Product)
+live_sessions = table_of(LiveSession)
+sales_orders = table_of(SalesOrder)
 T = TypeVar("T")
 
 
@@ -424,7 +426,7 @@ async def creator_binding_facts(session: AsyncSession, binding_ids: Sequence[str
     """Strength and live count of creator bindings, in one statement for a page."""
     if not binding_ids:
         return {}
-    rows = await run(session, _CREATOR_FACTS[session.bind.dialect.name], {"ids": list(binding_ids)})
+    rows = await run(session, _CREATOR_FACTS[dialect_of(session).name], {"ids": list(binding_ids)})
     return {row.id: CreatorBindingFacts(bool(row.head_annual), row.live_count) for row in rows}
 
 
@@ -573,7 +575,7 @@ async def upsert_pool_items(session: AsyncSession, items: list[dict[str, Any]]) 
     if items:
         await run(
             session,
-            _UPSERT_ITEMS[session.bind.dialect.name],
+            _UPSERT_ITEMS[dialect_of(session).name],
             [{f"v_{column}": value for column, value in item.items()} for item in items],
         )
 

@@ -15,16 +15,18 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.base import table_of
 from app.db.models.platform import Notification, SmsMessage
 from app.db.models.webhooks import SmsDispatch
 from app.db.pagination import key_after, page_of
 from app.db.repositories._lists import in_list, per_dialect
 from app.db.repositories._run import prepare_module, record_of, run
 from app.db.repositories.pages import Page, keyset
+from app.db.session import dialect_of
 
-notifications = Notification.__table__
-sms_messages = SmsMessage.__table__
-sms_dispatch = SmsDispatch.__table__
+notifications = table_of(Notification)
+sms_messages = table_of(SmsMessage)
+sms_dispatch = table_of(SmsDispatch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +200,7 @@ async def dispatch_now(session: AsyncSession, sms_ids: list[str]) -> dict[str, t
     claiming statement's snapshot was taken."""
     if not sms_ids:
         return {}
-    rows = await run(session, _DISPATCH_NOW[session.bind.dialect.name], {"ids": sms_ids})
+    rows = await run(session, _DISPATCH_NOW[dialect_of(session).name], {"ids": sms_ids})
     return {row.sms_id: (row.next_attempt_at, row.claim_token) for row in rows}
 
 
@@ -215,7 +217,7 @@ async def lock_claimed_sms(session: AsyncSession, sms_ids: list[str]) -> dict[st
     """The messages and their relay state, locked in id order (to record outcomes)."""
     if not sms_ids:
         return {}
-    rows = await run(session, _LOCK_CLAIMED[session.bind.dialect.name], {"ids": sorted(sms_ids)})
+    rows = await run(session, _LOCK_CLAIMED[dialect_of(session).name], {"ids": sorted(sms_ids)})
     return {row.id: record_of(ClaimedSms, row) for row in rows}
 
 
@@ -228,7 +230,7 @@ async def set_sms(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
 async def set_dispatch(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """`rows`: sms_id and every relay column; a message's first one is created."""
     if rows:
-        await run(session, _SET_DISPATCH[session.bind.dialect.name], [{f"v_{k}": v for k, v in row.items()} for row in rows])
+        await run(session, _SET_DISPATCH[dialect_of(session).name], [{f"v_{k}": v for k, v in row.items()} for row in rows])
 
 
 prepare_module(globals())

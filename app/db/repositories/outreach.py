@@ -15,6 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import ValidationFailed
+from app.db.base import table_of
 from app.db.bulk import FromGate, write_gated
 from app.db.models.accounts import Account
 from app.db.models.facts import SalesOrder
@@ -24,14 +25,15 @@ from app.db.repositories._run import prepare_module, record_of, run
 from app.db.repositories.gmv import gmv_sum
 from app.db.repositories.pages import Page
 from app.db.repositories.platform import CLOCK_OFFSET
+from app.db.session import dialect_of
 
-accounts = Account.__table__
-sales_orders = SalesOrder.__table__
-conversations = Conversation.__table__
-members = ConversationMember.__table__
-messages = ConversationMessage.__table__
-quotas = OutreachQuota.__table__
-policies = QuotaPolicy.__table__
+accounts = table_of(Account)
+sales_orders = table_of(SalesOrder)
+conversations = table_of(Conversation)
+members = table_of(ConversationMember)
+messages = table_of(ConversationMessage)
+quotas = table_of(OutreachQuota)
+policies = table_of(QuotaPolicy)
 
 
 def _with_clock(statement: Select) -> dict[bool, Select]:
@@ -162,7 +164,7 @@ async def policy_for_week(session: AsyncSession, week: datetime) -> PolicyRecord
 
 async def put_policy(session: AsyncSession, values: dict[str, Any]) -> None:
     """The policy of `values["effective_week"]`, created or replaced (one upsert)."""
-    await run(session, _PUT_POLICY[session.bind.dialect.name], {f"v_{k}": v for k, v in values.items()})
+    await run(session, _PUT_POLICY[dialect_of(session).name], {f"v_{k}": v for k, v in values.items()})
 
 
 _LAST_WEEK_GMV = select(gmv_sum()).where(
@@ -213,7 +215,7 @@ async def quota(session: AsyncSession, account_id: str, week: datetime, kind: st
 
 async def insert_quota(session: AsyncSession, values: dict[str, Any]) -> None:
     """The week's quota row, unless a racing request wrote it first (then nothing happens)."""
-    await run(session, _INSERT_QUOTA[session.bind.dialect.name], {f"v_{k}": v for k, v in values.items()})
+    await run(session, _INSERT_QUOTA[dialect_of(session).name], {f"v_{k}": v for k, v in values.items()})
 
 
 async def use_unit(
@@ -307,7 +309,7 @@ async def insert_conversation(session: AsyncSession, values: dict[str, Any]) -> 
     """A new conversation (every column of `conversations`): False when the pair has one
     already — a racing request's insert waits for that one to commit, then writes nothing."""
     params = {f"v_{k}": v for k, v in values.items()}
-    return (await run(session, _INSERT_CONVERSATION[session.bind.dialect.name], params)).first() is not None
+    return (await run(session, _INSERT_CONVERSATION[dialect_of(session).name], params)).first() is not None
 
 
 def _after(cursor: str | None) -> tuple[datetime, str] | None:

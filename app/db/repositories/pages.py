@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Column, Select
+from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import KeyedColumnElement
 
 from app.db.pagination import key_after, page_of
 from app.db.repositories._run import record_of, run
@@ -23,7 +24,7 @@ class Page(Generic[T]):
 async def keyset(
     session: AsyncSession,
     query: Select,
-    id_column: Column,
+    id_column: KeyedColumnElement[Any],
     record: type[T],
     *,
     limit: int,

@@ -13,13 +13,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.base import table_of
 from app.db.models.platform import ClockState, IdempotencyKey, Timer, TransitionRecord
 from app.db.repositories._run import prepare_module, record_of, run
+from app.db.session import dialect_of
 
-clock_state = ClockState.__table__
-timers = Timer.__table__
-history = TransitionRecord.__table__
-idempotency_keys = IdempotencyKey.__table__
+clock_state = table_of(ClockState)
+timers = table_of(Timer)
+history = table_of(TransitionRecord)
+idempotency_keys = table_of(IdempotencyKey)
 
 
 _PING = text("SELECT 1")
@@ -56,7 +58,7 @@ async def clock_offset(session: AsyncSession) -> int:
 async def advance_clock(session: AsyncSession, seconds: int) -> int:
     """Move the shared offset by `seconds` (the row lock serialises concurrent advances);
     returns the new offset."""
-    return int((await run(session, _ADVANCE[session.bind.dialect.name], {"seconds": seconds})).scalar_one())
+    return int((await run(session, _ADVANCE[dialect_of(session).name], {"seconds": seconds})).scalar_one())
 
 
 # --------------------------------------------------------------------------- timers
@@ -87,7 +89,7 @@ _DELETE_TIMER = delete(timers).where(timers.c.id == bindparam("id"))
 
 
 async def upsert_timer(session: AsyncSession, timer: dict[str, Any]) -> None:
-    await run(session, _UPSERT_TIMER[session.bind.dialect.name], timer)
+    await run(session, _UPSERT_TIMER[dialect_of(session).name], timer)
 
 
 async def delete_timer(session: AsyncSession, timer_id: str) -> None:
@@ -118,7 +120,7 @@ async def due_timers(
 ) -> list[TimerRecord]:
     """Timers due at `now`, oldest first; on PostgreSQL those another transaction holds are
     skipped (`FOR UPDATE SKIP LOCKED`), so every replica's sweeper may run at once."""
-    if session.bind.dialect.name == "postgresql":
+    if dialect_of(session).name == "postgresql":
         rows = await run(
             session,
             _DUE[machines is not None, entity_id is not None],
@@ -184,7 +186,7 @@ _STORE = insert(idempotency_keys)
 async def try_lock_key(session: AsyncSession, account_id: str, key: str) -> bool:
     """PostgreSQL: an advisory lock on the key for this transaction (False when another holds
     it). Elsewhere writers are serialised anyway."""
-    if session.bind.dialect.name != "postgresql":
+    if dialect_of(session).name != "postgresql":
         return True
     return bool((await run(session, _ADVISORY, {"k": f"idem:{account_id}:{key}"})).scalar())
 

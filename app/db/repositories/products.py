@@ -11,12 +11,12 @@ from typing import Any
 from sqlalchemy import Integer, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.base import id_for
+from app.db.base import id_for, table_of
 from app.db.models.accounts import Product
 from app.db.pagination import key_after, page_of
 from app.db.repositories._run import prepare_module, record_of, run
 
-products = Product.__table__
+products = table_of(Product)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,23 +12,25 @@ from sqlalchemy import Select, String, any_, bindparam, func, or_, select, updat
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.base import table_of
 from app.db.models.accounts import Account, Product
 from app.db.models.facts import LiveSession, SalesOrder
 from app.db.models.task_orders import Dispute, Hold, TargetedPlan, TaskOrder, TaskOrderLiveSession, TaskOrderProduct
 from app.db.repositories._run import prepare_module, record_of, run
 from app.db.repositories.pages import Page, keyset
 from app.db.repositories.platform import CLOCK_OFFSET
+from app.db.session import dialect_of
 
-task_orders = TaskOrder.__table__
-order_products = TaskOrderProduct.__table__
-order_live_sessions = TaskOrderLiveSession.__table__
-targeted_plans = TargetedPlan.__table__
-disputes = Dispute.__table__
-accounts = Account.__table__
-products = Product.__table__
-holds = Hold.__table__
-live_sessions = LiveSession.__table__
-sales_orders = SalesOrder.__table__
+task_orders = table_of(TaskOrder)
+order_products = table_of(TaskOrderProduct)
+order_live_sessions = table_of(TaskOrderLiveSession)
+targeted_plans = table_of(TargetedPlan)
+disputes = table_of(Dispute)
+accounts = table_of(Account)
+products = table_of(Product)
+holds = table_of(Hold)
+live_sessions = table_of(LiveSession)
+sales_orders = table_of(SalesOrder)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +192,7 @@ async def parties(
 
 
 async def offered_products(session: AsyncSession, product_ids: list[str]) -> dict[str, OfferedProduct]:
-    rows = await run(session, _OFFERED[session.bind.dialect.name], {"ids": product_ids})
+    rows = await run(session, _OFFERED[dialect_of(session).name], {"ids": product_ids})
     return {row.id: record_of(OfferedProduct, row) for row in rows}
 
 

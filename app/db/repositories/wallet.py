@@ -10,17 +10,19 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.base import table_of
 from app.db.models.accounts import Account
 from app.db.models.task_orders import Hold, LedgerLine, LedgerTransaction, TopUp, Wallet
 from app.db.repositories._run import prepare_module, record_of, run
 from app.db.repositories.pages import Page, keyset
+from app.db.session import dialect_of
 
-wallets = Wallet.__table__
-ledger_transactions = LedgerTransaction.__table__
-ledger_lines = LedgerLine.__table__
-holds = Hold.__table__
-top_ups = TopUp.__table__
-accounts = Account.__table__
+wallets = table_of(Wallet)
+ledger_transactions = table_of(LedgerTransaction)
+ledger_lines = table_of(LedgerLine)
+holds = table_of(Hold)
+top_ups = table_of(TopUp)
+accounts = table_of(Account)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +129,7 @@ async def lock_wallets(session: AsyncSession, owner_ids: list[str]) -> dict[str,
 async def create_wallets(session: AsyncSession, rows: list[dict]) -> None:
     """Empty wallets for owners that have none (a racing creation is ignored)."""
     for row in rows:
-        await run(session, _CREATE[session.bind.dialect.name], row)
+        await run(session, _CREATE[dialect_of(session).name], row)
 
 
 async def set_balances(session: AsyncSession, rows: list[dict]) -> None:

@@ -13,18 +13,20 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.base import table_of
 from app.db.models.platform import Event, EventRecipient
 from app.db.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookFanoutCursor, WebhookSubscription
 from app.db.repositories._lists import in_list, per_dialect
 from app.db.repositories._run import prepare_module, record_of, run
 from app.db.repositories.pages import Page, keyset
+from app.db.session import dialect_of
 
-subscriptions = WebhookSubscription.__table__
-deliveries = WebhookDelivery.__table__
-attempts = WebhookAttempt.__table__
-fanout_cursor = WebhookFanoutCursor.__table__
-events = Event.__table__
-event_recipients = EventRecipient.__table__
+subscriptions = table_of(WebhookSubscription)
+deliveries = table_of(WebhookDelivery)
+attempts = table_of(WebhookAttempt)
+fanout_cursor = table_of(WebhookFanoutCursor)
+events = table_of(Event)
+event_recipients = table_of(EventRecipient)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +130,7 @@ async def attempts_of(session: AsyncSession, delivery_ids: list[str]) -> dict[st
     """Each delivery's attempts, in order."""
     log: dict[str, list[AttemptRecord]] = defaultdict(list)
     if delivery_ids:
-        for row in await run(session, _ATTEMPTS_OF[session.bind.dialect.name], {"ids": delivery_ids}):
+        for row in await run(session, _ATTEMPTS_OF[dialect_of(session).name], {"ids": delivery_ids}):
             log[row.delivery_id].append(record_of(AttemptRecord, row))
     return log
 
@@ -183,7 +185,7 @@ async def has_fanout_cursor(session: AsyncSession) -> bool:
 async def create_fanout_cursor(session: AsyncSession) -> bool:
     """The cursor's one row, at the start; False when another relay created it first (this one
     then waited for that transaction to end)."""
-    return (await run(session, _CREATE_CURSOR[session.bind.dialect.name])).first() is not None
+    return (await run(session, _CREATE_CURSOR[dialect_of(session).name])).first() is not None
 
 
 async def move_fanout_cursor(session: AsyncSession, last_event_id: str) -> None:
@@ -193,7 +195,7 @@ async def move_fanout_cursor(session: AsyncSession, last_event_id: str) -> None:
 async def oldest_open_transaction(session: AsyncSession) -> datetime | None:
     """The start of the oldest other transaction open on this database (PostgreSQL; None on
     SQLite, whose writers are serialised)."""
-    if session.bind.dialect.name != "postgresql":
+    if dialect_of(session).name != "postgresql":
         return None
     return (await run(session, _OLDEST_OPEN_TRANSACTION)).scalar()
 
@@ -206,14 +208,14 @@ async def events_after(session: AsyncSession, after: str, limit: int) -> list[tu
 async def recipients_of(session: AsyncSession, event_ids: list[str]) -> dict[str, set[str]]:
     """Whom each event concerns."""
     concerned: dict[str, set[str]] = defaultdict(set)
-    for event_id, account_id in await run(session, _RECIPIENTS_OF[session.bind.dialect.name], {"ids": event_ids}):
+    for event_id, account_id in await run(session, _RECIPIENTS_OF[dialect_of(session).name], {"ids": event_ids}):
         concerned[event_id].add(account_id)
     return concerned
 
 
 async def delivered_pairs(session: AsyncSession, event_ids: list[str]) -> set[tuple[str, str]]:
     """(subscription_id, event_id) of the deliveries these events already have."""
-    return {(s, e) for s, e in await run(session, _DELIVERED[session.bind.dialect.name], {"ids": event_ids})}
+    return {(s, e) for s, e in await run(session, _DELIVERED[dialect_of(session).name], {"ids": event_ids})}
 
 
 async def insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
@@ -266,7 +268,7 @@ async def lock_deliveries(session: AsyncSession, delivery_ids: list[str]) -> dic
     """The deliveries, locked in id order."""
     if not delivery_ids:
         return {}
-    rows = await run(session, _LOCK_DELIVERIES[session.bind.dialect.name], {"ids": sorted(set(delivery_ids))})
+    rows = await run(session, _LOCK_DELIVERIES[dialect_of(session).name], {"ids": sorted(set(delivery_ids))})
     return {row.id: record_of(DeliveryRecord, row) for row in rows}
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from app.db.base import id_for
+from app.db.base import id_for, table_of
 from app.db.bulk import Part, insert_together
 from app.db.models.campaigns import CampaignSignup
 from app.db.models.platform import Event, EventRecipient
@@ -36,7 +36,7 @@ from app.state.campaign_signup import CAMPAIGN_SIGNUP, expiry_due
 from app.state.core import Actor, Ctx, history
 from app.state.timers import fire_due, new_timer
 
-_EVENTS, _RECIPIENTS = Event.__table__, EventRecipient.__table__
+_EVENTS, _RECIPIENTS = table_of(Event), table_of(EventRecipient)
 _RECORD_FIELDS = tuple(f.name for f in fields(SignupRecord))
 
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, NotFound
-from app.db.base import id_for, new_id
+from app.db.base import id_for, new_id, table_of
 from app.db.bulk import FromGate, Part, insert_together, write_gated
 from app.db.models.task_orders import EXTERNAL_OWNER, Hold, LedgerLine, LedgerTransaction
 from app.db.repositories import wallet as repo
@@ -28,7 +28,7 @@ AVAILABLE = "available"
 FROZEN = "frozen"
 
 Movement = tuple[str, str, int]  # (owner_id, bucket, signed amount)
-_TRANSACTIONS, _LINES, _HOLDS = LedgerTransaction.__table__, LedgerLine.__table__, Hold.__table__
+_TRANSACTIONS, _LINES, _HOLDS = table_of(LedgerTransaction), table_of(LedgerLine), table_of(Hold)
 
 
 # --------------------------------------------------------------------------- the ledger
