@@ -114,6 +114,7 @@ def _gated_statement(gate: Update, parts: list[Part], shape: tuple) -> tuple[Any
     inserts, fills = [], []
     for i, ((table, rows), (_, many, columns, from_gate)) in enumerate(zip(parts, shape[1], strict=True)):
         gated = dict(from_gate)
+        values: list[Any]
         if many:
             if any(v.__class__ is FromGate for row in rows for v in row.values()):
                 raise ValueError("FromGate values go in single-row parts")

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 from sqlalchemy import ARRAY, MetaData, event, exc
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.util.concurrency import greenlet_spawn
 
 log = logging.getLogger("app.db")
@@ -71,10 +72,13 @@ async def warm_pool(engine: AsyncEngine, connections: int, metadata: MetaData | 
     async def open_one() -> AsyncConnection:
         connection = await engine.connect()
         if warm:
-            await (await connection.get_raw_connection()).dbapi_connection._connection.prepare(warm)
+            adapted: Any = (await connection.get_raw_connection()).dbapi_connection  # SQLAlchemy's asyncpg adapter
+            await adapted._connection.prepare(warm)
         return connection
 
-    opened = await asyncio.gather(*(open_one() for _ in range(min(connections, engine.pool.size()))), return_exceptions=True)
+    pool = engine.pool
+    size = pool.size() if isinstance(pool, QueuePool) else connections  # a pool without a size keeps none
+    opened = await asyncio.gather(*(open_one() for _ in range(min(connections, size))), return_exceptions=True)
     failed = [error for error in opened if isinstance(error, BaseException)]
     for connection in opened:
         if not isinstance(connection, BaseException):
@@ -179,6 +183,12 @@ class LeanSession(AsyncSession):
     @property
     def bind(self) -> Any:  # type: ignore[override]
         return AsyncSession.bind.fget(self) if self._orm else self._engine  # type: ignore[attr-defined]
+
+    @bind.setter
+    def bind(self, bind: AsyncEngine | AsyncConnection | None) -> None:
+        if not self._orm:
+            self._build_orm()
+        AsyncSession.bind.fset(self, bind)  # type: ignore[attr-defined]
 
     def defer_transaction(self) -> None:
         """No BEGIN until one is needed, for a request that writes once: plain reads run on their

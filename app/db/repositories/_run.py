@@ -18,7 +18,9 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Executable, Select, exc
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.elements import ClauseElement
 
 from app.db.session import ATOMIC, OTHER, READ, LeanSession, dialect_of, raise_as_sqlalchemy
 
@@ -35,7 +37,10 @@ class Plan:
     __slots__ = ("sql", "slots", "required", "processed", "fast", "kind")
 
     def __init__(self, statement: Executable, dialect: Any, *, atomic: bool = False) -> None:
-        compiled = statement.compile(dialect=dialect)
+        # a Core statement is a ClauseElement (Executable is only a mixin) and compiles to SQL
+        compiled = statement.compile(dialect=dialect) if isinstance(statement, ClauseElement) else None
+        if not isinstance(compiled, SQLCompiler):
+            raise TypeError(f"not a SQL statement: {statement!r}")
         self.sql = compiled.string
         processors = compiled._bind_processors
         # one slot per `$n`: the parameter's key and the value it has when the call gives none (a
@@ -209,8 +214,11 @@ async def run(session: AsyncSession, statement: Executable, params: Params = Non
     if not plan.fast:
         return await session.execute(statement, params)
     adapted = await (session.driver(plan.kind) if lean else _driver(session))  # type: ignore[attr-defined]
-    many = isinstance(params, Sequence)
-    args: Any = [plan.args(p) for p in params] if many else plan.args(params)  # type: ignore[union-attr]
+    args: Any
+    if params is None or isinstance(params, Mapping):
+        many, args = False, plan.args(params)
+    else:  # several parameter sets: one executemany
+        many, args = True, [plan.args(p) for p in params]
     try:
         async with adapted._execute_mutex:
             if many:

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Table, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from app.db.base import id_for, table_of
 from app.db.models.facts import LiveSession, MerchantTier, SalesOrder
@@ -77,7 +78,7 @@ def _new(record: type, model: type, defaults: Mapping[str, Any], values: Mapping
 
 
 def _defaults(table: Table) -> dict[str, Any]:
-    return {c.key: c.default.arg for c in table.c if c.default is not None and c.default.is_scalar}
+    return {c.key: c.default.arg for c in table.c if isinstance(c.default, ScalarElementColumnDefault)}
 
 
 # ------------------------------------------------------------------------------- sales orders

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import (
+    BindParameter,
     Boolean,
     ColumnElement,
     Integer,
@@ -715,7 +716,8 @@ async def cooperations_page(
 
 # --------------------------------------------------------------------------- statistics
 _o = sales_orders
-_START, _END = bindparam("start"), bindparam("end")
+_START: BindParameter[Any] = bindparam("start")
+_END: BindParameter[Any] = bindparam("end")
 _IN_POOL = exists().where(  # a bound shop's product while the shop binding was active
     shop_bindings.c.agency_id == bindparam("agency"),
     shop_bindings.c.shop_id == _o.c.shop_id,

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Integer, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from app.db.base import id_for, table_of
 from app.db.models.accounts import Product
@@ -36,7 +37,7 @@ class ProductRecord:
 _NAMES = tuple(f.name for f in fields(ProductRecord))
 _COLUMNS = [products.c[name] for name in _NAMES]
 # the ORM's column defaults (`status`), which Core inserts do not apply
-_DEFAULTS = {c.key: c.default.arg for c in products.c if c.default is not None and c.default.is_scalar}
+_DEFAULTS = {c.key: c.default.arg for c in products.c if isinstance(c.default, ScalarElementColumnDefault)}
 # what an owner's edit writes (the id, the shop and created_at never change)
 EDITABLE = ("title", "brand", "price_fen", "inventory", "general_commission_bp", "status", "updated_at")
 
