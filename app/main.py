@@ -169,6 +169,9 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
     return app
 
 
+app: FastAPI  # declared, not bound: the module's __getattr__ builds it
+
+
 def __getattr__(name: str):
     # `app.main:app` is built on first access, so importing this module has no side effects.
     if name == "app":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
@@ -35,7 +35,7 @@ def _actor(token: str | None) -> Actor:
     return Actor(account_id, role)
 
 
-def roles(*allowed: str) -> Callable[..., Actor]:
+def roles(*allowed: str) -> Callable[..., Awaitable[Actor]]:
     """A dependency admitting only callers of the given roles (403 for the others)."""
 
     async def check(token: Annotated[str | None, Depends(oauth2)]) -> Actor:

@@ -199,7 +199,7 @@ class TxRoute(APIRoute):
         account_id = _caller_id(request) if key else None
         flight = (account_id, key) if account_id and key else None
         if flight:
-            if len(key) > 200:
+            if len(flight[1]) > 200:
                 raise ValidationFailed("Idempotency-Key is longer than 200 characters", loc=["header", "Idempotency-Key"])
             if flight in _IN_FLIGHT:
                 raise Conflict("a request with this Idempotency-Key is still running", code="idempotency_key_in_use")

@@ -177,11 +177,11 @@ class LeanSession(AsyncSession):
         return not self._orm
 
     @property
-    def info(self) -> dict[Any, Any]:  # type: ignore[override]
+    def info(self) -> dict[Any, Any]:
         return self._info
 
     @property
-    def bind(self) -> Any:  # type: ignore[override]
+    def bind(self) -> Any:
         return AsyncSession.bind.fget(self) if self._orm else self._engine  # type: ignore[attr-defined]
 
     @bind.setter

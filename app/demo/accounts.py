@@ -51,7 +51,7 @@ async def base_accounts(session: AsyncSession) -> tuple[dict[str, Account], list
                 ),
             )
             # the steps get ORM accounts, as for the existing ones (some set columns on them)
-            account = await session.get(Account, created.id)
+            account = await session.get_one(Account, created.id)
         accounts[username] = account
         lines.append(f"  {role:<17} {username}")
     merchant = accounts["merchant"]

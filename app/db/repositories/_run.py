@@ -198,8 +198,8 @@ async def run(session: AsyncSession, statement: Executable, params: Params = Non
     """Execute a Core statement in the request's transaction. Objects that a module still on the
     ORM has added or changed are flushed first (Core statements do not autoflush), so both
     kinds of code see one consistent transaction while the modules move to repositories."""
-    lean = session.__class__ is LeanSession and session.lean  # type: ignore[attr-defined]
-    if not lean and (session.new or session.dirty or session.deleted):
+    lean = session if session.__class__ is LeanSession and session.lean else None
+    if lean is None and (session.new or session.dirty or session.deleted):
         await session.flush()
     dialect = dialect_of(session)
     if dialect.name != "postgresql":
@@ -213,7 +213,7 @@ async def run(session: AsyncSession, statement: Executable, params: Params = Non
         _PLANS[id(statement)] = (statement, plan)
     if not plan.fast:
         return await session.execute(statement, params)
-    adapted = await (session.driver(plan.kind) if lean else _driver(session))  # type: ignore[attr-defined]
+    adapted = await (lean.driver(plan.kind) if lean is not None else _driver(session))
     args: Any
     if params is None or isinstance(params, Mapping):
         many, args = False, plan.args(params)
@@ -226,8 +226,8 @@ async def run(session: AsyncSession, statement: Executable, params: Params = Non
                 return FastResult([])
             return FastResult(await adapted._connection.fetch(plan.sql, *args))
     except Exception as error:  # the driver's error, raised as SQLAlchemy would raise it
-        if lean:
-            session.forget_if_broken()  # type: ignore[attr-defined]
+        if lean is not None:
+            lean.forget_if_broken()
         raise_as_sqlalchemy(error, adapted, dialect, plan.sql, args)
 
 
@@ -243,5 +243,5 @@ _FIELDS: dict[type, tuple] = {}
 def _fields(cls: type) -> tuple:
     known = _FIELDS.get(cls)
     if known is None:
-        known = _FIELDS[cls] = fields(cls)  # type: ignore[arg-type]
+        known = _FIELDS[cls] = fields(cls)
     return known

@@ -8,6 +8,7 @@ after the other and exactly one of them moves the signup on."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,7 +34,7 @@ from app.state.campaign_signup import CAMPAIGN_SIGNUP
 from app.state.core import Actor
 
 
-def _with_shop(row: SignupWithParts, shop_id: str, **changes: object) -> SignupWithParts:
+def _with_shop(row: SignupWithParts, shop_id: str, **changes: Any) -> SignupWithParts:
     return replace(row, shops=tuple(replace(s, **changes) if s.shop_id == shop_id else s for s in row.shops))
 
 
@@ -44,7 +45,7 @@ async def merchant_decide(
     row, now = await load_signup(session, actor, signup_id, lock=True)
     if actor.role == "merchant":
         _deadline_passed(row, action, now)
-    extra = {"shop_id": actor.id}
+    extra: dict[str, object] = {"shop_id": actor.id}
     to = _destination(row, action, actor, now, extra)
     also = (
         message_rows(
@@ -114,7 +115,7 @@ async def _planned_items(session: AsyncSession, row: SignupWithParts, body: Camp
     seen: set[str] = set()
     for index, item in enumerate(body.items):
         product = products.get(item.product_id)
-        loc = ["body", "items", index, "product_id"]
+        loc: list[str | int] = ["body", "items", index, "product_id"]
         if product is None or product.shop_id not in approved:
             raise ValidationFailed("not a product of a shop that approved this signup", loc=loc)
         if product.status != "on_sale":

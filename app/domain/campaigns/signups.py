@@ -6,6 +6,7 @@ rows that go with it (`CAMPAIGN_SIGNUP.fire`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import fields
 from datetime import datetime
 
@@ -118,7 +119,7 @@ def _deadline_passed(row: SignupWithParts, action: str, now: datetime) -> None:
 
 
 # =========================================================================== a new signup
-def _also_concerning(parts: list[Part], account_ids: list[str]) -> list[Part]:
+def _also_concerning(parts: list[Part], account_ids: Iterable[str]) -> list[Part]:
     """The created event concerns the listed shops too. `creation` takes the machine's parties
     from the new row alone, which does not list its shops yet: they are added to its recipients."""
     event_id = next(rows[0]["id"] for table, rows in parts if table is _EVENTS)

@@ -5,7 +5,7 @@ is silent: docs/incentives.md."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -125,7 +125,7 @@ def redemption_out(row: RedemptionRecord, actor: Actor, now: datetime) -> Redemp
 
 # -- contracts ---------------------------------------------------------------------------------
 def _contract_exists(contract_id: str | None = None) -> Conflict:
-    extra = {} if contract_id is None else {"contract_id": contract_id}
+    extra: dict[str, Any] = {} if contract_id is None else {"contract_id": contract_id}
     return Conflict("a proposed or active contract with this merchant exists", code="contract_exists", **extra)
 
 
@@ -183,7 +183,8 @@ async def act_on_contract(
 ) -> ContractOut:
     now = await clock.now(session)
     row = await _visible_contract(session, actor, contract_id)
-    changes = {"accept": {"activated_at": now}, "end": {"ended_at": now, "end_reason": reason}}.get(action, {})
+    by_action: dict[str, dict[str, Any]] = {"accept": {"activated_at": now}, "end": {"ended_at": now, "end_reason": reason}}
+    changes = by_action.get(action, {})
     row = await PROVIDER_CONTRACT.fire(session, row, action, actor, now=now, reason=reason, changes=changes)
     return contract_out(row, actor, now)
 

@@ -142,7 +142,7 @@ class _BindingKind:
     """What differs between a creator binding and a shop binding: the invited party."""
 
     workflow: Workflow
-    record: type
+    record: type[Any]
     party: str  # the invited account's column
     party_role: str  # and its role
     noun: str

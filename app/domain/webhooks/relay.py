@@ -113,11 +113,13 @@ async def claim_due(
         for d in due:
             row = d.delivery
             if row.claim_token is not None:  # the previous claimer never reported: its lease ran out
+                lease_ended = row.next_attempt_at
+                assert lease_ended is not None  # a claim is always written with the end of its lease
                 lost.append(
                     _attempt(
                         row.id,
                         row.attempts,
-                        row.next_attempt_at - timedelta(seconds=LEASE_SECONDS),
+                        lease_ended - timedelta(seconds=LEASE_SECONDS),
                         None,
                         _LEASE_EXPIRED,
                         int(LEASE_SECONDS * 1000),
@@ -135,15 +137,16 @@ async def claim_due(
                         )
                     )
                     continue
+            token = os.urandom(12).hex()
             row = replace(
                 row,
                 attempts=row.attempts + 1,
-                claim_token=os.urandom(12).hex(),
+                claim_token=token,
                 next_attempt_at=now + timedelta(seconds=LEASE_SECONDS),
             )
             changed.append(row)
             event = EventRecord(row.event_id, row.event_type, d.occurred_at, d.data)
-            jobs.append(_Job(row.id, row.claim_token, row.attempts, d.url, d.secret, row.event_id, event_body(event)))
+            jobs.append(_Job(row.id, token, row.attempts, d.url, d.secret, row.event_id, event_body(event)))
         await repo.insert_attempts(session, lost)
         await repo.set_deliveries(session, changed)
         await session.commit()
