@@ -27,8 +27,9 @@ migrate: install
 seed: install
 	$(PY) -m app seed-demo
 
-## Run every test on SQLite, then on PostgreSQL when it is reachable (required with LC_REQUIRE_POSTGRES=1).
-test: install browser
+## Lint (ruff, ruff format, mypy), then every test on SQLite, then on PostgreSQL when it is reachable
+## (required with LC_REQUIRE_POSTGRES=1).
+test: install lint browser
 	$(MAKE) --no-print-directory test-sqlite
 	@if $(PY) -c "import asyncio,asyncpg,sys; asyncio.run(asyncpg.connect('$(subst +asyncpg,,$(PG_URL))', timeout=3))" 2>/dev/null; then \
 		$(MAKE) --no-print-directory test-postgres; \
@@ -52,11 +53,14 @@ test-postgres: install
 	@echo "== test suite on PostgreSQL =="
 	LC_TEST_DATABASE_URL=$(PG_URL) $(PY) -m pytest $(PYTEST_ARGS)
 
+## ruff's checks and formatting on all Python code, mypy on the service (settings in pyproject.toml).
 lint: install
-	$(PY) -m ruff check app tests
+	$(PY) -m ruff check app tests bench migrations
+	$(PY) -m ruff format --check app tests bench migrations
+	$(PY) -m mypy app
 
 clean:
-	rm -rf $(VENV) live_collab.db* .pytest_cache
+	rm -rf $(VENV) live_collab.db* .pytest_cache .ruff_cache .mypy_cache
 
 ## Task-order create+accept under wrk on PostgreSQL: the service against the bare asyncpg reference,
 ## alternating rounds (see bench/run.py; BENCH_ARGS="--seconds 3 --rounds 1" for a quick run). wrk
