@@ -182,12 +182,13 @@ class LeanSession(AsyncSession):
 
     @property
     def bind(self) -> Any:
-        return AsyncSession.bind.fget(self) if self._orm else self._engine  # type: ignore[attr-defined]
+        return super().bind if self._orm else self._engine
 
     @bind.setter
     def bind(self, bind: AsyncEngine | AsyncConnection | None) -> None:
         if not self._orm:
             self._build_orm()
+        # mypy types a property read off its class as the property's value, not as the property
         AsyncSession.bind.fset(self, bind)  # type: ignore[attr-defined]
 
     def defer_transaction(self) -> None:
