@@ -122,6 +122,7 @@ MODULES: tuple[Module, ...] = (
 
 ROUTERS: tuple[APIRouter, ...] = tuple(r for m in MODULES for r in m.routers)
 WORKFLOWS: dict[str, Workflow] = {w.name: w for m in MODULES for w in m.machines}
+# `timer` is the attribute `on_timer` sets on a handler function (mypy types no function attributes)
 TIMER_HANDLERS: dict[tuple[str, str], TimerHandler] = {h.timer: h for m in MODULES for h in m.timer_handlers}  # type: ignore[attr-defined]
 SIGNAL_HANDLERS: tuple[tuple[signals.Signal, signals.Handler], ...] = tuple(p for m in MODULES for p in m.signal_handlers)
 PERIODIC: tuple[Periodic, ...] = tuple(p for m in MODULES for p in m.periodic)

@@ -141,7 +141,7 @@ def one_write(endpoint: E) -> E:
     reads on their own, the write committing by itself). Paths that need more (firing an
     overdue timer first) begin a transaction as usual; a second write after the committed one
     fails loudly (`WriteAfterCommit`). `tests/test_lean_session.py` holds the declared routes to it."""
-    endpoint.one_write = True  # type: ignore[attr-defined]
+    endpoint.one_write = True  # type: ignore[attr-defined]  # a function attribute: mypy types none
     return endpoint
 
 

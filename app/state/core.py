@@ -349,7 +349,9 @@ class Workflow:
         """A new entity of a record workflow: its record, and its row, history row, event and
         recipients as parts for one write (`insert_together`, or a gate's `write_gated`).
         `values` are the row's columns (its id included) but `state` and `version`."""
-        row = self.record(**values, state=state or self.initial, version=1)  # type: ignore[misc]
+        if self.record is None:
+            raise TypeError(f"{self.name} is not a record workflow: its rows are created through the ORM")
+        row = self.record(**values, state=state or self.initial, version=1)
         history, event, recipients = self._outbox_rows(row, None, "create", actor, now, reason, "created", event_data)
         return row, [
             (self.table, [{**values, "state": row.state, "version": 1}]),

@@ -32,7 +32,7 @@ def mermaid(name: str) -> str:
     probe = _Probe(workflow.initial)
     graph.add_model(probe)
     try:
-        return probe.get_graph().draw(None)  # type: ignore[attr-defined]
+        return probe.get_graph().draw(None)  # type: ignore[attr-defined]  # added to the model by transitions at run time
     finally:
         graph.remove_model(probe)
 

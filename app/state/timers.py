@@ -40,7 +40,7 @@ def on_timer(machine: str, action: str) -> Callable[[TimerHandler], TimerHandler
     that run are the ones `app/modules.py` lists (installed through `app.state.registry`)."""
 
     def mark(fn: TimerHandler) -> TimerHandler:
-        fn.timer = (machine, action)  # type: ignore[attr-defined]
+        fn.timer = (machine, action)  # type: ignore[attr-defined]  # a function attribute: mypy types none
         return fn
 
     return mark
