@@ -68,6 +68,16 @@ def _problem_media_types(app: FastAPI) -> None:
             schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = Problem.model_json_schema(
                 ref_template="#/components/schemas/{model}"
             )
+            components = schema["components"]["schemas"]
+            # the event catalogue, from the machines' rules and the modules (app/modules.py)
+            components["EventType"] = {
+                "title": "EventType",
+                "type": "string",
+                "enum": list(modules.EVENT_TYPES),
+                "description": "Every event type: `<machine>.<event>` as each machine's rules name them.",
+            }
+            if "EventOut" in components:
+                components["EventOut"]["properties"]["type"] = {"$ref": "#/components/schemas/EventType"}
             for path in schema.get("paths", {}).values():
                 for operation in path.values():
                     responses = operation.setdefault("responses", {})

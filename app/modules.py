@@ -60,6 +60,7 @@ class Module:
     signal_handlers: tuple[tuple[signals.Signal, signals.Handler], ...] = ()
     periodic: tuple[Periodic, ...] = ()
     demo_step: DemoStep | None = None  # async (session, accounts_by_username) -> lines to print
+    event_types: tuple[str, ...] = ()  # events it writes beyond its machines' (which list their own)
 
 
 MODULES: tuple[Module, ...] = (
@@ -127,6 +128,10 @@ TIMER_HANDLERS: dict[tuple[str, str], TimerHandler] = {h.timer: h for m in MODUL
 SIGNAL_HANDLERS: tuple[tuple[signals.Signal, signals.Handler], ...] = tuple(p for m in MODULES for p in m.signal_handlers)
 PERIODIC: tuple[Periodic, ...] = tuple(p for m in MODULES for p in m.periodic)
 DEMO_STEPS: tuple[DemoStep, ...] = tuple(m.demo_step for m in MODULES if m.demo_step is not None)
+# the event catalogue: every type an event feed or webhook can carry (`EventType` in OpenAPI)
+EVENT_TYPES: tuple[str, ...] = tuple(
+    dict.fromkeys([*(t for w in WORKFLOWS.values() for t in w.event_types), *(t for m in MODULES for t in m.event_types)])
+)
 
 
 def install() -> None:

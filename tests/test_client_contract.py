@@ -4,6 +4,7 @@ unknown query parameters are 422 naming them; idempotency compares the request's
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from tests.conftest import Factory
 
@@ -111,3 +112,67 @@ async def test_etag_and_if_none_match_on_reads(client, factory: Factory):
     assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == ["header", "If-Match"]
     star = await client.post(f"{url}/cancel", headers={**merchant.headers, "If-Match": "*"}, json=_CANCEL)
     assert star.status_code == 200, star.text
+
+
+async def test_states_actions_statuses_and_event_types_are_named_enums_from_the_machines(client, factory: Factory):
+    """A typed contract: every entity's `state` and `allowed_actions` items, the task order's
+    `status`/`sub_status` and an event's `type` are enums in OpenAPI, built from the machines."""
+    from app.modules import EVENT_TYPES, WORKFLOWS
+    from app.state.task_order import STATUS
+
+    schema = (await client.get("/openapi.json")).json()
+    components = schema["components"]["schemas"]
+    answers = {
+        "TaskOrderOut": "task_order",
+        "DisputeOut": "dispute",
+        "TopUpOut": "top_up",
+        "CampaignOut": "campaign",
+        "CampaignSignupOut": "campaign_signup",
+        "CreatorBindingOut": "creator_binding",
+        "ShopBindingOut": "shop_binding",
+        "CheckInOut": "check_in",
+        "CooperationOut": "cooperation",
+        "ContractOut": "provider_contract",
+        "StatementOut": "incentive_statement",
+        "VoucherOut": "voucher",
+        "RedemptionOut": "redemption",
+    }
+    assert set(answers.values()) == set(WORKFLOWS)
+    for answer, machine in answers.items():
+        workflow = WORKFLOWS[machine]
+        props = components[answer]["properties"]
+        state_ref = props["state"]["$ref"].rsplit("/", 1)[1]
+        action_ref = props["allowed_actions"]["items"]["$ref"].rsplit("/", 1)[1]
+        assert components[state_ref]["enum"] == workflow.states, answer
+        assert components[action_ref]["enum"] == workflow.actions, answer
+    order = components["TaskOrderOut"]["properties"]
+    assert components["TaskOrderStatus"]["enum"] == list(dict.fromkeys(s for s, _ in STATUS.values()))
+    assert order["sub_status"]["anyOf"][0]["$ref"].endswith("/TaskOrderSubStatus")
+    # list filters use the same enums: a misspelt state is 422, not an empty page
+    merchant = await factory.user("merchant")
+    r = await client.get("/v1/wallet/top-ups", headers=merchant.headers, params={"state": "succeded"})
+    assert r.status_code == 422
+    assert (await client.get("/v1/wallet/top-ups", headers=merchant.headers, params={"state": "succeeded"})).status_code == 200
+    # the event catalogue
+    assert components["EventOut"]["properties"]["type"] == {"$ref": "#/components/schemas/EventType"}
+    assert components["EventType"]["enum"] == list(EVENT_TYPES)
+    assert {"task_order.created", "task_order.accepted", "campaign_signup.traffic_granted"} <= set(EVENT_TYPES)
+
+
+async def test_every_event_written_is_in_the_catalogue(client, factory: Factory):
+    from app.modules import EVENT_TYPES
+    from tests.test_task_orders_support import CANCEL, act, create_order, minute, ready_merchant
+
+    merchant, product = await ready_merchant(client, factory)
+    creator = await factory.user("creator")
+    now = await factory.now()
+    first = await create_order(client, merchant, creator, product, minute(now + timedelta(days=3)))
+    second = await create_order(client, merchant, creator, product, minute(now + timedelta(days=3)))
+    assert (await act(client, merchant, first["id"], "remind")).status_code == 200
+    assert (await act(client, creator, first["id"], "accept")).status_code == 200
+    assert (await act(client, merchant, first["id"], "cancel", CANCEL)).status_code == 200
+    assert (await act(client, creator, second["id"], "reject")).status_code == 200
+    events = (await client.get("/v1/events", headers=merchant.headers, params={"limit": 100})).json()["items"]
+    types = {e["type"] for e in events}
+    assert {"task_order.created", "task_order.reminded", "task_order.accepted", "task_order.cancelled"} <= types
+    assert types <= set(EVENT_TYPES)

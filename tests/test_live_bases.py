@@ -209,8 +209,14 @@ async def test_creator_binding_rules(client, factory: Factory):
     assert r.status_code == 409
     r = await client.post(f"/v1/creator-bindings/{first['id']}/accept", headers=creator.headers)
     assert r.status_code == 200 and r.json()["state"] == "active" and r.json()["live_count"] == 0
+    # offered actions are actions that work: the second invitation offers no `accept` while the
+    # creator is bound, and accepting anyway is 409 already_bound (the machine's one guard)
+    seen = await client.get(f"/v1/creator-bindings/{second['id']}", headers=creator.headers)
+    assert seen.json()["allowed_actions"] == ["decline"]
+    listed = (await client.get("/v1/creator-bindings", headers=creator.headers, params={"state": "invited"})).json()["items"]
+    assert [b["allowed_actions"] for b in listed if b["id"] == second["id"]] == [["decline"]]
     r = await client.post(f"/v1/creator-bindings/{second['id']}/accept", headers=creator.headers)
-    assert r.status_code == 409 and r.json()["code"] == "already_bound"
+    assert r.status_code == 409 and r.json()["code"] == "already_bound" and r.json()["binding_id"] == first["id"]
     r = await client.post("/v1/creator-bindings", headers=agency.headers, json={"creator_id": creator.id, "commission_bp": 1})
     assert r.status_code == 409 and r.json()["code"] == "already_bound"
     r = await client.patch(f"/v1/creator-bindings/{first['id']}", headers=agency.headers, json={"commission_bp": 1500})

@@ -7,7 +7,6 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from app.modules import WORKFLOWS
-from app.state.core import event_suffix
 
 
 def test_every_state_is_reachable_and_every_rule_is_sane():
@@ -30,22 +29,35 @@ def test_every_state_is_reachable_and_every_rule_is_sane():
 
 
 @pytest.mark.parametrize(
-    "action,expected",
+    "machine,action,expected",
     [
-        ("accept", "accepted"),
-        ("approve", "approved"),
-        ("cancel", "cancelled"),
-        ("withdraw", "withdrawn"),
-        ("merchant-approve", "merchant_approved"),
-        ("check-out", "checked_out"),
-        ("reject", "rejected"),
-        ("grant-traffic", "traffic_granted"),
-        ("merchant-confirm-stock", "merchant_stock_confirmed"),
-        ("submit-products", "products_submitted"),
+        ("task_order", "accept", "accepted"),
+        ("task_order", "approve", "approved"),
+        ("task_order", "cancel", "cancelled"),
+        ("dispute", "withdraw", "withdrawn"),
+        ("campaign_signup", "merchant-approve", "merchant_approved"),
+        ("check_in", "check-out", "checked_out"),
+        ("top_up", "reject", "rejected"),
+        ("campaign_signup", "grant-traffic", "traffic_granted"),
+        ("campaign_signup", "merchant-confirm-stock", "merchant_stock_confirmed"),
+        ("campaign_signup", "submit-products", "products_submitted"),
+        ("redemption", "fulfil", "fulfilled"),
     ],
 )
-def test_event_names(action, expected):
-    assert event_suffix(action) == expected
+def test_each_rule_names_its_event_type(machine, action, expected):
+    """Event types are public API: each rule names its own (no past tense guessed from the
+    action), and the machine's catalogue lists them with `<machine>.created`."""
+    workflow = WORKFLOWS[machine]
+    assert {r.event for r in workflow.rules_for(action)} == {expected}
+    assert f"{machine}.{expected}" in workflow.event_types
+    assert workflow.event_types[0] == f"{machine}.created"
+
+
+def test_rule_refuses_an_event_name_that_is_not_snake_case():
+    from app.state.core import rule
+
+    with pytest.raises(ValueError):
+        rule("pay", "a", "b", "merchant", event="Payed!")
 
 
 async def test_listing_and_diagrams(client, factory):

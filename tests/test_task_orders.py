@@ -344,12 +344,18 @@ async def test_remind_once_per_shanghai_day(client, factory: Factory):
     created = await create_order(client, merchant, creator, product, minute(now + timedelta(days=3)))
     r = await act(client, merchant, created["id"], "remind")
     assert r.status_code == 200 and r.json()["state"] == "pending_acceptance"
+    # offered actions are actions that work: no second `remind` today, in the answer and on a read
+    assert r.json()["allowed_actions"] == ["cancel"]
+    read = await client.get(f"/v1/task-orders/{created['id']}", headers=merchant.headers)
+    assert read.json()["allowed_actions"] == ["cancel"]
     r = await act(client, merchant, created["id"], "remind")
     assert r.status_code == 429 and r.json()["code"] == "rate_limited"
     retry = int(r.headers["retry-after"])
     assert 13 * 3600 < retry <= 14 * 3600 + 1  # until 00:00 Shanghai
     assert (await act(client, creator, created["id"], "remind")).status_code == 403
     await factory.advance(retry)
+    read = await client.get(f"/v1/task-orders/{created['id']}", headers=merchant.headers)
+    assert read.json()["allowed_actions"] == ["remind", "cancel"]  # a new Shanghai day
     r = await act(client, merchant, created["id"], "remind")
     assert r.status_code == 200
     async with factory.maker() as session:
@@ -423,7 +429,10 @@ async def test_cancel_on_execution_day_after_acceptance_pays_100(client, factory
     from datetime import datetime
 
     start_at = datetime.fromisoformat(start.replace("Z", "+00:00"))
-    await factory.advance(int((start_at - await factory.now()).total_seconds()) - 600)
+    # ten minutes before the start, but on the execution day (Shanghai) even when it starts
+    # just after midnight
+    target = max(start_at - timedelta(minutes=10), clock.local_midnight(clock.local_date(start_at)))
+    await factory.advance(math.ceil((target - await factory.now()).total_seconds()))
     r = await act(client, merchant, o["id"], "cancel", CANCEL)
     assert r.json()["compensation_fen"] == 300_000 and r.json()["compensation_rule"] == "execution_day"
     assert (await wallet(client, creator))["available_fen"] == 300_000
@@ -627,7 +636,11 @@ async def test_disputes(client, factory: Factory):
     r = await client.post(f"/v1/task-orders/{o['id']}/disputes", headers=merchant.headers, json={"reason": "y"})
     assert r.status_code == 409 and r.json()["code"] == "dispute_exists"
     assert (await client.get(f"/v1/disputes/{dispute['id']}", headers=stranger.headers)).status_code == 404
-    assert (await client.post(f"/v1/disputes/{dispute['id']}/withdraw", headers=merchant.headers)).status_code == 409
+    # the other party may never withdraw it: 403 (client-contract.md), not 409, and not offered
+    r = await client.post(f"/v1/disputes/{dispute['id']}/withdraw", headers=merchant.headers)
+    assert r.status_code == 403 and r.json()["code"] == "forbidden"
+    seen = await client.get(f"/v1/disputes/{dispute['id']}", headers=merchant.headers)
+    assert seen.status_code == 200 and seen.json()["allowed_actions"] == []
     assert (
         await client.post(f"/v1/disputes/{dispute['id']}/resolve", headers=merchant.headers, json={"creator_share_fen": 1})
     ).status_code == 403

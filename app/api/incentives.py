@@ -26,6 +26,7 @@ from app.domain.incentives import (
     StatementOut,
     VoucherOut,
 )
+from app.domain.incentives.schemas import ProviderContractState, VoucherState
 from app.domain.schemas import PageOut, Problem, TransitionOut
 from app.state.core import Actor
 
@@ -69,7 +70,7 @@ async def list_provider_contracts(
     session: Session,
     actor: ContractParty,
     page: Page,
-    state: Annotated[Literal["proposed", "active", "declined", "ended"] | None, Query()] = None,
+    state: Annotated[ProviderContractState | None, Query()] = None,
 ):
     """The caller's contracts (provider: its own; merchant: its own; operator: all), newest first."""
     return await incentives.list_contracts(session, actor, state=state, limit=page.limit, cursor=page.cursor)
@@ -201,7 +202,7 @@ async def list_vouchers(
     session: Session,
     actor: ProviderOrOperator,
     page: Page,
-    state: Annotated[Literal["available", "used_up", "expired"] | None, Query()] = None,
+    state: Annotated[VoucherState | None, Query()] = None,
 ):
     """Vouchers (provider: its own; operator: all), newest first; overdue ones expire first."""
     return await incentives.list_vouchers(session, actor, state=state, limit=page.limit, cursor=page.cursor)

@@ -3,7 +3,7 @@ pool, QR check-in, cooperations and base statistics."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
 from fastapi.responses import Response
@@ -28,6 +28,7 @@ from app.domain.live_bases import (
     ShopBindingOut,
     StatsOut,
 )
+from app.domain.live_bases.schemas import CheckInState, CooperationState, CreatorBindingState, ShopBindingState
 from app.domain.schemas import PageOut, ReasonIn, TransitionOut
 from app.state.core import Actor
 
@@ -35,9 +36,6 @@ router = APIRouter(route_class=TxRoute)
 Agency = Annotated[Actor, Depends(roles("agency"))]
 Creator = Annotated[Actor, Depends(roles("creator"))]
 AgencyOrOperator = Annotated[Actor, Depends(roles("agency", "operator"))]
-BindingState = Literal["invited", "active", "declined", "revoked", "expired", "terminated"]
-CheckInState = Literal["pending_confirmation", "rejected", "checked_in", "checked_out", "expired"]
-CooperationState = Literal["active", "terminated", "ended"]
 
 
 def _reason(body: ReasonIn | None) -> str | None:
@@ -125,7 +123,7 @@ async def create_creator_binding(body: CreatorBindingCreate, session: Session, a
 
 @router.get("/v1/creator-bindings", response_model=PageOut[CreatorBindingOut], tags=["live bases"], name="list_creator_bindings")
 async def list_creator_bindings(
-    session: Session, actor: CurrentActor, page: Page, state: Annotated[BindingState | None, Query()] = None
+    session: Session, actor: CurrentActor, page: Page, state: Annotated[CreatorBindingState | None, Query()] = None
 ):
     """The caller's creator bindings (agency or creator; an operator sees all)."""
     return await lb.list_creator_bindings(session, actor, state=state, limit=page.limit, cursor=page.cursor)
@@ -221,7 +219,7 @@ async def create_shop_binding(body: ShopBindingCreate, session: Session, actor: 
 
 @router.get("/v1/shop-bindings", response_model=PageOut[ShopBindingOut], tags=["live bases"], name="list_shop_bindings")
 async def list_shop_bindings(
-    session: Session, actor: CurrentActor, page: Page, state: Annotated[BindingState | None, Query()] = None
+    session: Session, actor: CurrentActor, page: Page, state: Annotated[ShopBindingState | None, Query()] = None
 ):
     """The caller's shop bindings (agency or merchant; an operator sees all)."""
     return await lb.list_shop_bindings(session, actor, state=state, limit=page.limit, cursor=page.cursor)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
@@ -25,6 +25,7 @@ from app.domain.task_orders import (
     TaskOrderOut,
     TaskOrderRejectIn,
 )
+from app.domain.task_orders.schemas import TaskOrderStatus, TaskOrderSubStatus
 from app.state.core import Actor
 
 router = APIRouter(route_class=TxRoute)
@@ -32,10 +33,6 @@ TAGS: list[str | Enum] = ["task orders"]
 Merchant = Annotated[Actor, Depends(roles("merchant"))]
 Creator = Annotated[Actor, Depends(roles("creator"))]
 Party = Annotated[Actor, Depends(roles("merchant", "creator"))]
-StatusTab = Literal["pending_acceptance", "in_progress", "completed", "cancelled"]
-SubStatus = Literal[
-    "waiting_live", "live", "pending_review", "creator_rejected", "creator_cancelled", "merchant_cancelled", "creator_timeout"
-]
 
 
 @router.post("/v1/xingtu-binding", response_model=XingtuBindingOut, tags=TAGS, name="bind_xingtu_account")
@@ -77,8 +74,8 @@ async def list_task_orders(
     session: Session,
     actor: CurrentActor,
     page: Page,
-    status: Annotated[StatusTab | None, Query()] = None,
-    sub_status: Annotated[SubStatus | None, Query()] = None,
+    status: Annotated[TaskOrderStatus | None, Query()] = None,
+    sub_status: Annotated[TaskOrderSubStatus | None, Query()] = None,
     q: Annotated[str | None, Query(max_length=100, description="title or creator nickname contains")] = None,
     created_from: Annotated[datetime | None, Query()] = None,
     created_to: Annotated[datetime | None, Query(description="exclusive")] = None,

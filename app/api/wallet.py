@@ -12,13 +12,13 @@ from app.api.routing import TxRoute
 from app.domain import wallet
 from app.domain.schemas import PageOut, TransitionOut
 from app.domain.wallet import EntryOut, TopUpCreate, TopUpDecision, TopUpOut, WalletOut
+from app.domain.wallet.schemas import TopUpState
 from app.state.core import Actor
 
 router = APIRouter(route_class=TxRoute)
 TAGS: list[str | Enum] = ["wallet"]
 Merchant = Annotated[Actor, Depends(roles("merchant"))]
 AccountId = Annotated[str | None, Query(max_length=40, description="operators: whose wallet")]
-TopUpState = Literal["pending", "succeeded", "rejected", "expired"]
 
 
 @router.get("/v1/wallet", response_model=WalletOut, tags=TAGS, name="get_wallet")

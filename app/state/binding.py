@@ -4,7 +4,8 @@ invitation expires after 7 days, either side terminates an active binding."""
 
 from __future__ import annotations
 
-from app.state.core import Ctx, Workflow, rule
+from app.core.errors import Conflict
+from app.state.core import Ctx, Verdict, Workflow, rule
 
 
 def binding_workflow(
@@ -16,9 +17,21 @@ def binding_workflow(
     invitee_column: str,
     description: str,
     accept_description: str = "",
+    exclusive: bool = False,
 ) -> Workflow:
+    """`exclusive`: an invitee holds one active binding at a time; its accept reads the other
+    one's id from the fact `bound_elsewhere` the domain hands over (409 `already_bound`)."""
+
     def is_invitee(ctx: Ctx) -> bool:
         return getattr(ctx.row, invitee_column) == ctx.actor.id
+
+    def may_accept(ctx: Ctx) -> Verdict:
+        if not is_invitee(ctx):
+            return False
+        other = ctx.extra.get("bound_elsewhere") if exclusive else None
+        if other is not None:
+            return Conflict("you already have an active binding: terminate it first", code="already_bound", binding_id=other)
+        return True
 
     def is_agency(ctx: Ctx) -> bool:
         return ctx.row.agency_id == ctx.actor.id
@@ -36,10 +49,10 @@ def binding_workflow(
         parties=lambda row: [row.agency_id, getattr(row, invitee_column)],
         description=description,
         rules=[
-            rule("accept", "invited", "active", invitee_role, guard=is_invitee, description=accept_description),
-            rule("decline", "invited", "declined", invitee_role, guard=is_invitee),
-            rule("revoke", "invited", "revoked", "agency", guard=is_agency),
-            rule("expire", "invited", "expired", "system", description="7 days after the invitation"),
-            rule("terminate", "active", "terminated", (invitee_role, "agency"), guard=is_party),
+            rule("accept", "invited", "active", invitee_role, guard=may_accept, description=accept_description, event="accepted"),
+            rule("decline", "invited", "declined", invitee_role, guard=is_invitee, event="declined"),
+            rule("revoke", "invited", "revoked", "agency", guard=is_agency, event="revoked"),
+            rule("expire", "invited", "expired", "system", description="7 days after the invitation", event="expired"),
+            rule("terminate", "active", "terminated", (invitee_role, "agency"), guard=is_party, event="terminated"),
         ],
     )

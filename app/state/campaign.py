@@ -5,14 +5,20 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from app.core.errors import Conflict
 from app.db.models.campaigns import Campaign
 from app.db.repositories.campaigns import CampaignRecord
-from app.state.core import Workflow, rule
+from app.state.core import Ctx, Verdict, Workflow, rule
 
 
 def close_due(row: CampaignRecord, now: datetime) -> bool:
     """Whether the `close` timer (at `live_to`) has fallen due on a published campaign."""
     return row.state == "published" and row.live_to <= now
+
+
+def _before_live_end(ctx: Ctx) -> Verdict:
+    """A campaign is published before its live window ends (409 `deadline_passed` after)."""
+    return True if ctx.now < ctx.row.live_to else Conflict("the campaign's live window is over", code="deadline_passed")
 
 
 CAMPAIGN = Workflow(
@@ -30,8 +36,9 @@ CAMPAIGN = Workflow(
             "draft",
             "published",
             "operator",
-            guard=lambda ctx: ctx.now < ctx.row.live_to,
+            guard=_before_live_end,
             description="make the campaign visible to merchants and creators",
+            event="published",
         ),
         rule(
             "close",
@@ -39,6 +46,7 @@ CAMPAIGN = Workflow(
             "closed",
             ("operator", "system"),
             description="end the campaign (the timer at live_to, or an operator)",
+            event="closed",
         ),
     ],
 )

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from app.core.errors import Conflict
 from app.db.models.campaigns import CampaignSignup
 from app.db.repositories.campaigns import SignupRecord, SignupWithParts
-from app.state.core import Ctx, Workflow, rule
+from app.state.core import Ctx, Verdict, Workflow, rule
 
 BEFORE_PRODUCTS = ("pending_merchant", "pending_platform", "approved", "traffic_granted")
 
@@ -32,9 +33,15 @@ def _parts(ctx: Ctx) -> SignupWithParts | None:
     return ctx.row if isinstance(ctx.row, SignupWithParts) else None
 
 
-def before_product_deadline(ctx: Ctx) -> bool:
+def before_product_deadline(ctx: Ctx) -> Verdict:
+    """Decisions and products are taken until the campaign's product deadline: after it,
+    409 `deadline_passed` naming it."""
     row = _parts(ctx)
-    return row is not None and ctx.now < row.product_deadline
+    if row is None:
+        return False
+    if ctx.now < row.product_deadline:
+        return True
+    return Conflict("the product deadline has passed", code="deadline_passed", deadline=row.product_deadline.isoformat())
 
 
 def _shop(ctx: Ctx):
@@ -42,9 +49,11 @@ def _shop(ctx: Ctx):
     return None if row is None else next((s for s in row.shops if s.shop_id == ctx.actor.id), None)
 
 
-def _may_decide(ctx: Ctx) -> bool:
+def _may_decide(ctx: Ctx) -> Verdict:
     shop = _shop(ctx)
-    return shop is not None and shop.decision == "pending" and before_product_deadline(ctx)
+    if shop is None or shop.decision != "pending":
+        return False
+    return before_product_deadline(ctx)
 
 
 def _others(ctx: Ctx):
@@ -67,6 +76,10 @@ def _last_all_rejected(ctx: Ctx) -> bool:
 
 def _is_creator(ctx: Ctx) -> bool:
     return ctx.row.creator_id == ctx.actor.id
+
+
+def _may_submit(ctx: Ctx) -> Verdict:
+    return before_product_deadline(ctx) if _is_creator(ctx) else False
 
 
 def _stock_shops(row: SignupWithParts) -> set[str]:
@@ -124,6 +137,7 @@ CAMPAIGN_SIGNUP = Workflow(
             guard=_may_decide,
             when=_others_pending,
             description="a listed shop approves; other shops still to decide",
+            event="merchant_approved",
         ),
         rule(
             "merchant-approve",
@@ -133,6 +147,7 @@ CAMPAIGN_SIGNUP = Workflow(
             guard=_may_decide,
             when=lambda ctx: not _others_pending(ctx),
             description="the last listed shop approves",
+            event="merchant_approved",
         ),
         rule(
             "merchant-reject",
@@ -142,6 +157,7 @@ CAMPAIGN_SIGNUP = Workflow(
             guard=_may_decide,
             when=_others_pending,
             description="a listed shop rejects; other shops still to decide",
+            event="merchant_rejected",
         ),
         rule(
             "merchant-reject",
@@ -151,6 +167,7 @@ CAMPAIGN_SIGNUP = Workflow(
             guard=_may_decide,
             when=_last_with_approval,
             description="the last shop rejects, another one approved",
+            event="merchant_rejected",
         ),
         rule(
             "merchant-reject",
@@ -160,17 +177,19 @@ CAMPAIGN_SIGNUP = Workflow(
             guard=_may_decide,
             when=_last_all_rejected,
             description="the last shop rejects, none approved",
+            event="merchant_rejected",
         ),
-        rule("platform-approve", "pending_platform", "approved", "operator"),
-        rule("platform-reject", "pending_platform", "platform_rejected", "operator"),
-        rule("grant-traffic", "approved", "traffic_granted", "operator", description="流量扶持"),
+        rule("platform-approve", "pending_platform", "approved", "operator", event="platform_approved"),
+        rule("platform-reject", "pending_platform", "platform_rejected", "operator", event="platform_rejected"),
+        rule("grant-traffic", "approved", "traffic_granted", "operator", description="流量扶持", event="traffic_granted"),
         rule(
             "submit-products",
             ("traffic_granted", "products_submitted"),
             "products_submitted",
             "creator",
-            guard=lambda ctx: _is_creator(ctx) and before_product_deadline(ctx),
+            guard=_may_submit,
             description="提报商品 (a revision resets the stock confirmations)",
+            event="products_submitted",
         ),
         rule(
             "merchant-confirm-stock",
@@ -180,6 +199,7 @@ CAMPAIGN_SIGNUP = Workflow(
             guard=_may_confirm_stock,
             when=_others_unconfirmed,
             description="a shop confirms its stock; others still to confirm",
+            event="merchant_stock_confirmed",
         ),
         rule(
             "merchant-confirm-stock",
@@ -189,11 +209,19 @@ CAMPAIGN_SIGNUP = Workflow(
             guard=_may_confirm_stock,
             when=lambda ctx: not _others_unconfirmed(ctx),
             description="the last shop with products confirms its stock",
+            event="merchant_stock_confirmed",
         ),
-        rule("platform-confirm-stock", "stock_confirmed", "ready", "operator", description="待开播"),
-        rule("start-live", "ready", "live", "system", description="a live session of the creator starts"),
-        rule("end-live", "live", "finished", "system", description="that live session ends"),
-        rule("withdraw", ("pending_merchant", "pending_platform"), "withdrawn", "creator", guard=_is_creator),
-        rule("expire", BEFORE_PRODUCTS, "expired", "system", description="the timer at product_deadline"),
+        rule(
+            "platform-confirm-stock",
+            "stock_confirmed",
+            "ready",
+            "operator",
+            description="待开播",
+            event="platform_stock_confirmed",
+        ),
+        rule("start-live", "ready", "live", "system", description="a live session of the creator starts", event="live_started"),
+        rule("end-live", "live", "finished", "system", description="that live session ends", event="live_ended"),
+        rule("withdraw", ("pending_merchant", "pending_platform"), "withdrawn", "creator", guard=_is_creator, event="withdrawn"),
+        rule("expire", BEFORE_PRODUCTS, "expired", "system", description="the timer at product_deadline", event="expired"),
     ],
 )

@@ -41,6 +41,7 @@ CHECK_IN = Workflow(
             guard=_is_creator,
             when=_eligible_now,
             description="the rules still pass",
+            event="confirmed",
         ),
         rule(
             "confirm",
@@ -50,6 +51,7 @@ CHECK_IN = Workflow(
             guard=_is_creator,
             when=_not_eligible_now,
             description="the rules no longer pass: rejected with the reasons",
+            event="confirmed",
         ),
         rule(
             "check-out",
@@ -58,7 +60,8 @@ CHECK_IN = Workflow(
             ("creator", "agency", "system"),
             guard=_is_party_or_system,
             description="the creator or the agency; the system at the end of the calendar day",
+            event="checked_out",
         ),
-        rule("expire", "pending_confirmation", "expired", "system", description="10 minutes unconfirmed"),
+        rule("expire", "pending_confirmation", "expired", "system", description="10 minutes unconfirmed", event="expired"),
     ],
 )

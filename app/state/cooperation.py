@@ -21,7 +21,7 @@ COOPERATION = Workflow(
     parties=lambda row: [row.creator_id, row.agency_id],
     description="Created by a creator's first confirmed check-in at a base; lasts LC_COOPERATION_DAYS.",
     rules=[
-        rule("terminate", "active", "terminated", ("creator", "agency"), guard=_is_party),
-        rule("end", "active", "ended", "system", description="at ends_at"),
+        rule("terminate", "active", "terminated", ("creator", "agency"), guard=_is_party, event="terminated"),
+        rule("end", "active", "ended", "system", description="at ends_at", event="ended"),
     ],
 )

@@ -33,7 +33,8 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from transitions import Machine
 
-from app.core.errors import Forbidden, InvalidTransition, NotFound, PreconditionFailed
+from app.core.enums import OneOf, camel
+from app.core.errors import DomainError, Forbidden, InvalidTransition, NotFound, PreconditionFailed
 from app.db.base import Base, new_id, table_of
 from app.db.bulk import Part, insert_together, write_gated
 from app.db.models.platform import Event, EventRecipient, TransitionRecord
@@ -75,9 +76,19 @@ class Ctx:
     actor: Actor
     now: datetime
     extra: dict[str, Any] = field(default_factory=dict)
+    fired: Rule | None = None  # set by the machine: the rule whose transition it took
 
 
-Guard = Callable[[Ctx], bool]
+# A guard's verdict: True (this actor may fire it on this row now), False (not now: 409
+# `invalid_transition`), or the refusal itself — a DomainError with its own status, code and
+# detail (409 `already_bound`, 429 `rate_limited`, 403 for someone who may never fire it), so
+# the rule is written once: firing raises it, `allowed_actions` leaves the action out.
+Verdict = bool | DomainError
+Guard = Callable[[Ctx], Verdict]
+
+
+def _passes(verdict: Verdict) -> bool:
+    return not isinstance(verdict, DomainError) and bool(verdict)
 
 
 @dataclass(frozen=True)
@@ -86,12 +97,18 @@ class Rule:
     source: tuple[str, ...]
     dest: str | None  # None: an internal transition (the state stays)
     roles: frozenset[str]
+    event: str  # the event type's suffix: `accept` writes `<machine>.accepted`
     guard: Guard | None = None  # may this actor fire it on this row now? (drives allowed_actions)
     when: Guard | None = None  # which of several rules applies, decided at firing time
     description: str = ""
 
+    def verdict(self, ctx: Ctx) -> Verdict:
+        if ctx.actor.role not in self.roles:
+            return False
+        return True if self.guard is None else self.guard(ctx)
+
     def permits(self, ctx: Ctx) -> bool:
-        return ctx.actor.role in self.roles and (self.guard is None or self.guard(ctx))
+        return _passes(self.verdict(ctx))
 
 
 def rule(
@@ -100,40 +117,18 @@ def rule(
     dest: str | None,
     roles: str | Iterable[str],
     *,
+    event: str,
     guard: Guard | None = None,
     when: Guard | None = None,
     description: str = "",
 ) -> Rule:
+    """One transition. `event` names what it writes to the outbox (`<machine>.<event>`), in
+    the past tense clients read in their feeds: `accepted`, `traffic_granted`, `checked_out`."""
     sources = (source,) if isinstance(source, str) else tuple(source)
     role_set = frozenset((roles,) if isinstance(roles, str) else roles)
-    return Rule(action, sources, dest, role_set, guard, when, description)
-
-
-_IRREGULAR = {"withdraw": "withdrawn", "check-out": "checked_out", "end": "ended", "fulfil": "fulfilled", "submit": "submitted"}
-_ROLE_WORDS = {"merchant", "platform", "creator", "operator", "agency", "provider"}
-
-
-def _past(verb: str) -> str:
-    if verb in _IRREGULAR:
-        return _IRREGULAR[verb]
-    if verb.endswith("e"):
-        return verb + "d"
-    if verb in ("cancel", "label"):
-        return verb + "led"
-    if verb.endswith("y") and verb[-2:-1] not in "aeiou":
-        return verb[:-1] + "ied"
-    return verb + "ed"
-
-
-def event_suffix(action: str) -> str:
-    """The past tense of an action, for event types: `accept` → `accepted`,
-    `merchant-approve` → `merchant_approved`, `grant-traffic` → `traffic_granted`."""
-    if action in _IRREGULAR:
-        return _IRREGULAR[action]
-    words = action.split("-")
-    prefix = [words.pop(0)] if len(words) > 1 and words[0] in _ROLE_WORDS else []
-    verb, objects = words[0], words[1:]
-    return "_".join(prefix + objects + [_past(verb)])
+    if not event or not event.replace("_", "").isalpha() or event != event.lower():
+        raise ValueError(f"rule {action!r}: event {event!r} must be a lower_snake_case word")
+    return Rule(action, sources, dest, role_set, event, guard, when, description)
 
 
 class _Subject:
@@ -178,6 +173,11 @@ class Workflow:
             conditions: list[str | Callable[..., bool | None]] = [self._condition(r)]
             self.machine.add_transition(r.action, list(r.source), r.dest, conditions=conditions)
         self.actions = list(dict.fromkeys(r.action for r in rules))
+        # the closed sets clients see, named after the machine (`TaskOrderState`, …): the
+        # representation's `state` and `allowed_actions`, and the event catalogue
+        self.event_types = list(dict.fromkeys([f"{name}.created", *(f"{name}.{r.event}" for r in rules)]))
+        self.state_enum = OneOf(f"{camel(name)}State", states)
+        self.action_enum = OneOf(f"{camel(name)}Action", self.actions)
         # built once: the rules of each action, their roles, and per state the rules that leave it
         # (in the order of `actions`), so questions asked on every answer are lookups
         self._by_action = {a: tuple(r for r in rules if r.action == a) for a in self.actions}
@@ -197,7 +197,10 @@ class Workflow:
     def _condition(r: Rule) -> Callable[[Any], bool]:
         def check(event_data) -> bool:
             ctx: Ctx = event_data.kwargs["ctx"]
-            return r.permits(ctx) and (r.when is None or r.when(ctx))
+            if r.permits(ctx) and (r.when is None or _passes(r.when(ctx))):
+                ctx.fired = r
+                return True
+            return False
 
         return check
 
@@ -205,13 +208,25 @@ class Workflow:
     def rules_for(self, action: str) -> tuple[Rule, ...]:
         return self._by_action.get(action, ())
 
-    def allowed_actions(self, row: Any, actor: Actor, now: datetime) -> list[str]:
-        ctx = Ctx(row, actor, now)
+    def allowed_actions(self, row: Any, actor: Actor, now: datetime, extra: dict[str, Any] | None = None) -> list[str]:
+        """The actions this actor's firing would pass now (bodies aside). `extra`: the facts
+        beyond the row some guards read, as the domain hands them to `fire`."""
+        ctx = Ctx(row, actor, now, extra or {})
         return [a for a, rules in self._leaving.get(row.state, ()) if any(r.permits(ctx) for r in rules)]
 
-    def can(self, row: Any, action: str, actor: Actor, now: datetime) -> bool:
-        ctx = Ctx(row, actor, now)
+    def can(self, row: Any, action: str, actor: Actor, now: datetime, extra: dict[str, Any] | None = None) -> bool:
+        ctx = Ctx(row, actor, now, extra or {})
         return any(row.state in r.source and r.permits(ctx) for r in self.rules_for(action))
+
+    def refusal(self, row: Any, action: str, actor: Actor, now: datetime, extra: dict[str, Any] | None = None) -> DomainError:
+        """Why `action` fails now: the refusal a guard gave, else 409 `invalid_transition`."""
+        ctx = Ctx(row, actor, now, dict(extra or {}))
+        for r in self.rules_for(action):
+            if row.state in r.source and actor.role in r.roles:
+                verdict = r.verdict(ctx)
+                if isinstance(verdict, DomainError):
+                    return verdict
+        return InvalidTransition(action, row.state, self.allowed_actions(row, actor, now, extra))
 
     def roles_of(self, action: str) -> frozenset[str]:
         return self._roles.get(action, frozenset())
@@ -275,26 +290,27 @@ class Workflow:
                 session, self.record, row, action, actor, now, reason, extra, event_data, changes or {}, also
             )
         from_state = row.state
-        self._decide(row, row, action, actor, now, extra)
+        fired = self._decide(row, row, action, actor, now, extra)
         for column, value in (changes or {}).items():
             setattr(row, column, value)
         row.version = row.version + 1  # internal transitions bump the version too
         TRANSITIONS_TOTAL.labels(self.name, action).inc()
-        await self._record(session, row, from_state, action, actor, now, reason, event_suffix(action), event_data, also)
+        await self._record(session, row, from_state, action, actor, now, reason, fired.event, event_data, also)
         return row
 
-    def _decide(self, row: Any, subject: Any, action: str, actor: Actor, now: datetime, extra: dict[str, Any] | None) -> None:
-        """Let the machine move `subject` (the ORM row itself, or a `_Subject` for a record):
-        403 when the actor's role may never fire `action`, 409 when it is not allowed now."""
+    def _decide(self, row: Any, subject: Any, action: str, actor: Actor, now: datetime, extra: dict[str, Any] | None) -> Rule:
+        """Let the machine move `subject` (the ORM row itself, or a `_Subject` for a record) and
+        answer the rule it took: 403 when the actor's role may never fire `action`, the guard's
+        refusal or 409 `invalid_transition` when it is not allowed now."""
         if not self.rules_for(action):
             raise NotFound(f"unknown action '{action}'")
         if actor.role not in self.roles_of(action):
             raise Forbidden(f"a {actor.role} may not '{action}' a {self.name}")
         ctx = Ctx(row, actor, now, dict(extra or {}))
-        from_state = row.state
         event = self.machine.events[action]
-        if not event.transitions.get(from_state) or not event.trigger(subject, ctx=ctx):
-            raise InvalidTransition(action, from_state, self.allowed_actions(row, actor, now))
+        if not event.transitions.get(row.state) or not event.trigger(subject, ctx=ctx) or ctx.fired is None:
+            raise self.refusal(row, action, actor, now, extra)
+        return ctx.fired
 
     async def _fire_record(
         self,
@@ -311,11 +327,9 @@ class Workflow:
         also: Iterable[Part],
     ) -> Any:
         subject = _Subject(row.state)
-        self._decide(row, subject, action, actor, now, extra)
+        fired = self._decide(row, subject, action, actor, now, extra)
         moved = replace(row, state=subject.state, version=row.version + 1, **changes)
-        history, event, recipients = self._outbox_rows(
-            moved, row.state, action, actor, now, reason, event_suffix(action), event_data
-        )
+        history, event, recipients = self._outbox_rows(moved, row.state, action, actor, now, reason, fired.event, event_data)
         gate = entities.transition_gate(self.table, tuple(changes))
         params = {
             "g_id": row.id,
@@ -332,7 +346,7 @@ class Workflow:
             if current is None:
                 raise NotFound(f"{self.name} {row.id} not found")
             # another request moved it since it was read: answer as if this one had come second
-            raise InvalidTransition(action, current.state, self.allowed_actions(current, actor, now))
+            raise InvalidTransition(action, current.state, self.allowed_actions(current, actor, now, extra))
         TRANSITIONS_TOTAL.labels(self.name, action).inc()
         return moved
 

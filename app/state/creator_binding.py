@@ -14,4 +14,5 @@ CREATOR_BINDING = binding_workflow(
     invitee_column="creator_id",
     description="An agency binds a creator (达人绑定); a binding to a head annual agency is strong.",
     accept_description="the creator accepts (409 already_bound with another active binding)",
+    exclusive=True,
 )

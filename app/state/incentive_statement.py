@@ -17,6 +17,13 @@ INCENTIVE_STATEMENT = Workflow(
     parties=lambda row: [row.provider_id],
     description="a provider's monthly incentive statement",
     rules=[
-        rule("publish", "draft", "published", "operator", description="the operator publishes the month (vouchers are issued)"),
+        rule(
+            "publish",
+            "draft",
+            "published",
+            "operator",
+            description="the operator publishes the month (vouchers are issued)",
+            event="published",
+        ),
     ],
 )

@@ -26,8 +26,24 @@ PROVIDER_CONTRACT = Workflow(
     parties=lambda row: [row.provider_id, row.merchant_id],
     description="服务商后台签约: a service provider's contract with a merchant",
     rules=[
-        rule("accept", "proposed", "active", "merchant", guard=_is_merchant, description="the merchant accepts the proposal"),
-        rule("decline", "proposed", "declined", "merchant", guard=_is_merchant, description="the merchant declines the proposal"),
+        rule(
+            "accept",
+            "proposed",
+            "active",
+            "merchant",
+            guard=_is_merchant,
+            description="the merchant accepts the proposal",
+            event="accepted",
+        ),
+        rule(
+            "decline",
+            "proposed",
+            "declined",
+            "merchant",
+            guard=_is_merchant,
+            description="the merchant declines the proposal",
+            event="declined",
+        ),
         rule(
             "end",
             "active",
@@ -35,6 +51,7 @@ PROVIDER_CONTRACT = Workflow(
             ["merchant", "service_provider"],
             guard=_is_party,
             description="either party ends the cooperation (with a reason)",
+            event="ended",
         ),
     ],
 )

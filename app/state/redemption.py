@@ -18,13 +18,14 @@ REDEMPTION = Workflow(
     parties=lambda row: [row.provider_id, row.merchant_id],
     description="流量券兑换: using part of a voucher for a merchant",
     rules=[
-        rule("approve", "requested", "approved", "operator", description="the operator approves"),
+        rule("approve", "requested", "approved", "operator", description="the operator approves", event="approved"),
         rule(
             "reject",
             ["requested", "approved"],
             "rejected",
             "operator",
             description="the operator rejects (with a reason); the amount returns to the voucher",
+            event="rejected",
         ),
         rule(
             "fulfil",
@@ -32,6 +33,7 @@ REDEMPTION = Workflow(
             "redeemed",
             ["operator", "system"],
             description="timer at the start of use_date, or the operator",
+            event="fulfilled",
         ),
     ],
 )

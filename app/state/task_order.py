@@ -3,9 +3,12 @@ is held in escrow from creation until it is paid, released or split."""
 
 from __future__ import annotations
 
+from app.core.clock import local_date, next_local_midnight
+from app.core.enums import OneOf
+from app.core.errors import TooManyRequests
 from app.db.models.task_orders import TaskOrder
 from app.db.repositories.task_orders import TaskOrderRecord
-from app.state.core import Ctx, Workflow, rule
+from app.state.core import Ctx, Verdict, Workflow, rule
 
 ACTIVE = ["pending_acceptance", "waiting_live", "live", "pending_review"]
 CANCELLED = ["cancelled_rejected", "cancelled_by_creator", "cancelled_by_merchant", "cancelled_timeout"]
@@ -23,6 +26,8 @@ STATUS = {
     "cancelled_by_merchant": ("cancelled", "merchant_cancelled"),
     "cancelled_timeout": ("cancelled", "creator_timeout"),
 }
+STATUS_ENUM = OneOf("TaskOrderStatus", [status for status, _ in STATUS.values()])
+SUB_STATUS_ENUM = OneOf("TaskOrderSubStatus", [sub for _, sub in STATUS.values() if sub])
 
 
 def _is_merchant(ctx: Ctx) -> bool:
@@ -31,6 +36,19 @@ def _is_merchant(ctx: Ctx) -> bool:
 
 def _is_creator(ctx: Ctx) -> bool:
     return ctx.row.creator_id == ctx.actor.id
+
+
+def _may_remind(ctx: Ctx) -> Verdict:
+    """The order's merchant, once per calendar day (Asia/Shanghai): a second reminder that day
+    is 429 `rate_limited` until local midnight, and `remind` is not offered meanwhile."""
+    if not _is_merchant(ctx):
+        return False
+    if ctx.row.last_reminded_on == local_date(ctx.now).isoformat():
+        return TooManyRequests(
+            "the creator was already reminded today (once per day, Asia/Shanghai)",
+            retry_after=int((next_local_midnight(ctx.now) - ctx.now).total_seconds()) + 1,
+        )
+    return True
 
 
 TASK_ORDER = Workflow(
@@ -50,6 +68,7 @@ TASK_ORDER = Workflow(
             "creator",
             guard=_is_creator,
             description="the creator takes the order; targeted plans are created",
+            event="accepted",
         ),
         rule(
             "reject",
@@ -58,14 +77,16 @@ TASK_ORDER = Workflow(
             "creator",
             guard=_is_creator,
             description="the creator declines; the hold is released",
+            event="rejected",
         ),
         rule(
             "remind",
             "pending_acceptance",
             None,
             "merchant",
-            guard=_is_merchant,
+            guard=_may_remind,
             description="in-app + SMS reminder to the creator, once per day",
+            event="reminded",
         ),
         rule(
             "expire",
@@ -73,6 +94,7 @@ TASK_ORDER = Workflow(
             "cancelled_timeout",
             "system",
             description="no answer within 24 h; the hold is released",
+            event="expired",
         ),
         rule(
             "start",
@@ -80,8 +102,16 @@ TASK_ORDER = Workflow(
             "live",
             "system",
             description="a live session of the creator started within the linking window",
+            event="started",
         ),
-        rule("end", "live", "pending_review", "system", description="the linked live session ended; the review deadline starts"),
+        rule(
+            "end",
+            "live",
+            "pending_review",
+            "system",
+            description="the linked live session ended; the review deadline starts",
+            event="ended",
+        ),
         rule(
             "approve",
             "pending_review",
@@ -89,6 +119,7 @@ TASK_ORDER = Workflow(
             "merchant",
             guard=_is_merchant,
             description="验收: the hold is paid to the creator",
+            event="approved",
         ),
         rule(
             "auto_approve",
@@ -96,6 +127,7 @@ TASK_ORDER = Workflow(
             "completed",
             "system",
             description="the review deadline passed: the hold is paid to the creator",
+            event="auto_approved",
         ),
         rule(
             "cancel",
@@ -104,6 +136,7 @@ TASK_ORDER = Workflow(
             "merchant",
             guard=_is_merchant,
             description="the merchant cancels; compensation rules decide the split",
+            event="cancelled",
         ),
         rule(
             "cancel",
@@ -112,6 +145,7 @@ TASK_ORDER = Workflow(
             "creator",
             guard=_is_creator,
             description="the creator cancels; the hold is released in full",
+            event="cancelled",
         ),
     ],
 )

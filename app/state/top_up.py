@@ -18,8 +18,15 @@ TOP_UP = Workflow(
     parties=lambda row: [row.account_id],
     description="A wallet recharge (充值): online through the payment gateway, or a bank transfer confirmed by an operator.",
     rules=[
-        rule("confirm", "pending", "succeeded", ["operator", "system"], description="the money arrived: the wallet is credited"),
-        rule("reject", "pending", "rejected", "operator", description="the transfer was not found"),
-        rule("expire", "pending", "expired", "system", description="7 days without a decision"),
+        rule(
+            "confirm",
+            "pending",
+            "succeeded",
+            ["operator", "system"],
+            description="the money arrived: the wallet is credited",
+            event="confirmed",
+        ),
+        rule("reject", "pending", "rejected", "operator", description="the transfer was not found", event="rejected"),
+        rule("expire", "pending", "expired", "system", description="7 days without a decision", event="expired"),
     ],
 )

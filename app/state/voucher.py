@@ -17,13 +17,14 @@ VOUCHER = Workflow(
     parties=lambda row: [row.provider_id],
     description="a traffic voucher (流量券)",
     rules=[
-        rule("exhaust", "available", "used_up", "system", description="the last of the balance was redeemed"),
+        rule("exhaust", "available", "used_up", "system", description="the last of the balance was redeemed", event="exhausted"),
         rule(
             "expire",
             "available",
             "expired",
             "system",
             description="timer: the earlier of 30 days after publication and the 10th of the next month",
+            event="expired",
         ),
     ],
 )

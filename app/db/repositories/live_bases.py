@@ -107,6 +107,7 @@ class CreatorBindingFacts:
 
     strong: bool  # the agency is a head annual agency (强绑定)
     live_count: int | None  # live sessions since the binding began (None before)
+    bound_elsewhere: str | None = None  # an invitation's creator's active binding, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,10 +341,26 @@ _LIVE_COUNT = (
     )
     .scalar_subquery()
 )
+_OTHER_BINDING = creator_bindings.alias("other_binding")
 _FACTS_COLUMNS = (
     creator_bindings.c.id,
     accounts.c.head_annual,
     case((creator_bindings.c.began_at.is_(None), null()), else_=_LIVE_COUNT).label("live_count"),
+    # an invitation cannot be accepted while its creator is bound elsewhere (already_bound)
+    case(
+        (
+            creator_bindings.c.state == "invited",
+            select(_OTHER_BINDING.c.id)
+            .where(
+                _OTHER_BINDING.c.creator_id == creator_bindings.c.creator_id,
+                _OTHER_BINDING.c.state == "active",
+                _OTHER_BINDING.c.id != creator_bindings.c.id,
+            )
+            .limit(1)
+            .scalar_subquery(),
+        ),
+        else_=null(),
+    ).label("bound_elsewhere"),
 )
 _CREATOR_FACTS = {
     dialect: select(*_FACTS_COLUMNS)
@@ -428,7 +445,7 @@ async def creator_binding_facts(session: AsyncSession, binding_ids: Sequence[str
     if not binding_ids:
         return {}
     rows = await run(session, _CREATOR_FACTS[dialect_of(session).name], {"ids": list(binding_ids)})
-    return {row.id: CreatorBindingFacts(bool(row.head_annual), row.live_count) for row in rows}
+    return {row.id: CreatorBindingFacts(bool(row.head_annual), row.live_count, row.bound_elsewhere) for row in rows}
 
 
 async def open_binding_of_pair(

@@ -3,35 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, Field
 
 from app.domain.accounts import Contact
 from app.domain.schemas import Strict
+from app.state.campaign import CAMPAIGN
+from app.state.campaign_signup import CAMPAIGN_SIGNUP
 
-
-class CampaignState(StrEnum):
-    draft = "draft"
-    published = "published"
-    closed = "closed"
-
-
-class CampaignSignupState(StrEnum):
-    pending_merchant = "pending_merchant"
-    pending_platform = "pending_platform"
-    merchant_rejected = "merchant_rejected"
-    approved = "approved"
-    platform_rejected = "platform_rejected"
-    traffic_granted = "traffic_granted"
-    products_submitted = "products_submitted"
-    stock_confirmed = "stock_confirmed"
-    ready = "ready"
-    live = "live"
-    finished = "finished"
-    withdrawn = "withdrawn"
-    expired = "expired"
+# the machine is the single source of these closed sets (named enums in OpenAPI)
+CampaignState = Annotated[str, CAMPAIGN.state_enum]
+CampaignAction = Annotated[str, CAMPAIGN.action_enum]
+CampaignSignupState = Annotated[str, CAMPAIGN_SIGNUP.state_enum]
+CampaignSignupAction = Annotated[str, CAMPAIGN_SIGNUP.action_enum]
 
 
 Text2000 = Annotated[str, Field(max_length=2000)]
@@ -56,7 +41,7 @@ class CampaignOut(BaseModel):
     live_to: datetime
     state: CampaignState
     version: int
-    allowed_actions: list[str]
+    allowed_actions: list[CampaignAction]
     can_sign_up: bool | None = Field(default=None, description="creators only: pre-selected and before signup_deadline")
     created_at: datetime
 
@@ -139,7 +124,7 @@ class CampaignSignupOut(BaseModel):
     live_session_id: str | None
     state: CampaignSignupState
     version: int
-    allowed_actions: list[str]
+    allowed_actions: list[CampaignSignupAction]
     created_at: datetime
 
 

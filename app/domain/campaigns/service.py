@@ -115,9 +115,7 @@ async def list_campaigns(
 ) -> PageOut[CampaignOut]:
     await fire_due(session, machines=["campaign"])
     now = await clock.now(session)
-    page = await repo.campaigns_page(
-        session, actor.role, actor.id, state=state.value if state else None, limit=limit, cursor=cursor
-    )
+    page = await repo.campaigns_page(session, actor.role, actor.id, state=state, limit=limit, cursor=cursor)
     return PageOut[CampaignOut](items=[campaign_out(r, actor, now) for r in page.items], next_cursor=page.next_cursor)
 
 
@@ -131,8 +129,6 @@ async def campaign_action(
 ) -> CampaignOut:
     """`publish` or `close`: one conditional UPDATE (a concurrent move of the campaign is a 409)."""
     row, now = await visible_campaign(session, actor, campaign_id)
-    if action == "publish" and row.state == "draft" and now >= row.live_to:
-        raise Conflict("the campaign's live window is over", code="deadline_passed")
     row = await CAMPAIGN.fire(session, row, action, actor, now=now, reason=reason)
     return campaign_out(row, actor, now)
 

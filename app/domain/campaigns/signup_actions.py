@@ -24,7 +24,6 @@ from app.domain.campaigns.schemas import (
     CampaignSubmitProductsIn,
 )
 from app.domain.campaigns.signups import (
-    _deadline_passed,
     _destination,
     load_signup,
     signup_out,
@@ -43,8 +42,6 @@ async def merchant_decide(
 ) -> CampaignSignupOut:
     action = "merchant-approve" if approve else "merchant-reject"
     row, now = await load_signup(session, actor, signup_id, lock=True)
-    if actor.role == "merchant":
-        _deadline_passed(row, action, now)
     extra: dict[str, object] = {"shop_id": actor.id}
     to = _destination(row, action, actor, now, extra)
     also = (
@@ -140,8 +137,6 @@ async def submit_products(
 ) -> CampaignSignupOut:
     """提报商品: the list replaces the previous one and resets every shop's stock confirmation."""
     row, now = await load_signup(session, actor, signup_id, lock=True)
-    if row.creator_id == actor.id:
-        _deadline_passed(row, "submit-products", now)
     items: tuple[SignupItem, ...] = ()
     also: list[Part] = []
     # a refused transition (403, 409) answers before the products are looked at

@@ -107,15 +107,9 @@ def _destination(
     transition's statement. None when it is not allowed (the transition then refuses it)."""
     ctx = Ctx(row, actor, now, dict(extra or {}))
     for r in CAMPAIGN_SIGNUP.rules_for(action):
-        if row.state in r.source and r.permits(ctx) and (r.when is None or r.when(ctx)):
+        if row.state in r.source and r.permits(ctx) and (r.when is None or r.when(ctx) is True):
             return r.dest or row.state
     return None
-
-
-def _deadline_passed(row: SignupWithParts, action: str, now: datetime) -> None:
-    sources = {s for r in CAMPAIGN_SIGNUP.rules_for(action) for s in r.source}
-    if row.state in sources and now >= row.product_deadline:
-        raise Conflict("the product deadline has passed", code="deadline_passed", deadline=row.product_deadline.isoformat())
 
 
 # =========================================================================== a new signup
@@ -238,7 +232,5 @@ async def list_signups(
 ) -> PageOut[CampaignSignupOut]:
     campaign, now = await visible_campaign(session, actor, campaign_id)
     await fire_due(session, machines=["campaign_signup"])
-    page = await repo.signups_page(
-        session, campaign.id, actor.role, actor.id, state=state.value if state else None, limit=limit, cursor=cursor
-    )
+    page = await repo.signups_page(session, campaign.id, actor.role, actor.id, state=state, limit=limit, cursor=cursor)
     return PageOut[CampaignSignupOut](items=[signup_out(r, actor, now) for r in page.items], next_cursor=page.next_cursor)

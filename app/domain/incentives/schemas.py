@@ -4,11 +4,26 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from app.domain.incentives.months import MONTH_PATTERN
 from app.domain.schemas import Strict
+from app.state.incentive_statement import INCENTIVE_STATEMENT
+from app.state.provider_contract import PROVIDER_CONTRACT
+from app.state.redemption import REDEMPTION
+from app.state.voucher import VOUCHER
+
+# the machine is the single source of these closed sets (named enums in OpenAPI)
+ProviderContractState = Annotated[str, PROVIDER_CONTRACT.state_enum]
+ProviderContractAction = Annotated[str, PROVIDER_CONTRACT.action_enum]
+IncentiveStatementState = Annotated[str, INCENTIVE_STATEMENT.state_enum]
+IncentiveStatementAction = Annotated[str, INCENTIVE_STATEMENT.action_enum]
+VoucherState = Annotated[str, VOUCHER.state_enum]
+VoucherAction = Annotated[str, VOUCHER.action_enum]
+RedemptionState = Annotated[str, REDEMPTION.state_enum]
+RedemptionAction = Annotated[str, REDEMPTION.action_enum]
 
 
 class ContractMode(StrEnum):
@@ -34,9 +49,9 @@ class ContractOut(BaseModel):
     provider_id: str
     merchant_id: str
     mode: ContractMode
-    state: str
+    state: ProviderContractState
     version: int
-    allowed_actions: list[str]
+    allowed_actions: list[ProviderContractAction]
     created_at: datetime
     activated_at: datetime | None
     ended_at: datetime | None
@@ -90,9 +105,9 @@ class StatementOut(BaseModel):
     program_id: str
     provider_id: str
     month: str
-    state: str
+    state: IncentiveStatementState
     version: int
-    allowed_actions: list[str]
+    allowed_actions: list[IncentiveStatementAction]
     eligible: bool
     reasons: list[str]
     active_merchants: int
@@ -123,9 +138,9 @@ class VoucherOut(BaseModel):
     remaining_fen: int
     issued_at: datetime
     expires_at: datetime
-    state: str
+    state: VoucherState
     version: int
-    allowed_actions: list[str]
+    allowed_actions: list[VoucherAction]
 
 
 class RedemptionCreate(Strict):
@@ -141,9 +156,9 @@ class RedemptionOut(BaseModel):
     merchant_id: str
     amount_fen: int
     use_date: date
-    state: str
+    state: RedemptionState
     version: int
-    allowed_actions: list[str]
+    allowed_actions: list[RedemptionAction]
     requested_at: datetime
     redeemed_at: datetime | None
     reject_reason: str | None

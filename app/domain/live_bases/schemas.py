@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
 from app.domain.products import ProductOut
 from app.domain.schemas import Strict
+from app.state.check_in import CHECK_IN
+from app.state.cooperation import COOPERATION
+from app.state.creator_binding import CREATOR_BINDING
+from app.state.shop_binding import SHOP_BINDING
+
+# the machine is the single source of these closed sets (named enums in OpenAPI)
+CreatorBindingState = Annotated[str, CREATOR_BINDING.state_enum]
+CreatorBindingAction = Annotated[str, CREATOR_BINDING.action_enum]
+ShopBindingState = Annotated[str, SHOP_BINDING.state_enum]
+ShopBindingAction = Annotated[str, SHOP_BINDING.action_enum]
+CheckInState = Annotated[str, CHECK_IN.state_enum]
+CheckInAction = Annotated[str, CHECK_IN.action_enum]
+CooperationState = Annotated[str, COOPERATION.state_enum]
+CooperationAction = Annotated[str, COOPERATION.action_enum]
 
 
 class LiveBaseCreate(Strict):
@@ -59,9 +73,9 @@ class CreatorBindingOut(BaseModel):
     creator_id: str
     commission_bp: int
     strong: bool = Field(description="bound to a head annual agency (强绑定)")
-    state: str
+    state: CreatorBindingState
     version: int
-    allowed_actions: list[str]
+    allowed_actions: list[CreatorBindingAction]
     invited_at: datetime
     expires_at: datetime
     began_at: datetime | None
@@ -79,9 +93,9 @@ class ShopBindingOut(BaseModel):
     agency_id: str
     shop_id: str
     type: str
-    state: str
+    state: ShopBindingState
     version: int
-    allowed_actions: list[str]
+    allowed_actions: list[ShopBindingAction]
     invited_at: datetime
     expires_at: datetime
     began_at: datetime | None
@@ -116,9 +130,9 @@ class CheckInOut(BaseModel):
     base_id: str
     agency_id: str
     creator_id: str
-    state: str
+    state: CheckInState
     version: int
-    allowed_actions: list[str]
+    allowed_actions: list[CheckInAction]
     eligibility: Eligibility
     created_at: datetime
     expires_at: datetime
@@ -132,9 +146,9 @@ class CooperationOut(BaseModel):
     base_id: str
     agency_id: str
     creator_id: str
-    state: str
+    state: CooperationState
     version: int
-    allowed_actions: list[str]
+    allowed_actions: list[CooperationAction]
     started_at: datetime
     ends_at: datetime
     ended_at: datetime | None

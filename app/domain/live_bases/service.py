@@ -214,11 +214,18 @@ async def _visible_binding(session: AsyncSession, actor: Actor, kind: _BindingKi
 
 
 async def _fire(
-    session: AsyncSession, actor: Actor, kind: _BindingKind, row: Any, action: str, reason: str | None, now: datetime
+    session: AsyncSession,
+    actor: Actor,
+    kind: _BindingKind,
+    row: Any,
+    action: str,
+    reason: str | None,
+    now: datetime,
+    extra: dict[str, Any] | None = None,
 ) -> Any:
     column = _DATED.get(action)
     return await kind.workflow.fire(
-        session, row, action, actor, now=now, reason=reason, changes={column: now} if column else None
+        session, row, action, actor, now=now, reason=reason, extra=extra, changes={column: now} if column else None
     )
 
 
@@ -237,7 +244,7 @@ def _creator_binding_out(row: CreatorBindingRecord, facts: CreatorBindingFacts, 
         strong=facts.strong,
         state=row.state,
         version=row.version,
-        allowed_actions=CREATOR_BINDING.allowed_actions(row, actor, now),
+        allowed_actions=CREATOR_BINDING.allowed_actions(row, actor, now, {"bound_elsewhere": facts.bound_elsewhere}),
         invited_at=row.invited_at,
         expires_at=row.expires_at,
         began_at=row.began_at,
@@ -315,14 +322,13 @@ async def fire_creator_binding(
     session: AsyncSession, actor: Actor, binding_id: str, action: str, reason: str | None
 ) -> CreatorBindingOut:
     row, now = await _visible_binding(session, actor, _CREATOR, binding_id)
-    if action == "accept":
+    extra = None
+    if action == "accept" and actor.role in CREATOR_BINDING.roles_of(action):
         # one creator's accepts are decided one at a time: the second sees the first's binding
+        # (the machine's guard refuses with 409 already_bound)
         await repo.lock_account(session, row.creator_id)
-        if CREATOR_BINDING.can(row, action, actor, now):
-            other = await repo.other_active_binding(session, row.creator_id, row.id)
-            if other is not None:
-                raise Conflict("you already have an active binding: terminate it first", code="already_bound", binding_id=other)
-    row = await _fire(session, actor, _CREATOR, row, action, reason, now)
+        extra = {"bound_elsewhere": await repo.other_active_binding(session, row.creator_id, row.id)}
+    row = await _fire(session, actor, _CREATOR, row, action, reason, now, extra)
     return await _creator_binding_answer(session, row, actor, now)
 
 

@@ -10,6 +10,16 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 
 from app.domain.schemas import Strict
+from app.state.dispute import DISPUTE
+from app.state.task_order import STATUS_ENUM, SUB_STATUS_ENUM, TASK_ORDER
+
+# the machine is the single source of these closed sets (named enums in OpenAPI)
+TaskOrderState = Annotated[str, TASK_ORDER.state_enum]
+TaskOrderAction = Annotated[str, TASK_ORDER.action_enum]
+TaskOrderStatus = Annotated[str, STATUS_ENUM]  # the list tabs, from the machine's state map
+TaskOrderSubStatus = Annotated[str, SUB_STATUS_ENUM]
+DisputeState = Annotated[str, DISPUTE.state_enum]
+DisputeAction = Annotated[str, DISPUTE.action_enum]
 
 
 def _check_title(value: str) -> str:
@@ -151,11 +161,11 @@ class CancelReasonValue(BaseModel):
 
 class TaskOrderOut(BaseModel):
     id: str
-    state: str
+    state: TaskOrderState
     version: int
-    allowed_actions: list[str]
-    status: str
-    sub_status: str | None
+    allowed_actions: list[TaskOrderAction]
+    status: TaskOrderStatus
+    sub_status: TaskOrderSubStatus | None
     title: str
     merchant_id: str
     creator_id: str
@@ -207,9 +217,9 @@ class DisputeResolve(Strict):
 class DisputeOut(BaseModel):
     id: str
     task_order_id: str
-    state: str
+    state: DisputeState
     version: int
-    allowed_actions: list[str]
+    allowed_actions: list[DisputeAction]
     opened_by: str
     opened_by_role: str
     reason: str

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
 from app.domain.schemas import Strict
+from app.state.top_up import TOP_UP
+
+# the machine is the single source of these closed sets (named enums in OpenAPI)
+TopUpState = Annotated[str, TOP_UP.state_enum]
+TopUpAction = Annotated[str, TOP_UP.action_enum]
 
 
 class WalletOut(BaseModel):
@@ -54,9 +60,9 @@ class TopUpOut(BaseModel):
     method: TopUpMethod
     reference: str | None
     gateway_ref: str | None
-    state: str
+    state: TopUpState
     version: int
-    allowed_actions: list[str]
+    allowed_actions: list[TopUpAction]
     created_at: datetime
     expires_at: datetime
     decided_at: datetime | None
