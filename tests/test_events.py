@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from tests.conftest import Factory
+from app.core.clock import real_now
+from app.db.base import new_id
+from app.db.models.platform import Event, EventRecipient
+from tests.conftest import Factory, postgres_only
 from tests.test_webhooks import emit
 
 
@@ -56,3 +59,62 @@ async def test_events_bad_input(client, factory: Factory):
     assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
     assert (await client.get("/v1/events", headers=creator.headers, params={"limit": 0})).status_code == 422
     assert (await client.get("/v1/events", headers=creator.headers, params={"limit": 101})).status_code == 422
+
+
+async def _emit_with_id(maker, event_id: str, recipients: list[str]) -> None:
+    async with maker() as session:
+        session.add(Event(id=event_id, type="task_order.created", occurred_at=real_now(), data={"n": 1}))
+        await session.flush()
+        session.add_all([EventRecipient(event_id=event_id, account_id=a) for a in recipients])
+        await session.commit()
+
+
+async def test_an_event_committed_after_a_later_id_is_never_skipped(committed_client, committed_factory: Factory):
+    """Events without gaps (client-contract.md): the feed follows the commit order, not the
+    ids' (an id is drawn before its transaction commits). An event whose id sorts before one
+    a poller has already seen still reaches it. (Real commits: the `factory` fixture runs a
+    whole test in one transaction.)"""
+    client, factory = committed_client, committed_factory
+    creator = await factory.user("creator")
+    start = (await client.get("/v1/events", headers=creator.headers)).json()["next_cursor"]
+    late = "evt_" + "z" * 26  # sorts after every id drawn today
+    early = new_id("evt")  # drawn now, committed after `late`
+    await _emit_with_id(factory.maker, late, [creator.id])
+    seen = (await client.get("/v1/events", headers=creator.headers, params={"cursor": start})).json()
+    assert [e["id"] for e in seen["items"]] == [late]
+    await _emit_with_id(factory.maker, early, [creator.id])
+    r = await client.get("/v1/events", headers=creator.headers, params={"cursor": seen["next_cursor"]})
+    assert [e["id"] for e in r.json()["items"]] == [early]
+
+
+@postgres_only
+async def test_an_event_of_a_transaction_still_open_waits_for_it(committed_client, committed_factory: Factory):
+    """On PostgreSQL a transaction that drew its event first and commits last holds back the
+    events of later transactions until it ends, so a poller never passes it by."""
+    client, factory = committed_client, committed_factory
+    creator = await factory.user("creator")
+    start = (await client.get("/v1/events", headers=creator.headers)).json()["next_cursor"]
+    async with factory.maker() as open_tx:
+        first = new_id("evt")
+        open_tx.add(Event(id=first, type="task_order.created", occurred_at=real_now(), data={"n": 1}))
+        await open_tx.flush()
+        open_tx.add(EventRecipient(event_id=first, account_id=creator.id))
+        await open_tx.flush()  # written, not committed
+        second = await emit(factory.maker, "task_order.accepted", [creator.id])
+        r = await client.get("/v1/events", headers=creator.headers, params={"cursor": start})
+        assert r.json()["items"] == [] and r.json()["next_cursor"] == start  # held back, not passed
+        await open_tx.commit()
+    r = await client.get("/v1/events", headers=creator.headers, params={"cursor": start})
+    assert [e["id"] for e in r.json()["items"]] == [first, second]
+
+
+async def test_a_cursor_may_be_an_event_id(client, factory: Factory):
+    """`?cursor=<event id>` (as SSE's Last-Event-ID gives it) resumes after that event; an
+    unknown event id is 422."""
+    creator = await factory.user("creator")
+    e1 = await emit(factory.maker, "task_order.created", [creator.id])
+    e2 = await emit(factory.maker, "task_order.accepted", [creator.id])
+    r = await client.get("/v1/events", headers=creator.headers, params={"cursor": e1})
+    assert [e["id"] for e in r.json()["items"]] == [e2]
+    r = await client.get("/v1/events", headers=creator.headers, params={"cursor": new_id("evt")})
+    assert r.status_code == 422 and r.json()["code"] == "validation_failed"

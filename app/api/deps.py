@@ -26,6 +26,12 @@ async def get_actor(token: Annotated[str | None, Depends(oauth2)]) -> Actor:
     return _actor(token)
 
 
+def actor_of_token(token: str | None) -> Actor:
+    """The caller a bearer token names (401 without a valid one): for routes outside the
+    dependency system's usual path (the event stream)."""
+    return _actor(token)
+
+
 def _actor(token: str | None) -> Actor:
     if not token:
         raise Unauthenticated("send 'Authorization: Bearer <token>' (POST /v1/auth/token)")

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, Header, Query, Request, status
+from fastapi.responses import StreamingResponse
 
-from app.api.deps import CurrentActor, Operator, Page, Session
+from app.api.deps import CurrentActor, Operator, Page, Session, actor_of_token, oauth2
 from app.api.routing import TxRoute
+from app.core.config import get_settings
+from app.core.errors import ValidationFailed
 from app.domain import events, webhooks
-from app.domain.events import EventPageOut, NotificationOut, SmsOut
+from app.domain.events import EventPageOut, NotificationOut, Position, SmsOut, StreamTicketOut
 from app.domain.schemas import PageOut
 from app.domain.webhooks import DeliveryOut, WebhookCreate, WebhookOut
 
 router = APIRouter(route_class=TxRoute)
+# The stream holds no transaction (nor a connection) while it is open: each look for new events
+# takes a session of its own; so it is served outside TxRoute.
+stream_router = APIRouter()
 
 
 @router.get("/v1/events", response_model=EventPageOut, tags=["events"], name="list_events")
@@ -22,6 +31,77 @@ async def list_events(session: Session, actor: CurrentActor, page: Page):
     answer carries `next_cursor`, also the last page's: polling with it yields exactly the
     later events; `has_more` says whether more are ready now."""
     return await events.list_events(session, actor, limit=page.limit, cursor=page.cursor)
+
+
+@router.post("/v1/events/stream-tickets", response_model=StreamTicketOut, tags=["events"], name="create_stream_ticket")
+async def create_stream_ticket(session: Session, actor: CurrentActor):
+    """A single-use ticket (60 s) for `GET /v1/events/stream?ticket=…`: browsers' `EventSource`
+    cannot send an `Authorization` header."""
+    return await events.issue_stream_ticket(session, actor)
+
+
+_STREAM_QUERY = frozenset({"after", "ticket"})
+
+
+@stream_router.get(
+    "/v1/events/stream",
+    tags=["events"],
+    name="stream_events",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "Server-Sent Events: `id: <event id>`, `event: <type>`, `data: <the event JSON>` "
+            "(EventOut); a comment line at least every 15 s",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def stream_events(
+    request: Request,
+    token: Annotated[str | None, Depends(oauth2)],
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=200)] = None,
+    after: Annotated[str | None, Query(max_length=200, description="resume after this event id (as Last-Event-ID)")] = None,
+    ticket: Annotated[str | None, Query(max_length=200, description="a stream ticket instead of a bearer token")] = None,
+) -> StreamingResponse:
+    """The caller's events as they commit, the same as `GET /v1/events` (every event for an
+    operator): it resumes after `Last-Event-ID` (or `?after=<event id>`) with none lost or
+    repeated, else starts with the events from now on; any replica serves it. Authenticated by
+    a bearer token or by `?ticket=` (POST /v1/events/stream-tickets)."""
+    unknown = sorted(set(request.query_params) - _STREAM_QUERY)
+    if unknown:
+        raise ValidationFailed(f"unknown query parameter: {', '.join(unknown)}", loc=["query", unknown[0]])
+    maker = request.app.state.sessionmaker
+    async with maker() as session:
+        actor = await events.redeem_stream_ticket(session, ticket) if ticket and not token else actor_of_token(token)
+        position = await events.stream_start(session, last_event_id=last_event_id, after=after)
+        await session.commit()
+    return StreamingResponse(
+        _sse(request, actor, position),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _sse(request: Request, actor, position: Position) -> AsyncIterator[bytes]:
+    settings = get_settings()
+    maker = request.app.state.sessionmaker
+    yield b"retry: 2000\n: stream open\n\n"
+    quiet_since = time.monotonic()
+    while not await request.is_disconnected():
+        async with maker() as session:
+            batch = await events.stream_batch(session, actor, position)
+            await session.rollback()
+        for event, reached in batch:
+            yield f"id: {event.id}\nevent: {event.type}\ndata: {event.model_dump_json()}\n\n".encode()
+            position = reached  # sent: a resumption starts after it
+        if batch:
+            quiet_since = time.monotonic()
+            if len(batch) == 100:
+                continue  # more are ready
+        elif time.monotonic() - quiet_since >= settings.event_stream_keepalive_seconds:
+            yield b": keep-alive\n\n"
+            quiet_since = time.monotonic()
+        await asyncio.sleep(settings.event_stream_poll_seconds)
 
 
 @router.post(

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     db_pool_warm: int = Field(default=32, ge=0, le=500)
     # Net allocations between young-generation garbage collections in the server (CPython: 700).
     gc_young_threshold: int = Field(default=50_000, ge=100, le=10_000_000)
+    # The event stream (GET /v1/events/stream): how often a connection looks for new events, and
+    # the longest silence before a comment line keeps proxies from closing it.
+    event_stream_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    event_stream_keepalive_seconds: float = Field(default=15.0, gt=0, le=15)
     log_level: str = "INFO"
     log_json: bool = True
 

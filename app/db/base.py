@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Integer, MetaData, String, Table, TypeDecorator, event, inspect
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, Session, declared_attr, mapped_column
+from sqlalchemy.sql.functions import FunctionElement
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -31,6 +34,24 @@ def new_id(prefix: str) -> str:
     first without another index."""
     value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
     return prefix + "_" + "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
+
+
+class current_transaction(FunctionElement[int]):
+    """The writing transaction's id as a bigint, for a column default: PostgreSQL's
+    `pg_current_xact_id()`; 0 on SQLite, whose writers are serialised (see `Event.tx`)."""
+
+    type = BigInteger()
+    inherit_cache = True
+
+
+@compiles(current_transaction, "postgresql")
+def _current_transaction_pg(element: current_transaction, compiler: Any, **kw: Any) -> str:
+    return "(pg_current_xact_id()::text::bigint)"
+
+
+@compiles(current_transaction)
+def _current_transaction_other(element: current_transaction, compiler: Any, **kw: Any) -> str:
+    return "0"
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+import secrets
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.errors import NotFound
-from app.db.pagination import encode_cursor
+from app.core.clock import real_now
+from app.core.errors import NotFound, Unauthenticated
 from app.db.repositories import events as events_repo
 from app.db.repositories import notifications as notifications_repo
 from app.domain.schemas import Out, PageOut
@@ -54,22 +56,70 @@ class EventPageOut(Out):
     has_more: bool = Field(description="whether more events are ready now after this page")
 
 
-# The position before every event: the cursor of an empty first page (ids sort by time).
-_BEFORE_EVERY_EVENT = encode_cursor("evt_" + "0" * 26)
-
-
 async def list_events(session: AsyncSession, actor: Actor, *, limit: int, cursor: str | None) -> EventPageOut:
-    """Events that concern the caller (every event for an operator), oldest first. The feed
-    never dead-ends: `next_cursor` is always a position to resume from."""
+    """Events that concern the caller (every event for an operator), in commit order. The
+    feed never dead-ends: `next_cursor` is always a position to resume from, and an event that
+    commits later than another is always found after it (app/db/repositories/events.py)."""
     page = await events_repo.events_page(session, actor.role, actor.id, limit=limit, cursor=cursor)
     items = [EventOut.model_validate(e) for e in page.items]
     if page.next_cursor is not None:
         position = page.next_cursor
-    elif items:
-        position = encode_cursor(items[-1].id)
+    elif page.items:
+        position = page.items[-1].position
     else:  # nothing after the given position yet: it stays the position
-        position = cursor or _BEFORE_EVERY_EVENT
+        position = cursor or events_repo.encode_position(*events_repo.START)
     return EventPageOut(items=items, next_cursor=position, has_more=page.next_cursor is not None)
+
+
+# -- the stream (GET /v1/events/stream) --------------------------------------------------------
+STREAM_TICKET_SECONDS = 60
+Position = tuple[int, Any]
+
+
+class StreamTicketOut(Out):
+    ticket: str = Field(description="pass as `GET /v1/events/stream?ticket=…`: once, within `expires_in` seconds")
+    expires_in: int = Field(description="seconds until the ticket expires", examples=[STREAM_TICKET_SECONDS])
+
+
+def _digest(ticket: str) -> str:
+    return hashlib.sha256(ticket.encode()).hexdigest()
+
+
+async def issue_stream_ticket(session: AsyncSession, actor: Actor) -> StreamTicketOut:
+    """A single-use ticket opening the caller's stream without a header (browsers' EventSource
+    cannot send one). Only its digest is kept; tickets expired for an hour are purged."""
+    ticket = secrets.token_urlsafe(32)
+    now = real_now()
+    await events_repo.purge_tickets(session, now - timedelta(hours=1))
+    await events_repo.add_ticket(session, _digest(ticket), actor.id, actor.role, now + timedelta(seconds=STREAM_TICKET_SECONDS))
+    return StreamTicketOut(ticket=ticket, expires_in=STREAM_TICKET_SECONDS)
+
+
+async def redeem_stream_ticket(session: AsyncSession, ticket: str) -> Actor:
+    """The ticket's owner; the ticket is used up (401 for an unknown, used or expired one)."""
+    found = await events_repo.use_ticket(session, _digest(ticket), real_now())
+    if found is None:
+        raise Unauthenticated("the stream ticket is unknown, used or expired (POST /v1/events/stream-tickets)")
+    return Actor(*found)
+
+
+async def stream_start(session: AsyncSession, *, last_event_id: str | None, after: str | None) -> Position:
+    """Where a stream starts: after `Last-Event-ID` (or `?after=`, an event id), else after
+    every event readable now (the stream then carries what commits from now on)."""
+    if last_event_id:
+        return await events_repo.decode_position(session, last_event_id, loc=["header", "Last-Event-ID"])
+    if after:
+        return await events_repo.decode_position(session, after, loc=["query", "after"])
+    return await events_repo.latest_position(session)
+
+
+async def stream_batch(
+    session: AsyncSession, actor: Actor, position: Position, limit: int = 100
+) -> list[tuple[EventOut, Position]]:
+    """The next events for the caller after `position`, in commit order, each with its own
+    position (where the stream stands once it is sent)."""
+    rows = await events_repo.events_after(session, actor.role, actor.id, limit=limit, after=position)
+    return [(EventOut.model_validate(e), (e.tx, e.key)) for e in rows]
 
 
 async def list_notifications(

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base, UTCDateTime, id_column
+from app.db.base import Base, UTCDateTime, current_transaction, id_column
 
 
 class TransitionRecord(Base):
@@ -32,11 +32,20 @@ class Event(Base):
     """The outbox: written in the transaction of the change it describes."""
 
     __tablename__ = "events"
+    __table_args__ = (Index("ix_events_position", "tx", "id"),)
 
     id: Mapped[str] = id_column("evt")
     type: Mapped[str] = mapped_column(String(80), index=True)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The order readers follow (the feed, the stream, the webhook fan-out) is the commit order,
+    # never the ids' alone (an id is drawn before its transaction commits, so a later reader
+    # could find it behind a position it has passed). On PostgreSQL `tx` is the writing
+    # transaction's id: a reader takes only events whose transaction has ended (`tx` below its
+    # snapshot's xmin) in (tx, id) order, so whatever commits later sorts after. On SQLite,
+    # whose writers are serialised, `tx` is 0 and the position is the rowid, given in insert
+    # and so commit order (app/db/repositories/events.py).
+    tx: Mapped[int] = mapped_column(BigInteger, server_default=current_transaction())
 
 
 class EventRecipient(Base):
@@ -116,3 +125,17 @@ class SmsMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class StreamTicket(Base):
+    """A single-use ticket for `GET /v1/events/stream?ticket=…` (browsers' EventSource sends no
+    headers): its SHA-256, whose it is, until when. Kept in the database so every replica honours
+    it, used up by a conditional UPDATE so it opens one stream only."""
+
+    __tablename__ = "stream_tickets"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the ticket
+    account_id: Mapped[str] = mapped_column(String(40))
+    role: Mapped[str] = mapped_column(String(20))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
