@@ -176,3 +176,27 @@ async def test_every_event_written_is_in_the_catalogue(client, factory: Factory)
     types = {e["type"] for e in events}
     assert {"task_order.created", "task_order.reminded", "task_order.accepted", "task_order.cancelled"} <= types
     assert types <= set(EVENT_TYPES)
+
+
+async def test_if_match_on_a_patch_of_a_versioned_entity(client, factory: Factory):
+    """If-Match on a PATCH (client-contract.md): a creator binding's commission set from a stale
+    screen is 412 with the binding now, and nothing changes; with the current version it applies."""
+    from tests.test_live_bases import invite_creator
+
+    agency = await factory.user("agency")
+    creator = await factory.user("creator")
+    invited = await invite_creator(client, agency, creator)
+    url = f"/v1/creator-bindings/{invited['id']}"
+    accepted = (await client.post(f"{url}/accept", headers=creator.headers)).json()
+    assert accepted["version"] == invited["version"] + 1
+    stale = await client.patch(
+        url, headers={**agency.headers, "If-Match": f'"{invited["version"]}"'}, json={"commission_bp": 1500}
+    )
+    assert stale.status_code == 412 and stale.json()["code"] == "precondition_failed"
+    assert stale.json()["version"] == accepted["version"] and stale.json()["state"] == "active"
+    assert (await client.get(url, headers=agency.headers)).json()["commission_bp"] == invited["commission_bp"]
+    fresh = await client.patch(
+        url, headers={**agency.headers, "If-Match": f'"{accepted["version"]}"'}, json={"commission_bp": 1500}
+    )
+    assert fresh.status_code == 200 and fresh.json()["commission_bp"] == 1500
+    assert fresh.headers["etag"] == f'"{accepted["version"] + 1}"'

@@ -231,6 +231,17 @@ class Workflow:
     def roles_of(self, action: str) -> frozenset[str]:
         return self._roles.get(action, frozenset())
 
+    def expect_version(self, row: Any, actor: Actor, now: datetime, extra: dict[str, Any] | None = None) -> None:
+        """412 `precondition_failed` when the request's `If-Match` names another version of
+        `row` than it has: the caller's own change of the entity its screen showed (an action,
+        or a PATCH/PUT of it). Timers fired first by the system move the version, so a screen
+        from before them is stale. Checked once per request (the first change of that entity)."""
+        expected = EXPECTED_VERSION.get()
+        if expected is not None and actor.role != SYSTEM_ROLE and row.id in expected[1]:
+            EXPECTED_VERSION.set(None)
+            if row.version != expected[0]:
+                raise PreconditionFailed(expected[0], row.version, row.state, self.allowed_actions(row, actor, now, extra))
+
     # -- firing ----------------------------------------------------------------------------
     async def create(
         self,
@@ -278,13 +289,7 @@ class Workflow:
         the same UPDATE as the new state (one statement, one version step), only if it moves;
         `also` are rows of other tables written with the event (`insert_together`)."""
         now = now or await clock.now(session)
-        expected = EXPECTED_VERSION.get()
-        if expected is not None and actor.role != SYSTEM_ROLE and row.id in expected[1]:
-            # the caller's own action on the entity its screen showed (timers fired first by the
-            # system move the version, so a screen from before them is stale); checked once
-            EXPECTED_VERSION.set(None)
-            if row.version != expected[0]:
-                raise PreconditionFailed(expected[0], row.version, row.state, self.allowed_actions(row, actor, now))
+        self.expect_version(row, actor, now, extra)
         if self.record is not None and isinstance(row, self.record):
             return await self._fire_record(
                 session, self.record, row, action, actor, now, reason, extra, event_data, changes or {}, also

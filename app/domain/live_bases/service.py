@@ -305,6 +305,7 @@ async def patch_creator_binding(
     row, now = await _visible_binding(session, actor, _CREATOR, binding_id)
     if row.agency_id != actor.id:
         raise NotFound("no such creator binding")
+    CREATOR_BINDING.expect_version(row, actor, now)  # If-Match on the PATCH
     updated = await repo.set_commission(session, row.id, row.version, body.commission_bp) if row.state == "active" else None
     if updated is None:
         current = await repo.binding(session, CREATOR_BINDING.table, CreatorBindingRecord, binding_id)
