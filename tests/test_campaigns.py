@@ -589,9 +589,15 @@ async def test_stock_plan_seed_example_and_export(client, factory: Factory):
     assert (await client.get(url, headers=other.headers)).json()["items"] == []
     assert (await client.get(url, headers=a.headers)).status_code == 403
 
+    # the plan hands out signed download links: they work with no bearer token, for this merchant
+    for fmt in ("csv", "xlsx"):
+        download = await client.get(plan["download_urls"][fmt])
+        assert download.status_code == 200, download.text
+    signed_csv = (await client.get(plan["download_urls"]["csv"])).content
     # export: CSV with BOM
     r = await client.get(url + "/export", headers=merchant.headers, params={"format": "csv"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert r.content == signed_csv
     assert r.content.startswith("\ufeff".encode())
     rows = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
     assert rows[0] == [

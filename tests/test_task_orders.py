@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 
+import httpx
 from sqlalchemy import select
 
 from app.db.models.platform import Notification, SmsMessage
@@ -217,7 +218,13 @@ async def test_live_flow_auto_approves_after_7_days(client, factory: Factory):
     seen = await order(client, merchant, created["id"])
     assert seen["state"] == "live" and seen["sub_status"] == "live"
     assert seen["watch"]["room_url"] == "https://live.example/room/1"
-    assert seen["watch"]["qr_svg_url"].endswith(f"/v1/live-sessions/{session['id']}/qr.svg")
+    link = httpx.URL(seen["watch"]["qr_svg_url"])
+    assert link.path == f"/v1/live-sessions/{session['id']}/qr.svg" and link.host == "test"  # the request's host
+    # a signed link: it works in an <img>, with no bearer token; changed, it is 403
+    picture = await client.get(seen["watch"]["qr_svg_url"])
+    assert picture.status_code == 200 and picture.headers["content-type"].startswith("image/svg+xml")
+    tampered = link.copy_set_param("u", creator.id)
+    assert (await client.get(str(tampered))).status_code == 403
     # sales in the session: GMV counts the order's products, paid minus refunded
     other_product = (
         await client.post("/v1/products", headers=merchant.headers, json={"title": "不在任务里", "price_fen": 1, "inventory": 1})

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, status
 from fastapi.responses import Response
 
-from app.api.deps import Operator, Page, Session, roles
+from app.api.deps import Operator, Page, Session, link_or_roles, roles
 from app.api.routing import TxRoute
 from app.domain import campaigns as svc
 from app.domain.campaigns import (
@@ -208,9 +208,13 @@ async def stock_plan(campaign_id: str, session: Session, actor: Merchant):
     },
 )
 async def export_stock_plan(
-    campaign_id: str, session: Session, actor: Merchant, format: Annotated[Literal["csv", "xlsx"], Query()] = "csv"
+    campaign_id: str,
+    session: Session,
+    actor: Annotated[Actor, Depends(link_or_roles("merchant"))],
+    format: Annotated[Literal["csv", "xlsx"], Query()] = "csv",
 ) -> Response:
-    """下载带货单: CSV (UTF-8 with BOM) or XLSX, a row per product and creator."""
+    """下载带货单: CSV (UTF-8 with BOM) or XLSX, a row per product and creator: with a bearer
+    token, or as a signed link of the stock plan's `download_urls` (works in an `<a>`)."""
     download = await svc.stock_plan_download(session, actor, campaign_id, format)
     return Response(
         content=download.content,

@@ -9,6 +9,7 @@ from fastapi import Depends, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core import links
 from app.core.errors import Forbidden, Unauthenticated
 from app.core.security import decode_token
 from app.state.core import Actor
@@ -47,6 +48,31 @@ def roles(*allowed: str) -> Callable[..., Awaitable[Actor]]:
     async def check(token: Annotated[str | None, Depends(oauth2)]) -> Actor:
         actor = _actor(token)  # not a sub-dependency: one level less for FastAPI to solve per request
         if actor.role not in allowed:
+            raise Forbidden(f"this operation is for: {', '.join(allowed)}")
+        return actor
+
+    return check
+
+
+def link_or_roles(*allowed: str) -> Callable[..., Awaitable[Actor]]:
+    """For what the service hands out as links (pictures, downloads): a signed link's own
+    caller (`?u=&r=&exp=&sig=`, app/core/links.py; 403 when tampered with or expired), or else
+    the bearer token's. With `allowed`, only callers of those roles (403 for the others)."""
+
+    async def check(
+        request: Request,
+        token: Annotated[str | None, Depends(oauth2)],
+        u: Annotated[str | None, Query(max_length=40, description="signed link: for whom")] = None,
+        r: Annotated[str | None, Query(max_length=20, description="signed link: the role")] = None,
+        exp: Annotated[int | None, Query(description="signed link: expiry (Unix seconds)")] = None,
+        sig: Annotated[str | None, Query(max_length=100, description="signed link: its signature")] = None,
+    ) -> Actor:
+        if sig is not None or u is not None or exp is not None or r is not None:
+            account_id, role = links.verify(request.url.path, request.query_params.multi_items())
+            actor = Actor(account_id, role)
+        else:
+            actor = _actor(token)
+        if allowed and actor.role not in allowed:
             raise Forbidden(f"this operation is for: {', '.join(allowed)}")
         return actor
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, status
 from fastapi.responses import Response
 
-from app.api.deps import CurrentActor, Page, Session, roles
+from app.api.deps import CurrentActor, Page, Session, link_or_roles, roles
 from app.api.routing import TxRoute
 from app.domain import live_bases as lb
 from app.domain.ingest import AwareDatetime
@@ -84,8 +84,11 @@ async def get_check_in_code(base_id: str, session: Session, actor: Agency):
     name="get_check_in_code_svg",
     responses={200: {"content": {"image/svg+xml": {}}, "description": "the QR code picture"}},
 )
-async def get_check_in_code_svg(base_id: str, session: Session, actor: Agency) -> Response:
-    """The QR code (SVG) of a fresh check-in code's URL, to print or show at the base."""
+async def get_check_in_code_svg(
+    base_id: str, session: Session, actor: Annotated[Actor, Depends(link_or_roles("agency"))]
+) -> Response:
+    """The QR code (SVG) of a fresh check-in code's URL, to print or show at the base: with a
+    bearer token, or as the signed link `svg_url` of the check-in code (works in an `<img>`)."""
     picture = await lb.check_in_qr(session, actor, base_id)
     return Response(
         picture.svg,

@@ -4,23 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.api.deps import CurrentActor, Operator, Session
+from app.api.deps import CurrentActor, Operator, Session, link_or_roles
 from app.api.routing import TxRoute
 from app.db.repositories import platform as platform_repo
 from app.domain import platform as svc
 from app.domain.platform import AdvanceIn, AdvanceOut, BusinessClockOut, ClockOut, MachineInfo
+from app.state.core import Actor
 
 router = APIRouter(route_class=TxRoute)
 
 
 @router.get("/v1/state-machines", response_model=list[MachineInfo], tags=["state machines"], name="list_state_machines")
-async def list_state_machines(_: CurrentActor) -> list[MachineInfo]:
-    """Every workflow machine with its states and transitions, and which roles may fire each."""
-    return svc.machines()
+async def list_state_machines(actor: CurrentActor) -> list[MachineInfo]:
+    """Every workflow machine with its states and transitions, and which roles may fire each,
+    and a signed link to its picture."""
+    return svc.machines(actor)
 
 
 @router.get(
@@ -31,7 +33,9 @@ async def list_state_machines(_: CurrentActor) -> list[MachineInfo]:
     responses={200: {"content": {"text/plain": {}, "image/svg+xml": {}}}},
 )
 async def state_machine_diagram(
-    name: str, _: CurrentActor, format: Annotated[Literal["mermaid", "svg"], Query()] = "mermaid"
+    name: str,
+    _: Annotated[Actor, Depends(link_or_roles())],
+    format: Annotated[Literal["mermaid", "svg"], Query()] = "mermaid",
 ) -> Response:
     """The Mermaid source of a machine (`text/plain`), or `?format=svg` a picture."""
     diagram, media_type = svc.machine_diagram(name, format)

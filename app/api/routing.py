@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.routing import Match
 from starlette.types import Scope
 
+from app.core import links
 from app.core.clock import real_now
 from app.core.errors import Conflict, DomainError, ValidationFailed
 from app.core.security import decode_token
@@ -172,6 +173,7 @@ class TxRoute(APIRoute):
                         f"unknown query parameter{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
                         loc=["query", unknown[0]],
                     )
+            links.REQUEST.set(request.scope)  # the base of the links its answer hands out
             expected = _if_match(request) if request.method != "GET" else None
             token = EXPECTED_VERSION.set((expected, request.url.path)) if expected is not None else None
             try:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
-from app.api.deps import CurrentActor, Operator, Page, Session, roles
+from app.api.deps import CurrentActor, Operator, Page, Session, link_or_roles, roles
 from app.api.routing import TxRoute, one_write
 from app.domain import accounts
 from app.domain import task_orders as svc
@@ -201,6 +201,7 @@ async def list_targeted_plans(session: Session, actor: CurrentActor, page: Page)
     response_class=Response,
     responses={200: {"content": {"image/svg+xml": {}}}},
 )
-async def live_session_qr(live_session_id: str, session: Session, actor: CurrentActor) -> Response:
-    """The QR code (SVG) of a live session's room URL, for 观看直播."""
+async def live_session_qr(live_session_id: str, session: Session, actor: Annotated[Actor, Depends(link_or_roles())]) -> Response:
+    """The QR code (SVG) of a live session's room URL, for 观看直播: with a bearer token, or as
+    the signed link `watch.qr_svg_url` of a task order (works in an `<img>`)."""
     return Response(await svc.live_session_qr(session, actor, live_session_id), media_type="image/svg+xml")

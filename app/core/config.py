@@ -54,17 +54,21 @@ class Settings(BaseSettings):
     pool_min_experience_score: float = 4.0
     checkin_code_ttl_seconds: int = 1800
     cooperation_days: int = 30
-    # Public base URL used in links the service hands out (QR codes, check-in URLs).
-    public_base_url: str = "http://127.0.0.1:8000"
+    # Base of the links the service hands out (QR pictures, check-in URLs, diagrams, downloads):
+    # unset, each link takes the scheme and host of the request it is made in, honouring
+    # X-Forwarded-Proto/-Host from LC_TRUSTED_PROXIES (comma list of addresses or networks).
+    public_base_url: str | None = None
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
     # SMS gateway: empty → the recorder adapter.
     sms_gateway_url: str | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _split_origins(cls, values: dict) -> dict:
-        raw = values.get("cors_origins") if isinstance(values, dict) else None
-        if isinstance(raw, str):
-            values["cors_origins"] = [o.strip() for o in raw.split(",") if o.strip()]
+        for name in ("cors_origins", "trusted_proxies"):
+            raw = values.get(name) if isinstance(values, dict) else None
+            if isinstance(raw, str):
+                values[name] = [o.strip() for o in raw.split(",") if o.strip()]
         return values
 
     @model_validator(mode="after")

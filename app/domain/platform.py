@@ -9,10 +9,12 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.core import links
 from app.core.config import get_settings
 from app.core.errors import NotFound
 from app.domain.schemas import Strict
 from app.state import clock, diagrams
+from app.state.core import Actor
 from app.state.registry import WORKFLOWS
 from app.state.timers import sweep
 
@@ -32,6 +34,7 @@ class MachineInfo(BaseModel):
     states: list[str]
     final_states: list[str]
     transitions: list[TransitionInfo]
+    diagram_svg_url: str = Field(description="a signed link to the machine's picture, for an <img> (an hour)")
 
 
 class ClockOut(BaseModel):
@@ -52,7 +55,7 @@ class AdvanceOut(BaseModel):
     fired: int
 
 
-def machines() -> list[MachineInfo]:
+def machines(actor: Actor) -> list[MachineInfo]:
     return [
         MachineInfo(
             name=w.name,
@@ -66,6 +69,7 @@ def machines() -> list[MachineInfo]:
                 )
                 for r in w.rules
             ],
+            diagram_svg_url=links.signed(f"/v1/state-machines/{w.name}/diagram", actor.id, actor.role, params={"format": "svg"}),
         )
         for w in sorted(WORKFLOWS.values(), key=lambda w: w.name)
     ]

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core import links
 from app.db.repositories import campaigns as repo
 from app.domain.campaigns.schemas import (
     CampaignContactOut,
@@ -45,7 +46,9 @@ async def stock_plan(session: AsyncSession, actor: Actor, campaign_id: str) -> C
         )
         for t in await repo.plan_totals(session, campaign.id, actor.id)
     ]
-    return CampaignStockPlanOut(campaign_id=campaign.id, items=items)
+    path = f"/v1/campaigns/{campaign.id}/stock-plan/export"
+    downloads = {f: links.signed(path, actor.id, actor.role, params={"format": f}) for f in ("csv", "xlsx")}
+    return CampaignStockPlanOut(campaign_id=campaign.id, items=items, download_urls=downloads)
 
 
 async def stock_plan_download(session: AsyncSession, actor: Actor, campaign_id: str, format: Literal["csv", "xlsx"]) -> Download:

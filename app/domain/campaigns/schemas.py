@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 
@@ -148,6 +148,9 @@ class CampaignStockPlanRow(BaseModel):
 class CampaignStockPlanOut(BaseModel):
     campaign_id: str
     items: list[CampaignStockPlanRow]
+    download_urls: dict[Literal["csv", "xlsx"], str] = Field(
+        description="signed links to the list as a file (下载带货单), for an <a> with no bearer token (an hour)"
+    )
 
 
 class CampaignCardIn(Strict):

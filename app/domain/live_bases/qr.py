@@ -12,6 +12,7 @@ import jwt
 import segno
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core import links
 from app.core.config import get_settings
 from app.core.errors import ValidationFailed
 from app.db.repositories import live_bases as repo
@@ -41,8 +42,9 @@ async def check_in_code(session: AsyncSession, actor: Actor, base_id: str) -> Ch
         settings.secret_key,
         algorithm="HS256",
     )
-    url = f"{settings.public_base_url.rstrip('/')}/check-in?token={quote(token)}"
-    return CheckInCodeOut(token=token, url=url, expires_at=expires_at)
+    url = f"{links.base_url()}/check-in?token={quote(token)}"
+    svg_url = links.signed(f"/v1/live-bases/{base.id}/check-in-code.svg", actor.id, actor.role)
+    return CheckInCodeOut(token=token, url=url, svg_url=svg_url, expires_at=expires_at)
 
 
 def qr_svg(url: str) -> bytes:

@@ -112,7 +112,8 @@ class PoolItemOut(BaseModel):
 
 class CheckInCodeOut(BaseModel):
     token: str
-    url: str
+    url: str = Field(description="the check-in page the QR code opens (its token in the query)")
+    svg_url: str = Field(description="a signed link to the QR picture, for an <img> (no bearer token; an hour)")
     expires_at: datetime
 
 

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.config import get_settings
+from app.core import links
 from app.core.errors import NotFound
 from app.db.repositories import task_orders as repo
 from app.db.repositories.task_orders import (
@@ -31,8 +31,9 @@ REF = "task_order"
 BOOKING_HORIZON = timedelta(days=365)
 
 
-def qr_svg_url(live_session_id: str) -> str:
-    return f"{get_settings().public_base_url.rstrip('/')}/v1/live-sessions/{live_session_id}/qr.svg"
+def qr_svg_url(live_session_id: str, actor: Actor) -> str:
+    """The session's QR picture as a signed link: it works in an `<img>` (no bearer token)."""
+    return links.signed(f"/v1/live-sessions/{live_session_id}/qr.svg", actor.id, actor.role)
 
 
 def _products_out(parts: OrderParts) -> list[OrderProductOut]:
@@ -112,7 +113,7 @@ async def _detail(session: AsyncSession, row: TaskOrderRecord, parts: OrderParts
     )
     if sessions:
         latest = sessions[-1]
-        out.watch = WatchOut(room_url=latest.room_url, qr_svg_url=qr_svg_url(latest.id))
+        out.watch = WatchOut(room_url=latest.room_url, qr_svg_url=qr_svg_url(latest.id, actor))
     return out
 
 
