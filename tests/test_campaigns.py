@@ -674,6 +674,11 @@ async def test_find_creators_cards_and_gmv(client, factory: Factory):
         },
     )
     assert r.status_code == 200 and r.json()["contact"]["wechat"] == "star_wx"
+    # read-modify-write: the card it answered goes back as it is (the server's fields ignored)
+    again = await client.put(f"/v1/campaigns/{campaign['id']}/my-card", headers=star.headers, json=r.json())
+    assert again.status_code == 200 and again.json()["cooperation_note"] == "只带数码", again.text
+    bad = await client.put(f"/v1/campaigns/{campaign['id']}/my-card", headers=star.headers, json={**r.json(), "extra": 1})
+    assert bad.status_code == 422  # only the fields the server owns are ignored
     r = await client.put(f"/v1/campaigns/{campaign['id']}/my-card", headers=outsider.headers, json={})
     assert r.status_code == 403 and r.json()["code"] == "not_eligible"
     items = (await client.get(url, headers=merchant.headers)).json()["items"]

@@ -200,3 +200,30 @@ async def test_if_match_on_a_patch_of_a_versioned_entity(client, factory: Factor
     )
     assert fresh.status_code == 200 and fresh.json()["commission_bp"] == 1500
     assert fresh.headers["etag"] == f'"{accepted["version"] + 1}"'
+
+
+async def test_a_put_accepts_the_body_its_get_answered(client, factory: Factory):
+    """Read-modify-write (client-contract.md): the GET's answer, fields the server owns and all
+    (`effective_from`, `scheduled`, `campaign_id`), is a valid PUT body; other unknown fields stay 422."""
+    from tests.test_campaigns import make_campaign
+
+    op = await factory.operator()
+    policy = await client.get("/v1/admin/quota-policy", headers=op.headers)
+    assert policy.status_code == 200 and "effective_from" in policy.json()
+    body = policy.json()
+    body["fixed"] = {**body["fixed"], "agency_to_creator": body["fixed"]["agency_to_creator"] + 1}
+    put = await client.put("/v1/admin/quota-policy", headers=op.headers, json=body)
+    assert put.status_code == 200, put.text
+    assert put.json()["scheduled"]["fixed"]["agency_to_creator"] == body["fixed"]["agency_to_creator"]
+    assert (await client.put("/v1/admin/quota-policy", headers=op.headers, json={**body, "surprise": 1})).status_code == 422
+
+    r = await client.put("/v1/admin/holidays", headers=op.headers, json={"dates": ["2026-12-25"]})
+    assert r.status_code == 200 and r.json()["dates"] == ["2026-12-25"]  # (no GET: its own answer)
+    assert (await client.put("/v1/admin/holidays", headers=op.headers, json=r.json())).status_code == 200
+
+    campaign = await make_campaign(client, factory)
+    creator = await factory.user("creator")
+    url = f"/v1/campaigns/{campaign['id']}/eligible-creators"
+    listed = (await client.get(url, headers=op.headers)).json()
+    r = await client.put(url, headers=op.headers, json={**listed, "creator_ids": [*listed["creator_ids"], creator.id]})
+    assert r.status_code == 200 and creator.id in r.json()["creator_ids"], r.text

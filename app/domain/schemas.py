@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 T = TypeVar("T")
 
@@ -32,6 +32,21 @@ def _has_nul(value: Any) -> bool:
     if isinstance(value, dict):
         return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
     return False
+
+
+class PutBody(Strict):
+    """A PUT's body: it accepts the answer its GET (or the PUT itself) gave, so read-modify-write
+    works (client-contract.md). The fields the server owns, named in `server_owned`, are
+    ignored; any other unknown field is still 422."""
+
+    server_owned: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ignore_server_owned(cls, data: Any) -> Any:
+        if isinstance(data, dict) and cls.server_owned:
+            return {k: v for k, v in data.items() if k not in cls.server_owned}
+        return data
 
 
 class Out(BaseModel):

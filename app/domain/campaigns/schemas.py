@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, Field
 
 from app.domain.accounts import Contact
-from app.domain.schemas import Strict
+from app.domain.schemas import PutBody, Strict
 from app.state.campaign import CAMPAIGN
 from app.state.campaign_signup import CAMPAIGN_SIGNUP
 
@@ -46,7 +46,8 @@ class CampaignOut(BaseModel):
     created_at: datetime
 
 
-class CampaignEligibleCreatorsIn(Strict):
+class CampaignEligibleCreatorsIn(PutBody):
+    server_owned = frozenset({"campaign_id"})
     creator_ids: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(max_length=10000)
 
 
@@ -153,7 +154,8 @@ class CampaignStockPlanOut(BaseModel):
     )
 
 
-class CampaignCardIn(Strict):
+class CampaignCardIn(PutBody):
+    server_owned = frozenset({"campaign_id", "creator_id", "updated_at"})
     contact: Contact | None = None
     intended_merchants: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=20)
     cooperation_note: Text2000 | None = None

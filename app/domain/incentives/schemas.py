@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from app.domain.incentives.months import MONTH_PATTERN
-from app.domain.schemas import Strict
+from app.domain.schemas import PutBody, Strict
 from app.state.incentive_statement import INCENTIVE_STATEMENT
 from app.state.provider_contract import PROVIDER_CONTRACT
 from app.state.redemption import REDEMPTION
@@ -164,7 +164,7 @@ class RedemptionOut(BaseModel):
     reject_reason: str | None
 
 
-class HolidaysIn(Strict):
+class HolidaysIn(PutBody):
     dates: list[date] = Field(max_length=1000)
 
     @field_validator("dates")

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from app.domain.schemas import Strict
+from app.domain.schemas import PutBody, Strict
 
 # ---------------------------------------------------------------------------------------------
 # Policy
@@ -44,7 +44,7 @@ def _ascending(tiers: list[Any], key: str, loc: str) -> None:
             raise ValueError(f"{loc} must be in strictly ascending order of {key}")
 
 
-class QuotaPolicyIn(Strict):
+class QuotaPolicyFields(BaseModel):
     """The weekly limits: merchant tiers by last week's GMV, creator tiers by level, and the
     fixed limits of agencies and group leaders. Tiers ascend; the first starts at 0."""
 
@@ -53,14 +53,20 @@ class QuotaPolicyIn(Strict):
     fixed: QuotaFixedLimits
 
     @model_validator(mode="after")
-    def _tiers_ascend(self) -> QuotaPolicyIn:
+    def _tiers_ascend(self) -> QuotaPolicyFields:
         _ascending(self.merchant_tiers, "min_last_week_gmv_fen", "merchant_tiers")
         _ascending(self.creator_tiers, "min_level", "creator_tiers")
         return self
 
 
-class ScheduledQuotaPolicyOut(QuotaPolicyIn):
-    model_config = {"extra": "ignore"}
+class QuotaPolicyIn(PutBody, QuotaPolicyFields):
+    """`PUT /v1/admin/quota-policy`: the limits; the GET's `effective_from` and `scheduled` may
+    come along (read-modify-write) and are ignored."""
+
+    server_owned = frozenset({"effective_from", "scheduled"})
+
+
+class ScheduledQuotaPolicyOut(QuotaPolicyFields):
     effective_from: datetime | None = Field(
         description="Monday 00:00 Asia/Shanghai from which it applies (null: the built-in defaults)"
     )
