@@ -118,3 +118,17 @@ async def test_a_cursor_may_be_an_event_id(client, factory: Factory):
     assert [e["id"] for e in r.json()["items"]] == [e2]
     r = await client.get("/v1/events", headers=creator.headers, params={"cursor": new_id("evt")})
     assert r.status_code == 422 and r.json()["code"] == "validation_failed"
+
+
+async def test_a_stream_started_on_an_empty_outbox_sees_the_first_event(factory: Factory):
+    """The position before every event compares below every real one on both databases (an
+    SQLite rowid is an integer: a text key would sort after every row)."""
+    from app.db.repositories import events as events_repo
+
+    creator = await factory.user("creator")
+    async with factory.maker() as session:
+        start = await events_repo.latest_position(session)
+    first = await emit(factory.maker, "task_order.created", [creator.id])
+    async with factory.maker() as session:
+        found = await events_repo.events_after(session, "creator", creator.id, limit=10, after=start)
+    assert [e.id for e in found] == [first]

@@ -24,16 +24,11 @@ async def get_session(request: Request) -> AsyncSession:
 
 
 async def get_actor(token: Annotated[str | None, Depends(oauth2)]) -> Actor:
-    return _actor(token)
+    return actor_of_token(token)
 
 
 def actor_of_token(token: str | None) -> Actor:
-    """The caller a bearer token names (401 without a valid one): for routes outside the
-    dependency system's usual path (the event stream)."""
-    return _actor(token)
-
-
-def _actor(token: str | None) -> Actor:
+    """The caller a bearer token names (401 without a valid one)."""
     if not token:
         raise Unauthenticated("send 'Authorization: Bearer <token>' (POST /v1/auth/token)")
     account_id, role = decode_token(token)
@@ -46,7 +41,7 @@ def roles(*allowed: str) -> Callable[..., Awaitable[Actor]]:
     """A dependency admitting only callers of the given roles (403 for the others)."""
 
     async def check(token: Annotated[str | None, Depends(oauth2)]) -> Actor:
-        actor = _actor(token)  # not a sub-dependency: one level less for FastAPI to solve per request
+        actor = actor_of_token(token)  # not a sub-dependency: one level less for FastAPI to solve per request
         if actor.role not in allowed:
             raise Forbidden(f"this operation is for: {', '.join(allowed)}")
         return actor
@@ -71,7 +66,7 @@ def link_or_roles(*allowed: str) -> Callable[..., Awaitable[Actor]]:
             account_id, role = links.verify(request.url.path, request.query_params.multi_items())
             actor = Actor(account_id, role)
         else:
-            actor = _actor(token)
+            actor = actor_of_token(token)
         if allowed and actor.role not in allowed:
             raise Forbidden(f"this operation is for: {', '.join(allowed)}")
         return actor

@@ -67,7 +67,7 @@ async def list_events(session: AsyncSession, actor: Actor, *, limit: int, cursor
     elif page.items:
         position = page.items[-1].position
     else:  # nothing after the given position yet: it stays the position
-        position = cursor or events_repo.encode_position(*events_repo.START)
+        position = cursor or events_repo.encode_position(*events_repo.start_position(session))
     return EventPageOut(items=items, next_cursor=position, has_more=page.next_cursor is not None)
 
 

@@ -111,8 +111,12 @@ _POSITION_OF = {
     dialect: select(events.c.tx, _key(dialect).label("key")).where(events.c.id == bindparam("id")) for dialect in DIALECTS
 }
 
-# the position before every event
-START: tuple[int, Any] = (0, "")
+# the position before every event (the key's type is the dialect's: an id, or a rowid)
+_START: dict[str, tuple[int, Any]] = {"postgresql": (0, ""), "sqlite": (0, 0)}
+
+
+def start_position(session: AsyncSession) -> tuple[int, Any]:
+    return _START[dialect_of(session).name]
 
 
 def encode_position(tx: int, key: Any) -> str:
@@ -129,14 +133,9 @@ async def decode_position(session: AsyncSession, cursor: str, *, loc: list[str |
         if found is None:
             raise ValidationFailed(f"no event {value}", loc=loc)
         return found
-    sqlite = dialect_of(session).name != "postgresql"
-    if (
-        isinstance(value, list)
-        and len(value) == 2
-        and type(value[0]) is int
-        and (value[1] == "" or (type(value[1]) is int if sqlite else isinstance(value[1], str)))
-    ):
-        return value[0], (value[1] or 0) if sqlite else value[1]
+    key_type = type(start_position(session)[1])
+    if isinstance(value, list) and len(value) == 2 and type(value[0]) is int and type(value[1]) is key_type:
+        return value[0], value[1]
     raise ValidationFailed("malformed cursor", loc=loc)
 
 
@@ -149,7 +148,7 @@ async def latest_position(session: AsyncSession) -> tuple[int, Any]:
     """The position after every event readable now: a stream started here yields what commits
     from now on."""
     row = (await run(session, _LATEST[dialect_of(session).name])).first()
-    return START if row is None else (row.tx, row.key)
+    return start_position(session) if row is None else (row.tx, row.key)
 
 
 async def events_after(
