@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -31,8 +32,54 @@ _STATUS_CODES = {
     422: "validation_failed",
     429: "rate_limited",
     500: "internal_error",
-    503: "unavailable",
+    503: "service_unavailable",
 }
+RETRY_AFTER_SECONDS = 5
+# SQLSTATEs of a database that is going away or cannot take the connection: connection
+# exceptions (class 08), admin/crash shutdown and "cannot connect now" (57P01-57P03), too many
+# connections (53300).
+_UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
+_UNAVAILABLE_TEXT = ("connection is closed", "connection was closed", "unable to open database file", "underlying connection is closed")
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether `error` (or what it was raised from) means the database cannot be reached now:
+    refused or dropped connections, a terminated backend, a server shutting down, a SQLite file
+    that cannot be opened, a pool with no connection to give. Such a request answers 503."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, DBAPIError) and isinstance(current.orig, BaseException):
+            pending.append(current.orig)
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, (OSError, PoolTimeout)):  # ConnectionRefusedError, socket.gaierror, timeouts
+            return True
+        state = str(getattr(current, "sqlstate", None) or getattr(current, "pgcode", None) or "")
+        if state.startswith(_UNAVAILABLE_STATES):
+            return True
+        name = type(current).__name__
+        if name in ("InterfaceError", "OperationalError", "ConnectionDoesNotExistError") or name.endswith("ConnectionError"):
+            text = str(current).lower()
+            if name == "ConnectionDoesNotExistError" or any(t in text for t in _UNAVAILABLE_TEXT) or "connect" in text:
+                return True
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return False
+
+
+def unavailable(detail: str = "the database cannot be reached; retry shortly") -> JSONResponse:
+    """503 `service_unavailable` with `Retry-After`."""
+    return problem(
+        503,
+        "service_unavailable",
+        detail,
+        title="Service unavailable",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 def problem(
@@ -87,6 +134,9 @@ def install(app: FastAPI) -> None:
         text = str(exc.orig).lower()
         if "deadlock" in text or "could not serialize" in text or "database is locked" in text:
             return problem(409, "conflict", "the change raced with another one; retry", headers={"Retry-After": "1"})
+        if database_unavailable(exc):
+            log.warning("database unavailable, answered 503: %s", type(exc.orig).__name__)
+            return unavailable()
         if str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "").startswith("22"):
             # SQLSTATE class 22, data exception: a value the database refuses (NUL in text, a
             # number out of range) came from the request
@@ -100,7 +150,34 @@ def install(app: FastAPI) -> None:
         log.exception("database error")
         return problem(500, "internal_error", "an internal error occurred")
 
+    async def _unreachable(_: Request, exc: Exception) -> JSONResponse:
+        """Errors raised before SQLAlchemy wraps them: a refused connect (OSError), a pool that
+        timed out, asyncpg's own connection errors."""
+        if database_unavailable(exc):
+            log.warning("database unavailable, answered 503: %s", type(exc).__name__)
+            return unavailable()
+        log.exception("unhandled error")
+        return problem(500, "internal_error", "an internal error occurred")
+
+    for error_type in _raw_connection_errors():
+        app.add_exception_handler(error_type, _unreachable)
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
         return problem(500, "internal_error", "an internal error occurred")
+
+
+def _raw_connection_errors() -> tuple[type[BaseException], ...]:
+    types: list[type[BaseException]] = [OSError, PoolTimeout]
+    try:
+        import asyncpg
+    except ImportError:  # pragma: no cover - SQLite-only installs
+        return tuple(types)
+    return (
+        *types,
+        asyncpg.exceptions.PostgresConnectionError,
+        asyncpg.exceptions.OperatorInterventionError,
+        asyncpg.exceptions.InterfaceError,
+        asyncpg.exceptions.TooManyConnectionsError,
+    )

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     # connection costs a backend, its authentication and asyncpg's type introspection, which
     # the first requests after a start or a deploy would otherwise wait for.
     db_pool_warm: int = Field(default=32, ge=0, le=500)
+    # A pooled PostgreSQL connection idle this long is pinged before reuse (app/db/session.py).
+    db_ping_idle_seconds: float = Field(default=10.0, ge=0, le=86400)
     # Net allocations between young-generation garbage collections in the server (CPython: 700).
     gc_young_threshold: int = Field(default=50_000, ge=100, le=10_000_000)
     # The event stream (GET /v1/events/stream): how often a connection looks for new events, and
