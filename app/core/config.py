@@ -63,11 +63,14 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
     # SMS gateway: empty → the recorder adapter.
     sms_gateway_url: str | None = None
+    # Webhook hosts let through without the public-address check (comma list of names or
+    # addresses, e.g. `127.0.0.1,localhost` for a receiver in development); empty everywhere by default.
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
     def _split_origins(cls, values: dict) -> dict:
-        for name in ("cors_origins", "trusted_proxies"):
+        for name in ("cors_origins", "trusted_proxies", "webhook_allowed_hosts"):
             raw = values.get(name) if isinstance(values, dict) else None
             if isinstance(raw, str):
                 values[name] = [o.strip() for o in raw.split(",") if o.strip()]
