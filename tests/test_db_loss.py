@@ -70,7 +70,9 @@ def test_connection_errors_are_recognised_and_others_are_not() -> None:
     assert database_unavailable(OperationalError("SELECT 1", {}, sqlite3.OperationalError("unable to open database file")))
     killed = asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command")
     assert database_unavailable(DBAPIError("SELECT 1", {}, killed))
-    assert database_unavailable(asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"))
+    assert database_unavailable(
+        asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+    )
     assert not database_unavailable(OperationalError("SELECT 1", {}, sqlite3.OperationalError("no such table: x")))
     assert not database_unavailable(ValueError("connection"))
 

@@ -17,7 +17,6 @@ from app.domain.webhooks import deliver_due
 from tests.conftest import Factory, postgres_only
 from tests.test_webhooks_support import Receiver, verify
 
-
 # the receivers of these tests listen on 127.0.0.1 (LC_WEBHOOK_ALLOWED_HOSTS)
 pytestmark = pytest.mark.usefixtures("loopback_receivers")
 SECRET = "whsec-test-0123456789"

@@ -9,7 +9,6 @@ from app.domain.webhooks import deliver_due
 from tests.conftest import Factory
 from tests.test_webhooks_support import Receiver
 
-
 # the receivers of these tests listen on 127.0.0.1 (LC_WEBHOOK_ALLOWED_HOSTS)
 pytestmark = pytest.mark.usefixtures("loopback_receivers")
 SECRET = "whsec-e2e-0123456789"

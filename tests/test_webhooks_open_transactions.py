@@ -13,7 +13,6 @@ from app.domain import webhooks
 from tests.conftest import postgres_only
 from tests.test_webhooks import deliveries, emit, later, subscribe
 
-
 # the receivers of these tests listen on 127.0.0.1 (LC_WEBHOOK_ALLOWED_HOSTS)
 pytestmark = pytest.mark.usefixtures("loopback_receivers")
 

@@ -39,7 +39,12 @@ RETRY_AFTER_SECONDS = 5
 # exceptions (class 08), admin/crash shutdown and "cannot connect now" (57P01-57P03), too many
 # connections (53300).
 _UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
-_UNAVAILABLE_TEXT = ("connection is closed", "connection was closed", "unable to open database file", "underlying connection is closed")
+_UNAVAILABLE_TEXT = (
+    "connection is closed",
+    "connection was closed",
+    "unable to open database file",
+    "underlying connection is closed",
+)
 
 
 def database_unavailable(error: BaseException) -> bool:
@@ -168,10 +173,10 @@ def install(app: FastAPI) -> None:
         return problem(500, "internal_error", "an internal error occurred")
 
 
-def _raw_connection_errors() -> tuple[type[BaseException], ...]:
-    types: list[type[BaseException]] = [OSError, PoolTimeout]
+def _raw_connection_errors() -> tuple[type[Exception], ...]:
+    types: list[type[Exception]] = [OSError, PoolTimeout]
     try:
-        import asyncpg
+        import asyncpg  # type: ignore[import-untyped]  # no stubs; only its exception classes are used
     except ImportError:  # pragma: no cover - SQLite-only installs
         return tuple(types)
     return (

@@ -162,24 +162,30 @@ async def rotate_secret(
 # The relay's bookkeeping of failing endpoints (in a transaction of its own, holding no delivery
 # lock: subscriptions are locked after deliveries nowhere else).
 _CLEAR_FAILING = per_dialect(
-    lambda d: update(subscriptions)
-    .where(in_list(subscriptions.c.id, "ids", d), subscriptions.c.failing_since.is_not(None))
-    .values(failing_since=None)
+    lambda d: (
+        update(subscriptions)
+        .where(in_list(subscriptions.c.id, "ids", d), subscriptions.c.failing_since.is_not(None))
+        .values(failing_since=None)
+    )
 )
 _MARK_FAILING = per_dialect(
-    lambda d: update(subscriptions)
-    .where(in_list(subscriptions.c.id, "ids", d), subscriptions.c.failing_since.is_(None))
-    .values(failing_since=bindparam("b_now", type_=subscriptions.c.failing_since.type))
+    lambda d: (
+        update(subscriptions)
+        .where(in_list(subscriptions.c.id, "ids", d), subscriptions.c.failing_since.is_(None))
+        .values(failing_since=bindparam("b_now", type_=subscriptions.c.failing_since.type))
+    )
 )
 _DISABLE_FAILING = per_dialect(
-    lambda d: update(subscriptions)
-    .where(
-        in_list(subscriptions.c.id, "ids", d),
-        subscriptions.c.active.is_(True),
-        subscriptions.c.failing_since <= bindparam("b_cutoff", type_=subscriptions.c.failing_since.type),
+    lambda d: (
+        update(subscriptions)
+        .where(
+            in_list(subscriptions.c.id, "ids", d),
+            subscriptions.c.active.is_(True),
+            subscriptions.c.failing_since <= bindparam("b_cutoff", type_=subscriptions.c.failing_since.type),
+        )
+        .values(active=False, disabled_reason="failing")
+        .returning(*subscriptions.c)
     )
-    .values(active=False, disabled_reason="failing")
-    .returning(*subscriptions.c)
 )
 
 
@@ -195,7 +201,9 @@ async def note_outcomes(
         return []
     ids = sorted(failed)
     await run(session, _MARK_FAILING[name], {"ids": ids, "b_now": now})
-    return [record_of(SubscriptionRecord, row) for row in await run(session, _DISABLE_FAILING[name], {"ids": ids, "b_cutoff": cutoff})]
+    return [
+        record_of(SubscriptionRecord, row) for row in await run(session, _DISABLE_FAILING[name], {"ids": ids, "b_cutoff": cutoff})
+    ]
 
 
 # --------------------------------------------------------------------------- deliveries and attempts

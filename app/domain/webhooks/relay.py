@@ -23,11 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core.clock import real_now
 from app.core.errors import WebhookUrlNotAllowed
 from app.db.base import id_for, new_id, table_of
+from app.db.bulk import insert_together
+from app.db.models.platform import Event, EventRecipient
 from app.db.models.webhooks import WebhookAttempt
 from app.db.repositories import webhooks as repo
 from app.db.repositories.events import EventRecord
-from app.db.bulk import insert_together
-from app.db.models.platform import Event, EventRecipient
 from app.domain.notifications import message_rows
 from app.domain.webhooks import targets
 from app.domain.webhooks.fanout import (

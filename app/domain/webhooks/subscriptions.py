@@ -13,8 +13,8 @@ from app.core.errors import NotFound
 from app.db.base import id_for, new_id
 from app.db.models.webhooks import WebhookSubscription
 from app.db.repositories import webhooks as repo
-from app.domain.schemas import PageOut
 from app.db.repositories.webhooks import SubscriptionRecord
+from app.domain.schemas import PageOut
 from app.domain.webhooks import targets
 from app.domain.webhooks.schemas import (
     AttemptOut,
@@ -26,7 +26,6 @@ from app.domain.webhooks.schemas import (
     WebhookUpdate,
 )
 from app.state.core import Actor
-
 
 ROTATION_OVERLAP = timedelta(hours=24)
 
