@@ -171,6 +171,10 @@ async def test_rebinding_after_registration_is_refused_at_delivery(client, facto
     [d] = await deliveries(client, creator, r.json()["id"])
     assert d["status"] == "pending" and d["last_error"] == "url_not_allowed" and d["last_status_code"] is None
     assert tried == []
+    del names["rebind.test"]  # the name does not resolve any more: a failed connection, generic
+    assert await deliver_due(factory.maker, now=later(5)) == 1
+    [d] = await deliveries(client, creator, r.json()["id"])
+    assert d["attempts"] == 2 and d["last_error"] == "connect_failed"
 
 
 async def test_delivery_goes_to_the_checked_address_with_the_host_name(client, factory: Factory, names, monkeypatch):

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, replace
@@ -33,6 +34,8 @@ from app.domain.webhooks import targets
 from app.domain.webhooks.fanout import (
     fan_out,
 )
+
+log = logging.getLogger("app.webhooks")
 
 # Retry schedule: attempt n (1-based) failing waits BACKOFF_BASE * 2^(n-1), capped.
 BACKOFF_BASE_SECONDS = 1.0
@@ -178,9 +181,9 @@ async def claim_due(
     return jobs
 
 
-async def _post(client: httpx.AsyncClient, job: _Job, target: targets.Target | None) -> _Outcome:
-    """POST the job to its checked target (None: the URL was refused now), at the address that
-    was checked; the outcome's error is one of the generic codes."""
+async def _post(client: httpx.AsyncClient, job: _Job, target: targets.Target | str) -> _Outcome:
+    """POST the job to its checked target, at the address that was checked (a string: the URL
+    was refused now, with this error); the outcome's error is one of the generic codes."""
     started = real_now()
     timestamp = int(started.timestamp())
     t0 = time.perf_counter()
@@ -194,8 +197,8 @@ async def _post(client: httpx.AsyncClient, job: _Job, target: targets.Target | N
         "LC-Attempt": str(job.number),
         "User-Agent": "LiveCollab-Webhooks/1",
     }
-    if target is None:
-        error = URL_NOT_ALLOWED
+    if isinstance(target, str):
+        error = target
     else:
         # each checked address in turn while connecting fails (a name with several addresses)
         routes = [target.pinned(address) for address in target.addresses] or [(target.url, {}, {})]
@@ -218,19 +221,22 @@ async def _post(client: httpx.AsyncClient, job: _Job, target: targets.Target | N
     return _Outcome(started, status_code, error, int((time.perf_counter() - t0) * 1000))
 
 
-async def _targets(jobs: list[_Job]) -> dict[str, targets.Target | None]:
+async def _targets(jobs: list[_Job]) -> dict[str, targets.Target | str]:
     """Each URL checked once for this run, again at delivery time: DNS may have changed since
-    the URL was registered (None: refused now)."""
+    the URL was registered. A URL refused now maps to the error its attempts record."""
     urls = list(dict.fromkeys(job.url for job in jobs))
     checked = await asyncio.gather(*(targets.check(url) for url in urls), return_exceptions=True)
-    found: dict[str, targets.Target | None] = {}
+    found: dict[str, targets.Target | str] = {}
     for url, result in zip(urls, checked, strict=True):
         if isinstance(result, targets.Target):
             found[url] = result
+        elif isinstance(result, targets.Unresolvable):
+            found[url] = CONNECT_FAILED
         elif isinstance(result, WebhookUrlNotAllowed):
-            found[url] = None
-        elif isinstance(result, BaseException):
-            raise result
+            found[url] = URL_NOT_ALLOWED
+        else:  # not expected: logged, and the attempt fails like any other
+            log.error("checking a webhook URL failed: %s", type(result).__name__)
+            found[url] = CONNECT_FAILED
     return found
 
 

@@ -60,6 +60,10 @@ class Target:
         return self.url.copy_with(host=address), {"Host": host}, extensions
 
 
+class Unresolvable(WebhookUrlNotAllowed):
+    """The URL's host name does not resolve (now)."""
+
+
 def refusal_of_address(address: IPAddress) -> str | None:
     """Why `address` may not receive webhooks (None: it is public)."""
     if isinstance(address, ipaddress.IPv6Address):
@@ -147,10 +151,10 @@ async def check(url: str) -> Target:
     port = parsed.port or _DEFAULT_PORTS[parsed.scheme]
     try:
         resolved = await asyncio.wait_for(RESOLVE(host, port), RESOLVE_TIMEOUT_SECONDS)
-    except (OSError, TimeoutError, UnicodeError) as error:
-        raise WebhookUrlNotAllowed(f"{host} does not resolve") from error
+    except Exception as error:  # noqa: BLE001 - gaierror, a timeout, a name IDNA cannot encode …
+        raise Unresolvable(f"{host} does not resolve") from error
     if not resolved:
-        raise WebhookUrlNotAllowed(f"{host} does not resolve")
+        raise Unresolvable(f"{host} does not resolve")
     addresses: list[str] = []
     for text in resolved:
         address = _literal(text.split("%", 1)[0])
