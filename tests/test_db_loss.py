@@ -164,3 +164,32 @@ async def test_idle_connections_are_pinged_before_reuse(service) -> None:
     assert (await client.get("/v1/webhooks", headers=headers)).status_code == 200
     assert await _terminate_service_connections() >= 1
     assert (await client.get("/v1/webhooks", headers=headers)).status_code == 200
+
+
+async def test_background_jobs_log_an_outage_in_one_line(caplog) -> None:
+    """A periodic job that cannot reach the database logs a warning per run (no traceback) and
+    tries again; other failures keep their traceback."""
+    import logging
+
+    from app import workers
+
+    runs: list[str] = []
+
+    async def outage(_maker) -> int:
+        runs.append("outage")
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    async def broken(_maker) -> int:
+        runs.append("broken")
+        raise ValueError("a bug")
+
+    jobs = [workers.Periodic("outage", 0.01, outage), workers.Periodic("broken", 0.01, broken)]
+    with caplog.at_level(logging.WARNING, logger="app.workers"):
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(workers.run_forever(None, 0.01, jobs), 0.1)  # type: ignore[arg-type]
+    assert runs.count("outage") >= 2 and runs.count("broken") >= 2
+    outage_logs = [r for r in caplog.records if "outage" in r.getMessage()]
+    broken_logs = [r for r in caplog.records if "broken" in r.getMessage()]
+    assert outage_logs and all(r.levelno == logging.WARNING and r.exc_info is None for r in outage_logs)
+    assert "database unavailable" in outage_logs[0].getMessage()
+    assert broken_logs and all(r.levelno == logging.ERROR and r.exc_info for r in broken_logs)

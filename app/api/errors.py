@@ -15,6 +15,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.errors import DomainError
+from app.db.session import database_unavailable
 
 log = logging.getLogger("app.errors")
 
@@ -35,45 +36,7 @@ _STATUS_CODES = {
     503: "service_unavailable",
 }
 RETRY_AFTER_SECONDS = 5
-# SQLSTATEs of a database that is going away or cannot take the connection: connection
-# exceptions (class 08), admin/crash shutdown and "cannot connect now" (57P01-57P03), too many
-# connections (53300).
-_UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
-_UNAVAILABLE_TEXT = (
-    "connection is closed",
-    "connection was closed",
-    "unable to open database file",
-    "underlying connection is closed",
-)
-
-
-def database_unavailable(error: BaseException) -> bool:
-    """Whether `error` (or what it was raised from) means the database cannot be reached now:
-    refused or dropped connections, a terminated backend, a server shutting down, a SQLite file
-    that cannot be opened, a pool with no connection to give. Such a request answers 503."""
-    seen: set[int] = set()
-    pending: list[BaseException] = [error]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, DBAPIError) and isinstance(current.orig, BaseException):
-            pending.append(current.orig)
-        if isinstance(current, DBAPIError) and current.connection_invalidated:
-            return True
-        if isinstance(current, (OSError, PoolTimeout)):  # ConnectionRefusedError, socket.gaierror, timeouts
-            return True
-        state = str(getattr(current, "sqlstate", None) or getattr(current, "pgcode", None) or "")
-        if state.startswith(_UNAVAILABLE_STATES):
-            return True
-        name = type(current).__name__
-        if name in ("InterfaceError", "OperationalError", "ConnectionDoesNotExistError") or name.endswith("ConnectionError"):
-            text = str(current).lower()
-            if name == "ConnectionDoesNotExistError" or any(t in text for t in _UNAVAILABLE_TEXT) or "connect" in text:
-                return True
-        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-    return False
+__all__ = ["database_unavailable", "install", "problem", "unavailable"]
 
 
 def unavailable(detail: str = "the database cannot be reached; retry shortly") -> JSONResponse:

@@ -23,6 +23,47 @@ from sqlalchemy.util.concurrency import greenlet_spawn
 log = logging.getLogger("app.db")
 
 
+# SQLSTATEs of a database that is going away or cannot take the connection: connection
+# exceptions (class 08), admin/crash shutdown and "cannot connect now" (57P01-57P03), too many
+# connections (53300).
+_UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
+_UNAVAILABLE_TEXT = (
+    "connection is closed",
+    "connection was closed",
+    "unable to open database file",
+    "underlying connection is closed",
+)
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether `error` (or what it was raised from) means the database cannot be reached now:
+    refused or dropped connections, a terminated backend, a server shutting down, a SQLite file
+    that cannot be opened, a pool with no connection to give. Such a request answers 503."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, exc.DBAPIError) and isinstance(current.orig, BaseException):
+            pending.append(current.orig)
+        if isinstance(current, exc.DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, (OSError, exc.TimeoutError)):  # ConnectionRefusedError, socket.gaierror, timeouts
+            return True
+        state = str(getattr(current, "sqlstate", None) or getattr(current, "pgcode", None) or "")
+        if state.startswith(_UNAVAILABLE_STATES):
+            return True
+        name = type(current).__name__
+        if name in ("InterfaceError", "OperationalError", "ConnectionDoesNotExistError") or name.endswith("ConnectionError"):
+            text = str(current).lower()
+            if name == "ConnectionDoesNotExistError" or any(t in text for t in _UNAVAILABLE_TEXT) or "connect" in text:
+                return True
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return False
+
+
 def dialect_of(session: AsyncSession) -> Dialect:
     """The dialect of the engine (or connection) `session` is bound to. Every session here is
     made bound (`async_sessionmaker(engine)`, `LeanSession(engine)`); AsyncSession types its
