@@ -184,9 +184,8 @@ async def test_background_jobs_log_an_outage_in_one_line(caplog) -> None:
         raise ValueError("a bug")
 
     jobs = [workers.Periodic("outage", 0.01, outage), workers.Periodic("broken", 0.01, broken)]
-    with caplog.at_level(logging.WARNING, logger="app.workers"):
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(workers.run_forever(None, 0.01, jobs), 0.1)  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="app.workers"), pytest.raises(TimeoutError):
+        await asyncio.wait_for(workers.run_forever(None, 0.01, jobs), 0.1)  # type: ignore[arg-type]
     assert runs.count("outage") >= 2 and runs.count("broken") >= 2
     outage_logs = [r for r in caplog.records if "outage" in r.getMessage()]
     broken_logs = [r for r in caplog.records if "broken" in r.getMessage()]
