@@ -330,6 +330,7 @@ class DueDelivery:
     secret: str
     previous_secret: str | None
     previous_secret_expires_at: datetime | None
+    failing_since: datetime | None
     occurred_at: datetime
     data: dict[str, Any]
 
@@ -342,6 +343,7 @@ _DUE = (
         subscriptions.c.secret,
         subscriptions.c.previous_secret,
         subscriptions.c.previous_secret_expires_at,
+        subscriptions.c.failing_since,
         events.c.occurred_at,
         events.c.data,
     )
@@ -379,6 +381,7 @@ async def claim_due_deliveries(session: AsyncSession, now: datetime, limit: int)
             row.secret,
             row.previous_secret,
             row.previous_secret_expires_at,
+            row.failing_since,
             row.occurred_at,
             row.data,
         )

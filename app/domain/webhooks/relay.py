@@ -68,6 +68,7 @@ class _Job:
     body: bytes
     subscription_id: str = ""
     previous_secret: str | None = None  # signed with as well, until it expires (a rotation)
+    failing_since: datetime | None = None  # the subscription's, when claimed
 
 
 @dataclass
@@ -173,7 +174,18 @@ async def claim_due(
             if previous is not None and (d.previous_secret_expires_at is None or d.previous_secret_expires_at <= real_now()):
                 previous = None
             jobs.append(
-                _Job(row.id, token, row.attempts, d.url, d.secret, row.event_id, event_body(event), row.subscription_id, previous)
+                _Job(
+                    row.id,
+                    token,
+                    row.attempts,
+                    d.url,
+                    d.secret,
+                    row.event_id,
+                    event_body(event),
+                    row.subscription_id,
+                    previous,
+                    d.failing_since,
+                )
             )
         await repo.insert_attempts(session, lost)
         await repo.set_deliveries(session, changed)
@@ -279,10 +291,16 @@ async def _note_outcomes(
     subscriptions are locked)."""
     succeeded = {job.subscription_id for job, outcome in results if outcome.ok}
     failed = {job.subscription_id for job, outcome in results if not outcome.ok} - succeeded
-    if not results:
+    # only what changes: most runs (healthy endpoints, a streak already noted and not yet due)
+    # need no transaction at all
+    cutoff = now - DISABLE_AFTER
+    streaks = {job.subscription_id: job.failing_since for job, _ in results}
+    succeeded = {s for s in succeeded if streaks[s] is not None}
+    failed = {s for s in failed if streaks[s] is None or streaks[s] <= cutoff}  # type: ignore[operator]
+    if not succeeded and not failed:
         return
     async with sessionmaker() as session:
-        disabled = await repo.note_outcomes(session, sorted(succeeded), sorted(failed), now, now - DISABLE_AFTER)
+        disabled = await repo.note_outcomes(session, sorted(succeeded), sorted(failed), now, cutoff)
         at = real_now()
         for sub in disabled:
             data = {"webhook_id": sub.id, "url": sub.url, "reason": "failing", "failing_since": sub.failing_since}
