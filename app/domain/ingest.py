@@ -7,10 +7,11 @@ from datetime import datetime
 from enum import Enum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import ValidationFailed
+from app.core.times import AwareUtcDatetime
 from app.db.repositories import accounts as accounts_repo
 from app.db.repositories import ingest as repo
 from app.db.repositories import products as products_repo
@@ -22,13 +23,7 @@ from app.state import clock
 ExternalId = Annotated[str, Field(min_length=1, max_length=100)]
 
 
-def _aware(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("a time zone is required (RFC 3339)")
-    return value
-
-
-AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+AwareDatetime = AwareUtcDatetime
 
 
 class Channel(str, Enum):

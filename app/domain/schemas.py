@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from app.core.times import UtcDatetime
 
 T = TypeVar("T")
 
@@ -65,7 +66,7 @@ class TransitionOut(Out):
     actor_id: str
     actor_role: str
     reason: Any | None = None
-    at: datetime
+    at: UtcDatetime
 
 
 class ReasonIn(Strict):

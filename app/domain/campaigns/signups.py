@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from app.core.times import iso_z
 from app.db.base import id_for, table_of
 from app.db.bulk import Part, insert_together
 from app.db.models.campaigns import CampaignSignup
@@ -129,7 +130,7 @@ async def create_signup(session: AsyncSession, actor: Actor, campaign_id: str, b
     if campaign.state != "published":
         raise Conflict("the campaign is closed", code="campaign_closed")
     if now >= campaign.signup_deadline:
-        raise Conflict("the signup deadline has passed", code="deadline_passed", deadline=campaign.signup_deadline.isoformat())
+        raise Conflict("the signup deadline has passed", code="deadline_passed", deadline=iso_z(campaign.signup_deadline))
     if len(set(body.shop_ids)) != len(body.shop_ids):
         raise ValidationFailed("a shop is listed twice", loc=["body", "shop_ids"])
     parties = await repo.signup_parties(session, [*body.shop_ids, actor.id])

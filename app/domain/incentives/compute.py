@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, NotFound, ValidationFailed
+from app.core.times import iso_z
 from app.db.base import id_for
 from app.db.bulk import Part, insert_together
 from app.db.models.incentives import IncentiveStatement, TierAward, Voucher
@@ -220,7 +221,7 @@ async def publish_month(session: AsyncSession, actor: Actor, program_id: str, mo
         issued: list[Part] = []
         for values in _vouchers_of(statement, expires_at, now):
             _, parts = VOUCHER.creation(
-                values, SYSTEM, now, event_data={"amount_fen": values["amount_fen"], "expires_at": expires_at.isoformat()}
+                values, SYSTEM, now, event_data={"amount_fen": values["amount_fen"], "expires_at": iso_z(expires_at)}
             )
             issued += [*parts, new_timer(VOUCHER.name, values["id"], "expire", expires_at)]
             vouchers += 1

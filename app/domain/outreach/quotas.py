@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotFound, QuotaExhausted
+from app.core.times import iso_z
 from app.db.base import new_id
 from app.db.repositories import outreach as repo
 from app.db.repositories.outreach import OutreachParty, QuotaRecord
@@ -168,12 +169,12 @@ def exhausted(row: QuotaRecord, now: datetime) -> QuotaExhausted:
     resets_at = next_week(row.week_start)
     return QuotaExhausted(
         f"this week's {row.kind.replace('_', ' ')} quota towards {row.counterpart_role}s is used up "
-        f"({row.quota_limit}); it resets at {resets_at.isoformat()}",
+        f"({row.quota_limit}); it resets at {iso_z(resets_at)}",
         retry_after=math.ceil((resets_at - now).total_seconds()),
         kind=row.kind,
         counterpart_role=row.counterpart_role,
         limit=row.quota_limit,
-        resets_at=resets_at.isoformat(),
+        resets_at=iso_z(resets_at),
     )
 
 

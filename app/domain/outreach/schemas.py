@@ -3,12 +3,12 @@ conversations, messages and contact views."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from app.core.times import UtcDatetime
 from app.domain.schemas import PutBody, Strict
 
 # ---------------------------------------------------------------------------------------------
@@ -67,7 +67,7 @@ class QuotaPolicyIn(PutBody, QuotaPolicyFields):
 
 
 class ScheduledQuotaPolicyOut(QuotaPolicyFields):
-    effective_from: datetime | None = Field(
+    effective_from: UtcDatetime | None = Field(
         description="Monday 00:00 Asia/Shanghai from which it applies (null: the built-in defaults)"
     )
 
@@ -87,7 +87,7 @@ class QuotaBasis(BaseModel):
     type: Literal["last_week_gmv", "level", "fixed"]
     last_week_gmv_fen: int | None = None
     level: int | None = None
-    policy_effective_from: datetime | None = None
+    policy_effective_from: UtcDatetime | None = None
 
 
 class QuotaItemOut(BaseModel):
@@ -100,8 +100,8 @@ class QuotaItemOut(BaseModel):
 
 
 class QuotasOut(BaseModel):
-    week_start: datetime
-    resets_at: datetime
+    week_start: UtcDatetime
+    resets_at: UtcDatetime
     items: list[QuotaItemOut]
 
 
@@ -137,7 +137,7 @@ class ConversationMessageOut(BaseModel):
     seq: int
     sender_id: str
     text: str
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class ConversationOut(BaseModel):
@@ -145,9 +145,9 @@ class ConversationOut(BaseModel):
     opener_id: str
     participant_ids: list[str]
     counterpart: ConversationPartyOut = Field(description="the other participant, seen from the caller")
-    created_at: datetime
-    last_activity_at: datetime
-    last_message_at: datetime | None
+    created_at: UtcDatetime
+    last_activity_at: UtcDatetime
+    last_message_at: UtcDatetime | None
     message_count: int
     unread_count: int
 

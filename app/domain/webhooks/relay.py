@@ -21,6 +21,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.clock import real_now
+from app.core.times import iso_z
 from app.db.base import id_for
 from app.db.models.webhooks import WebhookAttempt
 from app.db.repositories import webhooks as repo
@@ -66,7 +67,7 @@ def event_body(event: EventRecord) -> bytes:
     payload: dict[str, Any] = {
         "id": event.id,
         "type": event.type,
-        "occurred_at": event.occurred_at.isoformat(),
+        "occurred_at": iso_z(event.occurred_at),
         "data": event.data,
     }
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str).encode()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
+from app.core.times import UtcDatetime
 from app.domain.schemas import Out, Strict
 
 _TYPE = re.compile(r"^(\*|[a-z0-9_]+\.(\*|[a-z0-9_]+))$")
@@ -43,12 +43,12 @@ class WebhookOut(Out):
     url: str
     event_types: list[str]
     active: bool
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class AttemptOut(Out):
     number: int
-    started_at: datetime
+    started_at: UtcDatetime
     status_code: int | None = None
     error: str | None = None
     duration_ms: int
@@ -61,9 +61,9 @@ class DeliveryOut(Out):
     event_type: str
     status: str
     attempts: int
-    next_attempt_at: datetime | None = None
+    next_attempt_at: UtcDatetime | None = None
     last_status_code: int | None = None
     last_error: str | None = None
-    created_at: datetime
-    finished_at: datetime | None = None
+    created_at: UtcDatetime
+    finished_at: UtcDatetime | None = None
     attempt_log: list[AttemptOut] = []
