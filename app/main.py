@@ -18,6 +18,7 @@ from app.api import errors
 from app.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.api.routing import TxRoute
 from app.core.config import Settings, get_settings
+from app.core.errors import PROBLEM_CODES
 from app.core.logging import configure as configure_logging
 from app.db.base import Base
 from app.db.session import make_engine, make_sessionmaker, warm_pool
@@ -78,6 +79,15 @@ def _problem_media_types(app: FastAPI) -> None:
             }
             if "EventOut" in components:
                 components["EventOut"]["properties"]["type"] = {"$ref": "#/components/schemas/EventType"}
+            # the problem codes, from the catalogue (app/core/errors.py PROBLEM_CODES)
+            components["ProblemCode"] = {
+                "title": "ProblemCode",
+                "type": "string",
+                "enum": list(PROBLEM_CODES),
+                "description": "Every problem `code` the service answers; it never changes with the language.\n\n"
+                + "\n".join(f"- `{c.code}` ({c.status}): {c.title}" for c in PROBLEM_CODES.values()),
+            }
+            components["Problem"]["properties"]["code"] = {"$ref": "#/components/schemas/ProblemCode"}
             for path in schema.get("paths", {}).values():
                 for operation in path.values():
                     responses = operation.setdefault("responses", {})

@@ -11,6 +11,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, PlainSerializer, WithJsonSchema
 
+from app.core.i18n import N_
+
 
 def utc(moment: datetime) -> datetime:
     """The same instant in UTC; a naive value is taken as UTC already (the database's)."""
@@ -24,7 +26,7 @@ def iso_z(moment: datetime) -> str:
 
 def _aware_in_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError("a time zone is required (RFC 3339), e.g. 2026-12-02T10:00:00Z or 2026-12-02T18:00:00+08:00")
+        raise ValueError(N_("a time zone is required (RFC 3339), e.g. 2026-12-02T10:00:00Z or 2026-12-02T18:00:00+08:00"))
     return moment.astimezone(UTC)
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import real_now
 from app.core.errors import NotFound, Unauthenticated
+from app.core.i18n import msg
 from app.core.times import UtcDatetime
 from app.db.repositories import events as events_repo
 from app.db.repositories import notifications as notifications_repo
@@ -134,7 +135,7 @@ async def mark_read(session: AsyncSession, actor: Actor, notification_id: str) -
     """Own notifications only (404 otherwise); reading twice keeps the first `read_at`."""
     note = await notifications_repo.mark_read(session, actor.id, notification_id, await clock.now(session))
     if note is None:
-        raise NotFound(f"notification {notification_id} not found")
+        raise NotFound(msg("notification {notification_id} not found", notification_id=notification_id))
     return NotificationOut.model_validate(note)
 
 

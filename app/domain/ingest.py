@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import ValidationFailed
+from app.core.i18n import N_
 from app.core.times import AwareUtcDatetime
 from app.db.repositories import accounts as accounts_repo
 from app.db.repositories import ingest as repo
@@ -95,7 +96,7 @@ class MerchantTiersIn(Strict):
     @classmethod
     def _unique(cls, tiers: list[TierIn]) -> list[TierIn]:
         if len({t.merchant_id for t in tiers}) != len(tiers):
-            raise ValueError("a merchant appears twice")
+            raise ValueError(N_("a merchant appears twice"))
         return tiers
 
 

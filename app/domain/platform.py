@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core import links
 from app.core.config import get_settings
 from app.core.errors import NotFound
+from app.core.i18n import msg
 from app.core.times import UtcDatetime
 from app.domain.schemas import Strict
 from app.state import clock, diagrams
@@ -78,7 +79,7 @@ def machines(actor: Actor) -> list[MachineInfo]:
 def machine_diagram(name: str, format: Literal["mermaid", "svg"]) -> tuple[str, str]:
     """The diagram and its media type."""
     if name not in WORKFLOWS:
-        raise NotFound(f"no machine named '{name}'")
+        raise NotFound(msg("no machine named '{name}'", name=name))
     if format == "svg":
         return diagrams.svg(name), "image/svg+xml"
     return diagrams.mermaid(name), "text/plain"

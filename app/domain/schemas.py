@@ -6,6 +6,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.core.i18n import N_
 from app.core.times import UtcDatetime
 
 T = TypeVar("T")
@@ -21,7 +22,7 @@ class Strict(BaseModel):
     def _no_nul(cls, value: Any) -> Any:
         """NUL is never text (PostgreSQL refuses it): a 422 here, not a database error later."""
         if _has_nul(value):
-            raise ValueError("must not contain the NUL character")
+            raise ValueError(N_("must not contain the NUL character"))
         return value
 
 

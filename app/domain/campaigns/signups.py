@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from app.core.i18n import msg, term
 from app.core.times import iso_z
 from app.db.base import id_for, table_of
 from app.db.bulk import Part, insert_together
@@ -137,7 +138,9 @@ async def create_signup(session: AsyncSession, actor: Actor, campaign_id: str, b
     for index, shop_id in enumerate(body.shop_ids):
         party = parties.get(shop_id)
         if party is None or party.role != "merchant":
-            raise ValidationFailed(f"'{shop_id}' is not a merchant", loc=["body", "shop_ids", index])
+            raise ValidationFailed(
+                msg("'{account_id}' is not a {role}", account_id=shop_id, role=term("merchant")), loc=["body", "shop_ids", index]
+            )
     if not campaign.live_from <= body.planned_live_at < campaign.live_to:
         raise ValidationFailed("planned_live_at must be within the campaign's live window", loc=["body", "planned_live_at"])
     taken = await repo.slot_holder(session, campaign.id, actor.id, body.planned_live_at)

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from app.core.i18n import N_
 from app.core.times import UtcDatetime
 from app.domain.incentives.months import MONTH_PATTERN
 from app.domain.schemas import PutBody, Strict
@@ -71,7 +72,7 @@ class ProgramCreate(Strict):
     @model_validator(mode="after")
     def _ordered(self) -> ProgramCreate:
         if self.month_to < self.month_from:
-            raise ValueError("month_to is before month_from")
+            raise ValueError(N_("month_to is before month_from"))
         return self
 
 

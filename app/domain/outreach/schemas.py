@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from app.core.i18n import N_
 from app.core.times import UtcDatetime
 from app.domain.schemas import PutBody, Strict
 
@@ -121,7 +122,7 @@ class ConversationMessageIn(Strict):
     @classmethod
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
-            raise ValueError("text must not be blank")
+            raise ValueError(N_("text must not be blank"))
         return value
 
 

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 
+from app.core.i18n import N_
 from app.core.times import AwareUtcDatetime, UtcDatetime
 from app.domain.schemas import Strict
 from app.state.dispute import DISPUTE
@@ -27,9 +28,9 @@ def _check_title(value: str) -> str:
     """汉字、字母、数字、标点: Unicode letters (L*), decimal digits (Nd), punctuation (P*), and a
     space between words. No emoji or other symbols, no control characters."""
     if not 1 <= len(value) <= 20:
-        raise ValueError("the title has 1 to 20 characters")
+        raise ValueError(N_("the title has 1 to 20 characters"))
     if value != value.strip():
-        raise ValueError("the title may not start or end with a space")
+        raise ValueError(N_("the title may not start or end with a space"))
     for char in value:
         category = unicodedata.category(char)
         if char in (" ", "\u3000") or category[0] in ("L", "P") or category == "Nd":
@@ -40,15 +41,15 @@ def _check_title(value: str) -> str:
 
 def _check_contact_name(value: str) -> str:
     if not value.strip():
-        raise ValueError("the contact name is empty")
+        raise ValueError(N_("the contact name is empty"))
     if any(unicodedata.category(c)[0] == "C" for c in value):
-        raise ValueError("the contact name holds control characters")
+        raise ValueError(N_("the contact name holds control characters"))
     return value
 
 
 def _to_the_minute(value: datetime) -> datetime:
     if value.second or value.microsecond:
-        raise ValueError("expected_start_at is to the minute (seconds must be zero)")
+        raise ValueError(N_("expected_start_at is to the minute (seconds must be zero)"))
     return value
 
 
@@ -73,9 +74,9 @@ class OrderProductIn(Strict):
     def _rate(self) -> OrderProductIn:
         if self.plan is Plan.targeted:
             if self.commission_bp is None:
-                raise ValueError("a targeted product needs commission_bp")
+                raise ValueError(N_("a targeted product needs commission_bp"))
             if self.commission_bp > 8000:
-                raise ValueError("a targeted rate is 0–8000 bp")
+                raise ValueError(N_("a targeted rate is 0–8000 bp"))
         return self
 
 
@@ -94,7 +95,7 @@ class TaskOrderCreate(Strict):
     @classmethod
     def _unique(cls, products: list[OrderProductIn]) -> list[OrderProductIn]:
         if len({p.product_id for p in products}) != len(products):
-            raise ValueError("a product appears twice")
+            raise ValueError(N_("a product appears twice"))
         return products
 
 

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
+from app.core.i18n import N_
 from app.core.times import UtcDatetime
 from app.domain.schemas import Out, Strict
 
@@ -26,7 +27,7 @@ class WebhookCreate(Strict):
     def _url(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an absolute http(s) URL")
+            raise ValueError(N_("must be an absolute http(s) URL"))
         return value
 
     @field_validator("event_types")

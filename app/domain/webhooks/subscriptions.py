@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import real_now
 from app.core.errors import NotFound
+from app.core.i18n import msg
 from app.db.base import id_for, new_id
 from app.db.models.webhooks import WebhookSubscription
 from app.db.repositories import webhooks as repo
@@ -41,7 +42,7 @@ async def list_deliveries(
     session: AsyncSession, actor: Actor, subscription_id: str, *, status: str | None, limit: int, cursor: str | None
 ) -> PageOut[DeliveryOut]:
     if not await repo.owns_subscription(session, actor.id, subscription_id):
-        raise NotFound(f"webhook {subscription_id} not found")
+        raise NotFound(msg("webhook {webhook_id} not found", webhook_id=subscription_id))
     page = await repo.deliveries_page(session, subscription_id, status=status, limit=limit, cursor=cursor)
     log = await repo.attempts_of(session, [r.id for r in page.items])
     items = [
