@@ -138,7 +138,10 @@ def _pydantic_msg(error: dict[str, Any], language: str) -> str:
     kind = error.get("type", "")
     ctx = error.get("ctx") or {}
     if kind in ("value_error", "assertion_error") and "error" in ctx:
-        return translate(str(ctx["error"]), language)
+        raised = ctx["error"]  # the validator's exception: its message may be a template
+        if isinstance(raised, Exception) and raised.args and isinstance(raised.args[0], Message):
+            return raised.args[0].render(language)
+        return translate(str(raised), language)
     template = _PYDANTIC.get(kind)
     if template is None:
         return english

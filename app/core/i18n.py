@@ -36,7 +36,7 @@ class Message:
         text = translate(self.template, language)
         if not self.params:
             return text
-        values = {k: v.render(language) if isinstance(v, Message) else v for k, v in self.params.items()}
+        values = {k: _value(v, language) for k, v in self.params.items()}
         try:
             return text.format(**values)
         except (KeyError, IndexError, ValueError):  # a broken translation must not turn into a 500
@@ -55,6 +55,18 @@ class Message:
 
     def __hash__(self) -> int:
         return hash(self.template)
+
+
+# how a list parameter's items are joined, per language
+_LIST_SEPARATOR = {DEFAULT_LANGUAGE: ", ", "zh_CN": "、"}
+
+
+def _value(value: Any, language: str) -> Any:
+    if isinstance(value, Message):
+        return value.render(language)
+    if isinstance(value, (list, tuple)):
+        return _LIST_SEPARATOR.get(language, ", ").join(str(_value(v, language)) for v in value)
+    return value
 
 
 def msg(template: str, /, **params: Any) -> Message:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from app.core.i18n import N_
+from app.core.i18n import N_, msg
 from app.core.times import UtcDatetime
 from app.domain.schemas import PutBody, Strict
 
@@ -39,10 +39,10 @@ class QuotaFixedLimits(Strict):
 def _ascending(tiers: list[Any], key: str, loc: str) -> None:
     values = [getattr(t, key) for t in tiers]
     if values[0] != 0:
-        raise ValueError(f"{loc}[0].{key} must be 0 (the first tier starts at 0)")
+        raise ValueError(msg("{loc}[0].{key} must be 0 (the first tier starts at 0)", loc=loc, key=key))
     for i in range(1, len(values)):
         if values[i] <= values[i - 1]:
-            raise ValueError(f"{loc} must be in strictly ascending order of {key}")
+            raise ValueError(msg("{loc} must be in strictly ascending order of {key}", loc=loc, key=key))
 
 
 class QuotaPolicyFields(BaseModel):

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 
-from app.core.i18n import N_
+from app.core.i18n import N_, msg
 from app.core.times import AwareUtcDatetime, UtcDatetime
 from app.domain.schemas import Strict
 from app.state.dispute import DISPUTE
@@ -35,7 +35,9 @@ def _check_title(value: str) -> str:
         category = unicodedata.category(char)
         if char in (" ", "\u3000") or category[0] in ("L", "P") or category == "Nd":
             continue
-        raise ValueError(f"the title may only hold Chinese characters, letters, digits and punctuation (not {char!r})")
+        raise ValueError(
+            msg("the title may only hold Chinese characters, letters, digits and punctuation (not {char})", char=repr(char))
+        )
     return value
 
 

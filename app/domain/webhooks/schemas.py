@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from app.core.i18n import N_
+from app.core.i18n import N_, msg
 from app.core.times import UtcDatetime
 from app.domain.schemas import Out, Strict
 
@@ -35,7 +35,7 @@ class WebhookCreate(Strict):
     def _types(cls, value: list[str]) -> list[str]:
         for item in value:
             if not _TYPE.match(item):
-                raise ValueError(f"'{item}' is not an event type (`machine.action`, `machine.*` or `*`)")
+                raise ValueError(msg("'{item}' is not an event type (`machine.action`, `machine.*` or `*`)", item=item))
         return list(dict.fromkeys(value))
 
 
