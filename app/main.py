@@ -56,6 +56,19 @@ ERROR_RESPONSES: dict[str, str] = {
 }
 
 
+_ACCEPT_LANGUAGE = {
+    "name": "Accept-Language",
+    "in": "header",
+    "required": False,
+    "description": "`zh-CN` (or `zh`, `zh-Hans`) for Chinese problem titles and details; English otherwise.",
+    "schema": {"type": "string", "examples": ["zh-CN", "en"]},
+}
+_CONTENT_LANGUAGE = {
+    "description": "The language of the problem's `title` and `detail`: `zh-CN` or `en`.",
+    "schema": {"type": "string", "enum": ["zh-CN", "en"]},
+}
+
+
 def _problem_media_types(app: FastAPI) -> None:
     """Every operation documents its error answers as `application/problem+json` (`Problem`);
     FastAPI would file them under the route's JSON media type, and app-level `responses` do not
@@ -96,6 +109,10 @@ def _problem_media_types(app: FastAPI) -> None:
                     for status, response in responses.items():
                         if status[0] in "45":
                             response["content"] = {"application/problem+json": {"schema": ref}}
+                            response.setdefault("headers", {})["Content-Language"] = _CONTENT_LANGUAGE
+                    parameters = operation.setdefault("parameters", [])
+                    if not any(p.get("in") == "header" and p.get("name") == "Accept-Language" for p in parameters):
+                        parameters.append(_ACCEPT_LANGUAGE)
             app.openapi_schema = schema
         return app.openapi_schema
 

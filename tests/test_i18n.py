@@ -190,3 +190,15 @@ async def test_schema_validation_errors_answer_in_chinese(client, factory: Facto
     r = await client.post("/v1/task-orders", headers=merchant.headers, json={"title": "直播🔥"})
     [title] = [e["msg"] for e in r.json()["errors"] if e["loc"][:2] == ["body", "title"]]
     assert "may only hold" in title and "'🔥'" in title, r.text
+
+
+async def test_the_language_headers_are_declared_on_every_operation(client):
+    schema = (await client.get("/openapi.json")).json()
+    operations = [op for path in schema["paths"].values() for op in path.values()]
+    assert len(operations) > 50
+    for operation in operations:
+        headers = [p["name"] for p in operation.get("parameters", []) if p["in"] == "header"]
+        assert headers.count("Accept-Language") == 1, operation["operationId"]
+        for status, response in operation["responses"].items():
+            if status[0] in "45":
+                assert "Content-Language" in response["headers"], (operation["operationId"], status)
