@@ -87,6 +87,10 @@ async def test_a_task_orders_life_answers_only_utc_z_times(client, factory: Fact
         seen(await client.get("/v1/notifications", headers=user.headers))
         seen(await client.get("/v1/wallet/entries", headers=user.headers))
     seen(await client.get("/v1/wallet/top-ups", headers=merchant.headers))
+    me = seen(await client.get("/v1/accounts/me", headers=merchant.headers)).json()
+    assert _UTC_Z.match(me["created_at"]), me
+    product = seen(await client.get(f"/v1/products/{product_id}", headers=merchant.headers)).json()
+    assert _UTC_Z.match(product["created_at"]), product
     order = (await client.get(f"/v1/task-orders/{order_id}", headers=merchant.headers)).json()
     assert order["state"] == "completed", order
     # list filters with an offset are read as the same instant
@@ -173,3 +177,29 @@ async def test_sse_events_carry_utc_z_times(client, factory: Factory):
 
     out = EventOut(id="evt_1", type="x", occurred_at=datetime(2026, 12, 2, 18, 0, tzinfo=SHANGHAI), data={})
     assert json.loads(out.model_dump_json())["occurred_at"] == "2026-12-02T10:00:00Z"
+
+
+def test_every_datetime_field_of_every_schema_serializes_as_utc_z():
+    """A new schema with a bare `datetime` field would answer `+08:00` or `+00:00` again."""
+    import importlib
+    import inspect
+    import pkgutil
+    import typing
+
+    from pydantic import BaseModel
+
+    import app
+
+    bare = []
+    for info in pkgutil.walk_packages(app.__path__, "app."):
+        if info.name in ("app.__main__",):
+            continue
+        module = importlib.import_module(info.name)
+        for name, model in vars(module).items():
+            if not (inspect.isclass(model) and issubclass(model, BaseModel) and model.__module__ == module.__name__):
+                continue
+            for field_name, field in model.model_fields.items():
+                kinds = {field.annotation, *typing.get_args(field.annotation)}
+                if datetime in kinds and not any(type(m).__name__ == "PlainSerializer" for m in field.metadata):
+                    bare.append(f"{module.__name__}.{name}.{field_name}")
+    assert not bare, "use app.core.times.UtcDatetime / AwareUtcDatetime: " + ", ".join(bare)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
 from enum import Enum
 from typing import Annotated
 
@@ -12,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import ValidationFailed
 from app.core.i18n import N_
-from app.core.times import AwareUtcDatetime
+from app.core.times import AwareUtcDatetime, UtcDatetime
 from app.db.repositories import accounts as accounts_repo
 from app.db.repositories import ingest as repo
 from app.db.repositories import products as products_repo
@@ -76,8 +75,8 @@ class LiveSessionOut(BaseModel):
     id: str
     external_id: str
     host_id: str
-    started_at: datetime
-    ended_at: datetime | None
+    started_at: UtcDatetime
+    ended_at: UtcDatetime | None
     peak_viewers: int
     room_url: str
     created: bool

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Annotated, Any
@@ -13,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.errors import Conflict, Forbidden, NotFound, Unauthenticated, ValidationFailed
 from app.core.i18n import msg, term
 from app.core.security import create_token, hash_password, verify_password
+from app.core.times import UtcDatetime
 from app.db.repositories import accounts as repo
 from app.db.repositories.accounts import AccountRecord
 from app.domain.schemas import Strict
@@ -111,7 +111,7 @@ class AccountOut(BaseModel):
     username: str | None = None
     display_name: str
     profile: dict[str, Any]
-    created_at: datetime | None = None
+    created_at: UtcDatetime | None = None
 
 
 class TokenOut(BaseModel):
