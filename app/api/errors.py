@@ -154,11 +154,13 @@ def _pydantic_msg(error: dict[str, Any], language: str) -> str:
 def validation_problem(errors: list[dict[str, Any]], language: str) -> JSONResponse:
     """422 `validation_failed` for what the schema refused (body, query, path, headers)."""
     listed = [{"loc": _loc(e.get("loc", ())), "msg": _pydantic_msg(e, language)} for e in errors]
-    fields = ", ".join(".".join(str(part) for part in item["loc"]) for item in listed[:5])
+    fields = [".".join(str(part) for part in item["loc"]) for item in listed[:5]]
+    if len(listed) > 5:
+        fields.append("…")
     return problem(
         422,
         "validation_failed",
-        msg("the request is not valid: {fields}", fields=fields or "request"),
+        msg("the request is not valid: {fields}", fields=fields or ["request"]),
         language=language,
         errors=listed,
     )
