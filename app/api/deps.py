@@ -24,6 +24,12 @@ async def get_session(request: Request) -> AsyncSession:
     return request.state.db
 
 
+async def get_read_session(request: Request) -> AsyncSession:
+    """For `@replica_read` operations: the replica's session while it is fresh enough (set by
+    `TxRoute`), else the request's own."""
+    return getattr(request.state, "read_db", None) or request.state.db
+
+
 async def get_actor(token: Annotated[str | None, Depends(oauth2)]) -> Actor:
     return actor_of_token(token)
 
@@ -90,6 +96,7 @@ async def page_params(
 
 
 Session = Annotated[AsyncSession, Depends(get_session)]
+ReadSession = Annotated[AsyncSession, Depends(get_read_session)]
 CurrentActor = Annotated[Actor, Depends(get_actor)]
 Page = Annotated[PageParams, Depends(page_params)]
 Operator = Annotated[Actor, Depends(roles("operator"))]

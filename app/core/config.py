@@ -16,6 +16,11 @@ class Settings(BaseSettings):
 
     env: Literal["dev", "test", "production"] = "dev"
     database_url: str = "sqlite+aiosqlite:///./live_collab.db"
+    # A streaming replica of database_url (PostgreSQL) for the heavy, lag-tolerant reads
+    # (scale.md); reads go to the primary while it lags more than replica_max_lag_seconds.
+    database_replica_url: str | None = None
+    replica_max_lag_seconds: float = Field(default=10.0, gt=0, le=3600)
+    db_replica_pool_size: int = Field(default=10, ge=1, le=500)
     secret_key: str = DEFAULT_SECRET
     token_ttl_seconds: int = 3600 * 12
     bootstrap_operator_username: str | None = None
@@ -70,6 +75,14 @@ class Settings(BaseSettings):
             if isinstance(raw, str):
                 values[name] = [o.strip() for o in raw.split(",") if o.strip()]
         return values
+
+    @model_validator(mode="after")
+    def _replica_is_postgres(self) -> Settings:
+        if self.database_replica_url and not (
+            self.database_replica_url.startswith("postgresql") and self.database_url.startswith("postgresql")
+        ):
+            raise ValueError("LC_DATABASE_REPLICA_URL needs PostgreSQL for both LC_DATABASE_URL and the replica")
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
