@@ -5,7 +5,10 @@ PY     := $(VENV)/bin/python
 PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 export LC_DATABASE_URL ?= sqlite+aiosqlite:///./live_collab.db
 
-.PHONY: browser run test test-sqlite test-postgres install lint migrate seed bench bench-campaigns bench-incentives bench-modules stress stress-short clean
+MESSAGE_KEYWORDS := -k msg -k N_ -k problem:3 -k problem_code:3 -k DomainError -k Unauthenticated -k Forbidden \
+	-k NotFound -k ValidationFailed -k Conflict -k TooManyRequests -k QuotaExhausted -k WebhookUrlNotAllowed -k Unresolvable
+
+.PHONY: messages browser run test test-sqlite test-postgres install lint migrate seed bench bench-campaigns bench-incentives bench-modules stress stress-short clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +65,17 @@ lint: install
 	$(PY) -m ruff check app tests bench migrations
 	$(PY) -m ruff format --check app tests bench migrations
 	$(PY) -m mypy app
+
+## Messages: extract the English templates (babel.cfg), merge them into every catalogue
+## (app/locale/<lang>/LC_MESSAGES/messages.po, committed; translate the new, empty entries) and
+## compile them as a check (the service reads the .po itself at start).
+messages: install
+	$(VENV)/bin/pybabel extract -F babel.cfg --no-default-keywords $(MESSAGE_KEYWORDS) --sort-output --add-location=file \
+		--project live-collab --copyright-holder "Live Collab" -o app/locale/messages.pot .
+	@test -f app/locale/zh_CN/LC_MESSAGES/messages.po || \
+		$(VENV)/bin/pybabel init -i app/locale/messages.pot -d app/locale -l zh_CN
+	$(VENV)/bin/pybabel update -i app/locale/messages.pot -d app/locale --no-fuzzy-matching --ignore-obsolete
+	$(VENV)/bin/pybabel compile -d app/locale --statistics
 
 clean:
 	rm -rf $(VENV) live_collab.db* .pytest_cache .ruff_cache .mypy_cache

@@ -18,6 +18,7 @@ from app.api import errors
 from app.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.api.routing import TxRoute
 from app.core.config import Settings, get_settings
+from app.core.errors import PROBLEM_CODES
 from app.core.logging import configure as configure_logging
 from app.db.base import Base
 from app.db.replica import Replica
@@ -56,6 +57,19 @@ ERROR_RESPONSES: dict[str, str] = {
 }
 
 
+_ACCEPT_LANGUAGE = {
+    "name": "Accept-Language",
+    "in": "header",
+    "required": False,
+    "description": "`zh-CN` (or `zh`, `zh-Hans`) for Chinese problem titles and details; English otherwise.",
+    "schema": {"type": "string", "examples": ["zh-CN", "en"]},
+}
+_CONTENT_LANGUAGE = {
+    "description": "The language of the problem's `title` and `detail`: `zh-CN` or `en`.",
+    "schema": {"type": "string", "enum": ["zh-CN", "en"]},
+}
+
+
 def _problem_media_types(app: FastAPI) -> None:
     """Every operation documents its error answers as `application/problem+json` (`Problem`);
     FastAPI would file them under the route's JSON media type, and app-level `responses` do not
@@ -79,6 +93,15 @@ def _problem_media_types(app: FastAPI) -> None:
             }
             if "EventOut" in components:
                 components["EventOut"]["properties"]["type"] = {"$ref": "#/components/schemas/EventType"}
+            # the problem codes, from the catalogue (app/core/errors.py PROBLEM_CODES)
+            components["ProblemCode"] = {
+                "title": "ProblemCode",
+                "type": "string",
+                "enum": list(PROBLEM_CODES),
+                "description": "Every problem `code` the service answers; it never changes with the language.\n\n"
+                + "\n".join(f"- `{c.code}` ({c.status}): {c.title}" for c in PROBLEM_CODES.values()),
+            }
+            components["Problem"]["properties"]["code"] = {"$ref": "#/components/schemas/ProblemCode"}
             for path in schema.get("paths", {}).values():
                 for operation in path.values():
                     responses = operation.setdefault("responses", {})
@@ -87,6 +110,10 @@ def _problem_media_types(app: FastAPI) -> None:
                     for status, response in responses.items():
                         if status[0] in "45":
                             response["content"] = {"application/problem+json": {"schema": ref}}
+                            response.setdefault("headers", {})["Content-Language"] = _CONTENT_LANGUAGE
+                    parameters = operation.setdefault("parameters", [])
+                    if not any(p.get("in") == "header" and p.get("name") == "Accept-Language" for p in parameters):
+                        parameters.append(_ACCEPT_LANGUAGE)
             app.openapi_schema = schema
         return app.openapi_schema
 

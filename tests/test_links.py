@@ -57,6 +57,15 @@ async def test_machine_pictures_are_signed_links(client, factory: Factory):
         assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml"), machine["name"]
 
 
+async def test_a_signature_with_non_ascii_characters_is_403_not_500(client, factory: Factory):
+    """Found by Schemathesis: `?sig=%C2%80` made hmac.compare_digest raise TypeError."""
+    user = await factory.user("creator")
+    [machine, *_] = (await client.get("/v1/state-machines", headers=user.headers)).json()
+    tampered = httpx.URL(machine["diagram_svg_url"]).copy_set_param("sig", "\x80签")
+    r = await client.get(str(tampered))
+    assert r.status_code == 403 and r.json()["code"] == "forbidden", r.text
+
+
 async def test_the_base_is_configured_or_the_request_s_own(client, factory: Factory, monkeypatch):
     # behind a trusted proxy (the test client connects from 127.0.0.1): its forwarded scheme and host
     _, code = await _check_in_code(client, factory, **{"X-Forwarded-Proto": "https", "X-Forwarded-Host": "collab.example"})

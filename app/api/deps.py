@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import links
 from app.core.errors import Forbidden, Unauthenticated
+from app.core.i18n import msg, term
 from app.core.security import decode_token
 from app.state.core import Actor
 
@@ -49,7 +50,7 @@ def roles(*allowed: str) -> Callable[..., Awaitable[Actor]]:
     async def check(token: Annotated[str | None, Depends(oauth2)]) -> Actor:
         actor = actor_of_token(token)  # not a sub-dependency: one level less for FastAPI to solve per request
         if actor.role not in allowed:
-            raise Forbidden(f"this operation is for: {', '.join(allowed)}")
+            raise Forbidden(msg("this operation is for: {roles}", roles=[term(role) for role in allowed]))
         return actor
 
     return check
@@ -74,7 +75,7 @@ def link_or_roles(*allowed: str) -> Callable[..., Awaitable[Actor]]:
         else:
             actor = actor_of_token(token)
         if allowed and actor.role not in allowed:
-            raise Forbidden(f"this operation is for: {', '.join(allowed)}")
+            raise Forbidden(msg("this operation is for: {roles}", roles=[term(role) for role in allowed]))
         return actor
 
     return check

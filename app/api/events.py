@@ -14,6 +14,7 @@ from app.api.deps import CurrentActor, Operator, Page, Session, actor_of_token, 
 from app.api.routing import TxRoute
 from app.core.config import get_settings
 from app.core.errors import ValidationFailed
+from app.core.i18n import msg
 from app.domain import events, webhooks
 from app.domain.events import EventPageOut, NotificationOut, Position, SmsOut, StreamTicketOut
 from app.domain.schemas import PageOut
@@ -69,7 +70,7 @@ async def stream_events(
     a bearer token or by `?ticket=` (POST /v1/events/stream-tickets)."""
     unknown = sorted(set(request.query_params) - _STREAM_QUERY)
     if unknown:
-        raise ValidationFailed(f"unknown query parameter: {', '.join(unknown)}", loc=["query", unknown[0]])
+        raise ValidationFailed(msg("unknown query parameter: {names}", names=", ".join(unknown)), loc=["query", unknown[0]])
     maker = request.app.state.sessionmaker
     async with maker() as session:
         actor = await events.redeem_stream_ticket(session, ticket) if ticket and not token else actor_of_token(token)

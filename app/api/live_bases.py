@@ -10,6 +10,7 @@ from fastapi.responses import Response
 
 from app.api.deps import CurrentActor, Page, ReadSession, Session, link_or_roles, roles
 from app.api.routing import TxRoute, replica_read
+from app.core.times import iso_z
 from app.domain import live_bases as lb
 from app.domain.ingest import AwareDatetime
 from app.domain.live_bases import (
@@ -93,7 +94,7 @@ async def get_check_in_code_svg(
     return Response(
         picture.svg,
         media_type="image/svg+xml",
-        headers={"Cache-Control": "no-store", "X-Check-In-Expires-At": picture.expires_at.isoformat()},
+        headers={"Cache-Control": "no-store", "X-Check-In-Expires-At": iso_z(picture.expires_at)},
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.i18n import msg
 from app.core.logging import request_id_var
 
 log = logging.getLogger("app.access")
@@ -88,11 +89,13 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        from app.api.errors import problem
+        from app.api.errors import language_of_scope, problem
+
+        too_large = msg("the body is over {max_bytes} bytes", max_bytes=self.max_bytes)
 
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await problem(413, "payload_too_large", f"the body is over {self.max_bytes} bytes")(scope, receive, send)
+            await problem(413, "payload_too_large", too_large, language=language_of_scope(scope))(scope, receive, send)
             return
         seen = 0
 
@@ -108,7 +111,7 @@ class BodyLimitMiddleware:
         try:
             await self.app(scope, limited_receive, send)
         except _TooLarge:
-            await problem(413, "payload_too_large", f"the body is over {self.max_bytes} bytes")(scope, receive, send)
+            await problem(413, "payload_too_large", too_large, language=language_of_scope(scope))(scope, receive, send)
 
 
 class _TooLarge(Exception):

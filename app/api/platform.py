@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.api.deps import CurrentActor, Operator, Session, link_or_roles
 from app.api.routing import TxRoute
+from app.core.i18n import msg
 from app.db.repositories import platform as platform_repo
 from app.domain import platform as svc
 from app.domain.platform import AdvanceIn, AdvanceOut, BusinessClockOut, ClockOut, MachineInfo
@@ -78,9 +79,9 @@ async def readyz(request: Request) -> Response:
         async with request.app.state.sessionmaker() as session:
             await platform_repo.ping(session)
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
-        from app.api.errors import unavailable
+        from app.api.errors import language_of, unavailable
 
-        return unavailable(f"database unreachable: {type(exc).__name__}")
+        return unavailable(msg("database unreachable: {error}", error=type(exc).__name__), language=language_of(request))
     return Response('{"status":"ok"}', media_type="application/json")
 
 

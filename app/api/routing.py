@@ -27,6 +27,7 @@ from starlette.types import Scope
 from app.core import links
 from app.core.clock import real_now
 from app.core.errors import Conflict, DomainError, ValidationFailed
+from app.core.i18n import msg
 from app.core.security import decode_token
 from app.db.base import new_id
 from app.db.replica import ON_REPLICA, Replica
@@ -220,7 +221,7 @@ class TxRoute(APIRoute):
                 unknown = sorted(set(request.query_params) - known_query)
                 if unknown:  # a typo (?state= for ?status=) must not silently return everything
                     raise ValidationFailed(
-                        f"unknown query parameter{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
+                        msg("unknown query parameter: {names}", names=", ".join(unknown)),
                         loc=["query", unknown[0]],
                     )
             links.REQUEST.set(request.scope)  # the base of the links its answer hands out

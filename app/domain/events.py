@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from pydantic import Field
@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import real_now
 from app.core.errors import NotFound, Unauthenticated
+from app.core.i18n import msg
+from app.core.times import UtcDatetime
 from app.db.repositories import events as events_repo
 from app.db.repositories import notifications as notifications_repo
 from app.domain.schemas import Out, PageOut
@@ -22,7 +24,7 @@ from app.state.core import Actor
 class EventOut(Out):
     id: str
     type: str
-    occurred_at: datetime
+    occurred_at: UtcDatetime
     data: dict[str, Any]
 
 
@@ -32,8 +34,8 @@ class NotificationOut(Out):
     title: str
     body: str
     data: dict[str, Any] | None = None
-    created_at: datetime
-    read_at: datetime | None = None
+    created_at: UtcDatetime
+    read_at: UtcDatetime | None = None
 
 
 class SmsOut(Out):
@@ -43,8 +45,8 @@ class SmsOut(Out):
     text: str
     status: str
     attempts: int
-    created_at: datetime
-    sent_at: datetime | None = None
+    created_at: UtcDatetime
+    sent_at: UtcDatetime | None = None
     last_error: str | None = None
 
 
@@ -133,7 +135,7 @@ async def mark_read(session: AsyncSession, actor: Actor, notification_id: str) -
     """Own notifications only (404 otherwise); reading twice keeps the first `read_at`."""
     note = await notifications_repo.mark_read(session, actor.id, notification_id, await clock.now(session))
     if note is None:
-        raise NotFound(f"notification {notification_id} not found")
+        raise NotFound(msg("notification {notification_id} not found", notification_id=notification_id))
     return NotificationOut.model_validate(note)
 
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
 from enum import Enum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import ValidationFailed
+from app.core.i18n import N_
+from app.core.times import AwareUtcDatetime, UtcDatetime
 from app.db.repositories import accounts as accounts_repo
 from app.db.repositories import ingest as repo
 from app.db.repositories import products as products_repo
@@ -22,13 +23,7 @@ from app.state import clock
 ExternalId = Annotated[str, Field(min_length=1, max_length=100)]
 
 
-def _aware(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("a time zone is required (RFC 3339)")
-    return value
-
-
-AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+AwareDatetime = AwareUtcDatetime
 
 
 class Channel(str, Enum):
@@ -80,8 +75,8 @@ class LiveSessionOut(BaseModel):
     id: str
     external_id: str
     host_id: str
-    started_at: datetime
-    ended_at: datetime | None
+    started_at: UtcDatetime
+    ended_at: UtcDatetime | None
     peak_viewers: int
     room_url: str
     created: bool
@@ -100,7 +95,7 @@ class MerchantTiersIn(Strict):
     @classmethod
     def _unique(cls, tiers: list[TierIn]) -> list[TierIn]:
         if len({t.merchant_id for t in tiers}) != len(tiers):
-            raise ValueError("a merchant appears twice")
+            raise ValueError(N_("a merchant appears twice"))
         return tiers
 
 

@@ -3,7 +3,6 @@ and the test clock (business time, moved by an operator outside production)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -12,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core import links
 from app.core.config import get_settings
 from app.core.errors import NotFound
+from app.core.i18n import msg
+from app.core.times import UtcDatetime
 from app.domain.schemas import Strict
 from app.state import clock, diagrams
 from app.state.core import Actor
@@ -38,11 +39,11 @@ class MachineInfo(BaseModel):
 
 
 class ClockOut(BaseModel):
-    now: str
+    now: UtcDatetime
 
 
 class BusinessClockOut(BaseModel):
-    now: datetime = Field(description="business time (UTC): compute deadlines from it, not from the device's clock")
+    now: UtcDatetime = Field(description="business time (UTC): compute deadlines from it, not from the device's clock")
     test_clock: bool = Field(description="whether the test clock is on (outside production; operators can move it)")
 
 
@@ -51,7 +52,7 @@ class AdvanceIn(Strict):
 
 
 class AdvanceOut(BaseModel):
-    now: str
+    now: UtcDatetime
     fired: int
 
 
@@ -78,7 +79,7 @@ def machines(actor: Actor) -> list[MachineInfo]:
 def machine_diagram(name: str, format: Literal["mermaid", "svg"]) -> tuple[str, str]:
     """The diagram and its media type."""
     if name not in WORKFLOWS:
-        raise NotFound(f"no machine named '{name}'")
+        raise NotFound(msg("no machine named '{name}'", name=name))
     if format == "svg":
         return diagrams.svg(name), "image/svg+xml"
     return diagrams.mermaid(name), "text/plain"
@@ -96,7 +97,7 @@ async def clock_for_clients(session: AsyncSession) -> BusinessClockOut:
 
 async def business_time(session: AsyncSession) -> ClockOut:
     _require_test_clock()
-    return ClockOut(now=(await clock.now(session)).isoformat())
+    return ClockOut(now=await clock.now(session))
 
 
 async def advance_clock(session: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession], seconds: int) -> AdvanceOut:
@@ -106,4 +107,4 @@ async def advance_clock(session: AsyncSession, sessionmaker: async_sessionmaker[
     now = await clock.advance(session, seconds)
     await session.commit()
     fired = await sweep(sessionmaker)
-    return AdvanceOut(now=now.isoformat(), fired=fired)
+    return AdvanceOut(now=now, fired=fired)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -11,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotFound
+from app.core.times import UtcDatetime
 from app.db.repositories import products as repo
 from app.db.repositories.products import ProductRecord
 from app.domain.schemas import PageOut, Strict
@@ -53,8 +53,8 @@ class ProductOut(BaseModel):
     inventory: int
     general_commission_bp: int | None
     status: ProductStatus
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
 
 
 async def create_product(session: AsyncSession, actor: Actor, body: ProductCreate) -> ProductRecord:

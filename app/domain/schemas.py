@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from app.core.i18n import N_
+from app.core.times import UtcDatetime
 
 T = TypeVar("T")
 
@@ -20,7 +22,7 @@ class Strict(BaseModel):
     def _no_nul(cls, value: Any) -> Any:
         """NUL is never text (PostgreSQL refuses it): a 422 here, not a database error later."""
         if _has_nul(value):
-            raise ValueError("must not contain the NUL character")
+            raise ValueError(N_("must not contain the NUL character"))
         return value
 
 
@@ -65,7 +67,7 @@ class TransitionOut(Out):
     actor_id: str
     actor_role: str
     reason: Any | None = None
-    at: datetime
+    at: UtcDatetime
 
 
 class ReasonIn(Strict):

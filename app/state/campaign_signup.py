@@ -17,6 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from app.core.errors import Conflict
+from app.core.times import iso_z
 from app.db.models.campaigns import CampaignSignup
 from app.db.repositories.campaigns import SignupRecord, SignupWithParts
 from app.state.core import Ctx, Verdict, Workflow, rule
@@ -41,7 +42,7 @@ def before_product_deadline(ctx: Ctx) -> Verdict:
         return False
     if ctx.now < row.product_deadline:
         return True
-    return Conflict("the product deadline has passed", code="deadline_passed", deadline=row.product_deadline.isoformat())
+    return Conflict("the product deadline has passed", code="deadline_passed", deadline=iso_z(row.product_deadline))
 
 
 def _shop(ctx: Ctx):

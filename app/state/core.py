@@ -35,6 +35,7 @@ from transitions import Machine
 
 from app.core.enums import OneOf, camel
 from app.core.errors import DomainError, Forbidden, InvalidTransition, NotFound, PreconditionFailed
+from app.core.i18n import msg, term
 from app.db.base import Base, new_id, table_of
 from app.db.bulk import Part, insert_together, write_gated
 from app.db.models.platform import Event, EventRecipient, TransitionRecord
@@ -308,9 +309,11 @@ class Workflow:
         answer the rule it took: 403 when the actor's role may never fire `action`, the guard's
         refusal or 409 `invalid_transition` when it is not allowed now."""
         if not self.rules_for(action):
-            raise NotFound(f"unknown action '{action}'")
+            raise NotFound(msg("unknown action '{action}'", action=action))
         if actor.role not in self.roles_of(action):
-            raise Forbidden(f"a {actor.role} may not '{action}' a {self.name}")
+            raise Forbidden(
+                msg("a {role} may not '{action}' a {entity}", role=term(actor.role), action=action, entity=term(self.name))
+            )
         ctx = Ctx(row, actor, now, dict(extra or {}))
         event = self.machine.events[action]
         if not event.transitions.get(row.state) or not event.trigger(subject, ctx=ctx) or ctx.fired is None:
@@ -349,7 +352,7 @@ class Workflow:
         ):
             current = await entities.entity(session, self.table, record, row.id)
             if current is None:
-                raise NotFound(f"{self.name} {row.id} not found")
+                raise NotFound(msg("{entity} {entity_id} not found", entity=term(self.name), entity_id=row.id))
             # another request moved it since it was read: answer as if this one had come second
             raise InvalidTransition(action, current.state, self.allowed_actions(current, actor, now, extra))
         TRANSITIONS_TOTAL.labels(self.name, action).inc()
@@ -465,7 +468,7 @@ class Workflow:
         else:
             row = await session.scalar(self._for_update, {"id": entity_id})
         if row is None:
-            raise NotFound(f"{self.name} {entity_id} not found")
+            raise NotFound(msg("{entity} {entity_id} not found", entity=term(self.name), entity_id=entity_id))
         return row
 
 

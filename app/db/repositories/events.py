@@ -17,6 +17,7 @@ from sqlalchemy import BigInteger, ColumnElement, Integer, Select, bindparam, in
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import ValidationFailed
+from app.core.i18n import msg
 from app.db.base import table_of
 from app.db.models.platform import Event, EventRecipient, StreamTicket
 from app.db.pagination import check_cursor_key, decode_cursor, encode_cursor
@@ -131,7 +132,7 @@ async def decode_position(session: AsyncSession, cursor: str, *, loc: list[str |
         check_cursor_key(value, "evt")
         found = await position_of(session, value)
         if found is None:
-            raise ValidationFailed(f"no event {value}", loc=loc)
+            raise ValidationFailed(msg("no event {event_id}", event_id=value), loc=loc)
         return found
     key_type = type(start_position(session)[1])
     if isinstance(value, list) and len(value) == 2 and type(value[0]) is int and type(value[1]) is key_type:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Annotated, Any
@@ -11,7 +10,9 @@ from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, Forbidden, NotFound, Unauthenticated, ValidationFailed
+from app.core.i18n import msg, term
 from app.core.security import create_token, hash_password, verify_password
+from app.core.times import UtcDatetime
 from app.db.repositories import accounts as repo
 from app.db.repositories.accounts import AccountRecord
 from app.domain.schemas import Strict
@@ -110,7 +111,7 @@ class AccountOut(BaseModel):
     username: str | None = None
     display_name: str
     profile: dict[str, Any]
-    created_at: datetime | None = None
+    created_at: UtcDatetime | None = None
 
 
 class TokenOut(BaseModel):
@@ -123,7 +124,9 @@ def _check_fields(role: str, profile: Profile) -> None:
     extra = profile.model_fields_set - ROLE_FIELDS[role]
     if extra:
         field = sorted(extra)[0]
-        raise ValidationFailed(f"'{field}' is not a profile field of a {role}", loc=["body", "profile", field])
+        raise ValidationFailed(
+            msg("'{field}' is not a profile field of a {role}", field=field, role=term(role)), loc=["body", "profile", field]
+        )
 
 
 def profile_of(account: AccountRecord, *, private: bool) -> dict[str, Any]:
@@ -194,7 +197,9 @@ async def create_account(session: AsyncSession, body: AccountCreate) -> AccountR
     role = body.role.value
     name_field = _NAME_REQUIRED.get(role)
     if name_field and getattr(body.profile, name_field) is None:
-        raise ValidationFailed(f"a {role} needs profile.{name_field}", loc=["body", "profile", name_field])
+        raise ValidationFailed(
+            msg("a {role} needs profile.{field}", role=term(role), field=name_field), loc=["body", "profile", name_field]
+        )
     values: dict[str, Any] = {
         "role": role,
         "username": body.username,
@@ -223,14 +228,14 @@ async def patch_account(session: AsyncSession, account: AccountRecord, body: Acc
         if actor.role != "operator":
             locked = body.profile.model_fields_set & OPERATOR_ONLY
             if locked:
-                raise Forbidden(f"only an operator changes {', '.join(sorted(locked))}")
+                raise Forbidden(msg("only an operator changes {fields}", fields=", ".join(sorted(locked))))
         for field in body.profile.model_fields_set:
             if (
                 field in _NAME_REQUIRED.values()
                 and getattr(body.profile, field) is None
                 and _NAME_REQUIRED.get(account.role) == field
             ):
-                raise ValidationFailed(f"profile.{field} cannot be emptied", loc=["body", "profile", field])
+                raise ValidationFailed(msg("profile.{field} cannot be emptied", field=field), loc=["body", "profile", field])
     values: dict[str, Any] = {}
     changed = _apply_profile(values, body.profile) if body.profile is not None else set()
     if body.display_name is not None:
@@ -273,7 +278,7 @@ async def require_role(session: AsyncSession, account_id: str, role: str, *, loc
     """The account `account_id`, which must exist and have `role` (else 422 at `loc`)."""
     account = await repo.account_by_id(session, account_id)
     if account is None or account.role != role:
-        raise ValidationFailed(f"'{account_id}' is not a {role}", loc=loc)
+        raise ValidationFailed(msg("'{account_id}' is not a {role}", account_id=account_id, role=term(role)), loc=loc)
     return account
 
 

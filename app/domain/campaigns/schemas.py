@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
+from app.core.times import AwareUtcDatetime, UtcDatetime
 from app.domain.accounts import Contact
 from app.domain.schemas import PutBody, Strict
 from app.state.campaign import CAMPAIGN
@@ -25,25 +25,25 @@ Text2000 = Annotated[str, Field(max_length=2000)]
 class CampaignCreate(Strict):
     title: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=10000)
-    signup_deadline: AwareDatetime
-    product_deadline: AwareDatetime
-    live_from: AwareDatetime
-    live_to: AwareDatetime
+    signup_deadline: AwareUtcDatetime
+    product_deadline: AwareUtcDatetime
+    live_from: AwareUtcDatetime
+    live_to: AwareUtcDatetime
 
 
 class CampaignOut(BaseModel):
     id: str
     title: str
     description: str
-    signup_deadline: datetime
-    product_deadline: datetime
-    live_from: datetime
-    live_to: datetime
+    signup_deadline: UtcDatetime
+    product_deadline: UtcDatetime
+    live_from: UtcDatetime
+    live_to: UtcDatetime
     state: CampaignState
     version: int
     allowed_actions: list[CampaignAction]
     can_sign_up: bool | None = Field(default=None, description="creators only: pre-selected and before signup_deadline")
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class CampaignEligibleCreatorsIn(PutBody):
@@ -60,7 +60,7 @@ class CampaignSignupCreate(Strict):
     shop_ids: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
         min_length=1, max_length=5, description="1–5 merchant ids (带货店铺)"
     )
-    planned_live_at: AwareDatetime
+    planned_live_at: AwareUtcDatetime
     contact: Contact | None = Field(default=None, description="defaults to the creator's profile contact")
     note: Text2000 | None = None
 
@@ -97,10 +97,10 @@ class CampaignSignupShopOut(BaseModel):
     shop_name: str | None
     decision: str = Field(description="pending | approved | rejected")
     reason: str | None
-    decided_at: datetime | None
+    decided_at: UtcDatetime | None
     has_products: bool
     stock_confirmed: bool
-    stock_confirmed_at: datetime | None
+    stock_confirmed_at: UtcDatetime | None
 
 
 class CampaignSignupItemOut(BaseModel):
@@ -115,7 +115,7 @@ class CampaignSignupOut(BaseModel):
     campaign_id: str
     creator_id: str
     creator_nickname: str | None
-    planned_live_at: datetime
+    planned_live_at: UtcDatetime
     contact: CampaignContactOut
     note: str | None
     shops: list[CampaignSignupShopOut]
@@ -126,7 +126,7 @@ class CampaignSignupOut(BaseModel):
     state: CampaignSignupState
     version: int
     allowed_actions: list[CampaignSignupAction]
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class CampaignStockPlanCreator(BaseModel):
@@ -167,7 +167,7 @@ class CampaignCardOut(BaseModel):
     contact: CampaignContactOut
     intended_merchants: list[str]
     cooperation_note: str | None
-    updated_at: datetime
+    updated_at: UtcDatetime
 
 
 class CampaignCreatorOut(BaseModel):
@@ -191,4 +191,4 @@ class CampaignIntentOut(BaseModel):
     shop_name: str | None
     description: str
     creator_ids: list[str]
-    created_at: datetime
+    created_at: UtcDatetime

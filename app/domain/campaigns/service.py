@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from app.core.i18n import msg, term
 from app.db.base import id_for
 from app.db.bulk import insert_together
 from app.db.models.campaigns import Campaign, CampaignIntent
@@ -149,7 +150,10 @@ async def set_eligible(
     creators = await accounts_repo.ids_of_role(session, wanted, "creator")
     for index, creator_id in enumerate(body.creator_ids):
         if creator_id not in creators:
-            raise ValidationFailed(f"'{creator_id}' is not a creator", loc=["body", "creator_ids", index])
+            raise ValidationFailed(
+                msg("'{account_id}' is not a {role}", account_id=creator_id, role=term("creator")),
+                loc=["body", "creator_ids", index],
+            )
     await repo.replace_eligible(session, campaign_id, wanted)
     return CampaignEligibleCreatorsOut(campaign_id=campaign_id, creator_ids=sorted(wanted))
 
@@ -233,7 +237,8 @@ async def create_intent(session: AsyncSession, actor: Actor, campaign_id: str, b
     for index, creator_id in enumerate(body.creator_ids or []):
         if creator_id not in eligible:
             raise ValidationFailed(
-                f"'{creator_id}' is not a pre-selected creator of this campaign", loc=["body", "creator_ids", index]
+                msg("'{creator_id}' is not a pre-selected creator of this campaign", creator_id=creator_id),
+                loc=["body", "creator_ids", index],
             )
     merchant = await accounts_repo.account_by_id(session, actor.id)
     intent = {

@@ -14,6 +14,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from app.core.i18n import msg, term
+from app.core.times import iso_z
 from app.db.base import id_for, table_of
 from app.db.bulk import Part, insert_together
 from app.db.models.campaigns import CampaignSignup
@@ -129,14 +131,16 @@ async def create_signup(session: AsyncSession, actor: Actor, campaign_id: str, b
     if campaign.state != "published":
         raise Conflict("the campaign is closed", code="campaign_closed")
     if now >= campaign.signup_deadline:
-        raise Conflict("the signup deadline has passed", code="deadline_passed", deadline=campaign.signup_deadline.isoformat())
+        raise Conflict("the signup deadline has passed", code="deadline_passed", deadline=iso_z(campaign.signup_deadline))
     if len(set(body.shop_ids)) != len(body.shop_ids):
         raise ValidationFailed("a shop is listed twice", loc=["body", "shop_ids"])
     parties = await repo.signup_parties(session, [*body.shop_ids, actor.id])
     for index, shop_id in enumerate(body.shop_ids):
         party = parties.get(shop_id)
         if party is None or party.role != "merchant":
-            raise ValidationFailed(f"'{shop_id}' is not a merchant", loc=["body", "shop_ids", index])
+            raise ValidationFailed(
+                msg("'{account_id}' is not a {role}", account_id=shop_id, role=term("merchant")), loc=["body", "shop_ids", index]
+            )
     if not campaign.live_from <= body.planned_live_at < campaign.live_to:
         raise ValidationFailed("planned_live_at must be within the campaign's live window", loc=["body", "planned_live_at"])
     taken = await repo.slot_holder(session, campaign.id, actor.id, body.planned_live_at)

@@ -11,6 +11,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, NotFound, ValidationFailed
+from app.core.i18n import msg
+from app.core.times import iso_z
 from app.db.base import id_for
 from app.db.bulk import Part, insert_together
 from app.db.models.incentives import IncentiveStatement, TierAward, Voucher
@@ -49,7 +51,12 @@ async def _program_for_month(session: AsyncSession, program_id: str, month: str)
         raise NotFound("no such program")
     if not program.month_from <= month <= program.month_to:
         raise ValidationFailed(
-            f"{month} is outside the program ({program.month_from}..{program.month_to})",
+            msg(
+                "{month} is outside the program ({month_from}..{month_to})",
+                month=month,
+                month_from=program.month_from,
+                month_to=program.month_to,
+            ),
             loc=["path", "month"],
             code="month_outside_program",
         )
@@ -76,10 +83,10 @@ async def compute_month(session: AsyncSession, program_id: str, month: str, prog
     program = await _program_for_month(session, program_id, month)
     window = _window(program, month)
     if now < window.end:
-        raise Conflict(f"{month} is not over yet", code="month_not_over")
+        raise Conflict(msg("{month} is not over yet", month=month), code="month_not_over")
     existing = {s.provider_id: s for s in await repo.lock_month_statements(session, program_id, month)}
     if any(s.state == "published" for s in existing.values()):
-        raise Conflict(f"{month} is already published", code="month_published")
+        raise Conflict(msg("{month} is already published", month=month), code="month_published")
     await compute_repo.tune_for_batch(session)
     if existing:  # the drafts' dimension-2 counts are recomputed
         await compute_repo.delete_month_awards(session, program_id, month)
@@ -211,16 +218,16 @@ async def publish_month(session: AsyncSession, actor: Actor, program_id: str, mo
     await _program_for_month(session, program_id, month)
     statements = await repo.lock_month_statements(session, program_id, month)
     if not statements:
-        raise Conflict(f"{month} has not been computed", code="month_not_computed")
+        raise Conflict(msg("{month} has not been computed", month=month), code="month_not_computed")
     if any(s.state == "published" for s in statements):
-        raise Conflict(f"{month} is already published", code="month_published")
+        raise Conflict(msg("{month} is already published", month=month), code="month_published")
     expires_at = voucher_expiry(now)
     vouchers = total = 0
     for statement in statements:
         issued: list[Part] = []
         for values in _vouchers_of(statement, expires_at, now):
             _, parts = VOUCHER.creation(
-                values, SYSTEM, now, event_data={"amount_fen": values["amount_fen"], "expires_at": expires_at.isoformat()}
+                values, SYSTEM, now, event_data={"amount_fen": values["amount_fen"], "expires_at": iso_z(expires_at)}
             )
             issued += [*parts, new_timer(VOUCHER.name, values["id"], "expire", expires_at)]
             vouchers += 1

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from app.core.i18n import N_
+from app.core.times import UtcDatetime
 from app.domain.incentives.months import MONTH_PATTERN
 from app.domain.schemas import PutBody, Strict
 from app.state.incentive_statement import INCENTIVE_STATEMENT
@@ -52,9 +54,9 @@ class ContractOut(BaseModel):
     state: ProviderContractState
     version: int
     allowed_actions: list[ProviderContractAction]
-    created_at: datetime
-    activated_at: datetime | None
-    ended_at: datetime | None
+    created_at: UtcDatetime
+    activated_at: UtcDatetime | None
+    ended_at: UtcDatetime | None
     end_reason: str | None
 
 
@@ -70,7 +72,7 @@ class ProgramCreate(Strict):
     @model_validator(mode="after")
     def _ordered(self) -> ProgramCreate:
         if self.month_to < self.month_from:
-            raise ValueError("month_to is before month_from")
+            raise ValueError(N_("month_to is before month_from"))
         return self
 
 
@@ -83,7 +85,7 @@ class ProgramOut(BaseModel):
     v3_reward_fen: int
     v4_reward_fen: int
     min_active_merchants: int
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class Dimension1Line(BaseModel):
@@ -114,8 +116,8 @@ class StatementOut(BaseModel):
     dimension1: list[Dimension1Line]
     dimension2: list[Dimension2Line]
     total_fen: int
-    computed_at: datetime
-    published_at: datetime | None
+    computed_at: UtcDatetime
+    published_at: UtcDatetime | None
 
 
 class MonthResult(BaseModel):
@@ -136,8 +138,8 @@ class VoucherOut(BaseModel):
     merchant_id: str | None
     amount_fen: int
     remaining_fen: int
-    issued_at: datetime
-    expires_at: datetime
+    issued_at: UtcDatetime
+    expires_at: UtcDatetime
     state: VoucherState
     version: int
     allowed_actions: list[VoucherAction]
@@ -159,8 +161,8 @@ class RedemptionOut(BaseModel):
     state: RedemptionState
     version: int
     allowed_actions: list[RedemptionAction]
-    requested_at: datetime
-    redeemed_at: datetime | None
+    requested_at: UtcDatetime
+    redeemed_at: UtcDatetime | None
     reject_reason: str | None
 
 

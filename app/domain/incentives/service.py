@@ -10,6 +10,7 @@ from typing import Any, Literal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, NotFound, ValidationFailed
+from app.core.i18n import msg
 from app.db.base import id_for
 from app.db.bulk import insert_together, write_gated
 from app.db.models.incentives import IncentiveProgram, ProviderContract, Redemption
@@ -212,7 +213,7 @@ async def list_vouchers(
 
 # -- redemptions -------------------------------------------------------------------------------
 def _not_available(voucher: VoucherRecord) -> Conflict:
-    return Conflict(f"the voucher is {voucher.state}", code="voucher_not_available", state=voucher.state)
+    return Conflict(msg("the voucher is {state}", state=voucher.state), code="voucher_not_available", state=voucher.state)
 
 
 def _too_low(voucher: VoucherRecord) -> Conflict:
@@ -258,7 +259,7 @@ async def request_redemption(session: AsyncSession, actor: Actor, voucher_id: st
     working = await working_days_between(session, clock.local_date(now), body.use_date, enough=NOTICE_WORKING_DAYS)
     if working < NOTICE_WORKING_DAYS:
         raise ValidationFailed(
-            f"use_date needs {NOTICE_WORKING_DAYS} working days' notice ({working} given)",
+            msg("use_date needs {needed} working days' notice ({given} given)", needed=NOTICE_WORKING_DAYS, given=working),
             loc=["body", "use_date"],
             code="notice_too_short",
         )

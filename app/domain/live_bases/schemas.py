@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from app.core.times import UtcDatetime
 from app.domain.products import ProductOut
 from app.domain.schemas import Strict
 from app.state.check_in import CHECK_IN
@@ -35,7 +35,7 @@ class LiveBaseOut(BaseModel):
     agency_id: str
     name: str
     address: str
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class AgencyCard(BaseModel):
@@ -76,10 +76,10 @@ class CreatorBindingOut(BaseModel):
     state: CreatorBindingState
     version: int
     allowed_actions: list[CreatorBindingAction]
-    invited_at: datetime
-    expires_at: datetime
-    began_at: datetime | None
-    ended_at: datetime | None
+    invited_at: UtcDatetime
+    expires_at: UtcDatetime
+    began_at: UtcDatetime | None
+    ended_at: UtcDatetime | None
     live_count: int | None = Field(description="live sessions since the binding began (null before)")
 
 
@@ -96,10 +96,10 @@ class ShopBindingOut(BaseModel):
     state: ShopBindingState
     version: int
     allowed_actions: list[ShopBindingAction]
-    invited_at: datetime
-    expires_at: datetime
-    began_at: datetime | None
-    ended_at: datetime | None
+    invited_at: UtcDatetime
+    expires_at: UtcDatetime
+    began_at: UtcDatetime | None
+    ended_at: UtcDatetime | None
 
 
 class PoolItemOut(BaseModel):
@@ -114,7 +114,7 @@ class CheckInCodeOut(BaseModel):
     token: str
     url: str = Field(description="the check-in page the QR code opens (its token in the query)")
     svg_url: str = Field(description="a signed link to the QR picture, for an <img> (no bearer token; an hour)")
-    expires_at: datetime
+    expires_at: UtcDatetime
 
 
 class CheckInCreate(Strict):
@@ -135,10 +135,10 @@ class CheckInOut(BaseModel):
     version: int
     allowed_actions: list[CheckInAction]
     eligibility: Eligibility
-    created_at: datetime
-    expires_at: datetime
-    checked_in_at: datetime | None
-    checked_out_at: datetime | None
+    created_at: UtcDatetime
+    expires_at: UtcDatetime
+    checked_in_at: UtcDatetime | None
+    checked_out_at: UtcDatetime | None
     cooperation_id: str | None
 
 
@@ -150,9 +150,9 @@ class CooperationOut(BaseModel):
     state: CooperationState
     version: int
     allowed_actions: list[CooperationAction]
-    started_at: datetime
-    ends_at: datetime
-    ended_at: datetime | None
+    started_at: UtcDatetime
+    ends_at: UtcDatetime
+    ended_at: UtcDatetime | None
 
 
 class CreatorStats(BaseModel):
@@ -171,8 +171,8 @@ class ProductStats(BaseModel):
 
 class StatsOut(BaseModel):
     base_id: str
-    from_: datetime = Field(alias="from", serialization_alias="from")
-    to: datetime
+    from_: UtcDatetime = Field(alias="from", serialization_alias="from")
+    to: UtcDatetime
     gmv_fen: int
     orders: int
     check_ins: int

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, NotFound, ValidationFailed
+from app.core.i18n import msg, term
 from app.db.base import id_for
 from app.db.bulk import insert_together
 from app.db.models.live_bases import LiveBase
@@ -171,7 +172,7 @@ async def _invite(
     if existing is not None:
         binding_id, state = existing
         raise Conflict(
-            f"this {kind.noun} is already bound to or invited by this agency",
+            msg("this {party} is already bound to or invited by this agency", party=term(kind.noun)),
             code="already_bound" if state == "active" else "already_invited",
             binding_id=binding_id,
         )
@@ -205,7 +206,7 @@ async def _visible_binding(session: AsyncSession, actor: Actor, kind: _BindingKi
     binding moved since."""
     row = await repo.binding(session, kind.workflow.table, kind.record, binding_id)
     if row is None or not kind.sees(row, actor):
-        raise NotFound(f"no such {kind.noun} binding")
+        raise NotFound(msg("no such {party} binding", party=term(kind.noun)))
     now = await clock.now(session)
     if row.state == "invited" and row.expires_at <= now:
         await fire_due(session, entity_id=binding_id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Forbidden, NotFound
+from app.core.i18n import msg, term
 from app.db.base import id_for
 from app.db.bulk import insert_together
 from app.db.models.outreach import Conversation, ConversationMessage
@@ -88,7 +89,14 @@ async def open_conversation(session: AsyncSession, actor: Actor, body: Conversat
         if existing is not None:
             return await _seen_by(session, existing.id, me.id), False
     if (me.role, other.role) not in OPEN_PAIRS or other.id == me.id:
-        raise Forbidden(f"{me.role}s cannot open conversations with {other.role}s here; ask support", code="pair_not_open")
+        raise Forbidden(
+            msg(
+                "a {role} cannot open conversations with a {other_role} here; ask support",
+                role=term(me.role),
+                other_role=term(other.role),
+            ),
+            code="pair_not_open",
+        )
     if me.role == "merchant":
         _require_alliance(me)
     now = await clock.now(session)
@@ -193,6 +201,6 @@ async def view_contact(session: AsyncSession, actor: Actor, creator_id: str, bod
         raise NotFound("no such creator")
     value = creator.contact_phone if body.field is ContactField.phone else creator.contact_wechat
     if not value:
-        raise NotFound(f"this creator has not provided a {body.field.value}", code="contact_not_provided")
+        raise NotFound(msg("this creator has not provided a {field}", field=term(body.field.value)), code="contact_not_provided")
     await consume(session, me, CONTACT_VIEWS, "creator", await clock.now(session))
     return ContactViewOut(field=body.field, value=value)

@@ -10,6 +10,8 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotFound, QuotaExhausted
+from app.core.i18n import msg, term
+from app.core.times import iso_z
 from app.db.base import new_id
 from app.db.repositories import outreach as repo
 from app.db.repositories.outreach import OutreachParty, QuotaRecord
@@ -167,13 +169,18 @@ async def ensure_quota(
 def exhausted(row: QuotaRecord, now: datetime) -> QuotaExhausted:
     resets_at = next_week(row.week_start)
     return QuotaExhausted(
-        f"this week's {row.kind.replace('_', ' ')} quota towards {row.counterpart_role}s is used up "
-        f"({row.quota_limit}); it resets at {resets_at.isoformat()}",
+        msg(
+            "this week's {kind} quota towards {role} accounts is used up ({limit}); it resets at {resets_at}",
+            kind=term(row.kind),
+            role=term(row.counterpart_role),
+            limit=row.quota_limit,
+            resets_at=iso_z(resets_at),
+        ),
         retry_after=math.ceil((resets_at - now).total_seconds()),
         kind=row.kind,
         counterpart_role=row.counterpart_role,
         limit=row.quota_limit,
-        resets_at=resets_at.isoformat(),
+        resets_at=iso_z(resets_at),
     )
 
 

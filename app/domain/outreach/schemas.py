@@ -3,12 +3,13 @@ conversations, messages and contact views."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from app.core.i18n import N_, msg
+from app.core.times import UtcDatetime
 from app.domain.schemas import PutBody, Strict
 
 # ---------------------------------------------------------------------------------------------
@@ -38,10 +39,10 @@ class QuotaFixedLimits(Strict):
 def _ascending(tiers: list[Any], key: str, loc: str) -> None:
     values = [getattr(t, key) for t in tiers]
     if values[0] != 0:
-        raise ValueError(f"{loc}[0].{key} must be 0 (the first tier starts at 0)")
+        raise ValueError(msg("{loc}[0].{key} must be 0 (the first tier starts at 0)", loc=loc, key=key))
     for i in range(1, len(values)):
         if values[i] <= values[i - 1]:
-            raise ValueError(f"{loc} must be in strictly ascending order of {key}")
+            raise ValueError(msg("{loc} must be in strictly ascending order of {key}", loc=loc, key=key))
 
 
 class QuotaPolicyFields(BaseModel):
@@ -67,7 +68,7 @@ class QuotaPolicyIn(PutBody, QuotaPolicyFields):
 
 
 class ScheduledQuotaPolicyOut(QuotaPolicyFields):
-    effective_from: datetime | None = Field(
+    effective_from: UtcDatetime | None = Field(
         description="Monday 00:00 Asia/Shanghai from which it applies (null: the built-in defaults)"
     )
 
@@ -87,7 +88,7 @@ class QuotaBasis(BaseModel):
     type: Literal["last_week_gmv", "level", "fixed"]
     last_week_gmv_fen: int | None = None
     level: int | None = None
-    policy_effective_from: datetime | None = None
+    policy_effective_from: UtcDatetime | None = None
 
 
 class QuotaItemOut(BaseModel):
@@ -100,8 +101,8 @@ class QuotaItemOut(BaseModel):
 
 
 class QuotasOut(BaseModel):
-    week_start: datetime
-    resets_at: datetime
+    week_start: UtcDatetime
+    resets_at: UtcDatetime
     items: list[QuotaItemOut]
 
 
@@ -121,7 +122,7 @@ class ConversationMessageIn(Strict):
     @classmethod
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
-            raise ValueError("text must not be blank")
+            raise ValueError(N_("text must not be blank"))
         return value
 
 
@@ -137,7 +138,7 @@ class ConversationMessageOut(BaseModel):
     seq: int
     sender_id: str
     text: str
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class ConversationOut(BaseModel):
@@ -145,9 +146,9 @@ class ConversationOut(BaseModel):
     opener_id: str
     participant_ids: list[str]
     counterpart: ConversationPartyOut = Field(description="the other participant, seen from the caller")
-    created_at: datetime
-    last_activity_at: datetime
-    last_message_at: datetime | None
+    created_at: UtcDatetime
+    last_activity_at: UtcDatetime
+    last_message_at: UtcDatetime | None
     message_count: int
     unread_count: int
 

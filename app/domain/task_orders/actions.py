@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import get_settings
 from app.core.errors import Forbidden, ValidationFailed
+from app.core.i18n import msg, term
 from app.db.base import id_for
 from app.db.models.task_orders import TargetedPlan
 from app.db.repositories import task_orders as repo
@@ -174,7 +175,7 @@ def compensation(row: TaskOrderRecord, now: datetime, linked: bool) -> tuple[int
 async def cancel(session: AsyncSession, actor: Actor, order_id: str, body: CancelIn) -> TaskOrderOut:
     row, parts, now = await _load(session, actor, order_id)
     if actor.role not in TASK_ORDER.roles_of("cancel"):
-        raise Forbidden(f"a {actor.role} may not cancel a task order")
+        raise Forbidden(msg("a {role} may not cancel a task order", role=term(actor.role)))
     reason = _REASONS.get(body.reason.code)
     if reason is None or actor.role not in reason.parties:
         raise ValidationFailed("unknown cancel reason (GET /v1/task-orders/cancel-reasons)", loc=["body", "reason", "code"])

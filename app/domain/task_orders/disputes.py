@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, NotFound, ValidationFailed
+from app.core.i18n import msg
 from app.db.base import id_for
 from app.db.bulk import insert_together
 from app.db.models.task_orders import Dispute
@@ -132,7 +133,8 @@ async def resolve_dispute(session: AsyncSession, actor: Actor, dispute_id: str, 
     now = await clock.now(session)
     if body.creator_share_fen > order.amount_fen:
         raise ValidationFailed(
-            f"the creator's share is at most the order's amount ({order.amount_fen})", loc=["body", "creator_share_fen"]
+            msg("the creator's share is at most the order's amount ({amount_fen})", amount_fen=order.amount_fen),
+            loc=["body", "creator_share_fen"],
         )
     diff = body.creator_share_fen - order.creator_received_fen
     row = await DISPUTE.fire(

@@ -9,6 +9,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 
+from app.core.i18n import N_, msg
+from app.core.times import AwareUtcDatetime, UtcDatetime
 from app.domain.schemas import Strict
 from app.state.dispute import DISPUTE
 from app.state.task_order import STATUS_ENUM, SUB_STATUS_ENUM, TASK_ORDER
@@ -26,30 +28,30 @@ def _check_title(value: str) -> str:
     """汉字、字母、数字、标点: Unicode letters (L*), decimal digits (Nd), punctuation (P*), and a
     space between words. No emoji or other symbols, no control characters."""
     if not 1 <= len(value) <= 20:
-        raise ValueError("the title has 1 to 20 characters")
+        raise ValueError(N_("the title has 1 to 20 characters"))
     if value != value.strip():
-        raise ValueError("the title may not start or end with a space")
+        raise ValueError(N_("the title may not start or end with a space"))
     for char in value:
         category = unicodedata.category(char)
         if char in (" ", "\u3000") or category[0] in ("L", "P") or category == "Nd":
             continue
-        raise ValueError(f"the title may only hold Chinese characters, letters, digits and punctuation (not {char!r})")
+        raise ValueError(
+            msg("the title may only hold Chinese characters, letters, digits and punctuation (not {char})", char=repr(char))
+        )
     return value
 
 
 def _check_contact_name(value: str) -> str:
     if not value.strip():
-        raise ValueError("the contact name is empty")
+        raise ValueError(N_("the contact name is empty"))
     if any(unicodedata.category(c)[0] == "C" for c in value):
-        raise ValueError("the contact name holds control characters")
+        raise ValueError(N_("the contact name holds control characters"))
     return value
 
 
-def _minute_in_utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("a time zone is required (RFC 3339)")
+def _to_the_minute(value: datetime) -> datetime:
     if value.second or value.microsecond:
-        raise ValueError("expected_start_at is to the minute (seconds must be zero)")
+        raise ValueError(N_("expected_start_at is to the minute (seconds must be zero)"))
     return value
 
 
@@ -74,9 +76,9 @@ class OrderProductIn(Strict):
     def _rate(self) -> OrderProductIn:
         if self.plan is Plan.targeted:
             if self.commission_bp is None:
-                raise ValueError("a targeted product needs commission_bp")
+                raise ValueError(N_("a targeted product needs commission_bp"))
             if self.commission_bp > 8000:
-                raise ValueError("a targeted rate is 0–8000 bp")
+                raise ValueError(N_("a targeted rate is 0–8000 bp"))
         return self
 
 
@@ -84,7 +86,7 @@ class TaskOrderCreate(Strict):
     title: Annotated[str, Field(min_length=1, max_length=20), AfterValidator(_check_title)]
     contact_name: Annotated[str, Field(min_length=1, max_length=20), AfterValidator(_check_contact_name)]
     contact_phone: str = Field(pattern=r"^1[3-9]\d{9}$", description="mainland mobile number")
-    expected_start_at: Annotated[datetime, AfterValidator(_minute_in_utc)]
+    expected_start_at: Annotated[AwareUtcDatetime, AfterValidator(_to_the_minute)]
     return_samples: bool
     session_type: SessionType
     hours: int = Field(ge=1, le=24)
@@ -95,7 +97,7 @@ class TaskOrderCreate(Strict):
     @classmethod
     def _unique(cls, products: list[OrderProductIn]) -> list[OrderProductIn]:
         if len({p.product_id for p in products}) != len(products):
-            raise ValueError("a product appears twice")
+            raise ValueError(N_("a product appears twice"))
         return products
 
 
@@ -142,8 +144,8 @@ class OrderProductOut(BaseModel):
 
 class LiveSessionInfo(BaseModel):
     id: str
-    started_at: datetime
-    ended_at: datetime | None
+    started_at: UtcDatetime
+    ended_at: UtcDatetime | None
     peak_viewers: int
     room_url: str
     gmv_fen: int = Field(description="paid minus refunded amount of this order's products in the session")
@@ -172,18 +174,18 @@ class TaskOrderOut(BaseModel):
     creator_nickname: str | None
     contact_name: str
     contact_phone: str
-    expected_start_at: datetime
+    expected_start_at: UtcDatetime
     return_samples: bool
     session_type: SessionType
     hours: int
     hourly_fen: int
     amount_fen: int
     products: list[OrderProductOut]
-    created_at: datetime
-    accept_deadline: datetime
-    accepted_at: datetime | None
-    review_deadline: datetime | None
-    finished_at: datetime | None
+    created_at: UtcDatetime
+    accept_deadline: UtcDatetime
+    accepted_at: UtcDatetime | None
+    review_deadline: UtcDatetime | None
+    finished_at: UtcDatetime | None
     cancelled_by: str | None
     cancel_reason: CancelReasonValue | None
     compensation_fen: int | None
@@ -202,7 +204,7 @@ class TargetedPlanOut(BaseModel):
     product_id: str
     product_title: str | None
     commission_bp: int
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class DisputeCreate(Strict):
@@ -228,5 +230,5 @@ class DisputeOut(BaseModel):
     creator_share_fen: int | None
     adjustment_fen: int | None = Field(description="posted at resolution: + merchant→creator, - creator→merchant")
     resolution_note: str | None
-    created_at: datetime
-    closed_at: datetime | None
+    created_at: UtcDatetime
+    closed_at: UtcDatetime | None

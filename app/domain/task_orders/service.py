@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import get_settings
 from app.core.errors import Conflict, NotFound, ValidationFailed
+from app.core.i18n import msg, term
 from app.db.base import id_for
 from app.db.models.task_orders import TaskOrder, TaskOrderProduct
 from app.db.repositories import task_orders as repo
@@ -61,7 +62,11 @@ async def create_order(session: AsyncSession, actor: Actor, body: TaskOrderCreat
                 raise ValidationFailed("the product is not in the general plan", loc=[*loc, "plan"])
             if item.commission_bp is not None and item.commission_bp != product.general_commission_bp:
                 raise ValidationFailed(
-                    f"the general plan pays the product's rate, {product.general_commission_bp} bp", loc=[*loc, "commission_bp"]
+                    msg(
+                        "the general plan pays the product's rate, {commission_bp} bp",
+                        commission_bp=product.general_commission_bp,
+                    ),
+                    loc=[*loc, "commission_bp"],
                 )
             rate = product.general_commission_bp
         else:
@@ -84,7 +89,10 @@ async def create_order(session: AsyncSession, actor: Actor, body: TaskOrderCreat
         raise Conflict("the creator is resting (休息中) and takes no orders", code="creator_resting")
     hourly = creator.quote_dedicated_hourly_fen if body.session_type is SessionType.dedicated else creator.quote_shared_hourly_fen
     if hourly is None:
-        raise Conflict(f"the creator has no {body.session_type.value} quote", code="creator_quote_missing")
+        raise Conflict(
+            msg("the creator has no {session_type} quote", session_type=term(body.session_type.value)),
+            code="creator_quote_missing",
+        )
     amount = hourly * body.hours
     row, rows = TASK_ORDER.creation(
         {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.times import iso_z
 from app.db.repositories import wallet as repo
 from app.domain.exports import CSV, XLSX, Download, csv_bytes, xlsx_bytes
 from app.state import clock
@@ -38,8 +39,8 @@ async def export_rows(session: AsyncSession, actor: Actor, *, state: str | None,
             _METHOD_LABELS.get(r.method, r.method),
             _STATE_LABELS.get(r.state, r.state),
             r.reference or "",
-            r.created_at.isoformat(),
-            r.decided_at.isoformat() if r.decided_at else "",
+            iso_z(r.created_at),
+            iso_z(r.decided_at) if r.decided_at else "",
         ]
         for r in rows
     ]

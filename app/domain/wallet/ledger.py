@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, NotFound
+from app.core.i18n import msg
 from app.db.base import id_for, new_id, table_of
 from app.db.bulk import FromGate, Part, insert_together, write_gated
 from app.db.models.task_orders import EXTERNAL_OWNER, Hold, LedgerLine, LedgerTransaction
@@ -245,7 +246,7 @@ async def split(session: AsyncSession, ref_id: str, payee_fen: int, *, ref_type:
     now = await clock.now(session)
     hold = await repo.hold_of(session, ref_id)
     if hold is None:
-        raise NotFound(f"no hold for {ref_id}")
+        raise NotFound(msg("no hold for {ref_id}", ref_id=ref_id))
     if not 0 <= payee_fen <= hold.amount_fen:
         raise ValueError("payee share out of range")
     status = "paid" if payee_fen == hold.amount_fen else "released" if payee_fen == 0 else "split"
@@ -275,5 +276,5 @@ async def release(session: AsyncSession, ref_id: str, *, ref_type: str, memo: st
 async def pay(session: AsyncSession, ref_id: str, *, ref_type: str, memo: str | None = None) -> HoldRecord:
     hold = await hold_of(session, ref_id)
     if hold is None:
-        raise NotFound(f"no hold for {ref_id}")
+        raise NotFound(msg("no hold for {ref_id}", ref_id=ref_id))
     return await split(session, ref_id, hold.amount_fen, ref_type=ref_type, memo=memo)

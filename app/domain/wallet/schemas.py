@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from app.core.times import UtcDatetime
 from app.domain.schemas import Strict
 from app.state.top_up import TOP_UP
 
@@ -33,7 +33,7 @@ class EntryOut(BaseModel):
     ref_type: str | None
     ref_id: str | None
     memo: str | None
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class TopUpMethod(StrEnum):
@@ -63,8 +63,8 @@ class TopUpOut(BaseModel):
     state: TopUpState
     version: int
     allowed_actions: list[TopUpAction]
-    created_at: datetime
-    expires_at: datetime
-    decided_at: datetime | None
+    created_at: UtcDatetime
+    expires_at: UtcDatetime
+    decided_at: UtcDatetime | None
     decided_by: str | None
     decision_note: str | None

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.clock import real_now
 from app.core.errors import WebhookUrlNotAllowed
+from app.core.times import iso_z
 from app.db.base import id_for, new_id, table_of
 from app.db.bulk import insert_together
 from app.db.models.platform import Event, EventRecipient
@@ -87,7 +88,7 @@ def event_body(event: EventRecord) -> bytes:
     payload: dict[str, Any] = {
         "id": event.id,
         "type": event.type,
-        "occurred_at": event.occurred_at.isoformat(),
+        "occurred_at": iso_z(event.occurred_at),
         "data": event.data,
     }
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str).encode()

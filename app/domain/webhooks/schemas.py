@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import Field, StrictBool, field_validator
 
+from app.core.i18n import N_, msg
+from app.core.times import UtcDatetime
 from app.domain.schemas import Out, Strict
 
 _TYPE = re.compile(r"^(\*|[a-z0-9_]+\.(\*|[a-z0-9_]+))$")
@@ -17,14 +18,14 @@ _TYPE = re.compile(r"^(\*|[a-z0-9_]+\.(\*|[a-z0-9_]+))$")
 def _check_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an absolute http(s) URL")
+        raise ValueError(N_("must be an absolute http(s) URL"))
     return value
 
 
 def _check_types(value: list[str]) -> list[str]:
     for item in value:
         if not _TYPE.match(item):
-            raise ValueError(f"'{item}' is not an event type (`machine.action`, `machine.*` or `*`)")
+            raise ValueError(msg("'{item}' is not an event type (`machine.action`, `machine.*` or `*`)", item=item))
     return list(dict.fromkeys(value))
 
 
@@ -58,21 +59,21 @@ class WebhookUpdate(Strict):
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is None:
-            raise ValueError("url cannot be null")
+            raise ValueError(N_("url cannot be null"))
         return _check_url(value)
 
     @field_validator("event_types")
     @classmethod
     def _types(cls, value: list[str] | None) -> list[str] | None:
         if value is None:
-            raise ValueError("event_types cannot be null")
+            raise ValueError(N_("event_types cannot be null"))
         return _check_types(value)
 
     @field_validator("enabled")
     @classmethod
     def _enabled(cls, value: bool | None) -> bool | None:
         if value is None:
-            raise ValueError("enabled cannot be null")
+            raise ValueError(N_("enabled cannot be null"))
         return value
 
 
@@ -91,18 +92,18 @@ class WebhookOut(Out):
     disabled_reason: str | None = Field(
         default=None, description="`failing` (every delivery failed for 5 days) or `owner` (PATCH enabled=false)"
     )
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class SecretRotatedOut(Out):
     id: str
     secret: str = Field(description="the new secret: shown this once")
-    previous_secret_expires_at: datetime = Field(description="until then deliveries are also signed with the previous secret")
+    previous_secret_expires_at: UtcDatetime = Field(description="until then deliveries are also signed with the previous secret")
 
 
 class AttemptOut(Out):
     number: int
-    started_at: datetime
+    started_at: UtcDatetime
     status_code: int | None = None
     error: str | None = None
     duration_ms: int
@@ -115,9 +116,9 @@ class DeliveryOut(Out):
     event_type: str
     status: str
     attempts: int
-    next_attempt_at: datetime | None = None
+    next_attempt_at: UtcDatetime | None = None
     last_status_code: int | None = None
     last_error: str | None = None
-    created_at: datetime
-    finished_at: datetime | None = None
+    created_at: UtcDatetime
+    finished_at: UtcDatetime | None = None
     attempt_log: list[AttemptOut] = []

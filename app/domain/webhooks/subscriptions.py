@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import real_now
 from app.core.errors import NotFound
+from app.core.i18n import msg
 from app.db.base import id_for, new_id
 from app.db.models.webhooks import WebhookSubscription
 from app.db.repositories import webhooks as repo
@@ -86,14 +87,14 @@ async def update_subscription(session: AsyncSession, actor: Actor, subscription_
             values["failing_since"] = None
     sub = await repo.update_subscription(session, actor.id, subscription_id, values)
     if sub is None:
-        raise NotFound(f"webhook {subscription_id} not found")
+        raise NotFound(msg("webhook {webhook_id} not found", webhook_id=subscription_id))
     return webhook_out(sub)
 
 
 async def delete_subscription(session: AsyncSession, actor: Actor, subscription_id: str) -> None:
     """Delete the webhook with its deliveries; nothing more is sent to it."""
     if not await repo.delete_subscription(session, actor.id, subscription_id):
-        raise NotFound(f"webhook {subscription_id} not found")
+        raise NotFound(msg("webhook {webhook_id} not found", webhook_id=subscription_id))
 
 
 async def rotate_secret(session: AsyncSession, actor: Actor, subscription_id: str, body: SecretRotate) -> SecretRotatedOut:
@@ -103,7 +104,7 @@ async def rotate_secret(session: AsyncSession, actor: Actor, subscription_id: st
     expires_at = real_now() + ROTATION_OVERLAP
     sub = await repo.rotate_secret(session, actor.id, subscription_id, secret, expires_at)
     if sub is None:
-        raise NotFound(f"webhook {subscription_id} not found")
+        raise NotFound(msg("webhook {webhook_id} not found", webhook_id=subscription_id))
     return SecretRotatedOut(id=sub.id, secret=secret, previous_secret_expires_at=expires_at)
 
 
@@ -111,7 +112,7 @@ async def list_deliveries(
     session: AsyncSession, actor: Actor, subscription_id: str, *, status: str | None, limit: int, cursor: str | None
 ) -> PageOut[DeliveryOut]:
     if not await repo.owns_subscription(session, actor.id, subscription_id):
-        raise NotFound(f"webhook {subscription_id} not found")
+        raise NotFound(msg("webhook {webhook_id} not found", webhook_id=subscription_id))
     page = await repo.deliveries_page(session, subscription_id, status=status, limit=limit, cursor=cursor)
     log = await repo.attempts_of(session, [r.id for r in page.items])
     items = [

@@ -28,6 +28,7 @@ import httpx
 
 from app.core.config import get_settings
 from app.core.errors import WebhookUrlNotAllowed
+from app.core.i18n import N_, Message, msg
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 RESOLVE_TIMEOUT_SECONDS = 5.0
@@ -64,7 +65,7 @@ class Unresolvable(WebhookUrlNotAllowed):
     """The URL's host name does not resolve (now)."""
 
 
-def refusal_of_address(address: IPAddress) -> str | None:
+def refusal_of_address(address: IPAddress) -> Message | None:
     """Why `address` may not receive webhooks (None: it is public)."""
     if isinstance(address, ipaddress.IPv6Address):
         embedded = address.ipv4_mapped or address.sixtofour or (address.teredo[1] if address.teredo else None)
@@ -72,19 +73,19 @@ def refusal_of_address(address: IPAddress) -> str | None:
             embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if embedded is not None:
             reason = refusal_of_address(embedded)
-            return f"{reason} (embedded in {address})" if reason else None
-    for kind, flag in (
-        ("an unspecified", address.is_unspecified),
-        ("a loopback", address.is_loopback),
-        ("a link-local", address.is_link_local),
-        ("a multicast", address.is_multicast),
-        ("a private", address.is_private),
-        ("a reserved", address.is_reserved),
+            return msg("{reason} (embedded in {address})", reason=reason, address=str(address)) if reason else None
+    for template, flag in (
+        (N_("{address} is an unspecified address"), address.is_unspecified),
+        (N_("{address} is a loopback address"), address.is_loopback),
+        (N_("{address} is a link-local address"), address.is_link_local),
+        (N_("{address} is a multicast address"), address.is_multicast),
+        (N_("{address} is a private address"), address.is_private),
+        (N_("{address} is a reserved address"), address.is_reserved),
     ):
         if flag:
-            return f"{address} is {kind} address"
+            return Message(template, address=str(address))
     if not address.is_global:
-        return f"{address} is not a public address"
+        return msg("{address} is not a public address", address=str(address))
     return None
 
 
@@ -139,27 +140,33 @@ async def check(url: str) -> Target:
     if _allowed(host):
         return Target(parsed, ())
     if host == "localhost" or host.endswith(".localhost"):
-        raise WebhookUrlNotAllowed(f"{host} is a loopback name")
+        raise WebhookUrlNotAllowed(msg("{host} is a loopback name", host=host))
     literal = _literal(host)
     if literal is None and _numeric_ipv4(host):
-        raise WebhookUrlNotAllowed(f"{host} is a numeric form of an IPv4 address: write a public address in dotted form")
+        raise WebhookUrlNotAllowed(
+            msg("{host} is a numeric form of an IPv4 address: write a public address in dotted form", host=host)
+        )
     if literal is not None:
         reason = refusal_of_address(literal)
         if reason:
-            raise WebhookUrlNotAllowed(reason)
+            raise WebhookUrlNotAllowed(msg("the URL names a non-public address: {reason}", reason=reason))
         return Target(parsed, (str(literal),))
     port = parsed.port or _DEFAULT_PORTS[parsed.scheme]
     try:
         resolved = await asyncio.wait_for(RESOLVE(host, port), RESOLVE_TIMEOUT_SECONDS)
     except Exception as error:  # noqa: BLE001 - gaierror, a timeout, a name IDNA cannot encode …
-        raise Unresolvable(f"{host} does not resolve") from error
+        raise Unresolvable(msg("{host} does not resolve", host=host)) from error
     if not resolved:
-        raise Unresolvable(f"{host} does not resolve")
+        raise Unresolvable(msg("{host} does not resolve", host=host))
     addresses: list[str] = []
     for text in resolved:
         address = _literal(text.split("%", 1)[0])
-        reason = refusal_of_address(address) if address is not None else f"{host} resolves to something that is not an address"
+        reason = (
+            refusal_of_address(address)
+            if address is not None
+            else msg("{host} resolves to something that is not an address", host=host)
+        )
         if reason:
-            raise WebhookUrlNotAllowed(f"{host} resolves to a non-public address: {reason}")
+            raise WebhookUrlNotAllowed(msg("{host} resolves to a non-public address: {reason}", host=host, reason=reason))
         addresses.append(str(address))
     return Target(parsed, tuple(addresses))
