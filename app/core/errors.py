@@ -164,9 +164,9 @@ class ValidationFailed(DomainError):
 class WebhookUrlNotAllowed(ValidationFailed):
     """422: a webhook URL that names or resolves to a non-public address (security.md)."""
 
-    code, title = "webhook_url_not_allowed", "Webhook URL not allowed"
+    code = "webhook_url_not_allowed"
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str | Message) -> None:
         super().__init__(detail, loc=["body", "url"])
 
 
