@@ -360,8 +360,19 @@ class Phase:
         self.label, self.base, self.pid, self.db, self.args = label, base, pid, db, args
         self.results: list[dict] = []
 
-    def run(self, config: Path, seconds: int, *, measured: bool = True) -> dict:
+    def run(self, config: Path, seconds: int, *, measured: bool = True, profile: str = "") -> dict:
+        spy = None
+        if profile:  # py-spy on the server during this phase
+            fmt = "raw" if profile.endswith(".txt") else "flamegraph"
+            spy = subprocess.Popen(
+                [str(Path(sys.executable).with_name("py-spy")), "record", "-o", profile, "-f", fmt, "-p", str(self.pid)]
+                + ["-d", str(seconds), "-r", "200"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         result = load(self.base, config, self.pid, self.db, self.args, seconds)
+        if spy:
+            spy.wait()
         if measured:
             self.results.append(result)
             print(line(f"  {self.label}", result), flush=True)
@@ -499,9 +510,14 @@ async def run(args) -> int:
                     for phase, side in ((svc, False), (ref, True)):
                         phase.run(config(side), args.warmup, measured=False)
                 per_round = max(1, round(args.seconds / args.rounds))
-                for _ in range(args.rounds):
+                for n in range(args.rounds):
                     for phase, side in ((svc, False), (ref, True)):
-                        phase.run(config(side), per_round)
+                        profile = ""
+                        if args.py_spy and n == 0 and not side:
+                            profile = str(
+                                Path(args.py_spy).with_name(f"{Path(args.py_spy).stem}-{module}{Path(args.py_spy).suffix}")
+                            )
+                        phase.run(config(side), per_round, profile=profile)
                 results[module] = (svc.summary(), ref.summary())
         load_avg = os.getloadavg()
         print(
@@ -614,7 +630,7 @@ async def show_sql(args) -> int:
                     )
                 print(f"\n{module}: {what}: HTTP {response.status_code}, {len(statements)} statements")
                 for sql in statements:
-                    print(f"  {sql[:300]}")
+                    print(f"  {sql[: args.sql_width]}")
         return 0
     finally:
         server.should_exit = True
@@ -645,6 +661,13 @@ def main() -> int:
         action="store_true",
         help="instead: print the SQL the service runs for one transition of each module (service in-process)",
     )
+    parser.add_argument(
+        "--py-spy",
+        metavar="OUT",
+        help="record a py-spy profile of the service during each module's first measured phase (OUT-<module>.svg, "
+        "or collapsed stacks if OUT ends in .txt; needs py-spy in the venv)",
+    )
+    parser.add_argument("--sql-width", type=int, default=300, help="with --sql: characters of each statement shown")
     args = parser.parse_args()
     if args.sql:
         return asyncio.run(show_sql(args))
