@@ -42,6 +42,7 @@ from app.db.base import table_of
 from app.db.models.accounts import Account, Product
 from app.db.models.facts import LiveSession, SalesOrder
 from app.db.models.live_bases import CheckIn, Cooperation, CreatorBinding, LiveBase, PoolItem, ShopBinding
+from app.db.models.platform import Timer
 from app.db.pagination import key_after, page_of
 from app.db.repositories import entities
 from app.db.repositories._run import prepare_module, record_of, run
@@ -51,6 +52,9 @@ from app.db.repositories.products import ProductRecord
 from app.db.session import dialect_of
 
 live_bases = table_of(LiveBase)
+timers = table_of(Timer)
+# the machines whose timers can change what a creator's scan reads (see _STANDING's timer_due)
+VISIT_MACHINES = ("cooperation", "check_in")
 creator_bindings = table_of(CreatorBinding)
 shop_bindings = table_of(ShopBinding)
 pool_items = table_of(PoolItem)
@@ -186,6 +190,7 @@ class Standing:
     cooperation_here: str | None  # its active cooperation with this base
     elsewhere: bool  # an active cooperation with another base
     present: str | None  # its check-in at this base that is checked in
+    timer_due: bool = False  # a timer of the check-ins' machines (VISIT_MACHINES) is due as of that moment
 
 
 @dataclass(frozen=True, slots=True)
@@ -654,6 +659,11 @@ _STANDING = select(
     .limit(1)
     .scalar_subquery()
     .label("present"),
+    # whether the scan must fire a due timer first (a pending check-in's expiry, a cooperation's
+    # end), so that the common scan needs no statement of its own for it (fire_due's any_due)
+    exists()
+    .where(timers.c.due_at <= bindparam("now"), or_(*(timers.c.machine == machine for machine in VISIT_MACHINES)))
+    .label("timer_due"),
 ).where(accounts.c.id == bindparam("creator"))
 _PRESENT_OF_COOPERATION = (
     select(check_ins)
@@ -675,7 +685,9 @@ def _visits_visible_to(table: Table, role: str, account_id: str) -> ColumnElemen
 async def standing_of(session: AsyncSession, creator_id: str, base_id: str, now: datetime) -> Standing | None:
     """What the check-in rules read about the creator at the base (None: no such account)."""
     row = (await run(session, _STANDING, {"creator": creator_id, "base": base_id, "now": now})).first()
-    return None if row is None else Standing(row.level, row.strong_agency, row.cooperation_here, bool(row.elsewhere), row.present)
+    if row is None:
+        return None
+    return Standing(row.level, row.strong_agency, row.cooperation_here, bool(row.elsewhere), row.present, bool(row.timer_due))
 
 
 async def check_in(session: AsyncSession, check_in_id: str) -> CheckInRecord | None:
