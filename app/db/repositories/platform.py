@@ -115,40 +115,26 @@ def _due_on_postgres(by_machines: bool, by_entity: bool) -> Select:
 _DUE = {(m, e): _due_on_postgres(m, e) for m in (False, True) for e in (False, True)}
 
 
-def _any_due(by_machines: bool, by_entity: bool) -> Select:
-    # a plain read (no lock): the first due_at of the index, so it costs one index probe
-    query = select(timers.c.id).where(timers.c.due_at <= bindparam("now")).order_by(timers.c.due_at).limit(1)
-    if by_machines:
-        query = query.where(timers.c.machine.in_(bindparam("machines", expanding=True)))
+def _any_due(by_entity: bool) -> Select:
+    # any timer at all (of an entity): a range on due_at alone, so the planner can only take the
+    # due_at index and stops at its first entry. With a machine filter it took the
+    # (machine, entity_id, action) index and read every timer of those machines, due or not,
+    # which grows with every check-in's expiry timer.
+    query = select(timers.c.id).where(timers.c.due_at <= bindparam("now"))
     if by_entity:
         query = query.where(timers.c.entity_id == bindparam("entity_id"))
-    return query
+    return query.order_by(timers.c.due_at).limit(1)
 
 
-def _any_due_on_postgres(by_machines: bool, by_entity: bool) -> Select:
-    query = select(timers.c.id).where(timers.c.due_at <= bindparam("now")).order_by(timers.c.due_at).limit(1)
-    if by_machines:
-        query = query.where(timers.c.machine == any_(bindparam("machines", type_=ARRAY(String))))
-    if by_entity:
-        query = query.where(timers.c.entity_id == bindparam("entity_id"))
-    return query
+_ANY_DUE = {e: _any_due(e) for e in (False, True)}
 
 
-_ANY_DUE = {
-    (pg, m, e): (_any_due_on_postgres if pg else _any_due)(m, e)
-    for pg in (False, True)
-    for m in (False, True)
-    for e in (False, True)
-}
-
-
-async def any_due(session: AsyncSession, now: datetime, *, machines: list[str] | None, entity_id: str | None) -> bool:
-    """Whether any timer is due at `now` (of these machines, of this entity), by a plain read:
-    a request path that finds none has taken no lock and begun no transaction for it (the
-    common case), so a route that writes once keeps its write the only statement in one."""
-    postgres = dialect_of(session).name == "postgresql"
-    params = {"now": now, "machines": machines, "entity_id": entity_id}
-    rows = await run(session, _ANY_DUE[postgres, machines is not None, entity_id is not None], params)
+async def any_due(session: AsyncSession, now: datetime, *, entity_id: str | None) -> bool:
+    """Whether any timer (of this entity) is due at `now`, by a plain read: a request path that
+    finds none has taken no lock and begun no transaction for it (the common case: the sweeper
+    keeps few timers due), so a route that writes once keeps its write the only statement in
+    one. A due timer of a machine the caller does not fire only costs it the locking claim."""
+    rows = await run(session, _ANY_DUE[entity_id is not None], {"now": now, "entity_id": entity_id})
     return rows.first() is not None
 
 
