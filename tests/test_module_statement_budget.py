@@ -2,9 +2,9 @@
 them (pooled lean sessions, every feature on): each is a few plain reads and one statement that
 carries the whole write, sent without BEGIN/COMMIT (`@one_write`), and takes no lock before it.
 
-- campaign signup: at most 4 statements (the campaign with the caller's pre-selection and the
-  clock, the shops and the creator, the slot, the signup with its shops, history, event, timer
-  and messages)
+- campaign signup: at most 3 statements (the campaign with the caller's pre-selection and the
+  clock, the shops and the creator with the slot's holder, the signup with its shops, history,
+  event, timer and messages)
 - QR check-in: at most 3 (the base and the clock, the creator's standing with whether a timer
   is due, the check-in with its history, event and timer); a due timer is claimed and fired
   first, in a transaction
@@ -50,7 +50,7 @@ class Budget:
 
 
 @postgres_only
-async def test_signup_is_four_statements_without_a_transaction(committed_client, committed_factory, committed_app):
+async def test_signup_is_three_statements_without_a_transaction(committed_client, committed_factory, committed_app):
     client = committed_client
     w = await campaign_world(client, committed_factory)
     live_from = w.campaign["live_from"]
@@ -59,7 +59,7 @@ async def test_signup_is_four_statements_without_a_transaction(committed_client,
     with Budget(committed_app.state.engine) as budget:
         r = await client.post(path, headers=w.creator.headers, json=body)
     assert r.status_code == 201, r.text
-    budget.lean(4, "WITH w0 AS (INSERT INTO campaign_signups")
+    budget.lean(3, "WITH w0 AS (INSERT INTO campaign_signups")
     signup = r.json()
     # committed with everything behind it: the shop sees it, its history and its message
     r = await client.get(f"/v1/campaign-signups/{signup['id']}", headers=w.merchants[0].headers)
