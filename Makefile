@@ -98,8 +98,10 @@ bench-incentives: install
 	$(PY) bench/incentives_scale.py $(BENCH_ARGS)
 
 ## One figure per module (campaigns, live bases, outreach, incentives: each one's hottest transition)
-## against the bare asyncpg reference, printed as ratios (see bench/modules.py).
+## driven by wrk against the bare asyncpg reference, printed as ratios (see bench/modules.py;
+## BENCH_ARGS="--seconds 3 --rounds 1" for a quick run). wrk is installed when missing.
 bench-modules: install
+	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
 	$(PY) bench/modules.py $(BENCH_ARGS)
 
 ## Stress and crash safety on PostgreSQL: two processes, 50 random clients for 3 minutes, the test

@@ -1,9 +1,19 @@
 """One figure per module: the hottest transition of campaigns, live bases, outreach and incentives,
-driven over HTTP against the service on PostgreSQL and against the bare asyncpg reference
-(`bare_modules.py`) under the same load, in one run, printed as ratios (issue #9 item 6).
+driven by wrk over HTTP against the service on PostgreSQL and against the bare asyncpg reference
+(`bare_modules.py`) in alternating phases, in one run, printed as ratios (issue #14 item 7).
 
-    make bench-modules              # or: .venv/bin/python bench/modules.py --seconds 15 --concurrency 16
+    make bench-modules              # or: .venv/bin/python bench/modules.py --seconds 15 --concurrency 32
+    .venv/bin/python bench/modules.py --seconds 3 --rounds 1   # a quick look
     .venv/bin/python bench/modules.py --sql   # print the SQL the service runs for each transition
+
+The load generator is wrk (C; Debian's package, `make bench-modules` installs it) with
+`bench/modules.lua`, never a Python generator on the same two cores (an httpx generator took about
+half of them and flattered the service). THREADS wrk threads and CONCURRENCY connections; the
+runner writes each phase's requests to a file the script reads (per thread its paths, bearer
+tokens and bodies; a signup's planned time is made distinct per request by the script). The
+service runs as bench/run.py runs it (perfbar's settings): one uvicorn worker, `app.main:app`,
+LC_ENV=test, log level warning, no access log, migrated first; the reference is one uvicorn
+worker too, on the same database (its own `bare_*` tables).
 
 The transitions (one per module, the one a real platform calls most):
 
@@ -28,11 +38,14 @@ measures the quota check-and-increment, not 429s) and the provider contracts' ac
 (moved to last month, so that last month's incentive statements can be computed and published
 through the API to issue real vouchers; production has no test clock).
 
-Each side runs SECONDS per module, split into ROUNDS phases alternating service and bare (a
-neighbour's burst on a shared machine then hits both alike). Prints per module transitions/s,
-p50/p99, CPU per transition (the server process; the PostgreSQL backends of this database), the
-ratio service/bare of transitions/s and the "cpu ratio" (bare/service CPU per transition, the
-steadier figure when the machine is shared).
+Each side runs SECONDS per module, split into ROUNDS wrk phases alternating service and bare (a
+neighbour's burst on a shared machine then hits both alike), after a WARMUP phase each. Prints per
+phase and then per module (medians over the rounds): transitions/s (2xx answers per second),
+p50/p99 (wrk --latency), CPU per transition (the server process; the PostgreSQL backends of this
+database), the ratio service/bare of transitions/s, the p99 ratio service/bare and the "cpu
+ratio" (bare/service CPU per transition, the steadier figure when the machine is shared), and
+whether each module meets issue #14's targets (ratio ≥ 0.50, p99 ≤ 2.5 × the bare's; `--strict`
+exits 1 when one misses). Exit 1 when a phase completed nothing or answered non-2xx.
 
 Needs PostgreSQL (BENCH_PG, default the local server); creates and drops its own database
 (`--db`, default `lc_bench_modules`).
@@ -42,12 +55,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -59,7 +74,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import PASSWORD, Stats, World, backend_cpu_seconds, cpu_seconds, free_port, peak_rss_mib, ready, spawn, stop  # noqa: E402
+from bench.common import PASSWORD, World, backend_cpu_seconds, cpu_seconds, free_port, peak_rss_mib, ready, spawn, stop  # noqa: E402
+from bench.run import UVICORN, parse_wrk  # noqa: E402
+
+SCRIPT = Path(__file__).with_name("modules.lua")
 
 PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 SH = ZoneInfo("Asia/Shanghai")
@@ -116,7 +134,9 @@ class ModulesWorld(World):
         self.campaign = ""
         self.check_in_token = ""
         self.use_date = use_date().isoformat()
-        self.calls: dict[int, int] = {}
+
+    def bearer(self, account: str) -> str:
+        return self.tokens[account]["Authorization"].removeprefix("Bearer ")
 
     async def build_modules(self, workers: int, merchants: int) -> None:
         op = await self.login("bench-operator")
@@ -259,151 +279,176 @@ class ModulesWorld(World):
         }
 
 
-# -- one call per module: (world, client, bare, worker, n) -> (name, request coroutine, success status) -----
-def campaigns_call(world, client, bare: bool, worker: int, n: int):
-    # a distinct planned time per signup (one active signup per creator, campaign and time)
-    at = (world.live_from + timedelta(seconds=n)).isoformat()
-    shop = worker % len(world.merchant_ids)
+# -- wrk's requests per module: modules.lua's lines (thread, path, token, body, at0) ---------------
+# Worker w (one per wrk connection) acts as creator w, provider w (its own voucher) and merchant
+# w % merchants; worker w's requests go to wrk thread w % threads + 1, so a thread's connections
+# cycle through their workers' requests.
+PHASE_SPAN = 100_000  # seconds of planned_live_at a signup phase's threads may use (one per request)
+
+
+def campaigns_rows(world: ModulesWorld, bare: bool, workers: int, at0: int) -> list[tuple]:
+    """A pre-selected creator signs up, at a distinct planned time per request (@AT@)."""
+    rows = []
+    for w in range(workers):
+        shop = w % len(world.merchant_ids)
+        if bare:
+            body = {"creator_id": f"c{w}", "shop_ids": [f"m{shop}"], "planned_live_at": "@AT@"}
+            rows.append(("/campaigns/cmp/signups", "", body, at0))
+        else:
+            body = {"shop_ids": [world.merchant_ids[shop]], "planned_live_at": "@AT@"}
+            rows.append((f"/v1/campaigns/{world.campaign}/signups", world.bearer(world.creators[w]), body, at0))
+    return rows
+
+
+def live_bases_rows(world: ModulesWorld, bare: bool, workers: int, at0: int) -> list[tuple]:
+    """A creator scans the base's QR code (the code is taken afresh before the module's phases)."""
     if bare:
-        return (
-            "signup",
-            client.post(
-                "/campaigns/cmp/signups", json={"creator_id": f"c{worker}", "shop_ids": [f"m{shop}"], "planned_live_at": at}
-            ),
-            201,
-        )
-    return (
-        "signup",
-        client.post(
-            f"/v1/campaigns/{world.campaign}/signups",
-            headers=world.tokens[world.creators[worker]],
-            json={"shop_ids": [world.merchant_ids[shop]], "planned_live_at": at},
-        ),
-        201,
-    )
+        return [("/check-ins", "", {"creator_id": f"c{w}", "base_id": "base"}, 0) for w in range(workers)]
+    return [("/v1/check-ins", world.bearer(world.creators[w]), {"token": world.check_in_token}, 0) for w in range(workers)]
 
 
-def live_bases_call(world, client, bare: bool, worker: int, n: int):
-    if bare:
-        return "check-in", client.post("/check-ins", json={"creator_id": f"c{worker}", "base_id": "base"}), 201
-    return (
-        "check-in",
-        client.post("/v1/check-ins", headers=world.tokens[world.creators[worker]], json={"token": world.check_in_token}),
-        201,
-    )
+def outreach_rows(world: ModulesWorld, bare: bool, workers: int, at0: int) -> list[tuple]:
+    """A merchant views creators' phones: worker w's merchant, each creator in turn."""
+    rows = []
+    for w in range(workers):
+        merchant = w % len(world.merchant_ids)
+        for k in range(len(world.creators)):
+            creator = (w + k) % len(world.creators)
+            if bare:
+                rows.append((f"/creators/c{creator}/contact-views", "", {"merchant_id": f"m{merchant}", "field": "phone"}, 0))
+            else:
+                path = f"/v1/creators/{world.creators[creator]}/contact-views"
+                rows.append((path, world.bearer(world.merchant_ids[merchant]), {"field": "phone"}, 0))
+    return rows
 
 
-def outreach_call(world, client, bare: bool, worker: int, n: int):
-    creator, merchant = (worker + n) % len(world.creators), worker % len(world.merchant_ids)
-    if bare:
-        return (
-            "contact-view",
-            client.post(f"/creators/c{creator}/contact-views", json={"merchant_id": f"m{merchant}", "field": "phone"}),
-            200,
-        )
-    return (
-        "contact-view",
-        client.post(
-            f"/v1/creators/{world.creators[creator]}/contact-views",
-            headers=world.tokens[world.merchant_ids[merchant]],
-            json={"field": "phone"},
-        ),
-        200,
-    )
-
-
-def incentives_call(world, client, bare: bool, worker: int, n: int):
-    if bare:
-        return (
-            "redemption",
-            client.post(
-                f"/vouchers/v{worker}/redemptions",
-                json={"provider_id": f"p{worker}", "merchant_id": f"pm{worker}", "amount_fen": 100, "use_date": world.use_date},
-            ),
-            201,
-        )
-    provider = world.providers[worker]
-    return (
-        "redemption",
-        client.post(
-            f"/v1/vouchers/{world.vouchers[provider]}/redemptions",
-            headers=world.tokens[provider],
-            json={"merchant_id": world.provider_merchant[provider], "amount_fen": 100, "use_date": world.use_date},
-        ),
-        201,
-    )
+def incentives_rows(world: ModulesWorld, bare: bool, workers: int, at0: int) -> list[tuple]:
+    """A provider asks to redeem 1 yuan of its own voucher for its contracted merchant."""
+    rows = []
+    for w in range(workers):
+        if bare:
+            body = {"provider_id": f"p{w}", "merchant_id": f"pm{w}", "amount_fen": 100, "use_date": world.use_date}
+            rows.append((f"/vouchers/v{w}/redemptions", "", body, 0))
+        else:
+            provider = world.providers[w]
+            body = {"merchant_id": world.provider_merchant[provider], "amount_fen": 100, "use_date": world.use_date}
+            rows.append((f"/v1/vouchers/{world.vouchers[provider]}/redemptions", world.bearer(provider), body, 0))
+    return rows
 
 
 CALLS = {
-    "campaigns": (campaigns_call, "creator signs up (POST /v1/campaigns/{id}/signups)"),
-    "live_bases": (live_bases_call, "creator scans the QR code (POST /v1/check-ins)"),
-    "outreach": (outreach_call, "merchant views a creator's contact (POST /v1/creators/{id}/contact-views)"),
-    "incentives": (incentives_call, "provider requests a redemption (POST /v1/vouchers/{id}/redemptions)"),
+    "campaigns": (campaigns_rows, "creator signs up (POST /v1/campaigns/{id}/signups)"),
+    "live_bases": (live_bases_rows, "creator scans the QR code (POST /v1/check-ins)"),
+    "outreach": (outreach_rows, "merchant views a creator's contact (POST /v1/creators/{id}/contact-views)"),
+    "incentives": (incentives_rows, "provider requests a redemption (POST /v1/vouchers/{id}/redemptions)"),
 }
 
 
-def worker_of(call):
-    """A load worker: (target, stats, worker, deadline); target is (world, client, bare)."""
-
-    async def worker(target, stats: Stats, w: int, deadline: float) -> None:
-        world, client, bare = target
-        while time.perf_counter() < deadline:
-            world.calls[w] = n = world.calls.get(w, 0) + 1  # across phases: signups need fresh times
-            name, coro, ok = call(world, client, bare, w, n)
-            if (await stats.call(name, coro)).status_code == ok:
-                stats.transitions += 1
-
-    return worker
+def write_rows(path: Path, rows: list[tuple], threads: int) -> Path:
+    lines = []
+    for w, (url, token, body, at0) in enumerate(rows):
+        lines.append("\t".join((str(w % threads + 1), url, token, json.dumps(body, ensure_ascii=False), str(at0))))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
 
 
 class Phase:
-    """One side's load phase of a module, possibly in several rounds alternating with the other
-    side's (on a shared machine, a neighbour's burst then hits both sides alike)."""
+    """One side of a module: wrk phases (warm-up and measured rounds) against one server, with
+    the CPU the server process and the database's PostgreSQL backends spent on them."""
 
-    def __init__(self, label: str, worker, target, concurrency: int, pid: int, db: str) -> None:
-        self.label, self.worker, self.target, self.concurrency, self.pid, self.db = label, worker, target, concurrency, pid, db
-        self.stats = Stats()
-        self.elapsed = self.cpu = self.pg = 0.0
+    def __init__(self, label: str, base: str, pid: int, db: str, args) -> None:
+        self.label, self.base, self.pid, self.db, self.args = label, base, pid, db, args
+        self.results: list[dict] = []
 
-    async def run(self, seconds: float, stats: Stats | None = None) -> None:
-        stats = stats or self.stats
-        deadline = time.perf_counter() + seconds
-        cpu_before, pg_before = cpu_seconds(self.pid), backend_cpu_seconds(self.db)
-        started = time.perf_counter()
-        await asyncio.gather(*(self.worker(self.target, stats, w, deadline) for w in range(self.concurrency)))
-        if stats is self.stats:
-            self.elapsed += time.perf_counter() - started
-            self.cpu += cpu_seconds(self.pid) - cpu_before
-            self.pg += backend_cpu_seconds(self.db) - pg_before
-
-    def result(self) -> dict:
-        values = sorted(v for vs in self.stats.latency.values() for v in vs) or [float("nan")]
-        n = self.stats.transitions
-        result = {
-            "rate": n / self.elapsed if self.elapsed else 0.0,
-            "n": n,
-            "p50": values[len(values) // 2] * 1000,
-            "p99": values[min(len(values) - 1, int(len(values) * 0.99))] * 1000,
-            "cpu": self.cpu / n * 1000 if n else float("nan"),
-            "pg": self.pg / n * 1000 if n else float("nan"),
-            "errors": dict(self.stats.errors),
-        }
-        print(
-            f"  {self.label:<8} {result['rate']:8.1f}/s  n={n:6d}  p50={result['p50']:7.2f} ms  "
-            f"p99={result['p99']:7.2f} ms  CPU/transition: server {result['cpu']:6.2f} ms, "
-            f"PostgreSQL backends {result['pg']:6.2f} ms" + (f"  errors {result['errors']}" if result["errors"] else ""),
-            flush=True,
-        )
+    def run(self, config: Path, seconds: int, *, measured: bool = True, profile: str = "") -> dict:
+        spy = None
+        if profile:  # py-spy on the server during this phase
+            fmt = "raw" if profile.endswith(".txt") else "flamegraph"
+            spy = subprocess.Popen(
+                [str(Path(sys.executable).with_name("py-spy")), "record", "-o", profile, "-f", fmt, "-p", str(self.pid)]
+                + ["-d", str(seconds), "-r", "200"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        result = load(self.base, config, self.pid, self.db, self.args, seconds)
+        if spy:
+            spy.wait()
+        if measured:
+            self.results.append(result)
+            print(line(f"  {self.label}", result), flush=True)
         return result
+
+    def summary(self) -> dict:
+        return summary(self.results)
+
+
+def load(base: str, config: Path, pid: int, db: str, args, seconds: int) -> dict:
+    """One wrk phase on `base` and what the server process and the database's backends spent."""
+    cpu, pg = cpu_seconds(pid), backend_cpu_seconds(db)
+    wrk = subprocess.run(
+        [
+            "wrk",
+            f"-t{args.threads}",
+            f"-c{args.concurrency}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(SCRIPT),
+            base,
+            "--",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 120,
+    )
+    cpu, pg = cpu_seconds(pid) - cpu, backend_cpu_seconds(db) - pg
+    if wrk.returncode:
+        raise RuntimeError(f"wrk exited with {wrk.returncode}:\n{wrk.stdout}{wrk.stderr}")
+    result = parse_wrk(wrk.stdout)
+    ok = result["requests"] - result["non2xx"]
+    # transitions/s: the 2xx answers (a non-2xx moved nothing)
+    result.update(
+        ok=ok,
+        rate=result["tps"] * ok / result["requests"] if result["requests"] else 0.0,
+        cpu=cpu / ok * 1000 if ok else float("nan"),
+        pg=pg / ok * 1000 if ok else float("nan"),
+        rss=peak_rss_mib(pid),
+    )
+    return result
+
+
+def line(label: str, r: dict) -> str:
+    return (
+        f"{label:<10} {r['rate']:8.1f} transitions/s  p50 {r['p50']:7.2f} ms  p99 {r['p99']:7.2f} ms  "
+        f"non-2xx {r['non2xx']}  CPU/transition: server {r['cpu']:5.2f} ms, PostgreSQL {r['pg']:5.2f} ms"
+        + (f"  socket errors: {r['socket']}" if r["socket"] else "")
+    )
+
+
+def summary(results: list[dict]) -> dict:
+    """Medians over the rounds; counts summed."""
+    if not results:
+        return {
+            "rate": 0.0,
+            "p50": float("nan"),
+            "p99": float("nan"),
+            "cpu": float("nan"),
+            "pg": float("nan"),
+            "ok": 0,
+            "non2xx": 0,
+        }
+    median = {k: statistics.median(r[k] for r in results) for k in ("rate", "p50", "p99", "cpu", "pg")}
+    return {**median, "ok": sum(r["ok"] for r in results), "non2xx": sum(r["non2xx"] for r in results)}
 
 
 def service_env(url: str) -> dict[str, str]:
-    # production settings (no test clock), cheap password hashing for the accounts it makes
+    # bench/run.py's (perfbar's) settings, with cheap password hashing for the accounts it makes
     return {
         "LC_DATABASE_URL": url.replace("postgresql://", "postgresql+asyncpg://"),
-        "LC_ENV": "production",
+        "LC_ENV": "test",
         "LC_SECRET_KEY": secrets.token_urlsafe(32),
-        "LC_LOG_LEVEL": "WARNING",
+        "LC_LOG_LEVEL": "warning",
         "LC_BOOTSTRAP_OPERATOR_USERNAME": "bench-operator",
         "LC_BOOTSTRAP_OPERATOR_PASSWORD": PASSWORD,
         "LC_ARGON2_TIME_COST": "1",
@@ -416,92 +461,112 @@ async def run(args) -> int:
     env = service_env(url)
     procs: list[subprocess.Popen] = []
     logs = tempfile.TemporaryDirectory(prefix="bench-modules-")
+    tmp = Path(logs.name)
     try:
+        subprocess.run(
+            [sys.executable, "-m", "app", "migrate"], cwd=ROOT, env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL
+        )
         sport, bport = free_port(), free_port()
-        # `python -m app serve` migrates first, then runs uvicorn (the deployment's command)
-        service = spawn([sys.executable, "-m", "app", "serve", "--port", str(sport)], env, Path(logs.name, "service"))
+        # one uvicorn worker each, as bench/run.py runs them
+        service = spawn([*UVICORN, "app.main:app", "--port", str(sport)], env, tmp / "service")
         procs.append(service)
         bare = spawn(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--log-level",
-                "warning",
-                "--no-access-log",
-                "bench.bare_modules:app",
-                "--port",
-                str(bport),
-            ],
-            {"BENCH_DSN": url, "PYTHONPATH": str(ROOT)},
-            Path(logs.name, "bare"),
+            [*UVICORN, "bench.bare_modules:app", "--port", str(bport)], {"BENCH_DSN": url, "PYTHONPATH": str(ROOT)}, tmp / "bare"
         )
         procs.append(bare)
-        await ready(f"http://127.0.0.1:{sport}/healthz", service)
-        await ready(f"http://127.0.0.1:{bport}/health", bare)
-        limits = httpx.Limits(max_connections=args.concurrency * 2, max_keepalive_connections=args.concurrency * 2)
-        async with (
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{sport}", limits=limits, timeout=30) as client,
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{bport}", limits=limits, timeout=30) as bare_client,
-        ):
+        sbase, bbase = f"http://127.0.0.1:{sport}", f"http://127.0.0.1:{bport}"
+        await ready(f"{sbase}/healthz", service)
+        await ready(f"{bbase}/health", bare)
+        async with httpx.AsyncClient(base_url=sbase, timeout=60) as client, httpx.AsyncClient(base_url=bbase, timeout=60) as bc:
             world = ModulesWorld(client, url)
             await world.build_modules(args.concurrency, args.merchants)
-            (await bare_client.post("/seed", json=world.bare_seed())).raise_for_status()
+            (await bc.post("/seed", json=world.bare_seed())).raise_for_status()
+            load_avg = os.getloadavg()
             print(
-                f"service pid {service.pid}, bare reference pid {bare.pid}; {args.concurrency} clients, "
-                f"{args.seconds:g} s per side and module in {args.rounds} alternating round(s) "
-                f"(warm-up {args.warmup:g} s)",
+                f"service pid {service.pid}, bare reference pid {bare.pid}; wrk {args.threads} threads, "
+                f"{args.concurrency} connections, {args.seconds} s per side and module in {args.rounds} "
+                f"alternating round(s) (warm-up {args.warmup} s); load average {load_avg[0]:.2f} {load_avg[1]:.2f}",
                 flush=True,
             )
+            live_from = int(world.live_from.timestamp())
+            phases = 0
             results = {}
             for module in args.modules:
-                call, what = CALLS[module]
-                worker = worker_of(call)
+                rows, what = CALLS[module]
                 print(f"\n{module}: {what}", flush=True)
                 if module == "live_bases":
                     await world.fresh_check_in_code()
-                svc = Phase("service", worker, (world, client, False), args.concurrency, service.pid, args.db)
-                ref = Phase("bare", worker, (world, bare_client, True), args.concurrency, bare.pid, args.db)
-                for phase in (svc, ref):
-                    if args.warmup:
-                        await phase.run(args.warmup, Stats())
-                for _ in range(args.rounds):
-                    for phase in (svc, ref):
-                        await phase.run(args.seconds / args.rounds)
-                svc, ref = svc.result(), ref.result()
-                results[module] = (svc, ref)
+                svc = Phase("service", sbase, service.pid, args.db, args)
+                ref = Phase("bare", bbase, bare.pid, args.db, args)
+
+                def config(bare_side: bool, module: str = module, rows=rows) -> Path:
+                    nonlocal phases
+                    phases += 1  # a fresh planned-time span per phase (signups)
+                    at0 = live_from + phases * PHASE_SPAN
+                    name = f"{module}-{'bare' if bare_side else 'service'}-{phases}.tsv"
+                    return write_rows(tmp / name, rows(world, bare_side, args.concurrency, at0), args.threads)
+
+                if args.warmup:
+                    for phase, side in ((svc, False), (ref, True)):
+                        phase.run(config(side), args.warmup, measured=False)
+                per_round = max(1, round(args.seconds / args.rounds))
+                for n in range(args.rounds):
+                    for phase, side in ((svc, False), (ref, True)):
+                        profile = ""
+                        if args.py_spy and n == 0 and not side:
+                            profile = str(
+                                Path(args.py_spy).with_name(f"{Path(args.py_spy).stem}-{module}{Path(args.py_spy).suffix}")
+                            )
+                        phase.run(config(side), per_round, profile=profile)
+                results[module] = (svc.summary(), ref.summary())
+        load_avg = os.getloadavg()
         print(
-            f"\nper transition, service / bare ({args.concurrency} clients, {args.seconds:g} s each); "
-            "cpu ratio = bare/service (server + PostgreSQL backends) CPU per transition:"
+            f"\nmedians over the rounds, service / bare (wrk {args.threads} threads, {args.concurrency} connections; "
+            f"load average now {load_avg[0]:.2f} {load_avg[1]:.2f}); ratio = transitions/s service/bare, "
+            "p99 ratio = service/bare, cpu ratio = bare/service (server + PostgreSQL backends) CPU per transition:"
         )
         print(
             f"{'module':<11} {'transitions/s':>15} {'p50 ms':>15} {'p99 ms':>15} {'server CPU ms':>15} "
-            f"{'PG CPU ms':>13} {'ratio':>6} {'cpu ratio':>9}"
+            f"{'PG CPU ms':>13} {'ratio':>6} {'p99 ratio':>9} {'cpu ratio':>9}"
         )
+        verdicts = []
         for module, (svc, ref) in results.items():
             ratio = svc["rate"] / ref["rate"] if ref["rate"] else float("nan")
-            cpu_ratio = (ref["cpu"] + ref["pg"]) / (svc["cpu"] + svc["pg"]) if svc["n"] and ref["n"] else float("nan")
+            p99_ratio = svc["p99"] / ref["p99"] if ref["p99"] else float("nan")
+            cpu_ratio = (ref["cpu"] + ref["pg"]) / (svc["cpu"] + svc["pg"]) if svc["ok"] and ref["ok"] else float("nan")
             print(
                 f"{module:<11} {svc['rate']:7.1f} /{ref['rate']:6.1f} {svc['p50']:7.1f} /{ref['p50']:6.1f} "
                 f"{svc['p99']:7.1f} /{ref['p99']:6.1f} {svc['cpu']:7.2f} /{ref['cpu']:6.2f} "
-                f"{svc['pg']:5.2f} /{ref['pg']:5.2f} {ratio:6.2f} {cpu_ratio:9.2f}"
+                f"{svc['pg']:5.2f} /{ref['pg']:5.2f} {ratio:6.2f} {p99_ratio:9.2f} {cpu_ratio:9.2f}"
             )
-        for module, (svc, ref) in results.items():
-            ratio = svc["rate"] / ref["rate"] if ref["rate"] else float("nan")
-            print(f"ratio service/bare {module}: {ratio:.2f}")
+            meets = ratio >= args.goal and p99_ratio <= args.p99_goal
+            verdicts.append((module, ratio, p99_ratio, meets))
+        for module, ratio, p99_ratio, meets in verdicts:
+            print(
+                f"ratio service/bare {module}: {ratio:.2f}  (p99 ratio {p99_ratio:.2f}; "
+                f"{'meets' if meets else 'misses'} ≥ {args.goal:g} and p99 ≤ {args.p99_goal:g}×)"
+            )
         print(f"peak RSS: service {peak_rss_mib(service.pid):.0f} MiB, bare {peak_rss_mib(bare.pid):.0f} MiB")
         for name in ("service", "bare"):
-            errors = Path(logs.name, name).read_text(errors="replace")
-            if "Traceback" in errors or " 500 " in errors:
+            errors = (tmp / name).read_text(errors="replace")
+            if "Traceback" in errors:
                 print(f"{name} logged errors:\n{errors[-4000:]}")
-        failed = [m for m, (svc, ref) in results.items() if not svc["n"] or not ref["n"]]
-        if failed:
-            print(f"no transition completed for: {', '.join(failed)}")
+        failures = [
+            f"{module} {side}: {what}"
+            for module, pair in results.items()
+            for side, r in zip(("service", "bare"), pair, strict=True)
+            for what in (["no transition completed"] if not r["ok"] else [])
+            + ([f"{r['non2xx']} non-2xx answers"] if r["non2xx"] else [])
+        ]
+        if args.strict:
+            failures += [f"{m} misses the targets" for m, _, _, meets in verdicts if not meets]
+        if failures:
+            print("failed: " + "; ".join(failures))
             return 1
         return 0
     except BaseException:
         for name in ("service", "bare"):
-            path = Path(logs.name, name)
+            path = tmp / name
             if path.exists() and path.stat().st_size:
                 print(f"--- {name} log (tail) ---\n{path.read_text(errors='replace')[-4000:]}", file=sys.stderr)
         raise
@@ -514,22 +579,37 @@ async def run(args) -> int:
 
 async def show_sql(args) -> int:
     """Run the service in this process (uvicorn.Server) and print the statements of one transition
-    of each module, as the bare reference's docstrings describe them."""
+    of each module, as the bare reference's docstrings describe them: SQLAlchemy's own path is seen
+    by `before_cursor_execute`, the fast lane's asyncpg calls by a query logger on each pooled
+    connection (as tests/test_statement_budget.py counts them)."""
     url = await fresh_database(args.db)
     os.environ.update(service_env(url), LC_RUN_SWEEPER="false")
     subprocess.run([sys.executable, "-m", "app", "migrate"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     import uvicorn  # noqa: PLC0415
     from sqlalchemy import event  # noqa: PLC0415
     from sqlalchemy.engine import Engine  # noqa: PLC0415
+    from sqlalchemy.pool import Pool  # noqa: PLC0415
 
     from app.main import create_app  # noqa: PLC0415
 
     statements: list[str] = []
-    event.listen(
-        Engine,
-        "before_cursor_execute",
-        lambda conn, cursor, sql, params, context, many: statements.append(" ".join(sql.split()) + ("  [many]" if many else "")),
-    )
+    framing = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+
+    def record(sql: str, many: bool = False) -> None:
+        sql = " ".join(sql.split())
+        if not sql.upper().startswith(framing):
+            statements.append(sql + ("  [many]" if many else ""))
+
+    logged: set[int] = set()
+
+    def checkout(dbapi_connection, record_, proxy) -> None:
+        raw = getattr(dbapi_connection, "_connection", None)
+        if raw is not None and id(raw) not in logged:
+            logged.add(id(raw))
+            raw.add_query_logger(lambda q: record(q.query))
+
+    event.listen(Pool, "checkout", checkout)
+    event.listen(Engine, "before_cursor_execute", lambda conn, cursor, sql, params, context, many: record(sql, many))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(), port=port, log_level="warning", access_log=False))
     task = asyncio.create_task(server.serve())
@@ -538,15 +618,19 @@ async def show_sql(args) -> int:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             world = ModulesWorld(client, url)
             await world.build_modules(1, 1)
+            at0 = int(world.live_from.timestamp())
             for module in args.modules:
-                call, what = CALLS[module]
+                rows, what = CALLS[module]
+                path, token, body, _ = rows(world, False, 1, at0)[0]
                 for n in (1, 2):  # the second call shows the steady state (quota row exists, ...)
+                    text = json.dumps(body).replace("@AT@", datetime.fromtimestamp(at0 + n, UTC).isoformat())
                     statements.clear()
-                    name, coro, ok = call(world, client, False, 0, n)
-                    response = await coro
+                    response = await client.post(
+                        path, content=text, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+                    )
                 print(f"\n{module}: {what}: HTTP {response.status_code}, {len(statements)} statements")
                 for sql in statements:
-                    print(f"  {sql[:300]}")
+                    print(f"  {sql[: args.sql_width]}")
         return 0
     finally:
         server.should_exit = True
@@ -556,16 +640,20 @@ async def show_sql(args) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=15)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--seconds", type=int, default=15, help="wrk seconds per side and module (split into ROUNDS)")
+    parser.add_argument("--concurrency", type=int, default=32, help="wrk connections (one creator, provider each)")
+    parser.add_argument("--threads", type=int, default=8, help="wrk threads (at most CONCURRENCY)")
     parser.add_argument(
-        "--warmup", type=float, default=2, help="seconds of warm-up of each side before its module's phases (0: none)"
+        "--warmup", type=int, default=2, help="seconds of warm-up of each side before its module's phases (0: none)"
     )
     parser.add_argument(
         "--rounds", type=int, default=3, help="split each side's SECONDS into this many phases, alternating service and bare"
     )
     parser.add_argument("--merchants", type=int, default=4)
     parser.add_argument("--modules", nargs="+", choices=MODULES, default=list(MODULES))
+    parser.add_argument("--goal", type=float, default=0.5, help="target ratio service/bare (issue #14)")
+    parser.add_argument("--p99-goal", type=float, default=2.5, help="target p99 service/bare (issue #14)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a module misses a target")
     parser.add_argument("--db", default="lc_bench_modules", help="database created and dropped (never 'test')")
     parser.add_argument("--keep", action="store_true", help="keep the database at the end (to inspect it)")
     parser.add_argument(
@@ -573,9 +661,21 @@ def main() -> int:
         action="store_true",
         help="instead: print the SQL the service runs for one transition of each module (service in-process)",
     )
+    parser.add_argument(
+        "--py-spy",
+        metavar="OUT",
+        help="record a py-spy profile of the service during each module's first measured phase (OUT-<module>.svg, "
+        "or collapsed stacks if OUT ends in .txt; needs py-spy in the venv)",
+    )
+    parser.add_argument("--sql-width", type=int, default=300, help="with --sql: characters of each statement shown")
     args = parser.parse_args()
     if args.sql:
         return asyncio.run(show_sql(args))
+    if not shutil.which("wrk"):
+        parser.error("wrk not found: apt-get install wrk (`make bench-modules` installs it)")
+    args.threads = min(args.threads, args.concurrency)
+    if min(args.seconds, args.rounds, args.threads) < 1 or args.warmup < 0:
+        parser.error("needs seconds, rounds, threads, concurrency ≥ 1")
     return asyncio.run(run(args))
 
 

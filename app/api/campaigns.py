@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, status
 from fastapi.responses import Response
 
 from app.api.deps import Operator, Page, ReadSession, Session, link_or_roles, roles
-from app.api.routing import TxRoute, replica_read
+from app.api.routing import TxRoute, one_write, replica_read
 from app.domain import campaigns as svc
 from app.domain.campaigns import (
     CampaignCardIn,
@@ -106,6 +106,7 @@ async def get_eligible_creators(campaign_id: str, session: Session, actor: Opera
     tags=TAGS,
     name="create_campaign_signup",
 )
+@one_write
 async def create_signup(campaign_id: str, body: CampaignSignupCreate, session: Session, actor: Creator):
     """A pre-selected creator signs up before `signup_deadline` (403 `not_eligible`, 409 `deadline_passed`)."""
     return await svc.create_signup(session, actor, campaign_id, body)

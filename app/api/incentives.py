@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from app.api.deps import Operator, Page, ReadSession, Session, roles
-from app.api.routing import TxRoute, replica_read
+from app.api.routing import TxRoute, one_write, replica_read
 from app.domain import incentives
 from app.domain.incentives import (
     MONTH_PATTERN,
@@ -217,6 +217,7 @@ async def list_vouchers(
     tags=["incentives"],
     name="create_redemption",
 )
+@one_write
 async def create_redemption(voucher_id: Id, body: RedemptionCreate, session: Session, actor: Provider):
     """The provider asks to use `amount_fen` of a voucher for a merchant on `use_date`; the
     amount is reserved from the balance at once."""

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, status
 from fastapi.responses import Response
 
 from app.api.deps import CurrentActor, Page, ReadSession, Session, link_or_roles, roles
-from app.api.routing import TxRoute, replica_read
+from app.api.routing import TxRoute, one_write, replica_read
 from app.core.times import iso_z
 from app.domain import live_bases as lb
 from app.domain.ingest import AwareDatetime
@@ -306,6 +306,7 @@ async def unlist_pool_item(item_id: str, session: Session, actor: Agency):
 @router.post(
     "/v1/check-ins", response_model=CheckInOut, status_code=status.HTTP_201_CREATED, tags=["live bases"], name="create_check_in"
 )
+@one_write
 async def create_check_in(body: CheckInCreate, session: Session, actor: Creator):
     """The creator scanned a base's code: the check-in page, `pending_confirmation` with its
     eligibility, or `rejected` with the reasons."""

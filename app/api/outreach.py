@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response, status
 
 from app.api.deps import CurrentActor, Operator, Page, Session, roles
-from app.api.routing import TxRoute
+from app.api.routing import TxRoute, one_write
 from app.domain import outreach
 from app.domain.outreach import (
     ContactViewIn,
@@ -77,6 +77,7 @@ async def list_messages(conversation_id: str, session: Session, actor: CurrentAc
 @router.post(
     "/v1/creators/{creator_id}/contact-views", response_model=ContactViewOut, tags=["outreach"], name="view_creator_contact"
 )
+@one_write
 async def view_contact(creator_id: str, body: ContactViewIn, session: Session, actor: Merchant):
     """Reveal a creator's phone or WeChat to an alliance merchant; every view uses one unit of
     the weekly contact-view quota. A field the creator never filled is 404 `contact_not_provided`."""

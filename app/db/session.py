@@ -278,6 +278,14 @@ class LeanSession(AsyncSession):
         called without an Idempotency-Key (the stored answer must commit with the effect)."""
         self._deferred = True
 
+    def wrote_nothing(self) -> None:
+        """The ATOMIC statement just run outside a transaction changed no row (its condition did
+        not hold): nothing committed, so the request's one write is still to come. Only the
+        repository that knows its statement changed nothing calls it (`_run.wrote_nothing`)."""
+        adapted = self._adapted
+        if self._wrote and adapted is not None and adapted._transaction is None:
+            self._wrote = False
+
     async def driver(self, kind: str = OTHER) -> Any:
         """SQLAlchemy's adapter of the asyncpg connection, in a transaction: a connection is
         checked out of the pool and BEGIN sent on first use (a deferred transaction: see

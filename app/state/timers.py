@@ -97,11 +97,12 @@ async def fire_due(
         return 0
     fired = 0
     failed: set[str] = set()
-    for _ in range(rounds):  # a fired timer may make another one due at once
+    wanted = None if machines is None else list(machines)
+    for n in range(rounds):  # a fired timer may make another one due at once
         now = await clock.now(session)
-        due = await repo.due_timers(
-            session, now, machines=None if machines is None else list(machines), entity_id=entity_id, skip=failed, limit=limit
-        )
+        if n == 0 and not await repo.any_due(session, now, entity_id=entity_id):
+            return 0  # the common case on a request path: nothing locked, no transaction begun
+        due = await repo.due_timers(session, now, machines=wanted, entity_id=entity_id, skip=failed, limit=limit)
         for timer in due:
             try:
                 async with session.begin_nested():

@@ -231,6 +231,14 @@ async def run(session: AsyncSession, statement: Executable, params: Params = Non
         raise_as_sqlalchemy(error, adapted, dialect, plan.sql, args)
 
 
+def wrote_nothing(session: AsyncSession) -> None:
+    """The atomic statement just run changed no row (a conditional UPDATE whose condition did not
+    hold), so a request that declared one write has not written yet and may still begin a
+    transaction for a write of another kind (`LeanSession.wrote_nothing`)."""
+    if isinstance(session, LeanSession):
+        session.wrote_nothing()
+
+
 def record_of(cls: type[T], row: Any) -> T:
     """A record of `cls` (a dataclass) from a result row whose keys include its fields."""
     mapping = row._mapping

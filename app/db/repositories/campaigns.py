@@ -452,11 +452,23 @@ _SLOT_TAKEN = (
 )
 
 
-async def signup_parties(session: AsyncSession, account_ids: list[str]) -> dict[str, SignupParty]:
-    return {
-        row.id: record_of(SignupParty, row)
-        for row in await run(session, _PARTIES[dialect_of(session).name], {"ids": sorted(set(account_ids))})
-    }
+# a signup's parties with the slot's holder in the same read (one round trip)
+_PARTIES_AND_SLOT = {
+    name: statement.add_columns(_SLOT_TAKEN.scalar_subquery().label("slot_holder")) for name, statement in _PARTIES.items()
+}
+
+
+async def signup_parties_and_slot(
+    session: AsyncSession, account_ids: list[str], campaign_id: str, creator_id: str, planned_live_at: datetime
+) -> tuple[dict[str, SignupParty], str | None]:
+    """The accounts named in a new signup, and the creator's signup that holds this (campaign,
+    planned time) slot, if any (see `slot_holder`)."""
+    params = {"ids": sorted(set(account_ids)), "campaign": campaign_id, "creator": creator_id, "at": planned_live_at}
+    rows = (await run(session, _PARTIES_AND_SLOT[dialect_of(session).name], params)).all()
+    parties = {row.id: record_of(SignupParty, row) for row in rows}
+    if not rows:  # none of the accounts exists: the slot is asked on its own
+        return parties, await slot_holder(session, campaign_id, creator_id, planned_live_at)
+    return parties, rows[0].slot_holder
 
 
 async def slot_holder(session: AsyncSession, campaign_id: str, creator_id: str, planned_live_at: datetime) -> str | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, delete, exists, false, insert, or_, select, update
+from sqlalchemy import Select, Table, bindparam, delete, exists, false, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -381,19 +381,37 @@ class Standing:
     merchant_active: bool  # an active contract with the merchant it is for
     bound_active: bool  # an active contract with the merchant the voucher is bound to
     bound_ended: bool  # a contract with the bound merchant ended since the voucher was issued
+    holidays: frozenset[date]  # the holidays in (holidays_after, holidays_until]
+
+
+# on PostgreSQL the holidays of the notice period come in the same statement (one round trip)
+_STANDING_AND_HOLIDAYS = _STANDING.add_columns(
+    select(func.array_agg(holidays.c.day))
+    .where(holidays.c.day > bindparam("after"), holidays.c.day <= bindparam("until"))
+    .scalar_subquery()
+    .label("holidays")
+)
 
 
 async def redemption_standing(
-    session: AsyncSession, provider_id: str, merchant_id: str, bound_merchant_id: str | None, issued_at: datetime
+    session: AsyncSession,
+    provider_id: str,
+    merchant_id: str,
+    bound_merchant_id: str | None,
+    issued_at: datetime,
+    *,
+    holidays_after: date,
+    holidays_until: date,
 ) -> Standing:
-    row = (
-        await run(
-            session,
-            _STANDING,
-            {"provider": provider_id, "merchant": merchant_id, "bound": bound_merchant_id, "issued_at": issued_at},
-        )
-    ).one()
-    return Standing(bool(row.merchant_active), bool(row.bound_active), bool(row.bound_ended))
+    """The provider's contracts a redemption request checks, and the holidays of its notice period."""
+    params = {"provider": provider_id, "merchant": merchant_id, "bound": bound_merchant_id, "issued_at": issued_at}
+    if dialect_of(session).name == "postgresql":
+        row = (await run(session, _STANDING_AND_HOLIDAYS, {**params, "after": holidays_after, "until": holidays_until})).one()
+        days = frozenset(row.holidays or ())
+    else:
+        row = (await run(session, _STANDING, params)).one()
+        days = frozenset(await holidays_between(session, holidays_after, holidays_until))
+    return Standing(bool(row.merchant_active), bool(row.bound_active), bool(row.bound_ended), days)
 
 
 # --------------------------------------------------------------------------- holidays

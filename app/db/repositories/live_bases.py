@@ -42,6 +42,7 @@ from app.db.base import table_of
 from app.db.models.accounts import Account, Product
 from app.db.models.facts import LiveSession, SalesOrder
 from app.db.models.live_bases import CheckIn, Cooperation, CreatorBinding, LiveBase, PoolItem, ShopBinding
+from app.db.models.platform import Timer
 from app.db.pagination import key_after, page_of
 from app.db.repositories import entities
 from app.db.repositories._run import prepare_module, record_of, run
@@ -51,6 +52,9 @@ from app.db.repositories.products import ProductRecord
 from app.db.session import dialect_of
 
 live_bases = table_of(LiveBase)
+timers = table_of(Timer)
+# the machines whose due timers a creator's scan fires first (see _STANDING's timer_due)
+VISIT_MACHINES = ("cooperation", "check_in")
 creator_bindings = table_of(CreatorBinding)
 shop_bindings = table_of(ShopBinding)
 pool_items = table_of(PoolItem)
@@ -186,6 +190,7 @@ class Standing:
     cooperation_here: str | None  # its active cooperation with this base
     elsewhere: bool  # an active cooperation with another base
     present: str | None  # its check-in at this base that is checked in
+    timer_due: bool = False  # some timer is due as of that moment (perhaps one of VISIT_MACHINES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -654,6 +659,16 @@ _STANDING = select(
     .limit(1)
     .scalar_subquery()
     .label("present"),
+    # whether the scan must fire due timers first (a pending check-in's expiry, a cooperation's
+    # end), so that the common scan needs no statement of its own for it. Any timer at all, as
+    # fire_due's any_due asks: the due_at index's first entry (ordered by it, one row: a machine
+    # filter made the planner read every check-in timer through the machine index)
+    select(timers.c.id)
+    .where(timers.c.due_at <= bindparam("now"))
+    .order_by(timers.c.due_at)
+    .limit(1)
+    .scalar_subquery()
+    .label("timer_due"),
 ).where(accounts.c.id == bindparam("creator"))
 _PRESENT_OF_COOPERATION = (
     select(check_ins)
@@ -675,7 +690,11 @@ def _visits_visible_to(table: Table, role: str, account_id: str) -> ColumnElemen
 async def standing_of(session: AsyncSession, creator_id: str, base_id: str, now: datetime) -> Standing | None:
     """What the check-in rules read about the creator at the base (None: no such account)."""
     row = (await run(session, _STANDING, {"creator": creator_id, "base": base_id, "now": now})).first()
-    return None if row is None else Standing(row.level, row.strong_agency, row.cooperation_here, bool(row.elsewhere), row.present)
+    if row is None:
+        return None
+    return Standing(
+        row.level, row.strong_agency, row.cooperation_here, bool(row.elsewhere), row.present, row.timer_due is not None
+    )
 
 
 async def check_in(session: AsyncSession, check_in_id: str) -> CheckInRecord | None:

@@ -21,7 +21,7 @@ from app.db.models.accounts import Account
 from app.db.models.facts import SalesOrder
 from app.db.models.outreach import Conversation, ConversationMember, ConversationMessage, OutreachQuota, QuotaPolicy
 from app.db.pagination import decode_cursor, encode_cursor, key_after, page_of
-from app.db.repositories._run import prepare_module, record_of, run
+from app.db.repositories._run import prepare_module, prepared, record_of, run, wrote_nothing
 from app.db.repositories.gmv import gmv_sum
 from app.db.repositories.pages import Page
 from app.db.repositories.platform import CLOCK_OFFSET
@@ -188,8 +188,10 @@ _QUOTA_KEY = (
     quotas.c.counterpart_role == bindparam("q_role"),
 )
 _QUOTA = select(quotas).where(*_QUOTA_KEY)
-_USE_UNIT = (
-    update(quotas).where(*_QUOTA_KEY, quotas.c.used < quotas.c.quota_limit).values(used=quotas.c.used + 1).returning(*quotas.c)
+# the whole write of a contact view: a route that writes once runs it outside a transaction block
+_USE_UNIT = prepared(
+    update(quotas).where(*_QUOTA_KEY, quotas.c.used < quotas.c.quota_limit).values(used=quotas.c.used + 1).returning(*quotas.c),
+    atomic=True,
 )
 
 
@@ -224,7 +226,10 @@ async def use_unit(
     """One unit of the quota, with one conditional statement (`… WHERE used < quota_limit`):
     the quota as it now stands, or None when there is no such row or no unit is left."""
     row = (await run(session, _USE_UNIT, _key(account_id, week, kind, counterpart_role))).first()
-    return None if row is None else record_of(QuotaRecord, row)
+    if row is None:  # no row changed: the week's first use may still write its row, then the unit
+        wrote_nothing(session)
+        return None
+    return record_of(QuotaRecord, row)
 
 
 # =========================================================================== conversations

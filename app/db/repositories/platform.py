@@ -115,6 +115,29 @@ def _due_on_postgres(by_machines: bool, by_entity: bool) -> Select:
 _DUE = {(m, e): _due_on_postgres(m, e) for m in (False, True) for e in (False, True)}
 
 
+def _any_due(by_entity: bool) -> Select:
+    # any timer at all (of an entity): a range on due_at alone, so the planner can only take the
+    # due_at index and stops at its first entry. With a machine filter it took the
+    # (machine, entity_id, action) index and read every timer of those machines, due or not,
+    # which grows with every check-in's expiry timer.
+    query = select(timers.c.id).where(timers.c.due_at <= bindparam("now"))
+    if by_entity:
+        query = query.where(timers.c.entity_id == bindparam("entity_id"))
+    return query.order_by(timers.c.due_at).limit(1)
+
+
+_ANY_DUE = {e: _any_due(e) for e in (False, True)}
+
+
+async def any_due(session: AsyncSession, now: datetime, *, entity_id: str | None) -> bool:
+    """Whether any timer (of this entity) is due at `now`, by a plain read: a request path that
+    finds none has taken no lock and begun no transaction for it (the common case: the sweeper
+    keeps few timers due), so a route that writes once keeps its write the only statement in
+    one. A due timer of a machine the caller does not fire only costs it the locking claim."""
+    rows = await run(session, _ANY_DUE[entity_id is not None], {"now": now, "entity_id": entity_id})
+    return rows.first() is not None
+
+
 async def due_timers(
     session: AsyncSession, now: datetime, *, machines: list[str] | None, entity_id: str | None, skip: set[str], limit: int
 ) -> list[TimerRecord]:

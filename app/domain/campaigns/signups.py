@@ -134,7 +134,9 @@ async def create_signup(session: AsyncSession, actor: Actor, campaign_id: str, b
         raise Conflict("the signup deadline has passed", code="deadline_passed", deadline=iso_z(campaign.signup_deadline))
     if len(set(body.shop_ids)) != len(body.shop_ids):
         raise ValidationFailed("a shop is listed twice", loc=["body", "shop_ids"])
-    parties = await repo.signup_parties(session, [*body.shop_ids, actor.id])
+    parties, taken = await repo.signup_parties_and_slot(
+        session, [*body.shop_ids, actor.id], campaign.id, actor.id, body.planned_live_at
+    )
     for index, shop_id in enumerate(body.shop_ids):
         party = parties.get(shop_id)
         if party is None or party.role != "merchant":
@@ -143,7 +145,6 @@ async def create_signup(session: AsyncSession, actor: Actor, campaign_id: str, b
             )
     if not campaign.live_from <= body.planned_live_at < campaign.live_to:
         raise ValidationFailed("planned_live_at must be within the campaign's live window", loc=["body", "planned_live_at"])
-    taken = await repo.slot_holder(session, campaign.id, actor.id, body.planned_live_at)
     if taken:
         raise Conflict("you already signed up for this campaign at this time", code="duplicate_signup", signup_id=taken)
     creator = parties[actor.id]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Set
 from datetime import date, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -50,7 +51,11 @@ async def working_days_between(session: AsyncSession, after: date, until: date, 
     """Working days (Mon–Fri minus holidays) in (after, until], counted up to `enough`."""
     if until <= after:
         return 0
-    holidays = await repo.holidays_between(session, after, until)
+    return count_working_days(await repo.holidays_between(session, after, until), after, until, enough=enough)
+
+
+def count_working_days(holidays: Set[date], after: date, until: date, *, enough: int) -> int:
+    """Working days (Mon–Fri minus `holidays`) in (after, until], counted up to `enough`."""
     count, day = 0, after
     while day < until and count < enough:
         day += timedelta(days=1)

@@ -24,7 +24,7 @@ from app.db.repositories.incentives import (
     VoucherRecord,
 )
 from app.db.repositories.platform import TransitionRow
-from app.domain.incentives.months import NOTICE_WORKING_DAYS, working_days_between
+from app.domain.incentives.months import NOTICE_WORKING_DAYS, count_working_days
 from app.domain.incentives.schemas import (
     ContractCreate,
     ContractMode,
@@ -256,7 +256,18 @@ async def request_redemption(session: AsyncSession, actor: Actor, voucher_id: st
     voucher, now = await _voucher_now(session, actor, voucher_id)
     if voucher.state != "available" or now >= voucher.expires_at:
         raise _not_available(voucher)
-    working = await working_days_between(session, clock.local_date(now), body.use_date, enough=NOTICE_WORKING_DAYS)
+    today = clock.local_date(now)
+    # the contracts and the notice period's holidays in one read; the checks keep their order
+    standing = await repo.redemption_standing(
+        session,
+        actor.id,
+        body.merchant_id,
+        voucher.merchant_id,
+        voucher.issued_at,
+        holidays_after=today,
+        holidays_until=max(today, body.use_date),
+    )
+    working = count_working_days(standing.holidays, today, body.use_date, enough=NOTICE_WORKING_DAYS)
     if working < NOTICE_WORKING_DAYS:
         raise ValidationFailed(
             msg("use_date needs {needed} working days' notice ({given} given)", needed=NOTICE_WORKING_DAYS, given=working),
@@ -265,7 +276,6 @@ async def request_redemption(session: AsyncSession, actor: Actor, voucher_id: st
         )
     if clock.local_midnight(body.use_date) >= voucher.expires_at:
         raise ValidationFailed("the voucher expires before use_date", loc=["body", "use_date"], code="voucher_expires_first")
-    standing = await repo.redemption_standing(session, actor.id, body.merchant_id, voucher.merchant_id, voucher.issued_at)
     if not standing.merchant_active:
         raise Conflict("the merchant has no active contract with you", code="merchant_not_contracted")
     if voucher.dimension == 1 and body.merchant_id != voucher.merchant_id and (not standing.bound_ended or standing.bound_active):

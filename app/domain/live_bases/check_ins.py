@@ -97,9 +97,12 @@ async def open_check_in(session: AsyncSession, actor: Actor, body: CheckInCreate
     """The check-in page of a scanned code: `pending_confirmation` with its eligibility, or
     `rejected` with the reasons. One statement writes it with its history, event and timer."""
     base = await base_of_code(session, body.token)
-    await fire_due(session, machines=["cooperation", "check_in"])
     now = await clock.now(session)
     standing = await repo.standing_of(session, actor.id, base.id, now)
+    if standing is not None and standing.timer_due:  # fire it first (in a transaction), then read again
+        await fire_due(session, machines=repo.VISIT_MACHINES)
+        now = await clock.now(session)
+        standing = await repo.standing_of(session, actor.id, base.id, now)
     if standing is None:
         raise NotFound("no such account")
     if standing.present is not None:
