@@ -7,11 +7,14 @@ from __future__ import annotations
 import csv
 import io
 
+from datetime import timedelta
+
+import pytest
 from openpyxl import load_workbook
 
 from tests.conftest import Factory
 from tests.test_campaigns import World, _submitted, make_campaign
-from tests.test_task_orders_support import fund
+from tests.test_task_orders_support import act, create_order, fund, iso, minute, order, ready_merchant, wallet
 
 # a reference that Excel would run as a link leaking the neighbouring cell, and names that
 # would start formulas
@@ -96,3 +99,105 @@ def test_the_shared_writers_neutralise_every_formula_start():
     assert [c.value for c in cells] == ["h", "'=1+1", -5, 1.5]
     assert all(c.data_type != "f" for c in cells)
     assert csv_bytes(["h"], [["=1"], [-5]]).decode("utf-8-sig").splitlines() == ["h", "'=1", "-5"]
+
+
+# -- finding 6: strict input --------------------------------------------------------------------
+def _refused(r, *loc) -> None:
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["code"] == "validation_failed"
+    assert any(e["loc"][: len(loc)] == list(loc) for e in r.json()["errors"]), r.json()["errors"]
+
+
+@pytest.mark.parametrize("amount", ["100", True, 1.0, 100.5, None])
+async def test_an_integer_field_takes_only_a_json_integer(client, factory: Factory, amount):
+    merchant = await factory.user("merchant")
+    r = await client.post("/v1/wallet/top-ups", headers=merchant.headers, json={"amount_fen": amount, "method": "online"})
+    _refused(r, "body", "amount_fen")
+    assert (await wallet(client, merchant))["total_fen"] == 0
+    ok = await client.post("/v1/wallet/top-ups", headers=merchant.headers, json={"amount_fen": 100, "method": "online"})
+    assert ok.status_code == 201, ok.text
+
+
+@pytest.mark.parametrize("flag", [0, 1, "true", "false", "yes"])
+async def test_a_boolean_field_takes_only_true_or_false(client, factory: Factory, flag):
+    creator = await factory.user("creator")
+    r = await client.patch("/v1/accounts/me", headers=creator.headers, json={"profile": {"accepting_orders": flag}})
+    _refused(r, "body", "profile", "accepting_orders")
+    ok = await client.patch("/v1/accounts/me", headers=creator.headers, json={"profile": {"accepting_orders": False}})
+    assert ok.status_code == 200 and ok.json()["profile"]["accepting_orders"] is False
+
+
+@pytest.mark.parametrize("value", [0, 1767225600, 1.5, True])
+async def test_a_date_is_its_iso_text_never_a_number(client, factory: Factory, value):
+    op = await factory.operator()
+    r = await client.put("/v1/admin/holidays", headers=op.headers, json={"dates": [value]})
+    _refused(r, "body", "dates")
+    ok = await client.put("/v1/admin/holidays", headers=op.headers, json={"dates": ["2027-01-01"]})
+    assert ok.status_code == 200 and ok.json()["dates"] == ["2027-01-01"]
+
+
+@pytest.mark.parametrize("seconds", [False, True, "60", 60.0])
+async def test_the_clock_does_not_move_for_a_non_integer(client, factory: Factory, seconds):
+    op = await factory.operator()
+    before = await factory.now()
+    r = await client.post("/v1/admin/clock/advance", headers=op.headers, json={"seconds": seconds})
+    _refused(r, "body", "seconds")
+    assert await factory.now() - before < timedelta(seconds=1)
+
+
+async def test_a_datetime_is_never_a_number(client, factory: Factory):
+    platform = await factory.user("platform")
+    creator = await factory.user("creator")
+    body = {"external_id": "ls-number", "host_id": creator.id, "started_at": 0, "room_url": "https://live.example/r"}
+    _refused(await client.post("/v1/ingest/live-sessions", headers=platform.headers, json=body), "body", "started_at")
+
+
+# -- finding 6: facts from upstream are checked ----------------------------------------------
+async def test_a_live_session_in_the_future_is_refused_and_moves_nothing(client, factory: Factory):
+    merchant, product = await ready_merchant(client, factory)
+    creator = await factory.user("creator")
+    platform = await factory.user("platform")
+    now = await factory.now()
+    start = minute(now + timedelta(days=2))
+    created = await create_order(client, merchant, creator, product, start, hours=1)
+    assert (await act(client, creator, created["id"], "accept")).status_code == 200
+    body = {"external_id": "ls-future", "host_id": creator.id, "started_at": iso(start), "room_url": "https://live.example/r"}
+    r = await client.post("/v1/ingest/live-sessions", headers=platform.headers, json=body)
+    _refused(r, "body", "started_at")
+    # nothing moved: the order still waits, ending it later is not possible either
+    assert (await order(client, merchant, created["id"]))["state"] == "waiting_live"
+    ended = {**body, "ended_at": iso(start + timedelta(hours=1))}
+    _refused(await client.post("/v1/ingest/live-sessions", headers=platform.headers, json=ended), "body", "started_at")
+    assert (await order(client, merchant, created["id"]))["state"] == "waiting_live"
+    # within the clock-skew allowance (5 minutes) a start is a fact
+    await factory.advance_to(start - timedelta(minutes=4))
+    r = await client.post("/v1/ingest/live-sessions", headers=platform.headers, json=body)
+    assert r.status_code == 201, r.text
+    assert (await order(client, merchant, created["id"]))["state"] == "live"
+
+
+async def test_an_order_paid_in_the_future_is_refused_and_nothing_is_stored(client, factory: Factory):
+    merchant, product = await ready_merchant(client, factory)
+    platform = await factory.user("platform")
+    now = await factory.now()
+
+    def sale(external_id: str, paid_at) -> dict:
+        return {
+            "external_id": external_id,
+            "shop_id": merchant.id,
+            "product_id": product,
+            "channel": "shop_window",
+            "amount_fen": 100,
+            "status": "paid",
+            "paid_at": iso(paid_at),
+        }
+
+    orders = [sale("so-past", now - timedelta(hours=1)), sale("so-future", now + timedelta(days=1))]
+    r = await client.post("/v1/ingest/orders", headers=platform.headers, json={"orders": orders})
+    _refused(r, "body", "orders", 1, "paid_at")
+    # the valid one of the refused push was not stored: pushing it alone inserts it
+    r = await client.post("/v1/ingest/orders", headers=platform.headers, json={"orders": orders[:1]})
+    assert r.status_code == 200 and r.json()["inserted"] == 1, r.text
+    r = await client.post("/v1/ingest/orders", headers=platform.headers, json={"orders": [sale("so-soon", now + timedelta(minutes=4))]})
+    assert r.status_code == 200 and r.json()["inserted"] == 1, r.text
