@@ -28,7 +28,18 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, migrate_f
 
     if migrate_first:
         migrate()
-    uvicorn.run("app.main:app", host=host, port=port, workers=workers, proxy_headers=True, log_config=None)
+    settings = get_settings()
+    uvicorn.run(
+        "app.main:app",
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=True,
+        log_config=None,
+        # with the h11 parser, what it buffers before the headers end: the request line and the
+        # headers the app allows (HeaderLimitMiddleware answers 431 beyond them), not h11's 16 KiB
+        h11_max_incomplete_event_size=settings.max_headers_total_bytes + 16 * 1024,
+    )
 
 
 @cli.command("seed-demo")

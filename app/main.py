@@ -15,7 +15,7 @@ from fastapi_offline import FastAPIOffline
 
 from app import modules, workers
 from app.api import errors
-from app.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from app.api.middleware import BodyLimitMiddleware, HeaderLimitMiddleware, RequestContextMiddleware, SecurityHeadersMiddleware
 from app.api.routing import TxRoute
 from app.core.config import Settings, get_settings
 from app.core.logging import configure as configure_logging
@@ -50,6 +50,7 @@ ERROR_RESPONSES: dict[str, str] = {
     "404": "Not found, or another party's resource (`not_found`)",
     "409": "Conflict with the current state (`invalid_transition`, `conflict`, or a module code)",
     "413": "Body too large (`payload_too_large`)",
+    "431": "Request headers too large (`headers_too_large`)",
     "422": "Invalid input (`validation_failed` with `errors`, or a module code)",
     "429": "Quota or rate limit reached (`quota_exhausted`, `rate_limited`); see `Retry-After`",
 }
@@ -175,6 +176,10 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
             expose_headers=["Retry-After", "Idempotent-Replayed", "X-Request-ID"],
         )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        HeaderLimitMiddleware, max_header_bytes=settings.max_header_bytes, max_total_bytes=settings.max_headers_total_bytes
+    )
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestContextMiddleware)
     return app
 

@@ -201,3 +201,71 @@ async def test_an_order_paid_in_the_future_is_refused_and_nothing_is_stored(clie
     assert r.status_code == 200 and r.json()["inserted"] == 1, r.text
     r = await client.post("/v1/ingest/orders", headers=platform.headers, json={"orders": [sale("so-soon", now + timedelta(minutes=4))]})
     assert r.status_code == 200 and r.json()["inserted"] == 1, r.text
+
+
+# -- finding 6: header limits and a complete Allow --------------------------------------------
+async def test_headers_over_the_limits_are_431(client, factory: Factory):
+    merchant = await factory.user("merchant")
+    # one header over 8 KiB
+    r = await client.get("/v1/accounts/me", headers={**merchant.headers, "X-Big": "x" * (8 * 1024)})
+    assert r.status_code == 431 and r.headers["content-type"] == "application/problem+json"
+    assert r.json()["code"] == "headers_too_large" and r.json()["status"] == 431
+    # a megabyte in one header
+    r = await client.get("/healthz", headers={"X-Huge": "y" * 1_000_000})
+    assert r.status_code == 431 and r.json()["code"] == "headers_too_large"
+    # many headers under 8 KiB each, over 64 KiB in all
+    many = {f"X-Part-{i}": "z" * 7000 for i in range(10)}
+    r = await client.get("/healthz", headers=many)
+    assert r.status_code == 431 and r.json()["code"] == "headers_too_large"
+    # under the limits: answered
+    r = await client.get("/v1/accounts/me", headers={**merchant.headers, "X-Fine": "x" * 7000})
+    assert r.status_code == 200
+
+
+async def test_a_405_allows_every_method_of_the_path(client, factory: Factory):
+    merchant = await factory.user("merchant")
+    r = await client.delete("/v1/accounts/me", headers=merchant.headers)
+    assert r.status_code == 405 and r.headers["content-type"] == "application/problem+json"
+    allowed = {m.strip() for m in r.headers["allow"].split(",")}
+    assert {"GET", "PATCH"} <= allowed and "DELETE" not in allowed, allowed
+    # each method it names is answered (not 405)
+    for method in allowed - {"HEAD"}:
+        answer = await client.request(method, "/v1/accounts/me", headers=merchant.headers, json={})
+        assert answer.status_code != 405, (method, answer.text)
+    r = await client.put("/v1/products/some-id", headers=merchant.headers, json={})
+    assert r.status_code == 405 and {"GET", "PATCH"} <= {m.strip() for m in r.headers["allow"].split(",")}
+
+
+# -- finding 8: answers that are not kept -------------------------------------------------------
+async def test_security_headers(client, factory: Factory):
+    merchant = await factory.user("merchant")
+    r = await client.get("/v1/accounts/me", headers=merchant.headers)
+    assert r.status_code == 200
+    assert r.headers["cache-control"] == "no-store" and r.headers["x-content-type-options"] == "nosniff"
+    # refused credentials and errors of an authenticated request are not kept either
+    r = await client.get("/v1/accounts/me", headers={"Authorization": "Bearer nonsense"})
+    assert r.status_code == 401 and r.headers["cache-control"] == "no-store"
+    r = await client.post("/v1/auth/token", data={"username": "nobody", "password": "wrong-password"})
+    assert r.headers["cache-control"] == "no-store"
+    # a signed link (used with no bearer token) is a credential too
+    machines = (await client.get("/v1/state-machines", headers=merchant.headers)).json()
+    items = machines["items"] if isinstance(machines, dict) else machines
+    r = await client.get(items[0]["diagram_svg_url"])
+    assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+    r = await client.get("/healthz")
+    assert r.headers["x-content-type-options"] == "nosniff"
+    for page in ("/docs", "/redoc"):
+        r = await client.get(page)
+        assert r.status_code == 200
+        csp = r.headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp and "http" not in csp
+        assert r.headers["x-frame-options"] == "DENY" and r.headers["x-content-type-options"] == "nosniff"
+        # every script of the page is the service's own or allowed by its hash (no 'unsafe-inline')
+        script_src = next(d for d in csp.split(";") if d.strip().startswith("script-src"))
+        assert "unsafe" not in script_src
+    assert "sha256-" in r.headers["content-security-policy"] or "<script>" not in r.text
+    docs = await client.get("/docs")
+    assert "sha256-" in docs.headers["content-security-policy"]
+    for src in ("/static-offline-docs/swagger-ui-bundle.js", "/static-offline-docs/redoc.standalone.js"):
+        assert src in docs.text + (await client.get("/redoc")).text
+        assert (await client.get(src)).status_code == 200

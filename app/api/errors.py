@@ -64,14 +64,19 @@ def install(app: FastAPI) -> None:
         return problem(422, "validation_failed", "the request is not valid", errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         from app.api.middleware import _TooLarge
 
         if isinstance(exc.__cause__, _TooLarge):  # FastAPI wraps a failed body read in a 400
             return problem(413, "payload_too_large", "the body is over the size limit")
         code = _STATUS_CODES.get(exc.status_code, "error")
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-        return problem(exc.status_code, code, detail, headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # every method of the path, not only the first route's
+            from app.api.routing import allowed_methods
+
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+        return problem(exc.status_code, code, detail, headers=headers)
 
     @app.exception_handler(StaleDataError)
     async def _stale(_: Request, exc: StaleDataError) -> JSONResponse:

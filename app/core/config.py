@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     sweeper_interval_seconds: float = 5.0
     run_sweeper: bool = True
     max_body_bytes: int = 1_000_000
+    # Request headers (security.md): more than this in one header, or in all, is 431.
+    max_header_bytes: int = Field(default=8 * 1024, ge=1024)
+    max_headers_total_bytes: int = Field(default=64 * 1024, ge=4096)
     # Connections a replica keeps to PostgreSQL (its steady concurrency; see app/db/session.py).
     db_pool_size: int = Field(default=40, ge=1, le=500)
     # Of those, how many are opened at start-up (PostgreSQL), before the first request: each new
