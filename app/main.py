@@ -13,11 +13,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
-from app import modules, workers
+from app import modules, startup, workers
 from app.api import errors
 from app.api.middleware import BodyLimitMiddleware, HeaderLimitMiddleware, RequestContextMiddleware, SecurityHeadersMiddleware
 from app.api.routing import TxRoute
-from app.core.config import Settings, get_settings
+from app.core.config import Settings
 from app.core.logging import configure as configure_logging
 from app.db.base import Base
 from app.db.session import make_engine, make_sessionmaker, warm_pool
@@ -98,7 +98,8 @@ def _operation_id(route: APIRoute) -> str:
 
 
 def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
-    settings = settings or get_settings()
+    settings = settings or startup.load_settings()
+    startup.check(settings)  # ConfigError: a bootstrap operator that breaks the account rules
     configure_logging(settings.log_level, settings.log_json)
     modules.install()
 
@@ -189,8 +190,10 @@ app: FastAPI  # declared, not bound: the module's __getattr__ builds it
 
 def __getattr__(name: str):
     # `app.main:app` is built on first access, so importing this module has no side effects.
+    # Bad configuration ends the process here with one line on stderr (app/startup.py), which is
+    # what `uvicorn app.main:app` shows instead of a traceback.
     if name == "app":
         global app
-        app = create_app()
+        app = create_app(startup.settings_or_exit())
         return app
     raise AttributeError(name)

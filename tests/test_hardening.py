@@ -269,3 +269,81 @@ async def test_security_headers(client, factory: Factory):
     for src in ("/static-offline-docs/swagger-ui-bundle.js", "/static-offline-docs/redoc.standalone.js"):
         assert src in docs.text + (await client.get("/redoc")).text
         assert (await client.get(src)).status_code == 200
+
+
+# -- finding 8: start-up that explains itself, secrets per LC_ENV ------------------------------
+def _start(tmp_path, *args: str, **env: str):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LC_")}
+    full = {**base, "LC_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'start.db'}", "LC_LOG_LEVEL": "WARNING", **env}
+    return subprocess.run([sys.executable, *args], cwd=root, env=full, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("env", "setting"),
+    [
+        ({"LC_BOOTSTRAP_OPERATOR_USERNAME": "op", "LC_BOOTSTRAP_OPERATOR_PASSWORD": "a-long-password"}, "LC_BOOTSTRAP_OPERATOR_USERNAME"),
+        ({"LC_ENV": "production"}, "LC_SECRET_KEY"),
+        ({"LC_ENV": "production", "LC_SECRET_KEY": "short-secret"}, "LC_SECRET_KEY"),
+        ({"LC_DB_POOL_SIZE": "many"}, "LC_DB_POOL_SIZE"),
+        ({"LC_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:1/nothing"}, "LC_DATABASE_URL"),
+    ],
+)
+def test_bad_configuration_is_one_line_and_a_non_zero_exit(tmp_path, env, setting):
+    ran = _start(tmp_path, "-m", "app", "serve", "--port", "1", **env)
+    assert ran.returncode != 0
+    lines = ran.stderr.strip().splitlines()
+    assert len(lines) == 1 and setting in lines[0] and "Traceback" not in ran.stderr, ran.stderr
+
+
+def test_uvicorn_on_the_app_object_also_explains_itself(tmp_path):
+    ran = _start(
+        tmp_path,
+        "-m",
+        "uvicorn",
+        "app.main:app",
+        "--port",
+        "1",
+        LC_BOOTSTRAP_OPERATOR_USERNAME="op",
+        LC_BOOTSTRAP_OPERATOR_PASSWORD="a-long-password",
+    )
+    assert ran.returncode != 0
+    assert ran.stderr.strip().splitlines() == ["configuration error: LC_BOOTSTRAP_OPERATOR_USERNAME: String should have at least 3 characters"]
+
+
+def test_create_app_refuses_a_bootstrap_operator_that_breaks_the_account_rules(engine):
+    from app.core.config import Settings
+    from app.main import create_app
+    from app.startup import ConfigError
+
+    with pytest.raises(ConfigError, match="LC_BOOTSTRAP_OPERATOR_PASSWORD"):
+        create_app(Settings(env="test", bootstrap_operator_username="operator", bootstrap_operator_password="short"), engine=engine)
+
+
+def test_the_secret_per_environment(tmp_path):
+    from pydantic import ValidationError
+
+    from app.core.config import DEFAULT_SECRET, Settings
+
+    # dev: the built-in secret; also under its long name
+    assert Settings(env="dev").secret_key == DEFAULT_SECRET
+    assert Settings(env="development").env == "dev"
+    # test: a random secret of this process, the same for every Settings of it, unless one is given
+    first, second = Settings(env="test"), Settings(env="test")
+    assert first.secret_key == second.secret_key != DEFAULT_SECRET and len(first.secret_key) >= 32
+    assert Settings(env="test", secret_key="given-" * 6).secret_key == "given-" * 6
+    other = _start(tmp_path, "-c", "from app.core.config import Settings; print(Settings(env='test').secret_key)")
+    assert other.returncode == 0 and other.stdout.strip() not in ("", first.secret_key)
+    # the built-in secret is refused outside dev; production wants a strong one
+    for env in ("test", "production"):
+        with pytest.raises(ValidationError, match="LC_SECRET_KEY"):
+            Settings(env=env, secret_key=DEFAULT_SECRET)
+    for weak in ("", "short", "change-me-in-production-change-me-please"):
+        with pytest.raises(ValidationError, match="LC_SECRET_KEY"):
+            Settings(env="production", secret_key=weak)
+    assert Settings(env="production", secret_key="k" * 32).secret_key == "k" * 32
