@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-
 from datetime import timedelta
 
 import pytest
@@ -199,7 +198,9 @@ async def test_an_order_paid_in_the_future_is_refused_and_nothing_is_stored(clie
     # the valid one of the refused push was not stored: pushing it alone inserts it
     r = await client.post("/v1/ingest/orders", headers=platform.headers, json={"orders": orders[:1]})
     assert r.status_code == 200 and r.json()["inserted"] == 1, r.text
-    r = await client.post("/v1/ingest/orders", headers=platform.headers, json={"orders": [sale("so-soon", now + timedelta(minutes=4))]})
+    r = await client.post(
+        "/v1/ingest/orders", headers=platform.headers, json={"orders": [sale("so-soon", now + timedelta(minutes=4))]}
+    )
     assert r.status_code == 200 and r.json()["inserted"] == 1, r.text
 
 
@@ -287,7 +288,10 @@ def _start(tmp_path, *args: str, **env: str):
 @pytest.mark.parametrize(
     ("env", "setting"),
     [
-        ({"LC_BOOTSTRAP_OPERATOR_USERNAME": "op", "LC_BOOTSTRAP_OPERATOR_PASSWORD": "a-long-password"}, "LC_BOOTSTRAP_OPERATOR_USERNAME"),
+        (
+            {"LC_BOOTSTRAP_OPERATOR_USERNAME": "op", "LC_BOOTSTRAP_OPERATOR_PASSWORD": "a-long-password"},
+            "LC_BOOTSTRAP_OPERATOR_USERNAME",
+        ),
         ({"LC_ENV": "production"}, "LC_SECRET_KEY"),
         ({"LC_ENV": "production", "LC_SECRET_KEY": "short-secret"}, "LC_SECRET_KEY"),
         ({"LC_DB_POOL_SIZE": "many"}, "LC_DB_POOL_SIZE"),
@@ -313,7 +317,9 @@ def test_uvicorn_on_the_app_object_also_explains_itself(tmp_path):
         LC_BOOTSTRAP_OPERATOR_PASSWORD="a-long-password",
     )
     assert ran.returncode != 0
-    assert ran.stderr.strip().splitlines() == ["configuration error: LC_BOOTSTRAP_OPERATOR_USERNAME: String should have at least 3 characters"]
+    assert ran.stderr.strip().splitlines() == [
+        "configuration error: LC_BOOTSTRAP_OPERATOR_USERNAME: String should have at least 3 characters"
+    ]
 
 
 def test_create_app_refuses_a_bootstrap_operator_that_breaks_the_account_rules(engine):
@@ -322,7 +328,9 @@ def test_create_app_refuses_a_bootstrap_operator_that_breaks_the_account_rules(e
     from app.startup import ConfigError
 
     with pytest.raises(ConfigError, match="LC_BOOTSTRAP_OPERATOR_PASSWORD"):
-        create_app(Settings(env="test", bootstrap_operator_username="operator", bootstrap_operator_password="short"), engine=engine)
+        create_app(
+            Settings(env="test", bootstrap_operator_username="operator", bootstrap_operator_password="short"), engine=engine
+        )
 
 
 def test_the_secret_per_environment(tmp_path):

@@ -131,8 +131,8 @@ def _checker(annotation: Any) -> Check | None:
 
         return each
     if origin is dict:
-        args = get_args(annotation)
-        member = _checker(args[1]) if len(args) == 2 else None
+        key_value = get_args(annotation)
+        member = _checker(key_value[1]) if len(key_value) == 2 else None
         if member is None:
             return None
 
