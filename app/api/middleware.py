@@ -130,7 +130,7 @@ class HeaderLimitMiddleware:
         self.max_total_bytes = max_total_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
+        if scope["type"] == "http":
             total = 0
             for name, value in scope.get("headers") or ():
                 size = len(name) + len(value)
