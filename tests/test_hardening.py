@@ -355,3 +355,9 @@ def test_the_secret_per_environment(tmp_path):
         with pytest.raises(ValidationError, match="LC_SECRET_KEY"):
             Settings(env="production", secret_key=weak)
     assert Settings(env="production", secret_key="k" * 32).secret_key == "k" * 32
+
+
+async def test_a_signed_link_with_a_non_ascii_signature_is_403_not_500(client):
+    # found by schemathesis: hmac.compare_digest refuses non-ASCII text
+    r = await client.get("/v1/state-machines/task_order/diagram", params={"exp": "4", "r": "", "sig": "\u0080", "u": "x"})
+    assert r.status_code == 403 and r.headers["content-type"] == "application/problem+json"
