@@ -12,6 +12,14 @@ from app.core.config import get_settings
 cli = typer.Typer(help="Live Collab service commands.", no_args_is_help=True)
 
 
+@cli.callback()
+def _settings_first() -> None:
+    """Every command starts by reading the settings: a bad one is one line on stderr and exit 2."""
+    from app.startup import settings_or_exit
+
+    settings_or_exit()
+
+
 @cli.command()
 def migrate() -> None:
     """Apply every Alembic migration to the database LC_DATABASE_URL names."""
@@ -26,9 +34,26 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, migrate_f
     """Start the HTTP service (migrating first unless --no-migrate-first)."""
     import uvicorn
 
+    from app.startup import ConfigError, check_database, fail
+
+    settings = get_settings()
+    try:
+        check_database(settings.database_url)
+    except ConfigError as error:
+        fail(error)
     if migrate_first:
         migrate()
-    uvicorn.run("app.main:app", host=host, port=port, workers=workers, proxy_headers=True, log_config=None)
+    uvicorn.run(
+        "app.main:app",
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=True,
+        log_config=None,
+        # with the h11 parser, what it buffers before the headers end: the request line and the
+        # headers the app allows (HeaderLimitMiddleware answers 431 beyond them), not h11's 16 KiB
+        h11_max_incomplete_event_size=settings.max_headers_total_bytes + 16 * 1024,
+    )
 
 
 @cli.command("seed-demo")

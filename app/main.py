@@ -13,11 +13,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
-from app import modules, workers
+from app import modules, startup, workers
 from app.api import errors
-from app.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from app.api.middleware import BodyLimitMiddleware, HeaderLimitMiddleware, RequestContextMiddleware, SecurityHeadersMiddleware
 from app.api.routing import TxRoute
-from app.core.config import Settings, get_settings
+from app.core.config import Settings
 from app.core.errors import PROBLEM_CODES
 from app.core.logging import configure as configure_logging
 from app.db.base import Base
@@ -52,6 +52,7 @@ ERROR_RESPONSES: dict[str, str] = {
     "404": "Not found, or another party's resource (`not_found`)",
     "409": "Conflict with the current state (`invalid_transition`, `conflict`, or a module code)",
     "413": "Body too large (`payload_too_large`)",
+    "431": "Request headers too large (`headers_too_large`)",
     "422": "Invalid input (`validation_failed` with `errors`, or a module code)",
     "429": "Quota or rate limit reached (`quota_exhausted`, `rate_limited`); see `Retry-After`",
 }
@@ -125,7 +126,8 @@ def _operation_id(route: APIRoute) -> str:
 
 
 def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
-    settings = settings or get_settings()
+    settings = settings or startup.load_settings()
+    startup.check(settings)  # ConfigError: a bootstrap operator that breaks the account rules
     configure_logging(settings.log_level, settings.log_json)
     modules.install()
 
@@ -210,6 +212,10 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
             expose_headers=["Retry-After", "Idempotent-Replayed", "X-Request-ID"],
         )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        HeaderLimitMiddleware, max_header_bytes=settings.max_header_bytes, max_total_bytes=settings.max_headers_total_bytes
+    )
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestContextMiddleware)
     return app
 
@@ -219,8 +225,10 @@ app: FastAPI  # declared, not bound: the module's __getattr__ builds it
 
 def __getattr__(name: str):
     # `app.main:app` is built on first access, so importing this module has no side effects.
+    # Bad configuration ends the process here with one line on stderr (app/startup.py), which is
+    # what `uvicorn app.main:app` shows instead of a traceback.
     if name == "app":
         global app
-        app = create_app()
+        app = create_app(startup.settings_or_exit())
         return app
     raise AttributeError(name)

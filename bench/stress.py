@@ -32,6 +32,7 @@ import hmac
 import json
 import os
 import random
+import secrets
 import signal
 import statistics
 import subprocess
@@ -1315,6 +1316,8 @@ async def _run(args: argparse.Namespace, seed: int, rng: random.Random) -> int:
     env = {
         "LC_DATABASE_URL": dsn.replace("postgresql://", "postgresql+asyncpg://"),
         "LC_ENV": "test",
+        # one secret for both replicas (LC_ENV=test alone gives each process its own)
+        "LC_SECRET_KEY": secrets.token_urlsafe(32),
         "LC_LOG_LEVEL": "WARNING",
         "LC_LOG_JSON": "true",
         "LC_RUN_SWEEPER": "true",

@@ -113,6 +113,9 @@ class Factory:
         self.maker = maker
         self.counter = 0
         self._operator: User | None = None
+        # helpers that only get the client (e.g. pushing upstream facts, which may not lie in the
+        # future: security.md) move the test clock through the factory
+        client.lc_factory = self  # type: ignore[attr-defined]
 
     async def operator(self) -> User:
         if self._operator is None:
@@ -155,6 +158,12 @@ class Factory:
         r = await self.client.post("/v1/admin/clock/advance", headers=op.headers, json={"seconds": seconds})
         assert r.status_code == 200, r.text
         return r.json()
+
+    async def advance_to(self, moment) -> None:
+        """Move the test clock forward to `moment` (no-op when it is there already)."""
+        ahead = (moment - await self.now()).total_seconds()
+        if ahead > 0:
+            await self.advance(int(ahead) + 1)
 
     async def now(self):
         from datetime import datetime

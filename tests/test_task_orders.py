@@ -245,6 +245,7 @@ async def test_live_flow_auto_approves_after_7_days(client, factory: Factory):
             [(product, 10_000, "paid"), (targeted, 5_000, "paid"), (product, 700, "refunded"), (other_product, 999, "paid")]
         )
     ]
+    await factory.advance_to(start + timedelta(minutes=20))  # orders are pushed once paid
     r = await client.post("/v1/ingest/orders", headers=platform.headers, json={"orders": orders})
     assert r.status_code == 200, r.text
     detail = await order(client, merchant, created["id"])
@@ -296,13 +297,15 @@ async def test_approve_reject_and_creator_cancel(client, factory: Factory):
     await live(client, platform, creator, "ls-a", start, ended=start + timedelta(hours=1))
     r = await act(client, merchant, a["id"], "approve")
     assert r.status_code == 200 and r.json()["state"] == "completed" and r.json()["creator_received_fen"] == 100_000
+    # the live above moved the clock to `start`: the next orders are booked a day later
+    later = start + timedelta(days=1)
     # reject releases, no targeted plan
     b = await create_order(
         client,
         merchant,
         creator,
         product,
-        start,
+        later,
         hours=1,
         products=[{"product_id": product, "plan": "targeted", "commission_bp": 3000}],
     )
@@ -311,7 +314,7 @@ async def test_approve_reject_and_creator_cancel(client, factory: Factory):
     assert r.json()["sub_status"] == "creator_rejected" and r.json()["hold_status"] == "released"
     assert (await client.get("/v1/targeted-plans", headers=merchant.headers)).json()["items"] == []
     # the creator cancels after accepting: all back to the merchant
-    c = await create_order(client, merchant, creator, product, start, hours=2)
+    c = await create_order(client, merchant, creator, product, later, hours=2)
     await act(client, creator, c["id"], "accept")
     r = await act(client, creator, c["id"], "cancel", {"reason": {"code": "health", "note": "生病"}})
     assert r.status_code == 200 and r.json()["state"] == "cancelled_by_creator"
@@ -325,7 +328,7 @@ async def test_approve_reject_and_creator_cancel(client, factory: Factory):
     }
     assert (await wallet(client, creator))["available_fen"] == 100_000
     # reasons: a creator may not use a merchant-only reason; "other" needs a note
-    d = await create_order(client, merchant, creator, product, start, hours=1)
+    d = await create_order(client, merchant, creator, product, later, hours=1)
     await act(client, creator, d["id"], "accept")
     r = await act(client, creator, d["id"], "cancel", {"reason": {"code": "budget_changed"}})
     assert r.status_code == 422
@@ -474,11 +477,11 @@ async def test_task_order_machine_every_action_from_every_state(client, factory:
     stranger = await factory.user("merchant")
     op = await factory.operator()
     platform = await factory.user("platform")
-    now = await factory.now()
-    start = minute(now + timedelta(days=3))
     counter = iter(range(1000))
 
     async def make(state: str) -> str:
+        # each order is booked ahead of the clock, which the live sessions below move to their start
+        start = minute(await factory.now() + timedelta(days=3))
         o = await create_order(client, merchant, creator, product, start, hours=1)
         oid = o["id"]
         if state == "pending_acceptance":

@@ -95,6 +95,8 @@ async def live(
     ended: datetime | None = None,
     room: str = "https://live.example/room/1",
 ) -> dict[str, Any]:
+    # upstream reports a session when it has happened (a future one is 422): the clock gets there first
+    await client.lc_factory.advance_to(started)
     body = {"external_id": external_id, "host_id": creator.id, "started_at": iso(started), "peak_viewers": 1234, "room_url": room}
     if ended is not None:
         body["ended_at"] = iso(ended)

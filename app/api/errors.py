@@ -198,7 +198,12 @@ def install(app: FastAPI) -> None:
         code = _STATUS_CODES.get(exc.status_code) or ("internal_error" if exc.status_code >= 500 else "bad_request")
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         title = None if PROBLEM_CODES[code].status == exc.status_code else HTTPStatus(exc.status_code).phrase
-        return problem(exc.status_code, code, detail, title=title, headers=getattr(exc, "headers", None), language=language)
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # every method of the path, not only the first route's
+            from app.api.routing import allowed_methods
+
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+        return problem(exc.status_code, code, detail, title=title, headers=headers, language=language)
 
     @app.exception_handler(StaleDataError)
     async def _stale(request: Request, exc: StaleDataError) -> JSONResponse:

@@ -40,6 +40,17 @@ RETENTION = timedelta(hours=24)
 _IN_FLIGHT: set[tuple[str, str]] = set()
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app answers at the request's path: Starlette's 405 names
+    only the methods of the first route whose path matched (`Allow: GET` where PATCH works too)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches({**request.scope, "method": "GET"})[0] != Match.NONE:
+            methods |= route_methods
+    return sorted(methods)
+
+
 def _caller_id(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")

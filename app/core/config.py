@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import secrets
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# The built-in secret: accepted only with LC_ENV=dev (security.md, "Start-up that explains itself").
 DEFAULT_SECRET = "dev-secret-change-me-dev-secret-change-me"
+# LC_ENV=test without LC_SECRET_KEY: a secret of this process only (replicas that must accept
+# each other's tokens and links are given one LC_SECRET_KEY).
+_PROCESS_SECRET = secrets.token_urlsafe(32)
+# A production secret is at least this long (HS256 keys: 256 bits; 32 characters of a random
+# token are more than that).
+MIN_PRODUCTION_SECRET = 32
+# Placeholders seen in this repository's own files, refused in production like the default.
+_PLACEHOLDER_SECRETS = frozenset({DEFAULT_SECRET, "change-me-in-production-change-me-please"})
 
 
 class Settings(BaseSettings):
@@ -21,7 +31,8 @@ class Settings(BaseSettings):
     database_replica_url: str | None = None
     replica_max_lag_seconds: float = Field(default=10.0, gt=0, le=3600)
     db_replica_pool_size: int = Field(default=10, ge=1, le=500)
-    secret_key: str = DEFAULT_SECRET
+    # empty: the built-in development secret (dev), a per-process random one (test), refused (production)
+    secret_key: str = ""
     token_ttl_seconds: int = 3600 * 12
     bootstrap_operator_username: str | None = None
     bootstrap_operator_password: str | None = None
@@ -33,6 +44,9 @@ class Settings(BaseSettings):
     sweeper_interval_seconds: float = 5.0
     run_sweeper: bool = True
     max_body_bytes: int = 1_000_000
+    # Request headers (security.md): more than this in one header, or in all, is 431.
+    max_header_bytes: int = Field(default=8 * 1024, ge=1024)
+    max_headers_total_bytes: int = Field(default=64 * 1024, ge=4096)
     # Connections a replica keeps to PostgreSQL (its steady concurrency; see app/db/session.py).
     db_pool_size: int = Field(default=40, ge=1, le=500)
     # Of those, how many are opened at start-up (PostgreSQL), before the first request: each new
@@ -81,6 +95,13 @@ class Settings(BaseSettings):
                 values[name] = [o.strip() for o in raw.split(",") if o.strip()]
         return values
 
+    @model_validator(mode="before")
+    @classmethod
+    def _env_aliases(cls, values: Any) -> Any:
+        if isinstance(values, dict) and str(values.get("env", "")).lower() == "development":
+            values["env"] = "dev"
+        return values
+
     @model_validator(mode="after")
     def _replica_is_postgres(self) -> Settings:
         if self.database_replica_url and not (
@@ -90,9 +111,19 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _refuse_unsafe_production(self) -> Settings:
-        if self.env == "production" and self.secret_key == DEFAULT_SECRET:
-            raise ValueError("LC_SECRET_KEY must be set to a real secret when LC_ENV=production")
+    def _secret_per_env(self) -> Settings:
+        """The built-in secret only with LC_ENV=dev; a random one per process with LC_ENV=test
+        unless one is given; with LC_ENV=production a given secret of at least 32 characters."""
+        if self.env == "production":
+            if not self.secret_key or self.secret_key in _PLACEHOLDER_SECRETS or len(self.secret_key) < MIN_PRODUCTION_SECRET:
+                raise ValueError(
+                    f"LC_SECRET_KEY must be set to a random secret of at least {MIN_PRODUCTION_SECRET} characters "
+                    "(not the built-in development one) when LC_ENV=production"
+                )
+        elif self.secret_key == DEFAULT_SECRET and self.env != "dev":
+            raise ValueError("LC_SECRET_KEY: the built-in development secret is accepted only with LC_ENV=dev")
+        elif not self.secret_key:
+            self.secret_key = DEFAULT_SECRET if self.env == "dev" else _PROCESS_SECRET
         return self
 
     @property

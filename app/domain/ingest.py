@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Annotated
 
@@ -10,8 +11,8 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import ValidationFailed
-from app.core.i18n import N_
-from app.core.times import AwareUtcDatetime, UtcDatetime
+from app.core.i18n import N_, msg
+from app.core.times import AwareUtcDatetime, UtcDatetime, iso_z
 from app.db.repositories import accounts as accounts_repo
 from app.db.repositories import ingest as repo
 from app.db.repositories import products as products_repo
@@ -21,6 +22,17 @@ from app.domain.signals import live_session_ended, live_session_started, sales_o
 from app.state import clock
 
 ExternalId = Annotated[str, Field(min_length=1, max_length=100)]
+# How far ahead of the service's clock an upstream time may be and still be a fact (the two
+# systems' clocks differ by a little): a live session that starts, or an order paid, later
+# than this is refused (security.md, "Facts from upstream are checked").
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def _not_in_future(moment: datetime | None, now: datetime, what: str, loc: list[str | int]) -> None:
+    if moment is not None and moment > now + CLOCK_SKEW:
+        raise ValidationFailed(
+            msg("{what} is in the future (the service's clock says {now})", what=what, now=iso_z(now)), loc=loc
+        )
 
 
 AwareDatetime = AwareUtcDatetime
@@ -106,6 +118,8 @@ async def ingest_orders(session: AsyncSession, body: OrdersIn) -> IngestResult:
     if len({o.external_id for o in body.orders}) != len(body.orders):
         raise ValidationFailed("an external_id appears twice in one push", loc=["body", "orders"])
     now = await clock.now(session)
+    for index, item in enumerate(body.orders):
+        _not_in_future(item.paid_at, now, "paid_at", ["body", "orders", index, "paid_at"])
     shops = await products_repo.shops_of_products(session, {o.product_id for o in body.orders})
     creators = await accounts_repo.ids_of_role(session, {o.creator_id for o in body.orders if o.creator_id}, "creator")
     sessions = await repo.live_session_ids_by_ref(session, {o.live_session_id for o in body.orders if o.live_session_id})
@@ -145,6 +159,8 @@ async def ingest_orders(session: AsyncSession, body: OrdersIn) -> IngestResult:
 
 
 async def ingest_live_session(session: AsyncSession, body: LiveSessionIn) -> LiveSessionOut:
+    now = await clock.now(session)
+    _not_in_future(body.started_at, now, "started_at", ["body", "started_at"])
     host = await accounts_repo.account_by_id(session, body.host_id)
     if host is None or host.role not in ("creator", "merchant"):
         raise ValidationFailed("the host must be a creator or a merchant", loc=["body", "host_id"])

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Generic, TypeVar
+import types
+from collections.abc import Callable
+from datetime import date, datetime, time
+from decimal import Decimal
+from functools import cache
+from typing import Annotated, Any, ClassVar, Generic, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NaiveDatetime, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from app.core.i18n import N_
 from app.core.times import UtcDatetime
@@ -13,9 +19,24 @@ T = TypeVar("T")
 
 
 class Strict(BaseModel):
-    """Request bodies: unknown fields are an error, not silently dropped."""
+    """Request bodies: unknown fields are an error, not silently dropped; and a value is what it
+    says (security.md, "Input that is exactly what it says"): an integer field takes a JSON
+    integer (not `"100"`, `true` or `1.0`), a boolean takes `true`/`false` (not `0`/`1` or
+    `"true"`), a number never takes a string or a boolean (a decimal may be its text), and a date or time takes its ISO text
+    (not a number of seconds). Pydantic's `strict=True` cannot do this alone: FastAPI validates
+    the parsed JSON in Python mode, where strict refuses the ISO strings of dates and the values
+    of enums too. So `_exact_json_types` checks the JSON value against the field's type before
+    Pydantic converts it; everything else (enums, literals, ISO texts) converts as before."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _exact_json_types(cls, value: Any, info: ValidationInfo) -> Any:
+        check = _field_checker(cls, info.field_name or "")
+        if check is not None:
+            check(value)
+        return value
 
     @field_validator("*", mode="after")
     @classmethod
@@ -24,6 +45,107 @@ class Strict(BaseModel):
         if _has_nul(value):
             raise ValueError(N_("must not contain the NUL character"))
         return value
+
+
+Check = Callable[[Any], None]
+
+
+def _refuse(kind: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(kind, message)
+
+
+def _int(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _refuse("int_type", "Input should be an integer (a JSON number without a fraction)")
+
+
+def _bool(value: Any) -> None:
+    if not isinstance(value, bool):
+        raise _refuse("bool_type", "Input should be true or false")
+
+
+def _number(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise _refuse("float_type", "Input should be a number")
+
+
+def _decimal(value: Any) -> None:
+    """An exact decimal (a score such as `"4.50"`) may come as its text, as is customary; never
+    as a boolean."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        raise _refuse("decimal_type", "Input should be a number or its decimal text")
+
+
+def _iso_text(kind: type) -> Check:
+    def check(value: Any) -> None:
+        if not isinstance(value, (str, kind)):
+            raise _refuse(f"{kind.__name__}_type", f"Input should be a {kind.__name__} in ISO 8601 text")
+
+    return check
+
+
+_SCALARS: dict[Any, Check] = {
+    int: _int,
+    bool: _bool,
+    float: _number,
+    Decimal: _decimal,
+    date: _iso_text(date),
+    datetime: _iso_text(datetime),
+    AwareDatetime: _iso_text(datetime),
+    NaiveDatetime: _iso_text(datetime),
+    time: _iso_text(time),
+}
+
+
+@cache
+def _field_checker(model: type[BaseModel], name: str) -> Check | None:
+    field = model.model_fields.get(name)
+    return _checker(field.annotation) if field is not None else None
+
+
+def _checker(annotation: Any) -> Check | None:
+    """What a JSON value for `annotation` must be (None: Pydantic's own check is enough)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _checker(get_args(annotation)[0])
+    if isinstance(annotation, type) and annotation in _SCALARS:
+        return _SCALARS[annotation]
+    if origin in (Union, types.UnionType):
+        options = [a for a in get_args(annotation) if a is not type(None)]
+        inner = _checker(options[0]) if len(options) == 1 else None
+        if inner is None:
+            return None  # a union of several types: Pydantic's smart union picks exactly
+
+        def optional(value: Any) -> None:
+            if value is not None:
+                inner(value)
+
+        return optional
+    if origin in (list, set, frozenset, tuple):
+        args = [a for a in get_args(annotation) if a is not Ellipsis]
+        item = _checker(args[0]) if len(args) == 1 else None
+        if item is None:
+            return None
+
+        def each(value: Any) -> None:
+            if isinstance(value, (list, tuple, set, frozenset)):
+                for element in value:
+                    item(element)
+
+        return each
+    if origin is dict:
+        key_value = get_args(annotation)
+        member = _checker(key_value[1]) if len(key_value) == 2 else None
+        if member is None:
+            return None
+
+        def values(value: Any) -> None:
+            if isinstance(value, dict):
+                for element in value.values():
+                    member(element)
+
+        return values
+    return None
 
 
 def _has_nul(value: Any) -> bool:
