@@ -42,7 +42,7 @@ ERROR_RESPONSES: dict[str, str] = {
 PUBLIC_OPERATIONS = {"issue_token", "healthz", "readyz", "metrics"}
 # Answers a route sets itself besides its declared status (`response.status_code = …`).
 EXTRA_SUCCESS = {
-    "ingest_live_session": ("201", "200", "the first push of a live session creates it (201); a later one (its end) is 200"),
+    "ingest_live_session": ("200", "201", "the first push of a live session creates it (201); a later one (its end) is 200"),
 }
 
 _REF = "#/components/schemas/"
