@@ -97,9 +97,10 @@ async function main(): Promise<void> {
   // book: the business clock is the service's, not this machine's
   const clock = ok(await merchant.GET("/v1/clock"), "clock");
   const now = new Date(clock.now);
-  const products = ok(await merchant.GET("/v1/products", { params: { query: { limit: 1 } } }), "products");
-  const product = products.items[0];
-  if (!product) throw new Error("the demo merchant has no product");
+  // a product on sale with a general commission rate (the general plan needs one)
+  const products = ok(await merchant.GET("/v1/products", { params: { query: { limit: 50 } } }), "products");
+  const product = products.items.find((p) => p.status === "on_sale" && p.general_commission_bp !== null);
+  if (!product) throw new Error("the demo merchant has no product on sale with a general rate");
   const created = await merchant.POST("/v1/task-orders", {
     body: {
       title: "示例专场",
