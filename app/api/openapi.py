@@ -16,6 +16,7 @@ place, what the routes cannot say by themselves, each from its single source:
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Iterable
 from datetime import date, datetime
@@ -157,6 +158,9 @@ def complete(schema: dict[str, Any], routes: Iterable[Any], event_types: tuple[s
             elif "security" not in operation:
                 operation["security"] = [{"OAuth2PasswordBearer": []}]
     _links(schema)
+    text = json.dumps(schema)
+    if f'"{_REF}ValidationError"' not in text:  # FastAPI's 422 item model, when nothing uses it
+        schemas.pop("ValidationError", None)
     return schema
 
 
