@@ -70,6 +70,9 @@ def test_the_headers_the_service_reads_are_declared(doc):
     assert "If-Match" in _parameters(doc, "post", "/v1/task-orders/{order_id}/accept")
     assert "412" in accept["responses"] and "ETag" in accept["responses"]["200"]["headers"]
     assert "If-Match" in _parameters(doc, "patch", "/v1/creator-bindings/{binding_id}")
+    create = _operation(doc, "post", "/v1/task-orders")
+    assert "If-Match" not in _parameters(doc, "post", "/v1/task-orders") and "412" not in create["responses"]
+    assert "ETag" in create["responses"]["201"]["headers"]
     ingest = _operation(doc, "post", "/v1/ingest/live-sessions")["responses"]
     assert ingest["201"]["content"] == ingest["200"]["content"], "a first ingest is 201, a later one 200: same body"
 

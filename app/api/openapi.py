@@ -168,6 +168,8 @@ def complete(schema: dict[str, Any], routes: Iterable[Any], event_types: tuple[s
 def _headers_and_statuses(operation: dict[str, Any], method: str, route: APIRoute | None) -> None:
     transactional = isinstance(route, TxRoute)
     versioned = transactional and route is not None and answers_versioned_entity(route.response_model)
+    # If-Match guards the entity the path names (Workflow.expect_version): not a creation's
+    conditional = versioned and route is not None and method != "get" and "{" in route.path
     authenticated = operation.get("operationId") not in PUBLIC_OPERATIONS
     parameters = operation.setdefault("parameters", [])
     wanted = ["AcceptLanguage", "XRequestId"]
@@ -175,7 +177,7 @@ def _headers_and_statuses(operation: dict[str, Any], method: str, route: APIRout
         wanted.append("IdempotencyKey")
     if versioned and method == "get":
         wanted.append("IfNoneMatch")
-    if versioned and method != "get":
+    if conditional:
         wanted.append("IfMatch")
     # inline, not `$ref`: tools that walk an operation's parameters then see each one's schema
     have = {(p.get("in"), p.get("name", "").lower()) for p in parameters}
@@ -196,7 +198,7 @@ def _headers_and_statuses(operation: dict[str, Any], method: str, route: APIRout
             "description": "Not modified: the entity still has the version `If-None-Match` names (no body)",
             "headers": {"ETag": {"$ref": _HEADER + "ETag"}},
         }
-    if versioned and method != "get":
+    if conditional:
         responses["412"] = {
             "description": "`precondition_failed`: the entity no longer has the version `If-Match` names; "
             "the problem carries its `state`, `version` and `allowed_actions` now, and nothing changed"
