@@ -190,6 +190,12 @@ def test_no_field_whose_shape_is_known_is_an_untyped_bag(doc):
     event = doc["components"]["schemas"]["EventOut"]["properties"]
     assert event["type"] == {"$ref": "#/components/schemas/EventType"}
     assert event["data"] == {"$ref": "#/components/schemas/EventData"}
+    data = doc["components"]["schemas"]["EventData"]["properties"]
+    assert data["machine"] == {"$ref": "#/components/schemas/MachineName"}
+    assert "task_order" in doc["components"]["schemas"]["MachineName"]["enum"]
+    assert data["actor_role"] == {"$ref": "#/components/schemas/ActorRole"}
+    assert doc["components"]["schemas"]["TransitionOut"]["properties"]["actor_role"] == data["actor_role"]
+    assert set(doc["components"]["schemas"]["ActorRole"]["enum"]) == {r.value for r in Role} | {"system"}
 
 
 @pytest.mark.skipif(IS_POSTGRES, reason="the document is the same on every database: SQLite pass only")

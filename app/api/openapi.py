@@ -29,6 +29,7 @@ from app.api.routing import TxRoute, answers_versioned_entity
 from app.domain.accounts import ROLE_FIELDS, Role
 from app.domain.accounts.service import PRIVATE, Profile
 from app.domain.schemas import Problem
+from app.state.core import SYSTEM_ROLE
 
 ERROR_RESPONSES: dict[str, str] = {
     "400": "Bad request",
@@ -142,6 +143,20 @@ def complete(schema: dict[str, Any], routes: Iterable[Any], event_types: tuple[s
         "description": "Every event type: `<machine>.<event>` as each machine's rules name them.",
     }
     _typed_bags(schemas)
+    schemas["ActorRole"] = {
+        "title": "ActorRole",
+        "type": "string",
+        "enum": [*(role.value for role in Role), SYSTEM_ROLE],
+        "description": "Who fired a transition: an account's role, or `system` (timers, signals, the payment gateway)",
+    }
+    schemas["MachineName"] = {
+        "title": "MachineName",
+        "type": "string",
+        "enum": list(dict.fromkeys(t.split(".", 1)[0] for t in event_types)),
+        "description": "The workflow machines (`GET /v1/state-machines`)",
+    }
+    if "TransitionOut" in schemas:
+        schemas["TransitionOut"]["properties"]["actor_role"] = {"$ref": _REF + "ActorRole"}
     components["headers"] = {**components.get("headers", {}), **HEADERS}
     schema["servers"] = [{"url": "/", "description": "the service that serves this document"}]
 
@@ -321,13 +336,13 @@ def _event_data() -> dict[str, Any]:
         "`check_in_id`, `shop_id`) and a few more.",
         "properties": {
             "id": {**text, "description": "the entity's id"},
-            "machine": text,
+            "machine": {"$ref": _REF + "MachineName"},
             "action": text,
             "from_state": _nullable(text),
             "to_state": text,
             "version": integer,
             "actor_id": text,
-            "actor_role": text,
+            "actor_role": {"$ref": _REF + "ActorRole"},
             "amount_fen": integer,
             "creator_share_fen": integer,
             "traffic_units": integer,
