@@ -87,7 +87,8 @@ def verify(path: str, query: Iterable[tuple[str, str]]) -> tuple[str, str]:
     rest = [(k, v) for k, v in items if k != "sig"]
     if len(given) != len(items) or not all(k in given for k in _SIGNED):
         raise Forbidden("this link is not a signed link of this service")
-    if not hmac.compare_digest(sig, _signature(path, rest)):
+    # as bytes: compare_digest refuses str with non-ASCII characters (a tampered `sig=%C2%80` was a 500)
+    if not hmac.compare_digest(sig.encode(), _signature(path, rest).encode()):
         raise Forbidden("this link's signature does not match it")
     try:
         expires = int(given["exp"])
