@@ -8,7 +8,7 @@ export LC_DATABASE_URL ?= sqlite+aiosqlite:///./live_collab.db
 MESSAGE_KEYWORDS := -k msg -k N_ -k problem:3 -k problem_code:3 -k DomainError -k Unauthenticated -k Forbidden \
 	-k NotFound -k ValidationFailed -k Conflict -k TooManyRequests -k QuotaExhausted -k WebhookUrlNotAllowed -k Unresolvable
 
-.PHONY: messages browser run test test-sqlite test-postgres install lint migrate seed bench bench-campaigns bench-incentives bench-modules stress stress-short clean
+.PHONY: messages browser clients run test test-sqlite test-postgres install lint migrate seed bench bench-campaigns bench-incentives bench-modules stress stress-short clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -78,7 +78,22 @@ messages: install
 	$(VENV)/bin/pybabel compile -d app/locale --statistics
 
 clean:
-	rm -rf $(VENV) live_collab.db* .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) live_collab.db* .pytest_cache .ruff_cache .mypy_cache clients/openapi.json clients/ts/schema.d.ts clients/python docs/examples/dist
+
+EXAMPLES := docs/examples
+$(EXAMPLES)/node_modules/.package-lock.json: $(EXAMPLES)/package.json $(EXAMPLES)/package-lock.json
+	cd $(EXAMPLES) && npm ci --no-audit --no-fund
+
+## The clients, generated from the service's OpenAPI document (`python -m app openapi`):
+## clients/ts/schema.d.ts (openapi-typescript, used with openapi-fetch; see docs/examples/task_order.ts)
+## and clients/python/live_collab_client (openapi-python-client). See docs/clients.md.
+clients: install $(EXAMPLES)/node_modules/.package-lock.json
+	$(PY) -m app openapi --output clients/openapi.json
+	$(EXAMPLES)/node_modules/.bin/openapi-typescript clients/openapi.json --default-non-nullable false -o clients/ts/schema.d.ts
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/openapi-python-client generate --path clients/openapi.json --meta none --overwrite \
+		--output-path clients/python/live_collab_client --config clients/openapi-python-client.yml
+	cd $(EXAMPLES) && node_modules/.bin/tsc -p . --noEmit
+	@echo "clients generated: clients/ts/schema.d.ts, clients/python/live_collab_client; docs/examples type-checks"
 
 ## Task-order create+accept under wrk on PostgreSQL: the service against the bare asyncpg reference,
 ## alternating rounds (see bench/run.py; BENCH_ARGS="--seconds 3 --rounds 1" for a quick run). wrk

@@ -1,4 +1,4 @@
-"""`python -m app …` / `live-collab …`: serve, migrate, seed-demo, sweep, create-operator."""
+"""`python -m app …` / `live-collab …`: serve, migrate, openapi, seed-demo, sweep, create-operator."""
 
 from __future__ import annotations
 
@@ -54,6 +54,23 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, migrate_f
         # headers the app allows (HeaderLimitMiddleware answers 431 beyond them), not h11's 16 KiB
         h11_max_incomplete_event_size=settings.max_headers_total_bytes + 16 * 1024,
     )
+
+
+@cli.command()
+def openapi(output: str = typer.Option("-", help="file to write; - for standard output")) -> None:
+    """Write the OpenAPI document the service serves at /openapi.json (what `make clients` generates from)."""
+    import json
+    from pathlib import Path
+
+    from app.main import create_app
+
+    text = json.dumps(create_app().openapi(), ensure_ascii=False, indent=2) + "\n"
+    if output == "-":
+        typer.echo(text, nl=False)
+    else:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}", err=True)
 
 
 @cli.command("seed-demo")

@@ -14,16 +14,14 @@ from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
 from app import modules, startup, workers
-from app.api import errors
+from app.api import errors, openapi
 from app.api.middleware import BodyLimitMiddleware, HeaderLimitMiddleware, RequestContextMiddleware, SecurityHeadersMiddleware
 from app.api.routing import TxRoute
 from app.core.config import Settings
-from app.core.errors import PROBLEM_CODES
 from app.core.logging import configure as configure_logging
 from app.db.base import Base
 from app.db.replica import Replica
 from app.db.session import make_engine, make_sessionmaker, warm_pool
-from app.domain.schemas import Problem
 
 log = logging.getLogger("app")
 
@@ -43,82 +41,6 @@ TAGS = [
     {"name": "admin", "description": "Operator tools: the test clock, SMS log, policies."},
     {"name": "operations", "description": "Health, readiness and metrics."},
 ]
-
-
-ERROR_RESPONSES: dict[str, str] = {
-    "400": "Bad request",
-    "401": "Not authenticated (`unauthenticated`)",
-    "403": "This caller may not do this (`forbidden`, or a module code)",
-    "404": "Not found, or another party's resource (`not_found`)",
-    "409": "Conflict with the current state (`invalid_transition`, `conflict`, or a module code)",
-    "413": "Body too large (`payload_too_large`)",
-    "431": "Request headers too large (`headers_too_large`)",
-    "422": "Invalid input (`validation_failed` with `errors`, or a module code)",
-    "429": "Quota or rate limit reached (`quota_exhausted`, `rate_limited`); see `Retry-After`",
-}
-
-
-_ACCEPT_LANGUAGE = {
-    "name": "Accept-Language",
-    "in": "header",
-    "required": False,
-    "description": "`zh-CN` (or `zh`, `zh-Hans`) for Chinese problem titles and details; English otherwise.",
-    "schema": {"type": "string", "examples": ["zh-CN", "en"]},
-}
-_CONTENT_LANGUAGE = {
-    "description": "The language of the problem's `title` and `detail`: `zh-CN` or `en`.",
-    "schema": {"type": "string", "enum": ["zh-CN", "en"]},
-}
-
-
-def _problem_media_types(app: FastAPI) -> None:
-    """Every operation documents its error answers as `application/problem+json` (`Problem`);
-    FastAPI would file them under the route's JSON media type, and app-level `responses` do not
-    reach routes added flat."""
-    build = app.openapi
-
-    def openapi() -> dict:
-        if app.openapi_schema is None:
-            schema = build()
-            ref = {"$ref": "#/components/schemas/Problem"}
-            schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = Problem.model_json_schema(
-                ref_template="#/components/schemas/{model}"
-            )
-            components = schema["components"]["schemas"]
-            # the event catalogue, from the machines' rules and the modules (app/modules.py)
-            components["EventType"] = {
-                "title": "EventType",
-                "type": "string",
-                "enum": list(modules.EVENT_TYPES),
-                "description": "Every event type: `<machine>.<event>` as each machine's rules name them.",
-            }
-            if "EventOut" in components:
-                components["EventOut"]["properties"]["type"] = {"$ref": "#/components/schemas/EventType"}
-            # the problem codes, from the catalogue (app/core/errors.py PROBLEM_CODES)
-            components["ProblemCode"] = {
-                "title": "ProblemCode",
-                "type": "string",
-                "enum": list(PROBLEM_CODES),
-                "description": "Every problem `code` the service answers; it never changes with the language.\n\n"
-                + "\n".join(f"- `{c.code}` ({c.status}): {c.title}" for c in PROBLEM_CODES.values()),
-            }
-            components["Problem"]["properties"]["code"] = {"$ref": "#/components/schemas/ProblemCode"}
-            for path in schema.get("paths", {}).values():
-                for operation in path.values():
-                    responses = operation.setdefault("responses", {})
-                    for status, text in ERROR_RESPONSES.items():
-                        responses.setdefault(status, {"description": text})
-                    for status, response in responses.items():
-                        if status[0] in "45":
-                            response["content"] = {"application/problem+json": {"schema": ref}}
-                            response.setdefault("headers", {})["Content-Language"] = _CONTENT_LANGUAGE
-                    parameters = operation.setdefault("parameters", [])
-                    if not any(p.get("in") == "header" and p.get("name") == "Accept-Language" for p in parameters):
-                        parameters.append(_ACCEPT_LANGUAGE)
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise the schema
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -191,7 +113,7 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
     )
 
     errors.install(app)
-    _problem_media_types(app)
+    openapi.install(app, event_types=modules.EVENT_TYPES)
     # The routers carry their own prefix and tags, so their routes are added flat: FastAPI ≥ 0.16x
     # keeps an included router as one opaque route, which tools walking `app.routes` cannot see.
     for router in modules.ROUTERS:

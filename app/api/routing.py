@@ -104,6 +104,12 @@ def _versioned(model: Any) -> bool:
     return False
 
 
+def answers_versioned_entity(model: Any) -> bool:
+    """Whether `TxRoute` gives answers of `model` an `ETag` (and honours `If-None-Match` on a GET):
+    for the OpenAPI document (app/api/openapi.py)."""
+    return _versioned(model)
+
+
 def _nests(annotation: Any) -> bool:
     """Whether values of `annotation` may hold objects or lists (whose keys could repeat `version`)."""
     if isinstance(annotation, type):
