@@ -35,8 +35,7 @@ TOKENS: dict[str, str] = {}
 
 
 async def _prepare() -> None:
-    from app.core.security import create_token
-    from app.domain.accounts import AccountCreate, Profile, create_account
+    from app.domain.accounts import AccountCreate, Profile, create_account, start_session
 
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.drop_all)
@@ -53,7 +52,7 @@ async def _prepare() -> None:
                     profile=Profile.model_validate(profile),
                 ),
             )
-            TOKENS[role] = create_token(account.id, role)[0]
+            TOKENS[role] = (await start_session(session, account.id, role)).access_token
         await session.commit()
 
 

@@ -72,7 +72,10 @@ async def stream_events(
         raise ValidationFailed(f"unknown query parameter: {', '.join(unknown)}", loc=["query", unknown[0]])
     maker = request.app.state.sessionmaker
     async with maker() as session:
-        actor = await events.redeem_stream_ticket(session, ticket) if ticket and not token else actor_of_token(token)
+        if ticket and not token:
+            actor = await events.redeem_stream_ticket(session, ticket)
+        else:
+            actor = (await actor_of_token(session, token))[0]
         position = await events.stream_start(session, last_event_id=last_event_id, after=after)
         await session.commit()
     return StreamingResponse(
