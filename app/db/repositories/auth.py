@@ -49,25 +49,25 @@ _INSERT_SESSION = insert(auth_sessions)
 _END_ONE = (
     update(auth_sessions)
     .where(auth_sessions.c.id == bindparam("sid"), auth_sessions.c.ended_at.is_(None))
-    .values(ended_at=bindparam("now"), reason=bindparam("reason"))
+    .values(ended_at=bindparam("e_now"), reason=bindparam("e_reason"))
     .returning(auth_sessions.c.id)
 )
 _END_OTHERS = (
     update(auth_sessions)
     .where(
-        auth_sessions.c.account_id == bindparam("account_id"),
+        auth_sessions.c.account_id == bindparam("e_account_id"),
         auth_sessions.c.id != bindparam("keep"),
         auth_sessions.c.ended_at.is_(None),
-        auth_sessions.c.expires_at > bindparam("now"),
+        auth_sessions.c.expires_at > bindparam("e_now"),
     )
-    .values(ended_at=bindparam("now"), reason=bindparam("reason"))
+    .values(ended_at=bindparam("e_now"), reason=bindparam("e_reason"))
     .returning(auth_sessions.c.id)
 )
 _PURGE_SESSIONS = auth_sessions.delete().where(auth_sessions.c.expires_at < bindparam("before"))
 _SUSPEND = (
     update(accounts)
-    .where(accounts.c.id == bindparam("account_id"))
-    .values(suspended_at=bindparam("at"), suspension_reason=bindparam("reason"))
+    .where(accounts.c.id == bindparam("s_account_id"))
+    .values(suspended_at=bindparam("s_at"), suspension_reason=bindparam("s_reason"))
     .returning(accounts.c.id)
 )
 
@@ -121,12 +121,12 @@ async def add_session(
 
 
 async def end_session(session: AsyncSession, session_id: str, now: datetime, reason: str) -> bool:
-    return (await run(session, _END_ONE, {"sid": session_id, "now": now, "reason": reason})).first() is not None
+    return (await run(session, _END_ONE, {"sid": session_id, "e_now": now, "e_reason": reason})).first() is not None
 
 
 async def end_sessions_of(session: AsyncSession, account_id: str, now: datetime, reason: str, *, keep: str = "") -> list[str]:
     """End every live session of the account but `keep`; the ids ended."""
-    params = {"account_id": account_id, "keep": keep, "now": now, "reason": reason}
+    params = {"e_account_id": account_id, "keep": keep, "e_now": now, "e_reason": reason}
     return list((await run(session, _END_OTHERS, params)).scalars())
 
 
@@ -136,7 +136,8 @@ async def purge_sessions(session: AsyncSession, before: datetime) -> None:
 
 async def set_suspension(session: AsyncSession, account_id: str, at: datetime | None, reason: str | None) -> bool:
     """Suspend (`at` set) or reinstate (None) the account; False if there is no such account."""
-    return (await run(session, _SUSPEND, {"account_id": account_id, "at": at, "reason": reason})).first() is not None
+    params = {"s_account_id": account_id, "s_at": at, "s_reason": reason}
+    return (await run(session, _SUSPEND, params)).first() is not None
 
 
 # ------------------------------------------------------------------------------ failed logins

@@ -32,6 +32,14 @@ class AccountSuspended(DomainError):
         super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
 
 
+class InvalidCredentials(Unauthenticated):
+    """A failed login: the failure it recorded is committed with the 401 (`TxRoute` commits the
+    writes of an error that `keeps_writes`), so it counts towards the limits."""
+
+    code = "invalid_credentials"
+    keeps_writes = True
+
+
 class WrongPassword(DomainError):
     status, code, title = 403, "wrong_password", "Wrong password"
 
@@ -46,14 +54,15 @@ class Suspension(Strict):
 
 
 # -- liveness: one primary-key read, or a read of at most `session_check_seconds` ago ---------
-_CONFIRMED: dict[str, float] = {}  # session id -> monotonic time it was last read live
+# session id -> (monotonic time it was last read live, its account, the account's role)
+_CONFIRMED: dict[str, tuple[float, str, str]] = {}
 _CONFIRMED_MAX = 100_000
 
 
-def _confirm(session_id: str) -> None:
+def _confirm(session_id: str, account_id: str, role: str) -> None:
     if len(_CONFIRMED) >= _CONFIRMED_MAX:
         _CONFIRMED.clear()  # a rare full re-read beats an LRU's bookkeeping on every request
-    _CONFIRMED[session_id] = time.monotonic()
+    _CONFIRMED[session_id] = (time.monotonic(), account_id, role)
 
 
 def _forget(session_ids: list[str]) -> None:
@@ -69,12 +78,15 @@ async def actor_of(session: AsyncSession, token: str) -> tuple[Actor, str]:
     every replica within that second (at once on the replica that ended it)."""
     account_id, role, session_id = decode_token(token)
     seen = _CONFIRMED.get(session_id)
-    if seen is None or time.monotonic() - seen >= get_settings().session_check_seconds:
+    if seen is None or time.monotonic() - seen[0] >= get_settings().session_check_seconds:
         live = await repo.live_session(session, session_id, real_now())
-        if live is None or live.account_id != account_id or live.role != role:
+        if live is None:
             _CONFIRMED.pop(session_id, None)
             raise Unauthenticated("this session has ended: log in again")
-        _confirm(session_id)
+        _confirm(session_id, live.account_id, live.role)
+        seen = _CONFIRMED[session_id]
+    if seen[1] != account_id or seen[2] != role:  # signed, but not this session's account and role
+        raise Unauthenticated("the access token is not valid")
     return Actor(account_id, role), session_id
 
 
@@ -85,7 +97,7 @@ async def start_session(session: AsyncSession, account_id: str, role: str) -> To
     ttl = get_settings().token_ttl_seconds
     await repo.add_session(session, session_id, account_id, now, now + timedelta(seconds=ttl))
     token, ttl = create_token(account_id, role, session_id)
-    _confirm(session_id)  # just written: its first requests need no read
+    _confirm(session_id, account_id, role)  # just written: its first requests need no read
     return TokenOut(access_token=token, expires_in=ttl)
 
 
@@ -124,7 +136,7 @@ async def login(session: AsyncSession, username: str, password: str, client_ip: 
         await repo.add_failure(session, id_for(LoginFailure), username, client_ip, now)
         if counts.by_username == 0:  # now and then, the failures that left the window go
             await repo.purge_failures(session, now - window)
-        raise Unauthenticated("wrong username or password", code="invalid_credentials")
+        raise InvalidCredentials("wrong username or password")
     if credentials.suspended_at is not None:
         raise AccountSuspended("this account is suspended")
     if counts.by_username:
