@@ -250,3 +250,48 @@ async def test_the_limits_are_counted_in_the_database_for_every_replica(client, 
             await auth.add_failure(session, new_id("lgf"), creator.username, "198.51.100.77", now)
         await session.commit()
     problem(await login(client, creator.username, address="203.0.113.200"), 429, "rate_limited")
+
+
+# -- hashing off the event loop ----------------------------------------------------------------
+async def test_healthz_p99_stays_under_50ms_while_100_wrong_logins_run_20_at_a_time(committed_client, committed_factory, monkeypatch):
+    """With a production-like argon2 cost (OWASP's minimum: 19 MiB, 2 passes; tens of ms a hash)
+    the logins hash in the hashing threads, and the event loop keeps answering `/healthz`. On
+    the event loop, 20 such hashes in a row would hold every other request for most of a second."""
+    from argon2 import PasswordHasher
+
+    costly = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
+    monkeypatch.setattr(security, "_hasher", lambda: costly)
+    creator = await committed_factory.user("creator")
+    usernames = [creator.username, "nobody-at-all"]  # a known and an unknown username, 50 each
+    gate = asyncio.Semaphore(20)
+    loop = asyncio.get_running_loop()
+
+    async def wrong_login(i: int) -> int:
+        async with gate:
+            address = f"198.51.100.{i % 50}"  # under every limit: the hashing itself is measured
+            r = await login(committed_client, f"{usernames[i % 2]}", "wrong-password-1", address=address)
+            return r.status_code
+
+    async def health_probe(stop: asyncio.Event, latencies: list[float]) -> None:
+        while not stop.is_set():
+            start = loop.time()
+            r = await committed_client.get("/healthz")
+            latencies.append(loop.time() - start)
+            assert r.status_code == 200
+            await asyncio.sleep(0.005)
+
+    monkeypatch.setattr(get_settings(), "login_failures_per_username", 1000)
+    latencies: list[float] = []
+    stop = asyncio.Event()
+    probe = asyncio.create_task(health_probe(stop, latencies))
+    started = loop.time()
+    statuses = await asyncio.gather(*(wrong_login(i) for i in range(100)))
+    took = loop.time() - started
+    stop.set()
+    await probe
+    assert statuses == [401] * 100
+    assert took > 0.3, f"the logins took {took:.2f}s: the hash was not costly enough to measure anything"
+    latencies.sort()
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    assert len(latencies) >= 20, latencies
+    assert p99 < 0.050, f"/healthz p99 {p99 * 1000:.1f} ms over {len(latencies)} probes (max {latencies[-1] * 1000:.1f} ms)"

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     argon2_memory_cost_kib: int = 65536
     # Threads that hash and verify passwords, off the event loop (argon2 releases the GIL).
     password_hash_threads: int = Field(default=2, ge=1, le=32)
+    # Their nice value (Linux): on busy cores the event loop runs first, logins wait.
+    password_hash_nice: int = Field(default=10, ge=0, le=19)
     # How long a replica may trust a session it has read as live before reading it again: an
     # ended session (logout, password change, suspension) is refused everywhere within this.
     session_check_seconds: float = Field(default=1.0, ge=0, le=1.0)

@@ -5,6 +5,9 @@ token and cached, the session's liveness on every request (app/domain/accounts/s
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -25,11 +28,21 @@ def _hasher() -> PasswordHasher:
     return PasswordHasher(time_cost=s.argon2_time_cost, memory_cost=s.argon2_memory_cost_kib)
 
 
+def _lower_priority() -> None:
+    """Run this hashing thread at a lower CPU priority (Linux: a thread has its own nice
+    value), so that on busy cores the event loop is scheduled first and keeps answering while
+    logins queue; elsewhere, nothing."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), get_settings().password_hash_nice)
+
+
 @lru_cache
 def _pool() -> ThreadPoolExecutor:
-    # argon2-cffi releases the GIL while it hashes: a few threads keep every core busy with
+    # argon2-cffi releases the GIL while it hashes: a few threads keep the cores busy with
     # logins while the event loop goes on serving; more would only queue on the same cores
-    return ThreadPoolExecutor(max_workers=get_settings().password_hash_threads, thread_name_prefix="argon2")
+    return ThreadPoolExecutor(
+        max_workers=get_settings().password_hash_threads, thread_name_prefix="argon2", initializer=_lower_priority
+    )
 
 
 def _verify(password_hash: str, password: str) -> bool:
