@@ -253,7 +253,9 @@ async def test_the_limits_are_counted_in_the_database_for_every_replica(client, 
 
 
 # -- hashing off the event loop ----------------------------------------------------------------
-async def test_healthz_p99_stays_under_50ms_while_100_wrong_logins_run_20_at_a_time(committed_client, committed_factory, monkeypatch):
+async def test_healthz_p99_stays_under_50ms_while_100_wrong_logins_run_20_at_a_time(
+    committed_client, committed_factory, monkeypatch
+):
     """With a production-like argon2 cost (OWASP's minimum: 19 MiB, 2 passes; tens of ms a hash)
     the logins hash in the hashing threads, and the event loop keeps answering `/healthz`. On
     the event loop, 20 such hashes in a row would hold every other request for most of a second."""

@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_auth_sessions")),
     )
     op.create_index(op.f("ix_auth_sessions_account_id"), "auth_sessions", ["account_id"], unique=False)
+    op.create_index(op.f("ix_auth_sessions_expires_at"), "auth_sessions", ["expires_at"], unique=False)
     op.create_table(
         "login_failures",
         sa.Column("id", sa.String(length=40), nullable=False),
@@ -54,6 +55,7 @@ def downgrade() -> None:
     op.drop_index("ix_login_failures_client_at", table_name="login_failures")
     op.drop_index("ix_login_failures_username_at", table_name="login_failures")
     op.drop_table("login_failures")
+    op.drop_index(op.f("ix_auth_sessions_expires_at"), table_name="auth_sessions")
     op.drop_index(op.f("ix_auth_sessions_account_id"), table_name="auth_sessions")
     op.drop_table("auth_sessions")
     with op.batch_alter_table("accounts") as batch:

@@ -68,7 +68,7 @@ class AuthSession(Base):
     id: Mapped[str] = id_column("ses")
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # why it ended: logout, password_changed, suspended
     reason: Mapped[str | None] = mapped_column(String(20))

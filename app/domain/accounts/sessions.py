@@ -57,6 +57,7 @@ class Suspension(Strict):
 # session id -> (monotonic time it was last read live, its account, the account's role)
 _CONFIRMED: dict[str, tuple[float, str, str]] = {}
 _CONFIRMED_MAX = 100_000
+_KEEP_ENDED = timedelta(days=30)  # expired sessions are kept this long (who was logged in when)
 
 
 def _confirm(session_id: str, account_id: str, role: str) -> None:
@@ -130,6 +131,9 @@ async def login(session: AsyncSession, username: str, password: str, client_ip: 
             retry_after=_retry_after(counts.oldest_of_client, now, window),
         )
     credentials = await accounts_repo.credentials_by_username(session, username)
+    # Nothing is written yet: end the reading transaction, so no lock (SQLite's write lock is
+    # taken at BEGIN) and no transaction stays open for the tens of milliseconds of the hash.
+    await session.rollback()
     # an unknown username verifies a dummy hash: it costs the time a wrong password does
     matches = await verify_password(credentials.password_hash if credentials else None, password)
     if not matches or credentials is None:
@@ -141,6 +145,7 @@ async def login(session: AsyncSession, username: str, password: str, client_ip: 
         raise AccountSuspended("this account is suspended")
     if counts.by_username:
         await repo.forget_failures(session, username, client_ip)
+    await repo.purge_sessions(session, real_now() - _KEEP_ENDED)  # an index probe, rarely a row
     return await start_session(session, credentials.id, credentials.role)
 
 
