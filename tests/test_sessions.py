@@ -297,3 +297,21 @@ async def test_healthz_p99_stays_under_50ms_while_100_wrong_logins_run_20_at_a_t
     p99 = latencies[int(len(latencies) * 0.99) - 1]
     assert len(latencies) >= 20, latencies
     assert p99 < 0.050, f"/healthz p99 {p99 * 1000:.1f} ms over {len(latencies)} probes (max {latencies[-1] * 1000:.1f} ms)"
+
+
+async def test_a_session_read_live_is_trusted_for_at_most_the_check_interval(client, engine, db, factory: Factory):
+    """What the liveness check costs: nothing for a session read (or started) less than
+    `LC_SESSION_CHECK_SECONDS` ago, then one primary-key read of `auth_sessions`."""
+    from tests.conftest import IS_POSTGRES
+    from tests.test_statement_budget import Statements, _raw
+
+    connections = [await _raw(db)] if IS_POSTGRES else []
+    creator = await factory.user("creator")
+    token = await token_of(client, creator.username)
+    with Statements(engine, *connections) as fresh:
+        assert (await client.get("/v1/clock", headers=bearer(token))).status_code == 200
+    assert not [sql for sql in fresh if "auth_sessions" in sql], fresh
+    await asyncio.sleep(get_settings().session_check_seconds)
+    with Statements(engine, *connections) as stale:
+        assert (await client.get("/v1/clock", headers=bearer(token))).status_code == 200
+    assert len([sql for sql in stale if "auth_sessions" in sql]) == 1, stale
