@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from app.api.deps import CurrentActor, Operator, Page, Session, actor_of_token, oauth2
 from app.api.routing import TxRoute
 from app.core.config import get_settings
-from app.core.errors import ValidationFailed
+from app.core.errors import Unauthenticated, ValidationFailed
 from app.domain import events, webhooks
 from app.domain.events import EventPageOut, NotificationOut, Position, SmsOut, StreamTicketOut
 from app.domain.schemas import PageOut
@@ -79,19 +79,27 @@ async def stream_events(
         position = await events.stream_start(session, last_event_id=last_event_id, after=after)
         await session.commit()
     return StreamingResponse(
-        _sse(request, actor, position),
+        _sse(request, actor, position, None if ticket and not token else token),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
 
-async def _sse(request: Request, actor, position: Position) -> AsyncIterator[bytes]:
+async def _sse(request: Request, actor, position: Position, token: str | None) -> AsyncIterator[bytes]:
+    """The stream; one opened with a bearer token closes once its session ends (logout,
+    password change, suspension), within the liveness check's second."""
     settings = get_settings()
     maker = request.app.state.sessionmaker
     yield b"retry: 2000\n: stream open\n\n"
     quiet_since = time.monotonic()
     while not await request.is_disconnected():
         async with maker() as session:
+            if token is not None:
+                try:
+                    await actor_of_token(session, token)
+                except Unauthenticated:
+                    yield b": session ended\n\n"
+                    return
             batch = await events.stream_batch(session, actor, position)
             await session.rollback()
         for event, reached in batch:
