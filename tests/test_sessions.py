@@ -315,3 +315,15 @@ async def test_a_session_read_live_is_trusted_for_at_most_the_check_interval(cli
     with Statements(engine, *connections) as stale:
         assert (await client.get("/v1/clock", headers=bearer(token))).status_code == 200
     assert len([sql for sql in stale if "auth_sessions" in sql]) == 1, stale
+
+
+async def test_wrong_current_passwords_count_as_failed_logins(client, factory: Factory):
+    creator = await factory.user("creator")
+    token = await token_of(client, creator.username)
+    body = {"current_password": "wrong-password-1", "new_password": "violet-kettle-42"}
+    for _ in range(10):
+        problem(await client.post("/v1/accounts/me/password", headers=bearer(token), json=body), 403, "wrong_password")
+    r = await client.post("/v1/accounts/me/password", headers=bearer(token), json={**body, "current_password": PASSWORD})
+    problem(r, 429, "rate_limited")
+    assert int(r.headers["Retry-After"]) > 0
+    problem(await login(client, creator.username), 429, "rate_limited")

@@ -47,10 +47,11 @@ async def patch_me(body: AccountPatch, session: Session, actor: CurrentActor) ->
 
 
 @router.post("/accounts/me/password", status_code=status.HTTP_204_NO_CONTENT, tags=["accounts"], name="change_my_password")
-async def change_password(body: PasswordChange, session: Session, login: CurrentLogin) -> Response:
+async def change_password(request: Request, body: PasswordChange, session: Session, login: CurrentLogin) -> Response:
     """Change the password with the current one (403 `wrong_password`; 422 `weak_password` for a
-    new one under 10 characters or common). Every other session of the account ends."""
-    await accounts.change_password(session, login[0], login[1], body)
+    new one under 10 characters or common; a wrong one counts as a failed login, and the login
+    limits apply: 429 `rate_limited`). Every other session of the account ends."""
+    await accounts.change_password(session, login[0], login[1], body, client_address(request.scope))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

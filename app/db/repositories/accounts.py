@@ -55,6 +55,7 @@ class AccountRecord:
 class Credentials:
     id: str
     role: str
+    username: str
     password_hash: str
     suspended_at: datetime | None
 
@@ -66,12 +67,9 @@ WRITABLE = _NAMES - {"id", "role", "username", "created_at", "suspended_at", "su
 
 _BY_ID = select(*_COLUMNS).where(accounts.c.id == bindparam("id"))
 _ID_BY_USERNAME = select(accounts.c.id).where(accounts.c.username == bindparam("username"))
-_CREDENTIALS = select(accounts.c.id, accounts.c.role, accounts.c.password_hash, accounts.c.suspended_at).where(
-    accounts.c.username == bindparam("username")
-)
-_CREDENTIALS_BY_ID = select(accounts.c.id, accounts.c.role, accounts.c.password_hash, accounts.c.suspended_at).where(
-    accounts.c.id == bindparam("id")
-)
+_CREDENTIAL_COLUMNS = (accounts.c.id, accounts.c.role, accounts.c.username, accounts.c.password_hash, accounts.c.suspended_at)
+_CREDENTIALS = select(*_CREDENTIAL_COLUMNS).where(accounts.c.username == bindparam("username"))
+_CREDENTIALS_BY_ID = select(*_CREDENTIAL_COLUMNS).where(accounts.c.id == bindparam("id"))
 _OF_ROLE = select(accounts.c.id).where(accounts.c.id.in_(bindparam("ids", expanding=True)), accounts.c.role == bindparam("role"))
 
 

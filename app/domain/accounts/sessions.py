@@ -41,7 +41,10 @@ class InvalidCredentials(Unauthenticated):
 
 
 class WrongPassword(DomainError):
+    """Counted as a failed login of the account (committed with the 403)."""
+
     status, code, title = 403, "wrong_password", "Wrong password"
+    keeps_writes = True
 
 
 class PasswordChange(Strict):
@@ -114,11 +117,31 @@ async def login(session: AsyncSession, username: str, password: str, client_ip: 
     (or `…_PER_CLIENT` from one address) within the window, 429 `rate_limited` with
     `Retry-After` until the oldest of them leaves it. A success clears this address's failures of
     the username, not another address's."""
-    settings = get_settings()
     now = await clock.now(session)
-    window = timedelta(seconds=settings.login_failure_window_seconds)
     username = username[:64]
     client_ip = client_ip[:64]
+    counts = await _within_limits(session, username, client_ip, now)
+    credentials = await accounts_repo.credentials_by_username(session, username)
+    # Nothing is written yet: end the reading transaction, so no lock (SQLite's write lock is
+    # taken at BEGIN) and no transaction stays open for the tens of milliseconds of the hash.
+    await session.rollback()
+    # an unknown username verifies a dummy hash: it costs the time a wrong password does
+    matches = await verify_password(credentials.password_hash if credentials else None, password)
+    if not matches or credentials is None:
+        await _failed(session, username, client_ip, now, counts)
+        raise InvalidCredentials("wrong username or password")
+    if credentials.suspended_at is not None:
+        raise AccountSuspended("this account is suspended")
+    if counts.by_username:
+        await repo.forget_failures(session, username, client_ip)
+    await repo.purge_sessions(session, real_now() - _KEEP_ENDED)  # an index probe, rarely a row
+    return await start_session(session, credentials.id, credentials.role)
+
+
+async def _within_limits(session: AsyncSession, username: str, client_ip: str, now: datetime) -> repo.FailureCounts:
+    """The failures counted against this attempt; 429 when either limit is reached."""
+    settings = get_settings()
+    window = timedelta(seconds=settings.login_failure_window_seconds)
     counts = await repo.failure_counts(session, username, client_ip, now - window)
     if counts.by_username >= settings.login_failures_per_username:
         raise TooManyRequests(
@@ -130,23 +153,14 @@ async def login(session: AsyncSession, username: str, password: str, client_ip: 
             "too many failed logins from this address: try again later",
             retry_after=_retry_after(counts.oldest_of_client, now, window),
         )
-    credentials = await accounts_repo.credentials_by_username(session, username)
-    # Nothing is written yet: end the reading transaction, so no lock (SQLite's write lock is
-    # taken at BEGIN) and no transaction stays open for the tens of milliseconds of the hash.
-    await session.rollback()
-    # an unknown username verifies a dummy hash: it costs the time a wrong password does
-    matches = await verify_password(credentials.password_hash if credentials else None, password)
-    if not matches or credentials is None:
-        await repo.add_failure(session, id_for(LoginFailure), username, client_ip, now)
-        if counts.by_username == 0:  # now and then, the failures that left the window go
-            await repo.purge_failures(session, now - window)
-        raise InvalidCredentials("wrong username or password")
-    if credentials.suspended_at is not None:
-        raise AccountSuspended("this account is suspended")
-    if counts.by_username:
-        await repo.forget_failures(session, username, client_ip)
-    await repo.purge_sessions(session, real_now() - _KEEP_ENDED)  # an index probe, rarely a row
-    return await start_session(session, credentials.id, credentials.role)
+    return counts
+
+
+async def _failed(session: AsyncSession, username: str, client_ip: str, now: datetime, counts: repo.FailureCounts) -> None:
+    await repo.add_failure(session, id_for(LoginFailure), username, client_ip, now)
+    if counts.by_username == 0:  # now and then, the failures that left the window go
+        window = timedelta(seconds=get_settings().login_failure_window_seconds)
+        await repo.purge_failures(session, now - window)
 
 
 async def logout(session: AsyncSession, session_id: str) -> None:
@@ -154,13 +168,17 @@ async def logout(session: AsyncSession, session_id: str) -> None:
     _forget([session_id])
 
 
-async def change_password(session: AsyncSession, actor: Actor, session_id: str, body: PasswordChange) -> None:
-    """With the current password (403 `wrong_password` otherwise): the new one (422
+async def change_password(session: AsyncSession, actor: Actor, session_id: str, body: PasswordChange, client_ip: str) -> None:
+    """With the current password (403 `wrong_password` otherwise, counted as a failed login, so
+    a stolen token cannot guess it faster than a login could): the new one (422
     `weak_password` if it is short or common), and every other session of the account ends."""
     credentials = await accounts_repo.credentials_by_id(session, actor.id)
     if credentials is None:
         raise Unauthenticated("this session has ended: log in again")
+    now = await clock.now(session)
+    counts = await _within_limits(session, credentials.username, client_ip[:64], now)
     if not await verify_password(credentials.password_hash, body.current_password):
+        await _failed(session, credentials.username, client_ip[:64], now, counts)
         raise WrongPassword("the current password is wrong")
     check_password(body.new_password, loc=["body", "new_password"])
     await accounts_repo.update_account(session, actor.id, {"password_hash": await hash_password(body.new_password)})
