@@ -63,10 +63,10 @@ _CONFIRMED_MAX = 100_000
 _KEEP_ENDED = timedelta(days=30)  # expired sessions are kept this long (who was logged in when)
 
 
-def _confirm(session_id: str, account_id: str, role: str) -> None:
+def _confirm(session_id: str, account_id: str, role: str, read_at: float) -> None:
     if len(_CONFIRMED) >= _CONFIRMED_MAX:
         _CONFIRMED.clear()  # a rare full re-read beats an LRU's bookkeeping on every request
-    _CONFIRMED[session_id] = (time.monotonic(), account_id, role)
+    _CONFIRMED[session_id] = (read_at, account_id, role)
 
 
 def _forget(session_ids: list[str]) -> None:
@@ -82,12 +82,13 @@ async def actor_of(session: AsyncSession, token: str) -> tuple[Actor, str]:
     every replica within that second (at once on the replica that ended it)."""
     account_id, role, session_id = decode_token(token)
     seen = _CONFIRMED.get(session_id)
-    if seen is None or time.monotonic() - seen[0] >= get_settings().session_check_seconds:
+    started = time.monotonic()
+    if seen is None or started - seen[0] >= get_settings().session_check_seconds:
         live = await repo.live_session(session, session_id, real_now())
         if live is None:
             _CONFIRMED.pop(session_id, None)
             raise Unauthenticated("this session has ended: log in again")
-        _confirm(session_id, live.account_id, live.role)
+        _confirm(session_id, live.account_id, live.role, started)  # trusted from before the read
         seen = _CONFIRMED[session_id]
     if seen[1] != account_id or seen[2] != role:  # signed, but not this session's account and role
         raise Unauthenticated("the access token is not valid")
@@ -96,12 +97,12 @@ async def actor_of(session: AsyncSession, token: str) -> tuple[Actor, str]:
 
 async def start_session(session: AsyncSession, account_id: str, role: str) -> TokenOut:
     """A new session of the account, and its token."""
-    now = real_now()  # real time, as the token's expiry
+    started, now = time.monotonic(), real_now()  # real time, as the token's expiry
     session_id = id_for(AuthSession)
     ttl = get_settings().token_ttl_seconds
     await repo.add_session(session, session_id, account_id, now, now + timedelta(seconds=ttl))
     token, ttl = create_token(account_id, role, session_id)
-    _confirm(session_id, account_id, role)  # just written: its first requests need no read
+    _confirm(session_id, account_id, role, started)  # just written: its first requests need no read
     return TokenOut(access_token=token, expires_in=ttl)
 
 
