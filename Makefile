@@ -39,11 +39,15 @@ test: install lint browser
 		echo "PostgreSQL not reachable at $(PG_URL): ran the suite on SQLite only"; \
 	fi
 
-# Headless Chromium for the docs-page test (Debian's package; skipped when it cannot be installed).
+# Headless Chromium for the docs-page test and docker-compose to check the compose files (Debian's
+# packages; the tests that need them are skipped when they cannot be installed).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
 		|| echo "chromium could not be installed: the docs browser test will be skipped"; }
+	@command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null 2>&1 \
+		|| echo "docker-compose could not be installed: the compose-file check will be skipped"; }
 
 test-sqlite: install
 	@echo "== test suite on SQLite =="

@@ -20,6 +20,7 @@ from app.api.routing import TxRoute
 from app.core.config import Settings, get_settings
 from app.core.logging import configure as configure_logging
 from app.db.base import Base
+from app.db.replica import Replica
 from app.db.session import make_engine, make_sessionmaker, warm_pool
 from app.domain.schemas import Problem
 
@@ -133,6 +134,8 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
+            if app.state.replica is not None:
+                await app.state.replica.dispose()
             if owns_engine:
                 await app.state.engine.dispose()
 
@@ -152,6 +155,11 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine or make_engine(settings.database_url, pool_size=settings.db_pool_size)
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
+    app.state.replica = (
+        Replica(app.state.engine, settings.database_replica_url, settings.replica_max_lag_seconds, settings.db_replica_pool_size)
+        if settings.database_replica_url
+        else None
+    )
 
     errors.install(app)
     _problem_media_types(app)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.db.session import database_unavailable
+
 log = logging.getLogger("app.workers")
 
 Job = Callable[[async_sessionmaker[AsyncSession]], Awaitable[int]]
@@ -30,8 +32,11 @@ async def run_forever(sessionmaker: async_sessionmaker[AsyncSession], default_in
                 await p.job(sessionmaker)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a failing run is logged; the next one tries again
-                log.exception("background job %s failed", p.name)
+            except Exception as error:  # a failing run is logged; the next one tries again
+                if database_unavailable(error):  # an outage: one line per run, not a traceback
+                    log.warning("background job %s: database unavailable (%s)", p.name, type(error).__name__)
+                else:
+                    log.exception("background job %s failed", p.name)
             await asyncio.sleep(p.interval or default_interval)
 
     await asyncio.gather(*(loop(p) for p in jobs))

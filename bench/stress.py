@@ -1319,6 +1319,7 @@ async def _run(args: argparse.Namespace, seed: int, rng: random.Random) -> int:
         "LC_LOG_JSON": "true",
         "LC_RUN_SWEEPER": "true",
         "LC_SWEEPER_INTERVAL_SECONDS": "1",
+        "LC_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",  # the receiver this script runs
         "LC_BOOTSTRAP_OPERATOR_USERNAME": "stress-operator",
         "LC_BOOTSTRAP_OPERATOR_PASSWORD": PASSWORD,
         "LC_ARGON2_TIME_COST": "1",

@@ -202,3 +202,36 @@ async def committed_client(committed_app) -> AsyncIterator[httpx.AsyncClient]:
 async def committed_factory(committed_client, committed_app) -> Factory:
     """Like `factory`, but every write commits for real (use with `postgres_only`)."""
     return Factory(committed_client, committed_app.state.sessionmaker)
+
+
+# --------------------------------------------------------------------------- webhook targets
+# Names the suite uses in webhook URLs, with the (public, never contacted) addresses a stub
+# resolver gives them. No test looks a name up for real: any other name does not resolve.
+TEST_HOSTS: dict[str, list[str]] = {
+    "example.com": ["93.184.215.14"],
+    "hooks.example": ["93.184.215.14"],
+    "x.io": ["93.184.215.14"],
+}
+
+
+@pytest.fixture(autouse=True)
+def stub_resolver(monkeypatch) -> dict[str, list[str]]:
+    """Every test resolves webhook host names with this stub (a dict a test may extend), so a
+    refusal never depends on, nor causes, a real lookup or connection."""
+    from app.domain.webhooks import targets
+
+    names = {k: list(v) for k, v in TEST_HOSTS.items()}
+
+    async def resolve(host: str, port: int) -> list[str]:
+        if host not in names:
+            raise OSError(f"the test resolver does not know {host}")
+        return names[host]
+
+    monkeypatch.setattr(targets, "RESOLVE", resolve)
+    return names
+
+
+@pytest.fixture
+def loopback_receivers(monkeypatch) -> None:
+    """LC_WEBHOOK_ALLOWED_HOSTS=127.0.0.1: the suite's receivers listen on loopback."""
+    monkeypatch.setattr(get_settings(), "webhook_allowed_hosts", ["127.0.0.1"])

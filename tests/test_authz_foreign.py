@@ -391,6 +391,8 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PATCH", "/v1/accounts/{account_id}"): {"display_name": "renamed"},
     ("POST", "/v1/accounts/{account_id}/suspend"): {"reason": "a test of who may"},
     ("PATCH", "/v1/products/{product_id}"): {"inventory": 7},
+    ("PATCH", "/v1/webhooks/{webhook_id}"): {"enabled": False},
+    ("POST", "/v1/webhooks/{webhook_id}/rotate-secret"): {},
     ("POST", "/v1/task-orders/{order_id}/cancel"): CANCEL,
     ("POST", "/v1/task-orders/{order_id}/disputes"): {"reason": "r"},
     ("POST", "/v1/disputes/{dispute_id}/resolve"): {"creator_share_fen": 0},
@@ -504,6 +506,9 @@ LEGIT: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/v1/redemptions/{redemption_id}/reject"): ("operator",),
     ("POST", "/v1/redemptions/{redemption_id}/fulfil"): ("operator",),
     ("GET", "/v1/webhooks/{webhook_id}/deliveries"): ("merchant",),
+    ("PATCH", "/v1/webhooks/{webhook_id}"): ("merchant",),
+    ("POST", "/v1/webhooks/{webhook_id}/rotate-secret"): ("merchant",),
+    ("DELETE", "/v1/webhooks/{webhook_id}"): ("merchant",),
     ("POST", "/v1/notifications/{notification_id}/read"): ("merchant",),
 }
 # Operations open to EVERY account of a role, whatever its relation to the resource: a stranger of
@@ -581,7 +586,7 @@ async def test_foreign_resources_are_never_served(client, factory: Factory, reso
     w = await BUILDERS[resource](client, factory)
     strangers = {role: await factory.user(role) for role in ROLES}
     op = await factory.operator()
-    ops = sorted(RESOURCES[resource], key=lambda r: (r[0] != "GET", r))
+    ops = sorted(RESOURCES[resource], key=lambda r: (r[0] != "GET", r[0] == "DELETE", r))  # a DELETE last
     failures: list[str] = []
     # 1. strangers of every role (the owner's role included), and the operator where not entitled
     for method, path in ops:

@@ -3,10 +3,14 @@ event reaches `GET /v1/events`, a signed webhook on 127.0.0.1, and the owner's i
 
 from __future__ import annotations
 
+import pytest
+
 from app.domain.webhooks import deliver_due
 from tests.conftest import Factory
 from tests.test_webhooks_support import Receiver
 
+# the receivers of these tests listen on 127.0.0.1 (LC_WEBHOOK_ALLOWED_HOSTS)
+pytestmark = pytest.mark.usefixtures("loopback_receivers")
 SECRET = "whsec-e2e-0123456789"
 
 

@@ -5,11 +5,16 @@ The cursor now also stays below the start of the oldest open transaction (Postgr
 
 from __future__ import annotations
 
+import pytest
+
 from app.core.clock import real_now
 from app.db.models.platform import Event, EventRecipient
 from app.domain import webhooks
 from tests.conftest import postgres_only
 from tests.test_webhooks import deliveries, emit, later, subscribe
+
+# the receivers of these tests listen on 127.0.0.1 (LC_WEBHOOK_ALLOWED_HOSTS)
+pytestmark = pytest.mark.usefixtures("loopback_receivers")
 
 
 @postgres_only

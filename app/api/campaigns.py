@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, status
 from fastapi.responses import Response
 
-from app.api.deps import Operator, Page, Session, link_or_roles, roles
-from app.api.routing import TxRoute
+from app.api.deps import Operator, Page, ReadSession, Session, link_or_roles, roles
+from app.api.routing import TxRoute, replica_read
 from app.domain import campaigns as svc
 from app.domain.campaigns import (
     CampaignCardIn,
@@ -190,7 +190,8 @@ async def withdraw(signup_id: str, session: Session, actor: Party, body: Campaig
 
 # -- merchant tools ----------------------------------------------------------------------------
 @router.get(CAMPAIGN + "/stock-plan", response_model=CampaignStockPlanOut, tags=TAGS, name="get_campaign_stock_plan")
-async def stock_plan(campaign_id: str, session: Session, actor: Merchant):
+@replica_read
+async def stock_plan(campaign_id: str, session: ReadSession, actor: Merchant):
     """查看备货: one row per own product planned in submitted signups, with `at_risk = planned_total > inventory`."""
     return await svc.stock_plan(session, actor, campaign_id)
 
@@ -207,9 +208,10 @@ async def stock_plan(campaign_id: str, session: Session, actor: Merchant):
         }
     },
 )
+@replica_read
 async def export_stock_plan(
     campaign_id: str,
-    session: Session,
+    session: ReadSession,
     actor: Annotated[Actor, Depends(link_or_roles("merchant"))],
     format: Annotated[Literal["csv", "xlsx"], Query()] = "csv",
 ) -> Response:

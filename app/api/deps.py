@@ -23,7 +23,14 @@ async def get_session(request: Request) -> AsyncSession:
     return request.state.db
 
 
+async def get_read_session(request: Request) -> AsyncSession:
+    """For `@replica_read` operations: the replica's session while it is fresh enough (set by
+    `TxRoute`), else the request's own."""
+    return getattr(request.state, "read_db", None) or request.state.db
+
+
 async def get_actor(request: Request, token: Annotated[str | None, Depends(oauth2)]) -> Actor:
+    # the primary's session: a lagging replica could still show an ended session as live
     return (await actor_of_token(request.state.db, token))[0]
 
 
@@ -96,6 +103,7 @@ async def page_params(
 
 
 Session = Annotated[AsyncSession, Depends(get_session)]
+ReadSession = Annotated[AsyncSession, Depends(get_read_session)]
 CurrentActor = Annotated[Actor, Depends(get_actor)]
 CurrentLogin = Annotated[tuple[Actor, str], Depends(get_login)]
 Page = Annotated[PageParams, Depends(page_params)]

@@ -10,10 +10,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.errors import DomainError
+from app.db.session import database_unavailable
 
 log = logging.getLogger("app.errors")
 
@@ -31,8 +33,21 @@ _STATUS_CODES = {
     422: "validation_failed",
     429: "rate_limited",
     500: "internal_error",
-    503: "unavailable",
+    503: "service_unavailable",
 }
+RETRY_AFTER_SECONDS = 5
+__all__ = ["database_unavailable", "install", "problem", "unavailable"]
+
+
+def unavailable(detail: str = "the database cannot be reached; retry shortly") -> JSONResponse:
+    """503 `service_unavailable` with `Retry-After`."""
+    return problem(
+        503,
+        "service_unavailable",
+        detail,
+        title="Service unavailable",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 def problem(
@@ -87,6 +102,9 @@ def install(app: FastAPI) -> None:
         text = str(exc.orig).lower()
         if "deadlock" in text or "could not serialize" in text or "database is locked" in text:
             return problem(409, "conflict", "the change raced with another one; retry", headers={"Retry-After": "1"})
+        if database_unavailable(exc):
+            log.warning("database unavailable, answered 503: %s", type(exc.orig).__name__)
+            return unavailable()
         if str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "").startswith("22"):
             # SQLSTATE class 22, data exception: a value the database refuses (NUL in text, a
             # number out of range) came from the request
@@ -100,7 +118,34 @@ def install(app: FastAPI) -> None:
         log.exception("database error")
         return problem(500, "internal_error", "an internal error occurred")
 
+    async def _unreachable(_: Request, exc: Exception) -> JSONResponse:
+        """Errors raised before SQLAlchemy wraps them: a refused connect (OSError), a pool that
+        timed out, asyncpg's own connection errors."""
+        if database_unavailable(exc):
+            log.warning("database unavailable, answered 503: %s", type(exc).__name__)
+            return unavailable()
+        log.exception("unhandled error")
+        return problem(500, "internal_error", "an internal error occurred")
+
+    for error_type in _raw_connection_errors():
+        app.add_exception_handler(error_type, _unreachable)
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
         return problem(500, "internal_error", "an internal error occurred")
+
+
+def _raw_connection_errors() -> tuple[type[Exception], ...]:
+    types: list[type[Exception]] = [OSError, PoolTimeout]
+    try:
+        import asyncpg  # type: ignore[import-untyped]  # no stubs; only its exception classes are used
+    except ImportError:  # pragma: no cover - SQLite-only installs
+        return tuple(types)
+    return (
+        *types,
+        asyncpg.exceptions.PostgresConnectionError,
+        asyncpg.exceptions.OperatorInterventionError,
+        asyncpg.exceptions.InterfaceError,
+        asyncpg.exceptions.TooManyConnectionsError,
+    )

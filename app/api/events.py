@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from app.api.deps import CurrentActor, Operator, Page, Session, actor_of_token, oauth2
@@ -17,7 +17,7 @@ from app.core.errors import Unauthenticated, ValidationFailed
 from app.domain import events, webhooks
 from app.domain.events import EventPageOut, NotificationOut, Position, SmsOut, StreamTicketOut
 from app.domain.schemas import PageOut
-from app.domain.webhooks import DeliveryOut, WebhookCreate, WebhookOut
+from app.domain.webhooks import DeliveryOut, SecretRotate, SecretRotatedOut, WebhookCreate, WebhookOut, WebhookUpdate
 
 router = APIRouter(route_class=TxRoute)
 # The stream holds no transaction (nor a connection) while it is open: each look for new events
@@ -130,6 +130,36 @@ async def create_webhook(body: WebhookCreate, session: Session, actor: CurrentAc
 async def list_webhooks(session: Session, actor: CurrentActor, page: Page):
     """The caller's own webhook subscriptions, newest first."""
     return await webhooks.list_subscriptions(session, actor, limit=page.limit, cursor=page.cursor)
+
+
+@router.patch("/v1/webhooks/{webhook_id}", response_model=WebhookOut, tags=["events"], name="update_webhook")
+async def update_webhook(webhook_id: str, body: WebhookUpdate, session: Session, actor: CurrentActor):
+    """Change a webhook's `url` (checked as at creation: 422 `webhook_url_not_allowed`),
+    `event_types`, or `enabled`. A disabled webhook receives nothing; enabling it again sends the
+    deliveries that were pending and ends a failing streak. 404 for another account's."""
+    return await webhooks.update_subscription(session, actor, webhook_id, body)
+
+
+@router.delete(
+    "/v1/webhooks/{webhook_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    tags=["events"],
+    name="delete_webhook",
+)
+async def delete_webhook(webhook_id: str, session: Session, actor: CurrentActor) -> Response:
+    """Delete a webhook with its deliveries. 404 for another account's."""
+    await webhooks.delete_subscription(session, actor, webhook_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/v1/webhooks/{webhook_id}/rotate-secret", response_model=SecretRotatedOut, tags=["events"], name="rotate_webhook_secret"
+)
+async def rotate_webhook_secret(webhook_id: str, session: Session, actor: CurrentActor, body: SecretRotate | None = None):
+    """Replace the signing secret with `secret` (or one the service makes), returned this once.
+    For 24 h deliveries carry a signature by each: `LC-Signature: t=…,v1=<new>,v1=<old>`."""
+    return await webhooks.rotate_secret(session, actor, webhook_id, body or SecretRotate())
 
 
 @router.get(

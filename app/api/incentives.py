@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
-from app.api.deps import Operator, Page, Session, roles
-from app.api.routing import TxRoute
+from app.api.deps import Operator, Page, ReadSession, Session, roles
+from app.api.routing import TxRoute, replica_read
 from app.domain import incentives
 from app.domain.incentives import (
     MONTH_PATTERN,
@@ -169,7 +169,8 @@ async def publish_incentive_month(program_id: Id, month: Month, session: Session
 @router.get(
     "/v1/incentive-statements", response_model=PageOut[StatementOut], tags=["incentives"], name="list_incentive_statements"
 )
-async def list_incentive_statements(session: Session, actor: ProviderOrOperator, page: Page, month: MonthFilter = None):
+@replica_read
+async def list_incentive_statements(session: ReadSession, actor: ProviderOrOperator, page: Page, month: MonthFilter = None):
     """Statements (provider: its own; operator: all), newest first."""
     return await incentives.list_statements(session, actor, month=month, limit=page.limit, cursor=page.cursor)
 
@@ -181,8 +182,9 @@ async def list_incentive_statements(session: Session, actor: ProviderOrOperator,
     response_class=Response,
     responses={200: {"content": {"text/csv": {}, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {}}}},
 )
+@replica_read
 async def export_incentive_statements(
-    session: Session,
+    session: ReadSession,
     actor: ProviderOrOperator,
     month: MonthFilter = None,
     format: Annotated[Literal["csv", "xlsx"], Query()] = "csv",

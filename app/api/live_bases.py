@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, status
 from fastapi.responses import Response
 
-from app.api.deps import CurrentActor, Page, Session, link_or_roles, roles
-from app.api.routing import TxRoute
+from app.api.deps import CurrentActor, Page, ReadSession, Session, link_or_roles, roles
+from app.api.routing import TxRoute, replica_read
 from app.domain import live_bases as lb
 from app.domain.ingest import AwareDatetime
 from app.domain.live_bases import (
@@ -98,9 +98,10 @@ async def get_check_in_code_svg(
 
 
 @router.get("/v1/live-bases/{base_id}/stats", response_model=StatsOut, tags=["live bases"], name="get_live_base_stats")
+@replica_read
 async def get_live_base_stats(
     base_id: str,
-    session: Session,
+    session: ReadSession,
     actor: AgencyOrOperator,
     from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
     to: Annotated[AwareDatetime | None, Query()] = None,

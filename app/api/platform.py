@@ -78,9 +78,9 @@ async def readyz(request: Request) -> Response:
         async with request.app.state.sessionmaker() as session:
             await platform_repo.ping(session)
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
-        from app.api.errors import problem
+        from app.api.errors import unavailable
 
-        return problem(503, "unavailable", f"database unreachable: {type(exc).__name__}")
+        return unavailable(f"database unreachable: {type(exc).__name__}")
     return Response('{"status":"ok"}', media_type="application/json")
 
 

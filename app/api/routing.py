@@ -10,14 +10,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Callable, Coroutine
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.routing import Match
 from starlette.types import Scope
@@ -27,10 +29,12 @@ from app.core.clock import real_now
 from app.core.errors import Conflict, DomainError, ValidationFailed
 from app.core.security import decode_token
 from app.db.base import new_id
+from app.db.replica import ON_REPLICA, Replica
 from app.db.repositories import platform as repo
 from app.db.session import LeanSession
 from app.state.core import EXPECTED_VERSION
 
+log = logging.getLogger("app.api.routing")
 RETENTION = timedelta(hours=24)
 _IN_FLIGHT: set[tuple[str, str]] = set()
 
@@ -146,6 +150,51 @@ def one_write(endpoint: E) -> E:
     return endpoint
 
 
+def replica_read(endpoint: E) -> E:
+    """Declare a heavy read that tolerates a little lag (scale.md: stock plans and their
+    exports, base statistics, incentive statements and exports, history exports): with
+    `LC_DATABASE_REPLICA_URL` set its domain reads go to the replica while it is fresh enough
+    (app/db/replica.py), through the `ReadSession` dependency; authentication and anything read
+    through the request's own session stay on the primary. Its answer carries `X-Data-As-Of`."""
+    endpoint.replica_read = True  # type: ignore[attr-defined]  # a function attribute: mypy types none
+    return endpoint
+
+
+async def _on_replica(request: Request, run: Callable[[], Coroutine[Any, Any, Response]]) -> Response:
+    """Run `run` with `request.state.read_db` on the replica when it is fresh, else on the primary
+    (None: `ReadSession` then gives the request's own session), and say how fresh in
+    `X-Data-As-Of`."""
+    replica: Replica | None = getattr(request.app.state, "replica", None)
+    freshness = await replica.freshness() if replica is not None else None
+    request.state.read_db = None
+    if replica is None or freshness is None or not freshness.on_replica:
+        response = await run()
+        response.headers["x-data-as-of"] = _utc(real_now())
+        return response
+    async with replica.sessionmaker() as read_session:
+        read_session.info[ON_REPLICA] = True
+        try:
+            await read_session.connection()  # a replica gone since its check: read on the primary
+        except (DBAPIError, OSError) as error:  # asyncpg's connect refusal comes as an OSError
+            log.warning("replica unreachable, reading on the primary: %s", type(getattr(error, "orig", error)).__name__)
+            replica.forget()
+            response = await run()
+            response.headers["x-data-as-of"] = _utc(real_now())
+            return response
+        request.state.read_db = read_session
+        try:
+            response = await run()
+        finally:
+            request.state.read_db = None
+            await read_session.rollback()
+    response.headers["x-data-as-of"] = _utc(freshness.data_as_of(real_now()))
+    return response
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class TxRoute(APIRoute):
     # The literal start of the path, up to its first parameter; set by `main.py` for the routes
     # it adds to the application flat. A request whose path does not start with it cannot
@@ -162,6 +211,7 @@ class TxRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         endpoint = super().get_route_handler()
         writes_once = getattr(self.endpoint, "one_write", False)
+        reads_replica = getattr(self.endpoint, "replica_read", False)
         known_query = _query_names(self.dependant)
         entity_answer = _versioned(self.response_model)
 
@@ -177,7 +227,10 @@ class TxRoute(APIRoute):
             expected = _if_match(request) if request.method != "GET" else None
             token = EXPECTED_VERSION.set((expected, request.url.path)) if expected is not None else None
             try:
-                response = await self._in_transaction(request, endpoint, writes_once)
+                if reads_replica:
+                    response = await _on_replica(request, lambda: self._in_transaction(request, endpoint, writes_once))
+                else:
+                    response = await self._in_transaction(request, endpoint, writes_once)
             finally:
                 if token is not None:
                     EXPECTED_VERSION.reset(token)

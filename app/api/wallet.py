@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
-from app.api.deps import CurrentActor, Operator, Page, Session, roles
-from app.api.routing import TxRoute
+from app.api.deps import CurrentActor, Operator, Page, ReadSession, Session, roles
+from app.api.routing import TxRoute, replica_read
 from app.domain import wallet
 from app.domain.schemas import PageOut, TransitionOut
 from app.domain.wallet import EntryOut, TopUpCreate, TopUpDecision, TopUpOut, WalletOut
@@ -63,8 +63,9 @@ async def list_top_ups(
     response_class=Response,
     responses={200: {"content": {"text/csv": {}, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {}}}},
 )
+@replica_read
 async def export_top_ups(
-    session: Session,
+    session: ReadSession,
     actor: CurrentActor,
     format: Annotated[Literal["csv", "xlsx"], Query()] = "csv",
     state: Annotated[TopUpState | None, Query()] = None,

@@ -16,6 +16,11 @@ class Settings(BaseSettings):
 
     env: Literal["dev", "test", "production"] = "dev"
     database_url: str = "sqlite+aiosqlite:///./live_collab.db"
+    # A streaming replica of database_url (PostgreSQL) for the heavy, lag-tolerant reads
+    # (scale.md); reads go to the primary while it lags more than replica_max_lag_seconds.
+    database_replica_url: str | None = None
+    replica_max_lag_seconds: float = Field(default=10.0, gt=0, le=3600)
+    db_replica_pool_size: int = Field(default=10, ge=1, le=500)
     secret_key: str = DEFAULT_SECRET
     token_ttl_seconds: int = 3600 * 12
     bootstrap_operator_username: str | None = None
@@ -45,6 +50,8 @@ class Settings(BaseSettings):
     # connection costs a backend, its authentication and asyncpg's type introspection, which
     # the first requests after a start or a deploy would otherwise wait for.
     db_pool_warm: int = Field(default=32, ge=0, le=500)
+    # A pooled PostgreSQL connection idle this long is pinged before reuse (app/db/session.py).
+    db_ping_idle_seconds: float = Field(default=10.0, ge=0, le=86400)
     # Net allocations between young-generation garbage collections in the server (CPython: 700).
     gc_young_threshold: int = Field(default=50_000, ge=100, le=10_000_000)
     # The event stream (GET /v1/events/stream): how often a connection looks for new events, and
@@ -72,15 +79,26 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
     # SMS gateway: empty → the recorder adapter.
     sms_gateway_url: str | None = None
+    # Webhook hosts let through without the public-address check (comma list of names or
+    # addresses, e.g. `127.0.0.1,localhost` for a receiver in development); empty everywhere by default.
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
     def _split_origins(cls, values: dict) -> dict:
-        for name in ("cors_origins", "trusted_proxies"):
+        for name in ("cors_origins", "trusted_proxies", "webhook_allowed_hosts"):
             raw = values.get(name) if isinstance(values, dict) else None
             if isinstance(raw, str):
                 values[name] = [o.strip() for o in raw.split(",") if o.strip()]
         return values
+
+    @model_validator(mode="after")
+    def _replica_is_postgres(self) -> Settings:
+        if self.database_replica_url and not (
+            self.database_replica_url.startswith("postgresql") and self.database_url.startswith("postgresql")
+        ):
+            raise ValueError("LC_DATABASE_REPLICA_URL needs PostgreSQL for both LC_DATABASE_URL and the replica")
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -54,6 +54,15 @@ class ValidationFailed(DomainError):
         super().__init__(detail, code=code, errors=[{"loc": loc or ["body"], "msg": detail}])
 
 
+class WebhookUrlNotAllowed(ValidationFailed):
+    """422: a webhook URL that names or resolves to a non-public address (security.md)."""
+
+    code, title = "webhook_url_not_allowed", "Webhook URL not allowed"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, loc=["body", "url"])
+
+
 class Conflict(DomainError):
     status, code, title = 409, "conflict", "Conflict"
 

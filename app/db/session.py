@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
@@ -22,6 +23,47 @@ from sqlalchemy.util.concurrency import greenlet_spawn
 log = logging.getLogger("app.db")
 
 
+# SQLSTATEs of a database that is going away or cannot take the connection: connection
+# exceptions (class 08), admin/crash shutdown and "cannot connect now" (57P01-57P03), too many
+# connections (53300).
+_UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
+_UNAVAILABLE_TEXT = (
+    "connection is closed",
+    "connection was closed",
+    "unable to open database file",
+    "underlying connection is closed",
+)
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether `error` (or what it was raised from) means the database cannot be reached now:
+    refused or dropped connections, a terminated backend, a server shutting down, a SQLite file
+    that cannot be opened, a pool with no connection to give. Such a request answers 503."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, exc.DBAPIError) and isinstance(current.orig, BaseException):
+            pending.append(current.orig)
+        if isinstance(current, exc.DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, (OSError, exc.TimeoutError)):  # ConnectionRefusedError, socket.gaierror, timeouts
+            return True
+        state = str(getattr(current, "sqlstate", None) or getattr(current, "pgcode", None) or "")
+        if state.startswith(_UNAVAILABLE_STATES):
+            return True
+        name = type(current).__name__
+        if name in ("InterfaceError", "OperationalError", "ConnectionDoesNotExistError") or name.endswith("ConnectionError"):
+            text = str(current).lower()
+            if name == "ConnectionDoesNotExistError" or any(t in text for t in _UNAVAILABLE_TEXT) or "connect" in text:
+                return True
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return False
+
+
 def dialect_of(session: AsyncSession) -> Dialect:
     """The dialect of the engine (or connection) `session` is bound to. Every session here is
     made bound (`async_sessionmaker(engine)`, `LeanSession(engine)`); AsyncSession types its
@@ -32,7 +74,9 @@ def dialect_of(session: AsyncSession) -> Dialect:
     return bind.dialect
 
 
-def make_engine(url: str, *, pool_size: int = 40, **kwargs) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 40, ping_idle_seconds: float | None = None, **kwargs) -> AsyncEngine:
+    """The engine of `url`. On PostgreSQL a pooled connection idle for `ping_idle_seconds`
+    (default `LC_DB_PING_IDLE_SECONDS`) is pinged at checkout (`ping_when_idle`)."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 
@@ -56,7 +100,37 @@ def make_engine(url: str, *, pool_size: int = 40, **kwargs) -> AsyncEngine:
     kwargs.setdefault("pool_size", pool_size)
     kwargs.setdefault("max_overflow", 8)
     kwargs.setdefault("pool_pre_ping", False)
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    if ping_idle_seconds is None:
+        from app.core.config import get_settings
+
+        ping_idle_seconds = get_settings().db_ping_idle_seconds
+    ping_when_idle(engine, ping_idle_seconds)
+    return engine
+
+
+def ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Pool pre-ping, but only for a connection that has sat in the pool for `idle_seconds`:
+    a restarted or failed-over database (or a proxy that dropped an idle connection) then
+    costs no request, while the hot path, whose connections come back within milliseconds,
+    sends no extra statement. A ping that fails raises `DisconnectionError`, on which the pool
+    throws the connection away and checks out (or opens) another. A connection broken while in
+    use invalidates the whole pool (`LeanSession.forget_if_broken`, SQLAlchemy's own path), so
+    after a database restart only the requests in flight fail."""
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["lc_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop("lc_idle_since", None)
+        if since is None or time.monotonic() - since < idle_seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:  # noqa: BLE001 - any failure: the connection is not usable
+            raise exc.DisconnectionError(f"idle connection failed its ping: {type(error).__name__}") from error
 
 
 async def warm_pool(engine: AsyncEngine, connections: int, metadata: MetaData | None = None) -> None:
@@ -240,8 +314,11 @@ class LeanSession(AsyncSession):
             raise_as_sqlalchemy(error, self._adapted, self._engine.dialect)
 
     def forget_if_broken(self) -> None:
+        """A connection found closed is thrown away, and so is every connection pooled before it
+        (as SQLAlchemy does on a disconnect): they most likely died with it (a database
+        restart, a failover, `pg_terminate_backend`), and the next requests would find them dead."""
         if self._fairy is not None and self._adapted._connection.is_closed():
-            self._fairy.invalidate()
+            self._engine.sync_engine.pool._invalidate(self._fairy)
 
     async def _end(self, commit: bool) -> None:
         adapted = self._adapted

@@ -19,6 +19,7 @@ from app.core.errors import NotFound
 from app.db.base import new_id, table_of
 from app.db.bulk import Part
 from app.db.models.platform import Timer
+from app.db.replica import ON_REPLICA
 from app.db.repositories import platform as repo
 from app.db.repositories.platform import TimerRecord
 from app.state import clock
@@ -90,7 +91,10 @@ async def fire_due(
 ) -> int:
     """Fire the timers due now (business time), in this session's transaction: up to `rounds`
     batches of `limit`. Returns how many transitions happened. Used by the sweeper, the test
-    clock and reads (an overdue item is fired before it is shown)."""
+    clock and reads (an overdue item is fired before it is shown). Nothing on a replica's
+    session (a `@replica_read`: its due timers are the sweeper's, lag tolerated)."""
+    if session.info.get(ON_REPLICA):
+        return 0
     fired = 0
     failed: set[str] = set()
     for _ in range(rounds):  # a fired timer may make another one due at once

@@ -27,6 +27,13 @@ class WebhookSubscription(Base):
     # Only events with a greater id are delivered (events written after the subscription).
     since_event_id: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The secret before the last rotation, also signed with until it expires (24 h).
+    previous_secret: Mapped[str | None] = mapped_column(String(200))
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Since when every attempt has failed (None after a success); 5 days of it disables the hook.
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Why it is disabled: `failing` (by the relay) or `owner` (PATCH enabled=false); None when enabled.
+    disabled_reason: Mapped[str | None] = mapped_column(String(40))
 
 
 class WebhookDelivery(Base):

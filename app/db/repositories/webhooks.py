@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, func, insert, select, text, update
+from sqlalchemy import Integer, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,6 +40,10 @@ class SubscriptionRecord:
     active: bool
     since_event_id: str
     created_at: datetime
+    previous_secret: str | None
+    previous_secret_expires_at: datetime | None
+    failing_since: datetime | None
+    disabled_reason: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +112,98 @@ async def owns_subscription(session: AsyncSession, account_id: str, subscription
 
 async def active_subscriptions(session: AsyncSession) -> list[SubscriptionRecord]:
     return [record_of(SubscriptionRecord, row) for row in await run(session, _ACTIVE)]
+
+
+_OWN = (subscriptions.c.id == bindparam("w_id"), subscriptions.c.account_id == bindparam("w_account_id"))
+_DELETE_SUBSCRIPTION = delete(subscriptions).where(*_OWN).returning(subscriptions.c.id)
+_ROTATE_SECRET = (
+    update(subscriptions)
+    .where(*_OWN)
+    .values(
+        previous_secret=subscriptions.c.secret,
+        previous_secret_expires_at=bindparam("b_expires_at", type_=subscriptions.c.previous_secret_expires_at.type),
+        secret=bindparam("b_secret"),
+    )
+    .returning(*subscriptions.c)
+)
+_UPDATABLE = frozenset({"url", "event_types", "active", "disabled_reason", "failing_since"})
+
+
+async def update_subscription(
+    session: AsyncSession, account_id: str, subscription_id: str, values: dict[str, Any]
+) -> SubscriptionRecord | None:
+    """Set `values` (url, event_types, active, disabled_reason, failing_since) on the account's
+    own subscription, in one statement; None when it has no such subscription."""
+    assert set(values) <= _UPDATABLE, values
+    params = {"w_id": subscription_id, "w_account_id": account_id}
+    if not values:
+        row = (await run(session, select(subscriptions).where(*_OWN), params)).first()
+    else:
+        statement = update(subscriptions).where(*_OWN).values(**values).returning(*subscriptions.c)
+        row = (await run(session, statement, params)).first()
+    return record_of(SubscriptionRecord, row) if row is not None else None
+
+
+async def delete_subscription(session: AsyncSession, account_id: str, subscription_id: str) -> bool:
+    """Delete the account's own subscription with its deliveries and attempts (cascade)."""
+    return (await run(session, _DELETE_SUBSCRIPTION, {"w_id": subscription_id, "w_account_id": account_id})).first() is not None
+
+
+async def rotate_secret(
+    session: AsyncSession, account_id: str, subscription_id: str, secret: str, previous_expires_at: datetime
+) -> SubscriptionRecord | None:
+    """The new secret in place, the one it replaces kept as `previous_secret` until
+    `previous_expires_at` (one statement: SET reads the row as it was)."""
+    params = {"w_id": subscription_id, "w_account_id": account_id, "b_secret": secret, "b_expires_at": previous_expires_at}
+    row = (await run(session, _ROTATE_SECRET, params)).first()
+    return record_of(SubscriptionRecord, row) if row is not None else None
+
+
+# The relay's bookkeeping of failing endpoints (in a transaction of its own, holding no delivery
+# lock: subscriptions are locked after deliveries nowhere else).
+_CLEAR_FAILING = per_dialect(
+    lambda d: (
+        update(subscriptions)
+        .where(in_list(subscriptions.c.id, "ids", d), subscriptions.c.failing_since.is_not(None))
+        .values(failing_since=None)
+    )
+)
+_MARK_FAILING = per_dialect(
+    lambda d: (
+        update(subscriptions)
+        .where(in_list(subscriptions.c.id, "ids", d), subscriptions.c.failing_since.is_(None))
+        .values(failing_since=bindparam("b_now", type_=subscriptions.c.failing_since.type))
+    )
+)
+_DISABLE_FAILING = per_dialect(
+    lambda d: (
+        update(subscriptions)
+        .where(
+            in_list(subscriptions.c.id, "ids", d),
+            subscriptions.c.active.is_(True),
+            subscriptions.c.failing_since <= bindparam("b_cutoff", type_=subscriptions.c.failing_since.type),
+        )
+        .values(active=False, disabled_reason="failing")
+        .returning(*subscriptions.c)
+    )
+)
+
+
+async def note_outcomes(
+    session: AsyncSession, succeeded: list[str], failed: list[str], now: datetime, cutoff: datetime
+) -> list[SubscriptionRecord]:
+    """A success ends a subscription's failing streak; a failure starts one (at `now`) unless
+    one runs. Those failing since `cutoff` or earlier are disabled: they are returned."""
+    name = dialect_of(session).name
+    if succeeded:
+        await run(session, _CLEAR_FAILING[name], {"ids": sorted(succeeded)})
+    if not failed:
+        return []
+    ids = sorted(failed)
+    await run(session, _MARK_FAILING[name], {"ids": ids, "b_now": now})
+    return [
+        record_of(SubscriptionRecord, row) for row in await run(session, _DISABLE_FAILING[name], {"ids": ids, "b_cutoff": cutoff})
+    ]
 
 
 # --------------------------------------------------------------------------- deliveries and attempts
@@ -232,15 +328,32 @@ class DueDelivery:
     delivery: DeliveryRecord
     url: str
     secret: str
+    previous_secret: str | None
+    previous_secret_expires_at: datetime | None
+    failing_since: datetime | None
     occurred_at: datetime
     data: dict[str, Any]
 
 
+# A disabled subscription's pending deliveries wait (they go out when it is enabled again).
 _DUE = (
-    select(deliveries, subscriptions.c.url, subscriptions.c.secret, events.c.occurred_at, events.c.data)
+    select(
+        deliveries,
+        subscriptions.c.url,
+        subscriptions.c.secret,
+        subscriptions.c.previous_secret,
+        subscriptions.c.previous_secret_expires_at,
+        subscriptions.c.failing_since,
+        events.c.occurred_at,
+        events.c.data,
+    )
     .join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
     .join(events, events.c.id == deliveries.c.event_id)
-    .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= bindparam("now"))
+    .where(
+        deliveries.c.status == "pending",
+        deliveries.c.next_attempt_at <= bindparam("now"),
+        subscriptions.c.active.is_(True),
+    )
     .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
     .limit(bindparam("limit", type_=Integer))
     .with_for_update(of=deliveries, skip_locked=True)
@@ -261,7 +374,19 @@ async def claim_due_deliveries(session: AsyncSession, now: datetime, limit: int)
     """Pending deliveries due at `now`, oldest due first, locked; on PostgreSQL those another
     relay holds are skipped (`FOR UPDATE SKIP LOCKED`), so two relays never claim one."""
     rows = await run(session, _DUE, {"now": now, "limit": limit})
-    return [DueDelivery(record_of(DeliveryRecord, row), row.url, row.secret, row.occurred_at, row.data) for row in rows]
+    return [
+        DueDelivery(
+            record_of(DeliveryRecord, row),
+            row.url,
+            row.secret,
+            row.previous_secret,
+            row.previous_secret_expires_at,
+            row.failing_since,
+            row.occurred_at,
+            row.data,
+        )
+        for row in rows
+    ]
 
 
 async def lock_deliveries(session: AsyncSession, delivery_ids: list[str]) -> dict[str, DeliveryRecord]:

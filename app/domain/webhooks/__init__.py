@@ -6,7 +6,9 @@ transitions stay untouched and no event written by any path (ORM or Core insert)
 - `schemas.py`: what the endpoints take and answer;
 - `subscriptions.py`: subscriptions and their deliveries;
 - `fanout.py`: events → deliveries, behind a cursor that waits for late commits;
-- `relay.py`: claim, POST, record, retry with backoff (`deliver_due`, a periodic job).
+- `relay.py`: claim, POST, record, retry with backoff (`deliver_due`, a periodic job);
+- `targets.py`: which URLs may receive webhooks (public addresses only), checked at
+  registration and again at each delivery, which connects to the checked address.
 
 The names other modules use are re-exported here; tests patch the relay's settings in
 `relay.py`."""
@@ -35,8 +37,23 @@ from app.domain.webhooks.relay import (
     event_body,
     sign,
 )
-from app.domain.webhooks.schemas import AttemptOut, DeliveryOut, WebhookCreate, WebhookOut
-from app.domain.webhooks.subscriptions import create_subscription, list_deliveries, list_subscriptions
+from app.domain.webhooks.schemas import (
+    AttemptOut,
+    DeliveryOut,
+    SecretRotate,
+    SecretRotatedOut,
+    WebhookCreate,
+    WebhookOut,
+    WebhookUpdate,
+)
+from app.domain.webhooks.subscriptions import (
+    create_subscription,
+    delete_subscription,
+    list_deliveries,
+    list_subscriptions,
+    rotate_secret,
+    update_subscription,
+)
 
 __all__ = [
     "WebhookFanoutCursor",
@@ -52,16 +69,22 @@ __all__ = [
     "OPEN_TRANSACTION_WAIT_SECONDS",
     "REQUEST_TIMEOUT_SECONDS",
     "SETTLE_SECONDS",
+    "SecretRotate",
+    "SecretRotatedOut",
     "WebhookCreate",
     "WebhookOut",
+    "WebhookUpdate",
     "backoff",
     "claim_due",
     "create_subscription",
+    "delete_subscription",
     "deliver_due",
     "event_body",
     "fan_out",
     "list_deliveries",
     "list_subscriptions",
     "matches",
+    "rotate_secret",
     "sign",
+    "update_subscription",
 ]
