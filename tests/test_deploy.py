@@ -108,7 +108,7 @@ def test_scaled_deployment_has_replicas_a_streaming_replica_and_nats():
     services = compose["services"]
     assert {"db", "db-replica", "nats", "api", "lb"} <= set(services)
     api = services["api"]
-    assert "${LC_API_REPLICAS:-3}" == str(api["deploy"]["replicas"])
+    assert str(api["deploy"]["replicas"]) == "${LC_API_REPLICAS:-3}"
     env = api["environment"]
     assert "@db:5432/" in env["LC_DATABASE_URL"] and "@db-replica:5432/" in env["LC_DATABASE_REPLICA_URL"]
     assert env["LC_EVENT_BROKER_URL"] == "nats://nats:4222" and env["LC_ENV"] == "production"
