@@ -1,7 +1,8 @@
 """sessions that can end, suspension, failed logins (issue #16: revocable sessions, login limits)
 
 Revision ID: 7a3d5e9c1b20
-Revises: 5c1e0f7d2a90
+Revises: 7d3b9a1c4e52 (written on 5c1e0f7d2a90; after main's webhook_rotation since the merge,
+so the chain has one head)
 Create Date: 2026-12-02 12:20:00
 """
 
@@ -15,7 +16,7 @@ from alembic import op
 import app.db.base
 
 revision: str = "7a3d5e9c1b20"
-down_revision: str | None = "5c1e0f7d2a90"
+down_revision: str | None = "7d3b9a1c4e52"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
