@@ -65,6 +65,11 @@ def check(settings: Settings) -> None:
         except ValidationError as exc:
             names = {"username": "LC_BOOTSTRAP_OPERATOR_USERNAME", "password": "LC_BOOTSTRAP_OPERATOR_PASSWORD"}
             raise _from_validation(exc, names) from None
+        from app.core.passwords import weakness
+
+        weak = weakness(password)
+        if weak is not None:  # the rules every account's password follows (security.md)
+            raise ConfigError("LC_BOOTSTRAP_OPERATOR_PASSWORD", weak.render())
 
 
 def check_database(url: str, timeout: float = 10.0) -> None:

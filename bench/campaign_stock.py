@@ -316,8 +316,8 @@ async def measure(db: str, repeat: int, merchants: list[str]) -> tuple[list[dict
     import httpx
 
     from app.core.config import get_settings
-    from app.core.security import create_token
     from app.db.session import make_engine
+    from app.domain.accounts import start_session
     from app.main import create_app
 
     engine = make_engine(pg_url(db, "postgresql+asyncpg"))
@@ -327,7 +327,10 @@ async def measure(db: str, repeat: int, merchants: list[str]) -> tuple[list[dict
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench", timeout=120) as client:
             for merchant in merchants:
                 expected = await expected_plan(db, merchant)
-                headers = {"Authorization": f"Bearer {create_token(merchant, 'merchant')[0]}"}
+                async with app.state.sessionmaker() as session:  # a token needs a session
+                    token = (await start_session(session, merchant, "merchant")).access_token
+                    await session.commit()
+                headers = {"Authorization": f"Bearer {token}"}
                 for name, path in (
                     ("stock-plan", f"/v1/campaigns/{CAMPAIGN_ID}/stock-plan"),
                     ("export csv", f"/v1/campaigns/{CAMPAIGN_ID}/stock-plan/export?format=csv"),

@@ -85,15 +85,20 @@ async def world(app) -> tuple[str, str, bytes]:
     """A merchant (bound, funded, one product) and a creator; their tokens and an order body."""
     import httpx
 
-    from app.core.security import create_token
-    from app.domain.accounts import AccountCreate, Role, create_account
+    from app.domain.accounts import AccountCreate, Role, create_account, start_session
+
+    async def create_token(account_id: str, role: str) -> str:  # a token needs a session
+        async with app.state.sessionmaker() as session:
+            token = (await start_session(session, account_id, role)).access_token
+            await session.commit()
+        return token
 
     async with app.state.sessionmaker() as session:
         op = await create_account(
             session, AccountCreate(role=Role.operator, username="bench-op", password="bench-password-1", display_name="op")
         )
         await session.commit()
-    headers = {"Authorization": f"Bearer {create_token(op.id, 'operator')[0]}"}
+    headers = {"Authorization": f"Bearer {await create_token(op.id, 'operator')}"}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
 
         async def account(role: str, profile: dict) -> tuple[dict, str]:
@@ -104,7 +109,7 @@ async def world(app) -> tuple[str, str, bytes]:
                 json={"role": role, "username": name, "password": "pw-" + name, "display_name": name, "profile": profile},
             )
             r.raise_for_status()
-            return r.json(), create_token(r.json()["id"], role)[0]
+            return r.json(), await create_token(r.json()["id"], role)
 
         merchant, merchant_token = await account("merchant", {"shop_name": "s", "alliance_member": True, "experience_score": 4.8})
         creator, creator_token = await account(

@@ -119,7 +119,6 @@ class Factory:
 
     async def operator(self) -> User:
         if self._operator is None:
-            from app.core.security import create_token
             from app.domain.accounts import AccountCreate, Role, create_account
 
             async with self.maker() as session:
@@ -128,13 +127,20 @@ class Factory:
                     AccountCreate(role=Role.operator, username="root-operator", password="operator-pass", display_name="Ops"),
                 )
                 await session.commit()
-                token, _ = create_token(account.id, "operator")
+            token = await self.token(account.id, "operator")
             self._operator = User(account.id, "operator", "root-operator", {"Authorization": f"Bearer {token}"}, {})
         return self._operator
 
-    async def user(self, role: str, **profile: Any) -> User:
-        from app.core.security import create_token
+    async def token(self, account_id: str, role: str) -> str:
+        """A bearer token of a new session of the account (as a login would start)."""
+        from app.domain.accounts import start_session
 
+        async with self.maker() as session:
+            issued = await start_session(session, account_id, role)
+            await session.commit()
+        return issued.access_token
+
+    async def user(self, role: str, **profile: Any) -> User:
         op = await self.operator()
         self.counter += 1
         username = f"{role}{self.counter}"
@@ -150,7 +156,7 @@ class Factory:
         )
         assert r.status_code == 201, r.text
         body = r.json()
-        token, _ = create_token(body["id"], role)
+        token = await self.token(body["id"], role)
         return User(body["id"], role, username, {"Authorization": f"Bearer {token}"}, body)
 
     async def advance(self, seconds: int) -> dict[str, Any]:

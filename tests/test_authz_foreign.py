@@ -389,6 +389,7 @@ async def _notification(client, factory: Factory) -> World:
 CANCEL = {"reason": {"code": "schedule_changed", "note": "档期冲突"}}
 BODIES: dict[tuple[str, str], Any] = {
     ("PATCH", "/v1/accounts/{account_id}"): {"display_name": "renamed"},
+    ("POST", "/v1/accounts/{account_id}/suspend"): {"reason": "a test of who may"},
     ("PATCH", "/v1/products/{product_id}"): {"inventory": 7},
     ("PATCH", "/v1/webhooks/{webhook_id}"): {"enabled": False},
     ("POST", "/v1/webhooks/{webhook_id}/rotate-secret"): {},
@@ -417,6 +418,8 @@ _READ = ("operator",)
 LEGIT: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/v1/accounts/{account_id}"): ("creator", "operator"),
     ("PATCH", "/v1/accounts/{account_id}"): ("operator",),
+    ("POST", "/v1/accounts/{account_id}/suspend"): ("operator",),
+    ("POST", "/v1/accounts/{account_id}/reinstate"): ("operator",),
     ("GET", "/v1/products/{product_id}"): ("merchant", "operator"),
     ("PATCH", "/v1/products/{product_id}"): ("merchant",),
     ("GET", "/v1/state-machines/{name}/diagram"): ("operator",),

@@ -50,7 +50,8 @@ async def test_missing_database_is_503_for_login_and_requests(url: str) -> None:
     try:
         login = await client.post("/v1/auth/token", data={"username": "someone", "password": "whatever-password"})
         _assert_unavailable(login)
-        token, _ = create_token("acc_00000000000000000000000000", "merchant")
+        # a signed token: its session cannot be checked without the database either
+        token, _ = create_token("acc_00000000000000000000000000", "merchant", "ses_00000000000000000000000000")
         listed = await client.get("/v1/webhooks", headers={"Authorization": f"Bearer {token}"})
         _assert_unavailable(listed)
         _assert_unavailable(await client.get("/readyz"))
@@ -107,12 +108,38 @@ async def service(request, engine) -> AsyncIterator[tuple[httpx.AsyncClient, dic
     client, engine = await _client_for(
         TEST_DATABASE_URL, pool_size=4, ping_idle_seconds=ping, connect_args={"server_settings": {"application_name": _APP_NAME}}
     )
-    token, _ = create_token("acc_00000000000000000000000000", "merchant")
+    token, account_id = await _merchant_session(engine)
     try:
         yield client, {"Authorization": f"Bearer {token}"}
     finally:
         await client.aclose()
+        async with engine.begin() as conn:  # type: ignore[attr-defined]
+            await conn.execute(text("DELETE FROM auth_sessions WHERE account_id = :a"), {"a": account_id})
+            await conn.execute(text("DELETE FROM accounts WHERE id = :a"), {"a": account_id})
         await engine.dispose()  # type: ignore[attr-defined]
+
+
+async def _merchant_session(engine) -> tuple[str, str]:
+    """A merchant with a live session (a token needs one), committed for the service to see."""
+    import uuid
+
+    from app.db.session import make_sessionmaker
+    from app.domain.accounts import AccountCreate, Profile, Role, create_account, start_session
+
+    async with make_sessionmaker(engine)() as session:
+        account = await create_account(
+            session,
+            AccountCreate(
+                role=Role.merchant,
+                username=f"dbloss-{uuid.uuid4().hex[:8]}",
+                password="password-123",
+                display_name="M",
+                profile=Profile(shop_name="S"),
+            ),
+        )
+        token = (await start_session(session, account.id, "merchant")).access_token
+        await session.commit()
+    return token, account.id
 
 
 @postgres_only

@@ -238,3 +238,32 @@ async def test_stream_bad_input_is_4xx(replicas):
         assert r.status_code == 422
         r = await client.get("/v1/events/stream", headers=merchant, params={"since": "x"})
         assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["query", "since"]
+
+
+async def test_a_session_ended_on_one_replica_is_refused_on_the_other_within_a_second(replicas):
+    """security.md: logout on A; B, which has just served the token, refuses it within one
+    second, and B's open event stream of that token closes."""
+    a, b = replicas
+    async with httpx.AsyncClient(base_url=a, timeout=20) as on_a, httpx.AsyncClient(base_url=b, timeout=20) as on_b:
+        merchant = await _merchant(on_a)
+        assert (await on_b.get("/v1/accounts/me", headers=merchant)).status_code == 200  # B has read it live
+        async with on_b.stream("GET", "/v1/events/stream", headers=merchant) as response:
+            assert response.status_code == 200
+            frames = _frames(response)
+            await anext(frames)
+            assert (await on_a.post("/v1/auth/logout", headers=merchant)).status_code == 204
+            ended = time.monotonic()
+            while True:
+                sent = time.monotonic()
+                if (await on_b.get("/v1/accounts/me", headers=merchant)).status_code != 200:
+                    break
+                assert sent - ended < 1.0, "B still served the ended session after a second"
+                await asyncio.sleep(0.05)
+
+            async def until_closed() -> list[dict[str, str]]:
+                return [frame async for frame in frames]
+
+            rest = await asyncio.wait_for(until_closed(), 5)
+            assert {"comment": "session ended"} in rest
+        refused = await on_b.get("/v1/accounts/me", headers=merchant)
+        assert refused.status_code == 401 and refused.json()["code"] == "unauthenticated"

@@ -95,12 +95,31 @@ def _wrong_value(prop: dict[str, Any]) -> Any:
     }.get(kind)
 
 
+# an account and a session per role, written for each test by `_sessions` (a token needs a live
+# session; the accounts have no data, as bodies are validated before any lookup)
+_IDS = {role: (new_id("acc"), new_id("ses")) for role in ROLES}
+
+
 def tokens() -> dict[str, dict[str, str]]:
-    """Bearer headers for every role (no account needed: bodies are validated before any lookup)."""
-    return {role: {"Authorization": f"Bearer {create_token(new_id('acc'), role)[0]}"} for role in ROLES}
+    """Bearer headers for every role."""
+    return {role: {"Authorization": f"Bearer {create_token(a, role, s)[0]}"} for role, (a, s) in _IDS.items()}
 
 
 TOKENS = tokens()
+
+
+@pytest.fixture(autouse=True)
+async def _sessions(db) -> None:
+    from app.core.clock import real_now
+    from app.db.repositories import accounts, auth
+
+    now = real_now()
+    async with db() as session:
+        for role, (account_id, session_id) in _IDS.items():
+            values = {"id": account_id, "role": role, "username": f"hardening-{role}", "password_hash": "x"}
+            await accounts.insert_account(session, {**values, "display_name": role, "created_at": now})
+            await auth.add_session(session, session_id, account_id, now, now + timedelta(hours=1))
+        await session.commit()
 
 
 def assert_problem(r, *statuses: int) -> dict[str, Any]:
@@ -349,7 +368,7 @@ async def test_a_cursor_of_another_list_is_refused(client, factory: Factory):
 def _forged_tokens() -> dict[str, str]:
     s = get_settings()
     now = datetime.now(UTC)
-    claims = {"sub": new_id("acc"), "role": "operator", "iat": now, "exp": now + timedelta(hours=1)}
+    claims = {"sub": new_id("acc"), "role": "operator", "sid": new_id("ses"), "iat": now, "exp": now + timedelta(hours=1)}
     header = _b64(json.dumps({"alg": "none", "typ": "JWT"}).encode())
     payload = _b64(json.dumps({**claims, "iat": int(now.timestamp()), "exp": int(now.timestamp()) + 3600}).encode())
     valid = jwt.encode(claims, s.secret_key, algorithm="HS256")

@@ -18,9 +18,8 @@ import httpx
 import pytest
 
 from app.core.config import Settings
-from app.core.security import create_token
 from app.db import migrate
-from app.domain.accounts import AccountCreate, Role, create_account
+from app.domain.accounts import AccountCreate, Role, create_account, start_session
 from app.main import create_app
 from bench import replica_cluster
 
@@ -60,8 +59,9 @@ async def _merchant(app: Any, client: httpx.AsyncClient, name: str) -> dict[str,
         operator = await create_account(
             session, AccountCreate(role=Role.operator, username=f"op-{name}", password="operator-pass", display_name="Ops")
         )
+        token = (await start_session(session, operator.id, "operator")).access_token
         await session.commit()
-    op = {"Authorization": f"Bearer {create_token(operator.id, 'operator')[0]}"}
+    op = {"Authorization": f"Bearer {token}"}
     r = await client.post(
         "/v1/accounts",
         headers=op,
@@ -74,7 +74,10 @@ async def _merchant(app: Any, client: httpx.AsyncClient, name: str) -> dict[str,
         },
     )
     assert r.status_code == 201, r.text
-    return {"Authorization": f"Bearer {create_token(r.json()['id'], 'merchant')[0]}"}
+    async with app.state.sessionmaker() as session:  # a token needs a session
+        token = (await start_session(session, r.json()["id"], "merchant")).access_token
+        await session.commit()
+    return {"Authorization": f"Bearer {token}"}
 
 
 async def _top_up(client: httpx.AsyncClient, headers: dict[str, str], amount: int) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core import links
 from app.core.errors import Forbidden, Unauthenticated
 from app.core.i18n import msg, term
-from app.core.security import decode_token
+from app.domain.accounts import actor_of
 from app.state.core import Actor
 
 _ROLES = frozenset({"merchant", "creator", "agency", "group_leader", "service_provider", "operator", "platform"})
@@ -30,25 +30,33 @@ async def get_read_session(request: Request) -> AsyncSession:
     return getattr(request.state, "read_db", None) or request.state.db
 
 
-async def get_actor(token: Annotated[str | None, Depends(oauth2)]) -> Actor:
-    return actor_of_token(token)
+async def get_actor(request: Request, token: Annotated[str | None, Depends(oauth2)]) -> Actor:
+    # the primary's session: a lagging replica could still show an ended session as live
+    return (await actor_of_token(request.state.db, token))[0]
 
 
-def actor_of_token(token: str | None) -> Actor:
-    """The caller a bearer token names (401 without a valid one)."""
+async def get_login(request: Request, token: Annotated[str | None, Depends(oauth2)]) -> tuple[Actor, str]:
+    """The caller and the id of the session its token belongs to."""
+    return await actor_of_token(request.state.db, token)
+
+
+async def actor_of_token(session: AsyncSession, token: str | None) -> tuple[Actor, str]:
+    """The caller a bearer token names, and its session's id: 401 without a valid token of a
+    live session (ended, expired, suspended, or of an account or role that is not)."""
     if not token:
         raise Unauthenticated("send 'Authorization: Bearer <token>' (POST /v1/auth/token)")
-    account_id, role = decode_token(token)
-    if role not in _ROLES:  # signed, but not a role of this service
+    actor, session_id = await actor_of(session, token)
+    if actor.role not in _ROLES:  # signed, but not a role of this service
         raise Unauthenticated("the access token is not valid")
-    return Actor(account_id, role)
+    return actor, session_id
 
 
 def roles(*allowed: str) -> Callable[..., Awaitable[Actor]]:
     """A dependency admitting only callers of the given roles (403 for the others)."""
 
-    async def check(token: Annotated[str | None, Depends(oauth2)]) -> Actor:
-        actor = actor_of_token(token)  # not a sub-dependency: one level less for FastAPI to solve per request
+    async def check(request: Request, token: Annotated[str | None, Depends(oauth2)]) -> Actor:
+        # not a sub-dependency: one level less for FastAPI to solve per request
+        actor = (await actor_of_token(request.state.db, token))[0]
         if actor.role not in allowed:
             raise Forbidden(msg("this operation is for: {roles}", roles=[term(role) for role in allowed]))
         return actor
@@ -73,7 +81,7 @@ def link_or_roles(*allowed: str) -> Callable[..., Awaitable[Actor]]:
             account_id, role = links.verify(request.url.path, request.query_params.multi_items())
             actor = Actor(account_id, role)
         else:
-            actor = actor_of_token(token)
+            actor = (await actor_of_token(request.state.db, token))[0]
         if allowed and actor.role not in allowed:
             raise Forbidden(msg("this operation is for: {roles}", roles=[term(role) for role in allowed]))
         return actor
@@ -98,5 +106,6 @@ async def page_params(
 Session = Annotated[AsyncSession, Depends(get_session)]
 ReadSession = Annotated[AsyncSession, Depends(get_read_session)]
 CurrentActor = Annotated[Actor, Depends(get_actor)]
+CurrentLogin = Annotated[tuple[Actor, str], Depends(get_login)]
 Page = Annotated[PageParams, Depends(page_params)]
 Operator = Annotated[Actor, Depends(roles("operator"))]

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from app.api.deps import CurrentActor, Operator, Page, Session, actor_of_token, oauth2
 from app.api.routing import TxRoute
 from app.core.config import get_settings
-from app.core.errors import ValidationFailed
+from app.core.errors import Unauthenticated, ValidationFailed
 from app.core.i18n import msg
 from app.domain import events, webhooks
 from app.domain.events import EventPageOut, NotificationOut, Position, SmsOut, StreamTicketOut
@@ -73,23 +73,34 @@ async def stream_events(
         raise ValidationFailed(msg("unknown query parameter: {names}", names=", ".join(unknown)), loc=["query", unknown[0]])
     maker = request.app.state.sessionmaker
     async with maker() as session:
-        actor = await events.redeem_stream_ticket(session, ticket) if ticket and not token else actor_of_token(token)
+        if ticket and not token:
+            actor = await events.redeem_stream_ticket(session, ticket)
+        else:
+            actor = (await actor_of_token(session, token))[0]
         position = await events.stream_start(session, last_event_id=last_event_id, after=after)
         await session.commit()
     return StreamingResponse(
-        _sse(request, actor, position),
+        _sse(request, actor, position, None if ticket and not token else token),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
 
-async def _sse(request: Request, actor, position: Position) -> AsyncIterator[bytes]:
+async def _sse(request: Request, actor, position: Position, token: str | None) -> AsyncIterator[bytes]:
+    """The stream; one opened with a bearer token closes once its session ends (logout,
+    password change, suspension), within the liveness check's second."""
     settings = get_settings()
     maker = request.app.state.sessionmaker
     yield b"retry: 2000\n: stream open\n\n"
     quiet_since = time.monotonic()
     while not await request.is_disconnected():
         async with maker() as session:
+            if token is not None:
+                try:
+                    await actor_of_token(session, token)
+                except Unauthenticated:
+                    yield b": session ended\n\n"
+                    return
             batch = await events.stream_batch(session, actor, position)
             await session.rollback()
         for event, reached in batch:

@@ -307,6 +307,10 @@ class TxRoute(APIRoute):
                         )
                     await session.commit()
                     return response
+                except DomainError as error:
+                    # an error whose writes stand (a failed login's count) commits them
+                    await (session.commit() if getattr(error, "keeps_writes", False) else session.rollback())
+                    raise
                 except BaseException:
                     await session.rollback()
                     raise

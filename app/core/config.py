@@ -40,6 +40,17 @@ class Settings(BaseSettings):
     # argon2 cost: the library's defaults in production; cheaper where tests hash many passwords.
     argon2_time_cost: int = 3
     argon2_memory_cost_kib: int = 65536
+    # Threads that hash and verify passwords, off the event loop (argon2 releases the GIL).
+    password_hash_threads: int = Field(default=2, ge=1, le=32)
+    # Their nice value (Linux): on busy cores the event loop runs first, logins wait.
+    password_hash_nice: int = Field(default=10, ge=0, le=19)
+    # How long a replica may trust a session it has read as live before reading it again: an
+    # ended session (logout, password change, suspension) is refused everywhere within this.
+    session_check_seconds: float = Field(default=1.0, ge=0, le=1.0)
+    # Failed logins that lock a username, or a client address, until the oldest leaves the window.
+    login_failures_per_username: int = Field(default=10, ge=1)
+    login_failures_per_client: int = Field(default=100, ge=1)
+    login_failure_window_seconds: int = Field(default=900, ge=1)
     # Background sweeper inside the service (timers); off in tests, which drive the clock.
     sweeper_interval_seconds: float = 5.0
     run_sweeper: bool = True

@@ -97,3 +97,20 @@ def verify(path: str, query: Iterable[tuple[str, str]]) -> tuple[str, str]:
     if expires < time.time():
         raise Forbidden("this link has expired: ask for a fresh one")
     return given["u"], given["r"]
+
+
+def client_address(scope: Mapping[str, Any]) -> str:
+    """The caller's address: the peer, or, when the peer is one of LC_TRUSTED_PROXIES, the
+    nearest address in `X-Forwarded-For` that is not one of them."""
+    client = scope.get("client")
+    peer = str(client[0]) if client else "unknown"
+    if not _trusted(peer):
+        return peer
+    forwarded = ""
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"x-forwarded-for":
+            forwarded = f"{forwarded},{value.decode('latin-1')}" if forwarded else value.decode("latin-1")
+    for hop in reversed([h.strip() for h in forwarded.split(",") if h.strip()]):
+        if not _trusted(hop):
+            return hop[:64]
+    return peer

@@ -47,25 +47,29 @@ class AccountRecord:
     org_name: str | None
     head_annual: bool | None
     certified: bool | None
+    suspended_at: datetime | None
+    suspension_reason: str | None
 
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
     id: str
     role: str
+    username: str
     password_hash: str
+    suspended_at: datetime | None
 
 
 _COLUMNS = [accounts.c[f.name] for f in fields(AccountRecord)]
 _NAMES = frozenset(accounts.c.keys())
 # what a patch may write (id, role, username and created_at never change)
-WRITABLE = _NAMES - {"id", "role", "username", "created_at"}
+WRITABLE = _NAMES - {"id", "role", "username", "created_at", "suspended_at", "suspension_reason"}
 
 _BY_ID = select(*_COLUMNS).where(accounts.c.id == bindparam("id"))
 _ID_BY_USERNAME = select(accounts.c.id).where(accounts.c.username == bindparam("username"))
-_CREDENTIALS = select(accounts.c.id, accounts.c.role, accounts.c.password_hash).where(
-    accounts.c.username == bindparam("username")
-)
+_CREDENTIAL_COLUMNS = (accounts.c.id, accounts.c.role, accounts.c.username, accounts.c.password_hash, accounts.c.suspended_at)
+_CREDENTIALS = select(*_CREDENTIAL_COLUMNS).where(accounts.c.username == bindparam("username"))
+_CREDENTIALS_BY_ID = select(*_CREDENTIAL_COLUMNS).where(accounts.c.id == bindparam("id"))
 _OF_ROLE = select(accounts.c.id).where(accounts.c.id.in_(bindparam("ids", expanding=True)), accounts.c.role == bindparam("role"))
 
 
@@ -94,6 +98,11 @@ async def account_id_by_username(session: AsyncSession, username: str) -> str | 
 
 async def credentials_by_username(session: AsyncSession, username: str) -> Credentials | None:
     row = (await run(session, _CREDENTIALS, {"username": username})).first()
+    return None if row is None else record_of(Credentials, row)
+
+
+async def credentials_by_id(session: AsyncSession, account_id: str) -> Credentials | None:
+    row = (await run(session, _CREDENTIALS_BY_ID, {"id": account_id})).first()
     return None if row is None else record_of(Credentials, row)
 
 

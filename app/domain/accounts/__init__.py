@@ -1,4 +1,5 @@
-"""The accounts module: accounts, roles and profiles (`service.py`), the merchant's Xingtu binding
+"""The accounts module: accounts, roles and profiles (`service.py`), sessions and logins
+(`sessions.py`), the merchant's Xingtu binding
 (`xingtu.py`) and the creator square (`creator_square.py`). The names other modules use are
 re-exported here."""
 
@@ -21,7 +22,6 @@ from app.domain.accounts.service import (
     TokenOut,
     account_out,
     account_view,
-    authenticate,
     create_account,
     ensure_operator,
     get_account,
@@ -30,6 +30,19 @@ from app.domain.accounts.service import (
     profile_of,
     require_role,
     update_account,
+)
+from app.domain.accounts.sessions import (
+    AccountSuspended,
+    PasswordChange,
+    Suspension,
+    WrongPassword,
+    actor_of,
+    change_password,
+    login,
+    logout,
+    reinstate,
+    start_session,
+    suspend,
 )
 from app.domain.accounts.xingtu import XingtuBindingIn, XingtuBindingOut, bind_xingtu
 
@@ -52,7 +65,17 @@ __all__ = [
     "XingtuBindingOut",
     "account_out",
     "account_view",
-    "authenticate",
+    "AccountSuspended",
+    "PasswordChange",
+    "Suspension",
+    "WrongPassword",
+    "actor_of",
+    "change_password",
+    "login",
+    "logout",
+    "reinstate",
+    "start_session",
+    "suspend",
     "bind_xingtu",
     "create_account",
     "ensure_operator",

@@ -9,9 +9,10 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.errors import Conflict, Forbidden, NotFound, Unauthenticated, ValidationFailed
+from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.core.i18n import msg, term
-from app.core.security import create_token, hash_password, verify_password
+from app.core.passwords import MAX_LENGTH, check_password
+from app.core.security import hash_password
 from app.core.times import UtcDatetime
 from app.db.repositories import accounts as repo
 from app.db.repositories.accounts import AccountRecord
@@ -89,7 +90,9 @@ _NAME_REQUIRED = {
 class AccountCreate(Strict):
     role: Role
     username: str = Field(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
-    password: str = Field(min_length=8, max_length=128)
+    password: str = Field(
+        min_length=1, max_length=MAX_LENGTH, description="at least 10 characters, not a common password (`weak_password`)"
+    )
     display_name: Name
     profile: Profile = Field(default_factory=Profile)
 
@@ -100,8 +103,9 @@ class AccountCreate(Strict):
 
 
 class AccountPatch(Strict):
+    """The password is changed with the current one: POST /v1/accounts/me/password."""
+
     display_name: Name | None = None
-    password: str | None = Field(default=None, min_length=8, max_length=128)
     profile: Profile | None = None
 
 
@@ -200,10 +204,11 @@ async def create_account(session: AsyncSession, body: AccountCreate) -> AccountR
         raise ValidationFailed(
             msg("a {role} needs profile.{field}", role=term(role), field=name_field), loc=["body", "profile", name_field]
         )
+    check_password(body.password, loc=["body", "password"])
     values: dict[str, Any] = {
         "role": role,
         "username": body.username,
-        "password_hash": hash_password(body.password),
+        "password_hash": await hash_password(body.password),
         "display_name": body.display_name,
         "created_at": await clock.now(session),
         **_DEFAULTS.get(role, {}),
@@ -241,8 +246,6 @@ async def patch_account(session: AsyncSession, account: AccountRecord, body: Acc
     if body.display_name is not None:
         values["display_name"] = body.display_name
         changed.add("display_name")
-    if body.password is not None:
-        values["password_hash"] = hash_password(body.password)
     if values:
         updated = await repo.update_account(session, account.id, values)
         if updated is None:
@@ -251,14 +254,6 @@ async def patch_account(session: AsyncSession, account: AccountRecord, body: Acc
     if changed:
         await account_changed.send(session, account=account, fields=changed)
     return account
-
-
-async def authenticate(session: AsyncSession, username: str, password: str) -> TokenOut:
-    credentials = await repo.credentials_by_username(session, username)
-    if credentials is None or not verify_password(credentials.password_hash, password):
-        raise Unauthenticated("wrong username or password", code="invalid_credentials")
-    token, ttl = create_token(credentials.id, credentials.role)
-    return TokenOut(access_token=token, expires_in=ttl)
 
 
 async def ensure_operator(session: AsyncSession, username: str, password: str) -> bool:
