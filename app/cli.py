@@ -174,7 +174,10 @@ def events_tail(
 
         async def follow() -> None:
             nonlocal seen
-            async for message in publisher.tail(subject, from_start=from_start):
+            def ready() -> None:
+                typer.echo(f"tailing {subject or publisher.subject_prefix + '.>'} on {publisher.target}", err=True)
+
+            async for message in publisher.tail(subject, from_start=from_start, on_ready=ready):
                 typer.echo(f"{message.subject} {message.body.decode()}")
                 seen += 1
                 if count and seen >= count:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -87,8 +87,11 @@ class Publisher(ABC):
         many were acknowledged at the head when one was not."""
 
     @abstractmethod
-    def tail(self, subject: str | None = None, *, from_start: bool = False) -> AsyncIterator[Received]:
-        """The messages as they arrive on the broker (`subject` in NATS syntax: `*`, `>`)."""
+    def tail(
+        self, subject: str | None = None, *, from_start: bool = False, on_ready: Callable[[], None] | None = None
+    ) -> AsyncIterator[Received]:
+        """The messages as they arrive on the broker (`subject` in NATS syntax: `*`, `>`);
+        `on_ready` is called once the subscription is in place."""
 
     @abstractmethod
     async def close(self) -> None: ...
@@ -182,7 +185,9 @@ class NatsPublisher(Publisher):
         if acknowledged < len(events):
             raise PublishFailed(acknowledged, error or "not acknowledged")
 
-    async def tail(self, subject: str | None = None, *, from_start: bool = False) -> AsyncIterator[Received]:
+    async def tail(
+        self, subject: str | None = None, *, from_start: bool = False, on_ready: Callable[[], None] | None = None
+    ) -> AsyncIterator[Received]:
         from nats.errors import TimeoutError as NatsTimeout
         from nats.js.api import DeliverPolicy
 
@@ -193,6 +198,8 @@ class NatsPublisher(Publisher):
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.ALL if from_start else DeliverPolicy.NEW,
         )
+        if on_ready is not None:
+            on_ready()
         try:
             while True:
                 try:
@@ -274,11 +281,15 @@ class AmqpPublisher(Publisher):
             self._channel = None  # a channel that lost a confirmation is not trusted again
             raise PublishFailed(acknowledged, error or "not confirmed")
 
-    async def tail(self, subject: str | None = None, *, from_start: bool = False) -> AsyncIterator[Received]:
+    async def tail(
+        self, subject: str | None = None, *, from_start: bool = False, on_ready: Callable[[], None] | None = None
+    ) -> AsyncIterator[Received]:
         exchange = await self._open()
         assert self._channel is not None
         queue = await self._channel.declare_queue(exclusive=True, auto_delete=True)
         await queue.bind(exchange, routing_key=_amqp_pattern(subject or f"{self.subject_prefix}.>"))
+        if on_ready is not None:
+            on_ready()
         async with queue.iterator() as messages:
             async for message in messages:
                 await message.ack()

@@ -1,0 +1,442 @@
+"""The broker relay (scale.md, "Events on a broker") against the machine's real NATS JetStream
+and RabbitMQ on loopback: every event of a task order's life arrives in commit order with the
+event id as message id; a relay killed mid-batch and restarted loses nothing (JetStream drops
+the copies by `Nats-Msg-Id`; on RabbitMQ they carry the same `message_id`); two relays never
+both publish a batch; a broker outage delays, never loses; the lag gauge; `broker setup` and
+`events tail`. Every test uses its own stream / exchange / subject prefix and removes them.
+
+The servers must be up (`.ci/run` starts them); without them these tests are skipped with a
+message, or fail with LC_REQUIRE_BROKERS=1 (CI)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from app.db.repositories.events import EventRecord
+from app.domain.broker import AmqpPublisher, BrokerRelay, NatsPublisher, Publisher, Received
+from app.domain.broker import relay as relay_module
+from tests.conftest import IS_POSTGRES, Factory
+from tests.test_task_orders_support import act, create_order, live, minute, ready_merchant
+
+ROOT = Path(__file__).resolve().parents[1]
+NATS_URL = os.environ.get("LC_TEST_NATS_URL", "nats://127.0.0.1:4222")
+AMQP_URL = os.environ.get("LC_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+def _reachable(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _need(url: str) -> None:
+    if _reachable(url):
+        return
+    message = f"broker not reachable at {urlsplit(url).hostname}:{urlsplit(url).port} (.ci/run starts it)"
+    if os.environ.get("LC_REQUIRE_BROKERS") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+class Target:
+    """A broker target of its own for one test: a fresh stream / exchange and subject prefix,
+    and a way to read everything that reached it."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        tag = uuid.uuid4().hex[:10]
+        self.prefix = f"lctest_{tag}"
+        self.stream = f"LCTEST_{tag}"
+        self.exchange = f"lctest_{tag}"
+        self.url = NATS_URL if kind == "nats" else AMQP_URL
+        self._publishers: list[Publisher] = []
+        self._queue: Any = None
+        self._amqp: Any = None
+
+    def publisher(self) -> Publisher:
+        made: Publisher = (
+            NatsPublisher(self.url, self.stream, self.prefix)
+            if self.kind == "nats"
+            else AmqpPublisher(self.url, self.exchange, self.prefix)
+        )
+        self._publishers.append(made)
+        return made
+
+    async def open(self) -> None:
+        await self.publisher().setup()
+        if self.kind == "amqp":  # a queue bound before anything is published catches every message
+            import aio_pika
+
+            self._amqp = await aio_pika.connect(self.url)
+            channel = await self._amqp.channel()
+            exchange = await channel.get_exchange(self.exchange)
+            self._queue = await channel.declare_queue(f"{self.exchange}_q", exclusive=True, auto_delete=True)
+            await self._queue.bind(exchange, routing_key=f"{self.prefix}.#")
+
+    async def received(self, expected: int, *, idle: float = 1.5) -> list[Received]:
+        """Every message on the target so far, in broker order: waits for `expected` of them,
+        then for stragglers (a duplicate) until `idle` seconds pass without one."""
+        got: list[Received] = []
+        if self.kind == "nats":
+            reader = self.publisher()
+            stream = reader.tail(from_start=True)
+            try:
+                while True:
+                    try:
+                        got.append(await asyncio.wait_for(anext(stream), idle if len(got) >= expected else 15))
+                    except TimeoutError:
+                        break
+            finally:
+                await stream.aclose()
+        else:
+            waited = 0.0
+            while waited < (idle if len(got) >= expected else 15):
+                message = await self._queue.get(no_ack=True, fail=False)
+                if message is None:
+                    await asyncio.sleep(0.05)
+                    waited += 0.05
+                    continue
+                waited = 0.0
+                got.append(Received(message.routing_key or "", message.message_id, message.body))
+        return got
+
+    async def close(self) -> None:
+        cleaner = self.publisher()
+        try:
+            if isinstance(cleaner, NatsPublisher):
+                await cleaner.delete_stream()
+            elif isinstance(cleaner, AmqpPublisher):
+                await cleaner.delete_exchange()
+        finally:
+            if self._amqp is not None:
+                await self._amqp.close()
+            for made in self._publishers:
+                await made.close()
+
+
+@pytest.fixture(params=["nats", "amqp"])
+async def target(request) -> AsyncIterator[Target]:
+    _need(NATS_URL if request.param == "nats" else AMQP_URL)
+    made = Target(request.param)
+    await made.open()
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+async def feed(client, operator) -> list[dict[str, Any]]:
+    """Every event, in commit order, as `GET /v1/events` shows it to an operator."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 100, **({"cursor": cursor} if cursor else {})}
+        r = await client.get("/v1/events", headers=operator.headers, params=params)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if not page["has_more"]:
+            return items
+
+
+async def orders_lives(client, factory: Factory, count: int) -> list[str]:
+    """`count` task orders through create → accept → live → ended → approve (about 5 events
+    each, with the accounts' and top-ups' events before)."""
+    merchant, product = await ready_merchant(client, factory)
+    creator = await factory.user("creator")
+    platform = await factory.user("platform")
+    start = minute(await factory.now() + timedelta(days=1))
+    ids = []
+    for i in range(count):
+        created = await create_order(client, merchant, creator, product, start + timedelta(hours=2 * i), hours=1)
+        assert (await act(client, creator, created["id"], "accept")).status_code == 200
+        begin = start + timedelta(hours=2 * i)
+        await live(client, platform, creator, f"ls-{i}-{uuid.uuid4().hex[:6]}", begin, ended=begin + timedelta(hours=1))
+        assert (await act(client, merchant, created["id"], "approve")).status_code == 200
+        ids.append(created["id"])
+    return ids
+
+
+def _ids(messages: Sequence[Received]) -> list[str | None]:
+    return [m.message_id for m in messages]
+
+
+async def test_every_event_of_a_task_orders_life_arrives_in_order(target: Target, committed_client, committed_factory):
+    maker = committed_factory.maker
+    relay = BrokerRelay(target.publisher(), batch=7)
+    operator = await committed_factory.operator()
+    merchant, product = await ready_merchant(committed_client, committed_factory)
+    creator = await committed_factory.user("creator")
+    platform = await committed_factory.user("platform")
+    await relay.run_once(maker)  # published so far; the rest comes in later runs
+    start = minute(await committed_factory.now() + timedelta(days=1))
+    order = await create_order(committed_client, merchant, creator, product, start, hours=1)
+    await relay.run_once(maker)
+    assert (await act(committed_client, creator, order["id"], "accept")).status_code == 200
+    await live(committed_client, platform, creator, "ls-broker", start, ended=start + timedelta(hours=1))
+    await relay.run_once(maker)
+    assert (await act(committed_client, merchant, order["id"], "approve")).status_code == 200
+    assert await relay.run_once(maker) > 0
+
+    events = await feed(committed_client, operator)
+    messages = await target.received(len(events))
+    # every outbox event once, in commit order, the event id as message id, the feed's JSON as body
+    assert _ids(messages) == [e["id"] for e in events]
+    assert [m.subject for m in messages] == [f"{target.prefix}.{e['type']}" for e in events]
+    assert [json.loads(m.body) for m in messages] == events
+    life = [json.loads(m.body)["type"] for m in messages if json.loads(m.body)["data"].get("id") == order["id"]]
+    assert life == ["task_order.created", "task_order.accepted", "task_order.started", "task_order.ended", "task_order.approved"]
+    assert await relay.run_once(maker) == 0  # caught up: nothing published twice
+
+
+class Dying(Publisher):
+    """Publishes the first `survive` events of its second batch for real, then hangs like a
+    process that is about to be killed."""
+
+    def __init__(self, real: Publisher, survive: int) -> None:
+        self.real, self.survive = real, survive
+        self.target, self.subject_prefix = real.target, real.subject_prefix
+        self.batches = 0
+        self.dying = asyncio.Event()
+
+    async def setup(self) -> str:
+        return await self.real.setup()
+
+    async def publish(self, events: Sequence[EventRecord]) -> None:
+        self.batches += 1
+        if self.batches < 2:
+            return await self.real.publish(events)
+        await self.real.publish(events[: self.survive])
+        self.dying.set()
+        await asyncio.Event().wait()
+
+    def tail(self, subject: str | None = None, *, from_start: bool = False, on_ready: Any = None):
+        return self.real.tail(subject, from_start=from_start, on_ready=on_ready)
+
+    async def close(self) -> None:
+        await self.real.close()
+
+
+async def test_a_relay_killed_mid_batch_and_restarted_loses_none(target: Target, committed_client, committed_factory):
+    maker = committed_factory.maker
+    operator = await committed_factory.operator()
+    await orders_lives(committed_client, committed_factory, 3)
+    events = await feed(committed_client, operator)
+    assert len(events) >= 17  # two batches and more
+    dying = Dying(target.publisher(), survive=4)
+    killed = asyncio.create_task(BrokerRelay(dying, batch=10, lease_seconds=1).run_once(maker))
+    await asyncio.wait_for(dying.dying.wait(), 15)
+    killed.cancel()  # mid-batch: 10 recorded, 4 more on the broker, not recorded
+    with pytest.raises(asyncio.CancelledError):
+        await killed
+    await asyncio.sleep(1.1)  # a killed process would not give its lease back: it runs out
+    restarted = BrokerRelay(target.publisher(), batch=10)
+    assert await restarted.run_once(maker) == len(events) - 10
+
+    messages = await target.received(len(events))
+    if target.kind == "nats":  # JetStream dropped the 4 copies (same Nats-Msg-Id)
+        assert _ids(messages) == [e["id"] for e in events]
+    else:  # RabbitMQ has no de-duplication: the copies carry the same message_id
+        assert len(messages) == len(events) + 4
+        assert _ids(messages[14:18]) == _ids(messages[10:14]) == [e["id"] for e in events[10:14]]
+        assert list(dict.fromkeys(_ids(messages))) == [e["id"] for e in events]
+    assert [json.loads(m.body) for m in messages if m.message_id == events[12]["id"]][0] == events[12]
+
+
+class Counting(Publisher):
+    """Delegates, recording which events each publish carried (and taking its time, so two
+    relays overlap)."""
+
+    def __init__(self, real: Publisher) -> None:
+        self.real = real
+        self.target, self.subject_prefix = real.target, real.subject_prefix
+        self.published: list[str] = []
+
+    async def setup(self) -> str:
+        return await self.real.setup()
+
+    async def publish(self, events: Sequence[EventRecord]) -> None:
+        await asyncio.sleep(0.05)
+        await self.real.publish(events)
+        self.published += [e.id for e in events]
+
+    def tail(self, subject: str | None = None, *, from_start: bool = False, on_ready: Any = None):
+        return self.real.tail(subject, from_start=from_start, on_ready=on_ready)
+
+    async def close(self) -> None:
+        await self.real.close()
+
+
+async def test_two_relays_never_both_publish_a_batch(target: Target, committed_client, committed_factory):
+    maker = committed_factory.maker
+    operator = await committed_factory.operator()
+    one, two = Counting(target.publisher()), Counting(target.publisher())
+    relays = [BrokerRelay(one, batch=5), BrokerRelay(two, batch=5)]
+    await orders_lives(committed_client, committed_factory, 1)
+    for _ in range(3):  # the two run side by side while more events commit
+        await asyncio.gather(*(r.run_once(maker) for r in relays), orders_lives(committed_client, committed_factory, 1))
+    for _ in range(2):
+        await asyncio.gather(*(r.run_once(maker) for r in relays))
+    events = await feed(committed_client, operator)
+    assert not set(one.published) & set(two.published)
+    assert sorted(one.published + two.published) == sorted(e["id"] for e in events)
+    if IS_POSTGRES:  # real parallel connections: the lease went to one of them at a time
+        assert one.published and two.published or len(events) > 0
+    messages = await target.received(len(events))
+    assert _ids(messages) == [e["id"] for e in events]  # nothing twice, even on RabbitMQ
+
+
+class Outage(Publisher):
+    """A broker that is down for the first `down` publishes."""
+
+    def __init__(self, real: Publisher, down: int) -> None:
+        self.real, self.down = real, down
+        self.target, self.subject_prefix = real.target, real.subject_prefix
+
+    async def setup(self) -> str:
+        return await self.real.setup()
+
+    async def publish(self, events: Sequence[EventRecord]) -> None:
+        if self.down:
+            self.down -= 1
+            raise ConnectionRefusedError("broker down")
+        await self.real.publish(events)
+
+    def tail(self, subject: str | None = None, *, from_start: bool = False, on_ready: Any = None):
+        return self.real.tail(subject, from_start=from_start, on_ready=on_ready)
+
+    async def close(self) -> None:
+        await self.real.close()
+
+
+async def test_a_broker_outage_delays_and_loses_nothing_and_the_lag_is_a_gauge(target: Target, committed_client, committed_factory):
+    maker = committed_factory.maker
+    operator = await committed_factory.operator()
+    await orders_lives(committed_client, committed_factory, 1)
+    events = await feed(committed_client, operator)
+    relay = BrokerRelay(Outage(target.publisher(), down=2), batch=4)
+    assert await relay.run_once(maker) == 0  # down: logged, nothing recorded
+    metrics = (await committed_client.get("/metrics")).text
+    label = f'broker="{target.publisher().target}"'
+    assert f"livecollab_broker_lag_events{{{label}}} {float(len(events))}" in metrics
+    lag_seconds = [line for line in metrics.splitlines() if line.startswith(f"livecollab_broker_lag_seconds{{{label}}}")]
+    assert len(lag_seconds) == 1 and float(lag_seconds[0].split()[-1]) >= 0
+    assert await relay.run_once(maker) == 0  # within the back-off: not even tried
+    relay._retry_at = 0  # the back-off is over
+    assert await relay.run_once(maker) == 0  # still down
+    relay._retry_at = 0
+    assert await relay.run_once(maker) == len(events)  # back: everything, from the stored position
+    metrics = (await committed_client.get("/metrics")).text
+    assert f"livecollab_broker_lag_events{{{label}}} 0.0" in metrics
+    assert f"livecollab_broker_lag_seconds{{{label}}} 0.0" in metrics
+    assert _ids(await target.received(len(events))) == [e["id"] for e in events]
+
+
+async def test_an_unreachable_broker_fails_the_run_not_the_service(committed_client, committed_factory):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    await ready_merchant(committed_client, committed_factory)  # events to publish
+    for publisher in (NatsPublisher(f"nats://127.0.0.1:{port}", "LCTEST_DOWN", "lctest_down"),
+                      AmqpPublisher(f"amqp://guest:guest@127.0.0.1:{port}/", "lctest_down", "lctest_down")):
+        relay = BrokerRelay(publisher)
+        assert await relay.run_once(committed_factory.maker) == 0
+        assert relay._failures == 1
+        await relay.close()
+
+
+async def test_the_relay_starts_at_the_latest_position_when_told(target: Target, committed_client, committed_factory):
+    maker = committed_factory.maker
+    operator = await committed_factory.operator()
+    await orders_lives(committed_client, committed_factory, 1)
+    before = len(await feed(committed_client, operator))
+    relay = BrokerRelay(target.publisher(), start="latest")
+    assert await relay.run_once(maker) == 0
+    await orders_lives(committed_client, committed_factory, 1)
+    events = (await feed(committed_client, operator))[before:]
+    assert await relay.run_once(maker) == len(events)
+    assert _ids(await target.received(len(events))) == [e["id"] for e in events]
+
+
+def _env(target: Target) -> dict[str, str]:
+    return {
+        **os.environ,
+        "LC_EVENT_BROKER_URL": target.url,
+        "LC_EVENT_BROKER_STREAM": target.stream,
+        "LC_EVENT_BROKER_EXCHANGE": target.exchange,
+        "LC_EVENT_BROKER_SUBJECT_PREFIX": target.prefix,
+        "LC_LOG_LEVEL": "WARNING",
+    }
+
+
+def _cli(target: Target, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args], cwd=ROOT, env=_env(target), capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize("kind", ["nats", "amqp"])
+async def test_cli_broker_setup_is_idempotent_and_events_tail_prints_events(kind: str, committed_client, committed_factory):
+    _need(NATS_URL if kind == "nats" else AMQP_URL)
+    made = Target(kind)
+    tail = None
+    try:
+        first = await asyncio.to_thread(_cli, made, "broker", "setup")
+        assert first.returncode == 0, first.stderr
+        second = await asyncio.to_thread(_cli, made, "broker", "setup")
+        assert second.returncode == 0, second.stderr
+        if kind == "nats":
+            assert "created" in first.stdout and "exists" in second.stdout and made.stream in second.stdout
+        else:
+            assert made.exchange in first.stdout and made.exchange in second.stdout
+        # follow from now on (NATS: also what the stream keeps, --from-start)
+        command = [sys.executable, "-m", "app", "events", "tail", "--count", "3", "--timeout", "30"]
+        tail = subprocess.Popen(command, cwd=ROOT, env=_env(made), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert tail.stderr is not None
+        ready = await asyncio.to_thread(tail.stderr.readline)
+        assert ready.startswith("tailing "), ready
+        operator = await committed_factory.operator()
+        await orders_lives(committed_client, committed_factory, 1)
+        assert await BrokerRelay(made.publisher()).run_once(committed_factory.maker) > 3
+        out, err = await asyncio.to_thread(tail.communicate, timeout=40)
+        assert tail.returncode == 0, err
+        events = await feed(committed_client, operator)
+        lines = out.splitlines()
+        assert [json.loads(line.split(" ", 1)[1]) for line in lines] == events[:3]
+        assert [line.split(" ", 1)[0] for line in lines] == [f"{made.prefix}.{e['type']}" for e in events[:3]]
+        if kind == "nats":
+            again = await asyncio.to_thread(_cli, made, "events", "tail", "--from-start", "--count", "2", "--timeout", "20")
+            assert [json.loads(line.split(" ", 1)[1]) for line in again.stdout.splitlines()] == events[:2]
+    finally:
+        if tail is not None and tail.poll() is None:
+            tail.kill()
+        await made.close()
+
+
+def test_relays_follow_the_configuration():
+    from app.core.config import Settings
+
+    assert relay_module.relays_for(Settings(LC_EVENT_BROKER_URL="")) == []
+    both = relay_module.relays_for(
+        Settings(LC_EVENT_BROKER_URL=f"{NATS_URL}, {AMQP_URL}", event_broker_stream="S1", event_broker_exchange="x1")
+    )
+    assert [r.target for r in both] == [f"{NATS_URL}/S1", "amqp://127.0.0.1:5672/%2F/x1"]
+    with pytest.raises(ValueError):
+        relay_module.relays_for(Settings(LC_EVENT_BROKER_URL="kafka://127.0.0.1:9092"))
