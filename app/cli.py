@@ -116,7 +116,7 @@ def compute_incentives(program_id: str, month: str) -> None:
     typer.echo(f"{result.month}: {result.statements} statements, {result.eligible} eligible, {result.total_fen} fen in vouchers")
 
 
-broker_cli = typer.Typer(help="The event broker (LC_EVENT_BROKER_URL): docs/scaling.md, \"Broker\".", no_args_is_help=True)
+broker_cli = typer.Typer(help='The event broker (LC_EVENT_BROKER_URL): docs/scaling.md, "Broker".', no_args_is_help=True)
 events_cli = typer.Typer(help="Events on the broker.", no_args_is_help=True)
 cli.add_typer(broker_cli, name="broker")
 cli.add_typer(events_cli, name="events")
@@ -174,6 +174,7 @@ def events_tail(
 
         async def follow() -> None:
             nonlocal seen
+
             def ready() -> None:
                 typer.echo(f"tailing {subject or publisher.subject_prefix + '.>'} on {publisher.target}", err=True)
 

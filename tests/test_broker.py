@@ -297,10 +297,39 @@ async def test_two_relays_never_both_publish_a_batch(target: Target, committed_c
     events = await feed(committed_client, operator)
     assert not set(one.published) & set(two.published)
     assert sorted(one.published + two.published) == sorted(e["id"] for e in events)
-    if IS_POSTGRES:  # real parallel connections: the lease went to one of them at a time
-        assert one.published and two.published or len(events) > 0
     messages = await target.received(len(events))
     assert _ids(messages) == [e["id"] for e in events]  # nothing twice, even on RabbitMQ
+
+
+@pytest.mark.skipif(not IS_POSTGRES, reason="needs PostgreSQL (real parallel connections; SQLite serialises writers)")
+async def test_a_claimed_lease_is_skipped_not_waited_for(committed_factory):
+    from app.core.clock import real_now
+    from app.db.repositories import broker as repo
+
+    maker, broker = committed_factory.maker, f"nats://127.0.0.1:4222/LCTEST_{uuid.uuid4().hex[:8]}"
+    now = real_now()
+    async with maker() as setup:
+        assert await repo.create_position(setup, broker, (0, ""), now)
+        assert not await repo.create_position(setup, broker, (5, "evt_x"), now)  # the stored one stands
+        await setup.commit()
+    async with maker() as a, maker() as b:
+        assert await repo.claim(a, broker, "token-a", now, now + timedelta(seconds=30)) == (0, "")
+        # a's claim is not committed: b skips the locked row at once instead of waiting
+        assert await asyncio.wait_for(repo.claim(b, broker, "token-b", now, now + timedelta(seconds=30)), 2) is None
+        await b.rollback()
+        await a.commit()
+        assert await repo.claim(b, broker, "token-b", now, now + timedelta(seconds=30)) is None  # a's lease holds
+        await b.rollback()
+        assert not await repo.advance(b, broker, "token-b", (1, "evt_y"), "evt_y", 1, now, now)  # not b's to move
+        assert await repo.advance(a, broker, "token-a", (1, "evt_y"), "evt_y", 1, now, now + timedelta(seconds=30))
+        await repo.release(a, broker, "token-a")
+        await a.commit()
+        await b.rollback()
+        assert await repo.claim(b, broker, "token-b", now, now + timedelta(seconds=30)) == (1, "evt_y")
+        await b.commit()
+    async with maker() as check:
+        state = await repo.state_of(check, broker)
+        assert state is not None and state.published == 1 and state.last_event_id == "evt_y" and state.claim_token == "token-b"
 
 
 class Outage(Publisher):
@@ -326,7 +355,9 @@ class Outage(Publisher):
         await self.real.close()
 
 
-async def test_a_broker_outage_delays_and_loses_nothing_and_the_lag_is_a_gauge(target: Target, committed_client, committed_factory):
+async def test_a_broker_outage_delays_and_loses_nothing_and_the_lag_is_a_gauge(
+    target: Target, committed_client, committed_factory
+):
     maker = committed_factory.maker
     operator = await committed_factory.operator()
     await orders_lives(committed_client, committed_factory, 1)
@@ -354,8 +385,10 @@ async def test_an_unreachable_broker_fails_the_run_not_the_service(committed_cli
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here once closed
     await ready_merchant(committed_client, committed_factory)  # events to publish
-    for publisher in (NatsPublisher(f"nats://127.0.0.1:{port}", "LCTEST_DOWN", "lctest_down"),
-                      AmqpPublisher(f"amqp://guest:guest@127.0.0.1:{port}/", "lctest_down", "lctest_down")):
+    for publisher in (
+        NatsPublisher(f"nats://127.0.0.1:{port}", "LCTEST_DOWN", "lctest_down"),
+        AmqpPublisher(f"amqp://guest:guest@127.0.0.1:{port}/", "lctest_down", "lctest_down"),
+    ):
         relay = BrokerRelay(publisher)
         assert await relay.run_once(committed_factory.maker) == 0
         assert relay._failures == 1

@@ -113,7 +113,14 @@ async def claim(session: AsyncSession, broker: str, token: str, now: datetime, u
 
 
 async def advance(
-    session: AsyncSession, broker: str, token: str, position: Position, last_event_id: str, count: int, now: datetime, until: datetime
+    session: AsyncSession,
+    broker: str,
+    token: str,
+    position: Position,
+    last_event_id: str,
+    count: int,
+    now: datetime,
+    until: datetime,
 ) -> bool:
     """Record that every event up to `position` is published, and renew the lease; False when
     this relay's lease was taken over (another relay publishes from the stored position now)."""

@@ -13,7 +13,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Integer, Select, bindparam, func, insert, literal_column, or_, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    Select,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import ValidationFailed
@@ -174,7 +187,9 @@ async def events_page(session: AsyncSession, role: str, account_id: str, *, limi
 
 def _backlog(dialect: str) -> Select:
     key = _key(dialect)
-    query = select(events.c.id).where(tuple_(events.c.tx, key) > tuple_(bindparam("after_tx"), bindparam("after_key", type_=key.type)))
+    query = select(events.c.id).where(
+        tuple_(events.c.tx, key) > tuple_(bindparam("after_tx"), bindparam("after_key", type_=key.type))
+    )
     settled = _settled(dialect)
     if settled is not None:
         query = query.where(settled)

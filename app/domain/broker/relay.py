@@ -29,7 +29,7 @@ from app.db.base import id_time
 from app.db.repositories import broker as repo
 from app.db.repositories import events as events_repo
 from app.db.repositories.events import EventRecord
-from app.domain.broker.publishers import PublishFailed, Publisher, publisher_for
+from app.domain.broker.publishers import Publisher, PublishFailed, publisher_for
 
 log = logging.getLogger("app.broker")
 
