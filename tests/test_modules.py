@@ -18,7 +18,7 @@ def test_importing_the_registry_alone_gives_every_machine_timer_handler_and_job(
     assert len(machines) == 13 and "task_order" in machines and "redemption" in machines
     assert ("task_order", "expire") in handlers and ("cooperation", "end") in handlers and len(handlers) == 7
     assert jobs == ["broker-relay", "sms-relay", "sweeper", "webhook-relay"]
-    assert counts == "5 12 0"  # five demo steps, twelve routers; importing installs nothing
+    assert counts == "5 13 0"  # five demo steps, thirteen routers (events has two); importing installs nothing
 
 
 async def test_the_registry_lists_what_the_app_serves(client, factory):
