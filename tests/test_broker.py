@@ -260,6 +260,91 @@ async def test_a_relay_killed_mid_batch_and_restarted_loses_none(target: Target,
     assert [json.loads(m.body) for m in messages if m.message_id == events[12]["id"]][0] == events[12]
 
 
+CHILD_RELAY = """
+import asyncio, sys
+from app.db.session import make_engine, make_sessionmaker
+from app.domain.broker import AmqpPublisher, BrokerRelay, NatsPublisher
+
+kind, url, name, prefix, database = sys.argv[1:6]
+publisher = NatsPublisher(url, name, prefix) if kind == "nats" else AmqpPublisher(url, name, prefix)
+
+async def main():
+    maker = make_sessionmaker(make_engine(database))
+    relay = BrokerRelay(publisher, batch=300, lease_seconds=1, max_batches=10**6)
+    print("ready", flush=True)
+    await relay.publish_waiting(maker)
+    print("done", flush=True)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_relay_process_killed_mid_run_and_restarted_loses_none(target: Target, committed_factory):
+    """A real kill (SIGKILL of a relay process while it publishes 3,000 events in batches of
+    300): no lease given back, a batch half on the broker. The next relay takes over when the
+    lease runs out."""
+    from sqlalchemy import insert
+
+    from app.core.clock import real_now
+    from app.db.base import new_id, table_of
+    from app.db.models.platform import Event
+    from app.db.repositories import broker as repo
+    from tests.conftest import TEST_DATABASE_URL
+
+    maker = committed_factory.maker
+    rows = [
+        {"id": new_id("evt"), "type": "task_order.accepted", "occurred_at": real_now(), "data": {"id": f"tko_{i % 40}", "n": i}}
+        for i in range(3000)
+    ]
+    for start in range(0, len(rows), 500):  # six transactions
+        async with maker() as session:
+            await session.execute(insert(table_of(Event)), rows[start : start + 500])
+            await session.commit()
+    name = target.stream if target.kind == "nats" else target.exchange
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD_RELAY, target.kind, target.url, name, target.prefix, TEST_DATABASE_URL],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        reference = target.publisher()
+        published = 0
+        for _ in range(600):  # until the child has recorded a batch or two, then kill it mid-run
+            async with maker() as session:
+                state = await repo.state_of(session, reference.target)
+            published = state.published if state is not None else 0
+            if published >= 300 or child.poll() is not None:
+                break
+            await asyncio.sleep(0.05)
+        child.kill()
+        child.wait(10)
+        assert 0 < published < 3000, (published, child.stderr.read() if child.stderr else "")
+    finally:
+        if child.poll() is None:
+            child.kill()
+    async with maker() as session:
+        state = await repo.state_of(session, reference.target)
+    assert state is not None and state.claim_token is not None  # killed: the lease was not given back
+    restarted = BrokerRelay(target.publisher(), batch=500)
+    assert await restarted.run_once(maker) == 0  # the dead relay's lease still holds
+    await asyncio.sleep(1.1)
+    restarted._retry_at = 0
+    assert await restarted.run_once(maker) == 3000 - state.published
+    messages = await target.received(3000)
+    from app.db.repositories.events import events_after
+
+    async with maker() as session:  # commit order (on PostgreSQL (tx, id): ids of one millisecond are not ordered)
+        ids = [e.id for e in await events_after(session, "operator", "", limit=10_000, after=None)]
+    assert sorted(ids) == sorted(r["id"] for r in rows)
+    if target.kind == "nats":
+        assert _ids(messages) == ids  # the copies of the killed batch were dropped
+    else:
+        assert list(dict.fromkeys(_ids(messages))) == ids
+        assert len(messages) >= 3000
+
+
 class Counting(Publisher):
     """Delegates, recording which events each publish carried (and taking its time, so two
     relays overlap)."""
