@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 export LC_DATABASE_URL ?= sqlite+aiosqlite:///./live_collab.db
 
-.PHONY: browser run test test-sqlite test-postgres install lint migrate seed bench bench-campaigns bench-incentives bench-modules stress stress-short clean
+.PHONY: browser run test test-sqlite test-postgres install lint migrate seed bench bench-campaigns bench-incentives bench-modules bench-broker stress stress-short clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -83,6 +83,11 @@ bench-incentives: install
 ## against the bare asyncpg reference, printed as ratios (see bench/modules.py).
 bench-modules: install
 	$(PY) bench/modules.py $(BENCH_ARGS)
+
+## The broker relay's throughput to the real NATS JetStream and RabbitMQ (see bench/broker.py;
+## BENCH_ARGS="--events 2000 --sqlite" for a quick run).
+bench-broker: install
+	$(PY) bench/broker.py $(BENCH_ARGS)
 
 ## Stress and crash safety on PostgreSQL: two processes, 50 random clients for 3 minutes, the test
 ## clock moving, one process SIGKILLed and restarted; checks the invariants (see bench/stress.py).

@@ -558,3 +558,18 @@ def test_relays_follow_the_configuration():
     assert [r.target for r in both] == [f"{NATS_URL}/S1", "amqp://127.0.0.1:5672/%2F/x1"]
     with pytest.raises(ValueError):
         relay_module.relays_for(Settings(LC_EVENT_BROKER_URL="kafka://127.0.0.1:9092"))
+
+
+def test_the_bench_runs_at_a_tiny_scale(tmp_path):
+    """`bench/broker.py` cannot rot: 200 events through both brokers, every one checked there."""
+    _need(NATS_URL)
+    _need(AMQP_URL)
+    run = subprocess.run(
+        [sys.executable, "bench/broker.py", "--events", "200", "--batch", "50", "--sqlite"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "nats" in run.stdout and "amqp" in run.stdout and "every event arrived once" in run.stdout
