@@ -74,8 +74,9 @@ class BrokerRelay:
 
     async def run_once(self, sessionmaker: async_sessionmaker[AsyncSession]) -> int:
         """Publish what is waiting (if this relay gets the lease); the number of events the
-        broker acknowledged. A failure is logged and retried after a back-off."""
-        if time.monotonic() < self._retry_at:
+        broker acknowledged. A failure is logged and retried after a back-off. With nothing
+        waiting it only measures the lag (one read, no lease written)."""
+        if await self.measure_lag(sessionmaker) == 0 or time.monotonic() < self._retry_at:
             return 0
         try:
             published = await self.publish_waiting(sessionmaker)
@@ -87,7 +88,8 @@ class BrokerRelay:
             published = 0
         else:
             self._failures = 0
-        await self.measure_lag(sessionmaker)
+        if published:
+            await self.measure_lag(sessionmaker)
         return published
 
     async def _first_position(self, session: AsyncSession) -> repo.Position:
@@ -151,24 +153,25 @@ class BrokerRelay:
                     await session.commit()
         return published
 
-    async def measure_lag(self, sessionmaker: async_sessionmaker[AsyncSession]) -> tuple[int, float]:
-        """Set the lag gauges from the database (any replica can: the position is shared)."""
+    async def measure_lag(self, sessionmaker: async_sessionmaker[AsyncSession]) -> int | None:
+        """Set the lag gauges from the database (any replica can: the position is shared) and
+        return the events waiting; None when unknown (no position yet, or a failed read)."""
         try:
             async with sessionmaker() as session:
                 state = await repo.state_of(session, self.target)
                 if state is None and self.start == "latest":
-                    waiting, oldest = 0, None
-                else:
-                    position = state.position if state is not None else events_repo.start_position(session)
-                    waiting, oldest = await events_repo.backlog(session, position, cap=LAG_COUNT_CAP)
+                    await session.commit()
+                    return None  # the first run sets the position: now
+                position = state.position if state is not None else events_repo.start_position(session)
+                waiting, oldest = await events_repo.backlog(session, position, cap=LAG_COUNT_CAP)
                 await session.commit()
-        except Exception as exc:  # the gauge keeps its last value; the run's own error is logged
+        except Exception as exc:  # the gauges keep their last values; the run says what fails
             log.warning("broker relay %s: lag not measured: %r", self.target, exc)
-            return -1, -1.0
+            return None
         seconds = max(0.0, (real_now() - id_time(oldest)).total_seconds()) if oldest else 0.0
         LAG_EVENTS.labels(self.target).set(waiting)
         LAG_SECONDS.labels(self.target).set(seconds)
-        return waiting, seconds
+        return waiting
 
     async def close(self) -> None:
         await self.publisher.close()
