@@ -573,3 +573,95 @@ def test_the_bench_runs_at_a_tiny_scale(tmp_path):
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "nats" in run.stdout and "amqp" in run.stdout and "every event arrived once" in run.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_two_service_replicas_publish_every_event_once_to_both_brokers(tmp_path):
+    """The deployment as configured: `LC_EVENT_BROKER_URL` naming both brokers, two service
+    processes on one database, each running the relay job; events written through either one
+    reach each broker once, in commit order, and the lag gauge goes back to 0."""
+    import httpx
+
+    _need(NATS_URL)
+    _need(AMQP_URL)
+    nats_target, amqp_target = Target("nats"), Target("amqp")
+    amqp_target.prefix = nats_target.prefix  # one subject prefix for both (one setting)
+    await amqp_target.open()  # the exchange and a queue bound to it before any event
+    await nats_target.open()  # the stream, so the test can read it at once (the relay would create it)
+    database = f"sqlite+aiosqlite:///{tmp_path / 'replicas.db'}"
+    env = {
+        **os.environ,
+        "LC_DATABASE_URL": database,
+        "LC_ENV": "dev",
+        "LC_LOG_LEVEL": "WARNING",
+        "LC_RUN_SWEEPER": "true",
+        "LC_ARGON2_TIME_COST": "1",
+        "LC_ARGON2_MEMORY_COST_KIB": "8192",
+        "LC_DB_POOL_SIZE": "5",
+        "LC_DB_POOL_WARM": "0",
+        "LC_BOOTSTRAP_OPERATOR_USERNAME": "brokerop",
+        "LC_BOOTSTRAP_OPERATOR_PASSWORD": "broker-operator-pass-1",
+        "LC_EVENT_BROKER_URL": f"{NATS_URL},{AMQP_URL}",
+        "LC_EVENT_BROKER_STREAM": nats_target.stream,
+        "LC_EVENT_BROKER_EXCHANGE": amqp_target.exchange,
+        "LC_EVENT_BROKER_SUBJECT_PREFIX": nats_target.prefix,
+    }
+    subprocess.run([sys.executable, "-m", "app", "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
+    ports = [_free_port(), _free_port()]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "app", "serve", "--port", str(port), "--no-migrate-first"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for port in ports
+    ]
+    try:
+        clients = [httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20) for port in ports]
+        for client in clients:
+            for _ in range(600):
+                try:
+                    if (await client.get("/healthz")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.1)
+        r = await clients[0].post("/v1/auth/token", data={"username": "brokerop", "password": "broker-operator-pass-1"})
+        operator = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        body = {"role": "merchant", "username": "m_broker", "password": "merchant-pass-1", "display_name": "Shop"}
+        assert (
+            await clients[0].post("/v1/accounts", headers=operator, json={**body, "profile": {"shop_name": "S"}})
+        ).status_code == 201
+        r = await clients[1].post("/v1/auth/token", data={"username": "m_broker", "password": "merchant-pass-1"})
+        merchant = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        for i in range(6):  # pending top-ups: one event each, through either replica
+            top_up = {"amount_fen": 100 + i, "method": "bank_transfer", "reference": f"b{i}"}
+            assert (await clients[i % 2].post("/v1/wallet/top-ups", headers=merchant, json=top_up)).status_code == 201
+        events = (await clients[0].get("/v1/events", headers=operator, params={"limit": 100})).json()["items"]
+        assert len(events) >= 6
+        for received in (await nats_target.received(len(events)), await amqp_target.received(len(events))):
+            assert _ids(received) == [e["id"] for e in events]
+            assert [json.loads(m.body) for m in received] == events
+        for _ in range(50):  # every replica measures the lag; after the last run it is 0
+            metrics = (await clients[1].get("/metrics")).text
+            lags = [line for line in metrics.splitlines() if line.startswith("livecollab_broker_lag_events{")]
+            if len(lags) == 2 and all(line.endswith(" 0.0") for line in lags):
+                break
+            await asyncio.sleep(0.2)
+        assert len(lags) == 2 and all(line.endswith(" 0.0") for line in lags), lags
+        for client in clients:
+            await client.aclose()
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=15)
+        await nats_target.close()
+        await amqp_target.close()
