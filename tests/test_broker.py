@@ -206,6 +206,36 @@ async def test_every_event_of_a_task_orders_life_arrives_in_order(target: Target
     assert await relay.run_once(maker) == 0  # caught up: nothing published twice
 
 
+async def test_rabbitmq_batches_go_out_in_order_by_either_write_path(committed_client, committed_factory):
+    """The AMQP adapter writes a batch as one frame write (`_publish_framed`, on aiormq's
+    channel) or, should aiormq change, one `basic_publish` each: both in order, all confirmed."""
+    _need(AMQP_URL)
+    made = Target("amqp")
+    await made.open()
+    try:
+        operator = await committed_factory.operator()
+        await orders_lives(committed_client, committed_factory, 1)
+        events = await feed(committed_client, operator)
+        framed, each = made.publisher(), made.publisher()
+        assert isinstance(each, AmqpPublisher)
+        each.framed = False
+        records = await _records(committed_factory.maker)
+        await framed.publish(records[:5])
+        await each.publish(records[5:])
+        messages = await made.received(len(events))
+        assert _ids(messages) == [e["id"] for e in events]
+        assert [json.loads(m.body) for m in messages] == events
+    finally:
+        await made.close()
+
+
+async def _records(maker) -> list[EventRecord]:
+    from app.db.repositories.events import events_after
+
+    async with maker() as session:
+        return await events_after(session, "operator", "", limit=10_000, after=None)
+
+
 class Dying(Publisher):
     """Publishes the first `survive` events of its second batch for real, then hangs like a
     process that is about to be killed."""

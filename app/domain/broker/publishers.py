@@ -15,6 +15,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from app.db.repositories.events import EventRecord
@@ -224,6 +225,10 @@ class NatsPublisher(Publisher):
         self._nc = self._js = None
 
 
+# what `_publish_framed` uses of aiormq's channel (7.x); without them, one `basic_publish` each
+_AIORMQ_PARTS = ("lock", "delivery_tag", "confirmations", "create_future", "write_queue", "number", "_split_body")
+
+
 def _amqp_pattern(subject: str) -> str:
     """A NATS-style subject pattern as an AMQP topic binding key (`>` is `#`)."""
     return ".".join("#" if part == ">" else part for part in subject.split("."))
@@ -237,6 +242,7 @@ class AmqpPublisher(Publisher):
         self.ack_timeout = ack_timeout
         vhost = urlsplit(url).path.lstrip("/") or "%2F"
         self.target = f"{_without_credentials(url)}/{vhost}/{exchange}"
+        self.framed = True  # a batch as one write (see `_publish_framed`); False: aiormq's own path
         self._connection = None
         self._channel = None
         self._exchange = None
@@ -257,34 +263,15 @@ class AmqpPublisher(Publisher):
         return f"RabbitMQ topic exchange {self.exchange_name} (durable) declared"
 
     async def publish(self, events: Sequence[EventRecord]) -> None:
-        from aiormq import spec
-
         await self._open()
         assert self._channel is not None
-        # aiormq's channel under aio-pika's: the same frames and confirms for 20 % less CPU (no
-        # Message object per event, no wait for each frame to be written)
-        channel = await self._channel.get_underlay_channel()
+        channel = await self._channel.get_underlay_channel()  # aiormq's, under aio-pika's
         futures: list[asyncio.Future] = []
         try:
-            for event in events:
-                properties = spec.Basic.Properties(
-                    message_id=event.id,
-                    message_type=event.type,
-                    content_type="application/json",
-                    delivery_mode=2,  # persistent
-                )
-                # tasks start in order and take the channel's lock in order: the frames go out in order
-                futures.append(
-                    asyncio.ensure_future(
-                        channel.basic_publish(
-                            body_of(event),
-                            exchange=self.exchange_name,
-                            routing_key=self.subject_of(event.type),
-                            properties=properties,
-                            wait=False,
-                        )
-                    )
-                )
+            if self.framed and all(hasattr(channel, name) for name in _AIORMQ_PARTS):
+                futures = await self._publish_framed(channel, events)
+            else:
+                futures = self._publish_each(channel, events)
             if futures:
                 await asyncio.wait(futures, timeout=self.ack_timeout)
         finally:
@@ -294,6 +281,55 @@ class AmqpPublisher(Publisher):
         if acknowledged < len(events):
             self._channel = None  # a channel that lost a confirmation is not trusted again
             raise PublishFailed(acknowledged, error or "not confirmed")
+
+    def _properties(self, event: EventRecord) -> Any:
+        from aiormq import spec
+
+        return spec.Basic.Properties(
+            message_id=event.id,
+            message_type=event.type,
+            content_type="application/json",
+            delivery_mode=2,  # persistent
+        )
+
+    async def _publish_framed(self, channel: Any, events: Sequence[EventRecord]) -> list[asyncio.Future]:
+        """The batch's publishes as one write: aiormq writes each `basic_publish` with a
+        send() of its own, which was half the relay's CPU per message. This does what
+        `basic_publish` does (next delivery tag, a confirmation future per tag, the publish,
+        header and body frames), under the channel's lock, for the whole batch at once."""
+        from aiormq import spec
+        from aiormq.abc import ChannelFrame
+        from aiormq.channel import ContentHeader
+
+        futures: list[asyncio.Future] = []
+        async with channel.lock:
+            frames: list[Any] = []
+            for event in events:
+                body = body_of(event)
+                channel.delivery_tag += 1
+                future = channel.create_future()
+                channel.confirmations[channel.delivery_tag] = future
+                futures.append(future)
+                frames.append(spec.Basic.Publish(exchange=self.exchange_name, routing_key=self.subject_of(event.type)))
+                frames.append(ContentHeader(properties=self._properties(event), body_size=len(body)))
+                frames.extend(channel._split_body(body))
+            await channel.write_queue.put(ChannelFrame.marshall(channel_number=channel.number, frames=frames))
+        return futures
+
+    def _publish_each(self, channel: Any, events: Sequence[EventRecord]) -> list[asyncio.Future]:
+        # tasks start in order and take the channel's lock in order: the frames go out in order
+        return [
+            asyncio.ensure_future(
+                channel.basic_publish(
+                    body_of(event),
+                    exchange=self.exchange_name,
+                    routing_key=self.subject_of(event.type),
+                    properties=self._properties(event),
+                    wait=False,
+                )
+            )
+            for event in events
+        ]
 
     async def tail(
         self, subject: str | None = None, *, from_start: bool = False, on_ready: Callable[[], None] | None = None
