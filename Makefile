@@ -9,7 +9,7 @@ MESSAGE_KEYWORDS := -k msg -k N_ -k problem:3 -k problem_code:3 -k DomainError -
 	-k NotFound -k ValidationFailed -k Conflict -k TooManyRequests -k QuotaExhausted -k WebhookUrlNotAllowed -k Unresolvable \
 	-k AccountSuspended -k InvalidCredentials -k WrongPassword
 
-.PHONY: messages browser clients run test test-sqlite test-postgres install lint migrate seed bench bench-campaigns bench-incentives bench-modules stress stress-short clean
+.PHONY: messages browser clients run test test-sqlite test-postgres install lint migrate seed bench bench-campaigns bench-incentives bench-modules bench-broker stress stress-short clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -119,6 +119,11 @@ bench-incentives: install
 bench-modules: install
 	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
 	$(PY) bench/modules.py $(BENCH_ARGS)
+
+## The broker relay's throughput to the real NATS JetStream and RabbitMQ (see bench/broker.py;
+## BENCH_ARGS="--events 2000 --sqlite" for a quick run).
+bench-broker: install
+	$(PY) bench/broker.py $(BENCH_ARGS)
 
 ## Stress and crash safety on PostgreSQL: two processes, 50 random clients for 3 minutes, the test
 ## clock moving, one process SIGKILLed and restarted; checks the invariants (see bench/stress.py).

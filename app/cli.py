@@ -1,8 +1,10 @@
-"""`python -m app …` / `live-collab …`: serve, migrate, openapi, seed-demo, sweep, create-operator."""
+"""`python -m app …` / `live-collab …`: serve, migrate, openapi, seed-demo, sweep, create-operator,
+broker setup, events tail."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import typer
@@ -154,6 +156,87 @@ def compute_incentives(program_id: str, month: str) -> None:
         typer.echo(f"error ({exc.code}): {exc.detail}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"{result.month}: {result.statements} statements, {result.eligible} eligible, {result.total_fen} fen in vouchers")
+
+
+broker_cli = typer.Typer(help='The event broker (LC_EVENT_BROKER_URL): docs/scaling.md, "Broker".', no_args_is_help=True)
+events_cli = typer.Typer(help="Events on the broker.", no_args_is_help=True)
+cli.add_typer(broker_cli, name="broker")
+cli.add_typer(events_cli, name="events")
+
+
+def _publishers(url: str | None) -> list[Any]:
+    from app.domain.broker import publisher_for
+
+    settings = get_settings()
+    urls = [u.strip() for u in (url or settings.event_broker_url or "").split(",") if u.strip()]
+    if not urls:
+        typer.echo("no broker: set LC_EVENT_BROKER_URL (nats://… or amqp://…) or pass --url", err=True)
+        raise typer.Exit(2)
+    return [
+        publisher_for(
+            u,
+            stream=settings.event_broker_stream,
+            exchange=settings.event_broker_exchange,
+            subject_prefix=settings.event_broker_subject_prefix,
+        )
+        for u in urls
+    ]
+
+
+@broker_cli.command("setup")
+def broker_setup(url: str | None = typer.Option(None, help="instead of LC_EVENT_BROKER_URL")) -> None:
+    """Create the JetStream stream / the RabbitMQ exchange if missing (idempotent)."""
+
+    async def run() -> list[str]:
+        lines = []
+        for publisher in _publishers(url):
+            try:
+                lines.append(await publisher.setup())
+            finally:
+                await publisher.close()
+        return lines
+
+    for line in asyncio.run(run()):
+        typer.echo(line)
+
+
+@events_cli.command("tail")
+def events_tail(
+    subject: str | None = typer.Option(None, help="a subject pattern, NATS syntax (default: <prefix>.>)"),
+    url: str | None = typer.Option(None, help="instead of LC_EVENT_BROKER_URL (the first one)"),
+    from_start: bool = typer.Option(False, help="NATS: every message the stream keeps, then new ones"),
+    count: int = typer.Option(0, help="stop after this many messages (0: never)"),
+    timeout: float = typer.Option(0.0, help="stop after this many seconds (0: never)"),
+) -> None:
+    """Print events as they arrive on the broker: one line each, `<subject> <event JSON>`."""
+
+    async def run() -> None:
+        publisher = _publishers(url)[0]
+        seen = 0
+
+        async def follow() -> None:
+            nonlocal seen
+
+            def ready() -> None:
+                typer.echo(f"tailing {subject or publisher.subject_prefix + '.>'} on {publisher.target}", err=True)
+
+            async for message in publisher.tail(subject, from_start=from_start, on_ready=ready):
+                typer.echo(f"{message.subject} {message.body.decode()}")
+                seen += 1
+                if count and seen >= count:
+                    return
+
+        try:
+            if timeout:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(follow(), timeout)
+            else:
+                await follow()
+        finally:
+            await publisher.close()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from app.demo import incentives as incentives_demo
 from app.demo import live_bases as live_bases_demo
 from app.demo import outreach as outreach_demo
 from app.demo import task_orders as task_orders_demo
-from app.domain import notifications, signals, webhooks
+from app.domain import broker, notifications, signals, webhooks
 from app.domain import task_orders as task_orders_domain
 from app.domain import wallet as wallet_domain
 from app.domain.campaigns import handlers as campaigns_handlers
@@ -116,6 +116,7 @@ MODULES: tuple[Module, ...] = (
         periodic=(
             Periodic("webhook-relay", 1.0, webhooks.deliver_due),
             Periodic("sms-relay", 1.0, notifications.send_queued_sms),
+            Periodic("broker-relay", 0.5, broker.relay_due),  # a no-op without LC_EVENT_BROKER_URL
         ),
     ),
     Module("operations", routers=(platform.ops,)),  # health, readiness, metrics: served last

@@ -17,7 +17,7 @@ def test_importing_the_registry_alone_gives_every_machine_timer_handler_and_job(
     machines, handlers, jobs, counts = (eval(line) if i < 3 else line for i, line in enumerate(out))
     assert len(machines) == 13 and "task_order" in machines and "redemption" in machines
     assert ("task_order", "expire") in handlers and ("cooperation", "end") in handlers and len(handlers) == 7
-    assert jobs == ["sms-relay", "sweeper", "webhook-relay"]
+    assert jobs == ["broker-relay", "sms-relay", "sweeper", "webhook-relay"]
     assert counts == "5 13 0"  # five demo steps, thirteen routers (events has two); importing installs nothing
 
 

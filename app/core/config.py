@@ -6,7 +6,7 @@ import secrets
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The built-in secret: accepted only with LC_ENV=dev (security.md, "Start-up that explains itself").
@@ -72,6 +72,16 @@ class Settings(BaseSettings):
     # the longest silence before a comment line keeps proxies from closing it.
     event_stream_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     event_stream_keepalive_seconds: float = Field(default=15.0, gt=0, le=15)
+    # The broker relay (docs/scaling.md, "Broker"): unset, no relay runs. `nats://host:4222`
+    # (JetStream) or `amqp://user:password@host:5672/vhost` (RabbitMQ); several, comma-separated.
+    event_broker_url: str | None = Field(default=None, validation_alias=AliasChoices("LC_EVENT_BROKER_URL", "LC_BROKER_URL"))
+    event_broker_stream: str = Field(default="LIVECOLLAB", pattern=r"^[A-Za-z0-9_-]{1,64}$")  # JetStream stream
+    event_broker_exchange: str = Field(default="livecollab", pattern=r"^[A-Za-z0-9_.:-]{1,200}$")  # RabbitMQ topic exchange
+    # subjects / routing keys are `<prefix>.<event type>`
+    event_broker_subject_prefix: str = Field(default="livecollab", pattern=r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$")
+    # where a target the relay has never published to starts: every event of the outbox, or from now
+    event_broker_start: Literal["earliest", "latest"] = "earliest"
+    event_broker_batch: int = Field(default=1000, ge=1, le=10_000)
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -36,6 +36,14 @@ def new_id(prefix: str) -> str:
     return prefix + "_" + "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
+def id_time(value: str) -> datetime:
+    """When `new_id` drew `value` (its 48-bit millisecond timestamp), in UTC."""
+    number = 0
+    for char in value.rsplit("_", 1)[-1]:
+        number = number * 32 + _CROCKFORD.index(char)
+    return datetime.fromtimestamp((number >> 80) / 1000, UTC)
+
+
 class current_transaction(FunctionElement[int]):
     """The writing transaction's id as a bigint, for a column default: PostgreSQL's
     `pg_current_xact_id()`; 0 on SQLite, whose writers are serialised (see `Event.tx`)."""

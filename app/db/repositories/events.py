@@ -13,7 +13,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Integer, Select, bindparam, insert, literal_column, or_, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    Select,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import ValidationFailed
@@ -171,6 +184,29 @@ async def events_page(session: AsyncSession, role: str, account_id: str, *, limi
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(rows, rows[-1].position if more else None)
+
+
+def _backlog(dialect: str) -> Select:
+    key = _key(dialect)
+    query = select(events.c.id).where(
+        tuple_(events.c.tx, key) > tuple_(bindparam("after_tx"), bindparam("after_key", type_=key.type))
+    )
+    settled = _settled(dialect)
+    if settled is not None:
+        query = query.where(settled)
+    tail = query.order_by(events.c.tx, key).limit(bindparam("cap", type_=Integer)).subquery()
+    return select(func.count().label("waiting"), func.min(tail.c.id).label("oldest")).select_from(tail)
+
+
+_BACKLOG = {dialect: _backlog(dialect) for dialect in DIALECTS}
+
+
+async def backlog(session: AsyncSession, after: tuple[int, Any], *, cap: int) -> tuple[int, str | None]:
+    """How many readable events follow the position `after` (counted up to `cap`), and the
+    oldest id among them (None: none)."""
+    params = {"after_tx": after[0], "after_key": after[1], "cap": cap}
+    row = (await run(session, _BACKLOG[dialect_of(session).name], params)).one()
+    return row.waiting, row.oldest
 
 
 # --------------------------------------------------------------------------- stream tickets
