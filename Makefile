@@ -9,7 +9,7 @@ MESSAGE_KEYWORDS := -k msg -k N_ -k problem:3 -k problem_code:3 -k DomainError -
 	-k NotFound -k ValidationFailed -k Conflict -k TooManyRequests -k QuotaExhausted -k WebhookUrlNotAllowed -k Unresolvable \
 	-k AccountSuspended -k InvalidCredentials -k WrongPassword
 
-.PHONY: messages browser clients run test test-sqlite test-postgres install lint migrate seed bench bench-campaigns bench-incentives bench-modules bench-broker stress stress-short clean
+.PHONY: messages browser clients run test test-sqlite test-postgres install lint migrate seed bench bench-campaigns bench-incentives bench-modules bench-broker stress stress-scale stress-short clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -129,6 +129,11 @@ bench-broker: install
 ## clock moving, one process SIGKILLed and restarted; checks the invariants (see bench/stress.py).
 stress: install
 	$(PY) bench/stress.py --seconds 180 --clients 50 $(STRESS_ARGS)
+
+## Beyond one machine (scale.md): three service processes relaying to NATS JetStream (restarted
+## mid-load), on a throw-away primary with a streaming replica for the heavy reads.
+stress-scale: install
+	$(PY) bench/stress.py --seconds 180 --clients 50 --replicas 3 --broker nats://127.0.0.1:4222 --db-replica $(STRESS_ARGS)
 
 ## The same, short (what CI runs through tests/test_stress.py).
 stress-short: install

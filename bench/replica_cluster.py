@@ -52,8 +52,9 @@ def free_port() -> int:
 
 
 class ReplicaCluster:
-    def __init__(self, database: str = "postgres") -> None:
+    def __init__(self, database: str = "postgres", max_connections: int = 60) -> None:
         self.database = database
+        self.max_connections = max_connections
         bindir = _bindir()
         if bindir is None:
             raise RuntimeError(available())
@@ -106,7 +107,10 @@ class ReplicaCluster:
         return self
 
     def _start(self, data: Path, port: int, options: str) -> None:
-        settings = f"-p {port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60 {options}"
+        settings = (
+            f"-p {port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            f"-c max_connections={self.max_connections} {options}"
+        )
         self._run("pg_ctl", "-D", str(data), "-o", settings, "-l", str(self.dir / f"{data.name}.log"), "-w", "start")
 
     def stop_replica(self) -> None:

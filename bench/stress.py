@@ -334,6 +334,7 @@ class Order:
 class World:
     op: dict[str, str] = field(default_factory=dict)
     platform: dict[str, str] = field(default_factory=dict)
+    data_as_of: list[str] = field(default_factory=list)  # X-Data-As-Of of the heavy reads answered
     tokens: dict[str, dict[str, str]] = field(default_factory=dict)
     merchants: list[str] = field(default_factory=list)
     products: dict[str, list[str]] = field(default_factory=dict)
@@ -708,6 +709,13 @@ class Client:
         who = self.pick(self.w.merchants + self.w.creators)
         await self.api.call("wallet.get", "GET", "/v1/wallet", self.h(who))
 
+    async def export_top_ups(self) -> None:
+        """A heavy read (on the replica with --db-replica): the recharge history file."""
+        who = self.pick(self.w.merchants)
+        r = await self.api.call("wallet.export_top_ups", "GET", "/v1/wallet/top-ups/export", self.h(who))
+        if r is not None and r.status_code == 200:
+            self.w.data_as_of.append(r.headers.get("x-data-as-of", ""))
+
     # -- outreach ----------------------------------------------------------------------------
     async def open_conversation(self) -> None:
         roll = self.rng.random()
@@ -879,6 +887,7 @@ class Client:
             (self.top_up, 3),
             (self.decide_top_up, 2),
             (self.wallet, 2),
+            (self.export_top_ups, 1),
             (self.open_conversation, 8),
             (self.contact_view, 6),
             (self.quotas, 2),
@@ -1279,7 +1288,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=180, help="length of the load")
     parser.add_argument("--clients", type=int, default=50, help="concurrent clients")
     parser.add_argument("--db", default="lc_stress", help="database to create, use and drop")
-    parser.add_argument("--ports", type=int, nargs=2, default=[8111, 8112])
+    parser.add_argument("--replicas", type=int, default=2, help="service processes (ports from --base-port on)")
+    parser.add_argument("--base-port", type=int, default=8111)
+    parser.add_argument("--ports", type=int, nargs="+", default=None, help="the processes' ports (sets --replicas)")
+    parser.add_argument(
+        "--broker",
+        default=None,
+        help="nats://… : every replica relays the outbox to this NATS JetStream (a stream of its own for the run); "
+        "afterwards every outbox event must be on it exactly once, in order per entity",
+    )
+    parser.add_argument("--broker-restart-at", type=float, default=0.6, help="restart nats-server at this fraction of the load")
+    parser.add_argument(
+        "--db-replica",
+        action="store_true",
+        help="run on a throw-away primary with a streaming replica (bench/replica_cluster.py); heavy reads go to it",
+    )
     parser.add_argument("--receiver-port", type=int, default=8119)
     parser.add_argument("--merchants", type=int, default=10)
     parser.add_argument("--creators", type=int, default=40)
@@ -1298,17 +1321,145 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def run(args: argparse.Namespace) -> int:
+    global PG
     if args.db in ("test", "postgres", "template0", "template1"):
         raise SystemExit(f"refusing to use the database {args.db!r}")
+    if args.ports:
+        args.replicas = len(args.ports)
     seed = args.seed if args.seed is not None else random.randrange(10**6)
     rng = random.Random(seed)
-    log(f"stress: {args.seconds:.0f} s, {args.clients} clients, database {args.db}, seed {seed}")
-    await fresh_database(args.db)
+    log(
+        f"stress: {args.seconds:.0f} s, {args.clients} clients, {args.replicas} service processes, database {args.db}, "
+        f"broker {args.broker or 'none'}, {'a streaming replica' if args.db_replica else 'no replica'}, seed {seed}"
+    )
+    cluster = None
+    if args.db_replica:
+        sys.path.insert(0, str(ROOT))
+        from bench.replica_cluster import ReplicaCluster
+
+        cluster = ReplicaCluster(max_connections=250).start()
+        PG = f"postgresql://postgres@127.0.0.1:{cluster.primary_port}"
+        args.replica_pg = f"postgresql://postgres@127.0.0.1:{cluster.replica_port}"
+        log(f"throw-away primary :{cluster.primary_port}, streaming replica :{cluster.replica_port}")
     try:
-        return await _run(args, seed, rng)
+        await fresh_database(args.db)
+        try:
+            return await _run(args, seed, rng)
+        finally:
+            if not args.keep_db:
+                await drop_database(args.db)
     finally:
-        if not args.keep_db:
-            await drop_database(args.db)
+        if cluster is not None:
+            cluster.close()
+
+
+# =========================================================================== the broker
+def restart_nats(events: list[str]) -> None:
+    """Stop the machine's nats-server (SIGTERM) and start it again with JetStream, its store kept."""
+    found = subprocess.run(["pgrep", "-x", "nats-server"], capture_output=True, text=True)
+    pids = [int(p) for p in found.stdout.split()]
+    for pid in pids:
+        os.kill(pid, signal.SIGTERM)
+    for _ in range(100):
+        if subprocess.run(["pgrep", "-x", "nats-server"], capture_output=True).returncode != 0:
+            break
+        time.sleep(0.1)
+    subprocess.run(
+        [
+            "start-stop-daemon", "--start", "--oknodo", "--background", "--exec", "/usr/sbin/nats-server", "--",
+            "-a", "127.0.0.1", "-p", "4222", "-js", "-sd", "/var/lib/nats-server", "-l", "/var/log/nats-server.log",
+        ],
+        check=True,
+    )  # fmt: skip
+    events.append(f"nats-server restarted (pid {pids or '?'} stopped)")
+    log(events[-1])
+
+
+async def broker_restarter(at: float, events: list[str]) -> None:
+    await asyncio.sleep(at)
+    await asyncio.to_thread(restart_nats, events)
+
+
+async def broker_messages(url: str, stream: str, subjects: str, expected: int, timeout: float) -> tuple[float, list]:
+    """Wait until the stream holds `expected` messages (or `timeout`), then read them all in
+    stream order: (seconds waited, [(message id, event JSON)])."""
+    import nats
+
+    started = time.monotonic()
+    for _ in range(50):  # the server may still be coming back from its restart
+        try:
+            nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=3)
+            break
+        except Exception:  # noqa: BLE001
+            await asyncio.sleep(0.5)
+    else:
+        raise RuntimeError("NATS unreachable after the run")
+    try:
+        js = nc.jetstream()
+        while True:
+            held = (await js.stream_info(stream)).state.messages
+            if held >= expected or time.monotonic() - started > timeout:
+                break
+            await asyncio.sleep(0.5)
+        waited = time.monotonic() - started
+        sub = await js.pull_subscribe(subjects, durable=f"stress_check_{os.getpid()}", stream=stream)
+        found: list = []
+        while len(found) < held:
+            try:
+                batch = await sub.fetch(1000, timeout=5)
+            except TimeoutError:
+                break
+            for message in batch:
+                found.append(((message.headers or {}).get("Nats-Msg-Id"), json.loads(message.data)))
+        return waited, found
+    finally:
+        await nc.close()
+
+
+async def delete_stream(url: str, stream: str) -> None:
+    import nats
+
+    try:
+        nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=1)
+    except Exception:  # noqa: BLE001
+        return
+    try:
+        await nc.jetstream().delete_stream(stream)
+    except Exception:  # noqa: BLE001
+        pass
+    finally:
+        await nc.close()
+
+
+async def check_broker(dsn: str, args: argparse.Namespace, stream: str, prefix: str, report: Report) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        outbox = {r["id"] for r in await conn.fetch("SELECT id FROM events")}
+    finally:
+        await conn.close()
+    waited, found = await broker_messages(args.broker, stream, f"{prefix}.>", len(outbox), args.drain_timeout)
+    report.figure("broker: relay caught up after the load", f"{waited:.1f} s")
+    ids = Counter(message_id for message_id, _ in found)
+    report.figure("broker: messages on the stream / outbox events", f"{len(found)} / {len(outbox)}")
+    missing = sorted(outbox - set(ids))
+    report.check("outbox events missing on the broker", len(missing), ", ".join(missing[:5]))
+    twice = sorted(i for i, n in ids.items() if n > 1)
+    report.check("events on the broker more than once (by message id)", len(twice), ", ".join(twice[:5]))
+    strangers = sorted(i for i in ids if i not in outbox)
+    report.check("broker messages that are no outbox event", len(strangers), ", ".join(str(i) for i in strangers[:5]))
+    body_mismatch = sum(1 for message_id, body in found if body.get("id") != message_id)
+    report.check("broker message id differs from its event's id", body_mismatch)
+    last: dict[tuple[str, str], int] = {}
+    out_of_order = []
+    for _, body in found:  # a machine's event carries its entity and the version it moved to
+        data = body.get("data") or {}
+        if "machine" in data and "id" in data and isinstance(data.get("version"), int):
+            key = (data["machine"], data["id"])
+            if data["version"] <= last.get(key, 0):
+                out_of_order.append(f"{key[0]} {key[1]} v{data['version']} after v{last[key]}")
+            last[key] = max(last.get(key, 0), data["version"])
+    report.check("broker messages out of order per entity (versions)", len(out_of_order), "; ".join(out_of_order[:5]))
+    report.figure("broker: entities whose order was checked", len(last))
 
 
 async def _run(args: argparse.Namespace, seed: int, rng: random.Random) -> int:
@@ -1329,14 +1480,32 @@ async def _run(args: argparse.Namespace, seed: int, rng: random.Random) -> int:
         "LC_ARGON2_MEMORY_COST_KIB": "1024",
         # two replicas share the machine's PostgreSQL (max_connections 100) with the test suite:
         # each keeps a pool sized for its share of the clients and warms a part of it
-        "LC_DB_POOL_SIZE": "24",
+        "LC_DB_POOL_SIZE": str(max(8, 48 // args.replicas)),
         "LC_DB_POOL_WARM": "8",
     }
+    if args.db_replica:
+        env["LC_DATABASE_REPLICA_URL"] = f"{args.replica_pg}/{args.db}".replace("postgresql://", "postgresql+asyncpg://")
+    stream = prefix = ""
+    if args.broker:
+        stream, prefix = f"LCSTRESS{seed}", f"lcstress{seed}"
+        env |= {
+            "LC_EVENT_BROKER_URL": args.broker,
+            "LC_EVENT_BROKER_STREAM": stream,
+            "LC_EVENT_BROKER_SUBJECT_PREFIX": prefix,
+        }
     subprocess.run(
         [sys.executable, "-m", "app", "migrate"], cwd=ROOT, env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL
     )
+    if args.broker:
+        subprocess.run(
+            [sys.executable, "-m", "app", "broker", "setup"],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     logdir = Path(tempfile.mkdtemp(prefix="lc-stress-"))
-    services = [Service("service-a", args.ports[0], env, logdir), Service("service-b", args.ports[1], env, logdir)]
+    services = [Service(f"service-{chr(ord('a') + i)}", args.base_port + i, env, logdir) for i in range(args.replicas)]
     receiver = Receiver(args.receiver_port)
     receiver.start()
     stats = Stats()
@@ -1347,15 +1516,17 @@ async def _run(args: argparse.Namespace, seed: int, rng: random.Random) -> int:
         # (requests refused by a process that is not up yet go to the other one).
         services[0].start()
         await services[0].ready()
-        services[1].start()
+        for service in services[1:]:
+            service.start()
         world = World()
         await build(api, world, args, f"http://127.0.0.1:{args.receiver_port}", rng)
-        await services[1].ready()
+        for service in services[1:]:
+            await service.ready()
         stats.transport_errors.clear()
         log(
             f"world: {len(world.merchants)} merchants, {len(world.creators)} creators, {len(world.agencies)} "
             f"agencies with {len(world.bases)} bases, {len(world.leaders)} group leaders; services "
-            f"{services[0].url} {services[1].url}; logs in {logdir}"
+            f"{' '.join(s.url for s in services)}; logs in {logdir}"
         )
         stats.status.clear()
         stats.latencies.clear()
@@ -1376,18 +1547,26 @@ async def _run(args: argparse.Namespace, seed: int, rng: random.Random) -> int:
         tasks.append(asyncio.create_task(sampler(dsn, deadline, violations_seen, samples)))
         if not args.no_kill:
             tasks.append(asyncio.create_task(killer(services, args.seconds * args.kill_at, args.restart_after, kill_events)))
+        if args.broker and args.broker_restart_at > 0:
+            tasks.append(asyncio.create_task(broker_restarter(args.seconds * args.broker_restart_at, kill_events)))
         await asyncio.gather(*tasks)
         load_seconds = time.monotonic() - load_started
         log(f"load done in {load_seconds:.1f} s; draining the webhook relay")
         drained, missing = await drain(dsn, receiver, world, args.drain_timeout)
         log(f"drained in {drained:.1f} s")
+        if args.broker:
+            await check_broker(dsn, args, stream, prefix, report)
         for service in services:
             service.stop()
 
         totals = stats.totals()
         requests = sum(totals.values())
         report.figure("seed", seed)
-        report.figure("load", f"{load_seconds:.1f} s, {args.clients} clients, 2 processes")
+        report.figure("load", f"{load_seconds:.1f} s, {args.clients} clients, {args.replicas} processes")
+        if args.db_replica:
+            answered = [t for t in world.data_as_of if t]
+            report.figure("heavy reads answered with X-Data-As-Of (replica or primary)", len(answered))
+            report.check("heavy reads without X-Data-As-Of", len(world.data_as_of) - len(answered))
         report.figure(
             "requests",
             f"{requests} ({requests / load_seconds:.1f}/s): " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())),
@@ -1421,12 +1600,14 @@ async def _run(args: argparse.Namespace, seed: int, rng: random.Random) -> int:
             sum(1 for line in problems if "unhandled error" in line or "database error" in line),
         )
 
-        print("\nactions (count, median latency, HTTP status counts):")
+        print("\nactions (count, p50 and p99 latency, HTTP status counts):")
         for name in sorted(stats.status):
             counter = stats.status[name]
-            p50 = statistics.median(stats.by_action[name]) * 1000 if stats.by_action[name] else 0
+            times = sorted(stats.by_action[name])
+            p50 = statistics.median(times) * 1000 if times else 0
+            p99 = times[int(len(times) * 0.99)] * 1000 if times else 0
             print(
-                f"  {name:<28} {sum(counter.values()):6d}  p50 {p50:6.0f} ms  "
+                f"  {name:<28} {sum(counter.values()):6d}  p50 {p50:6.0f} ms  p99 {p99:6.0f} ms  "
                 + " ".join(f"{s}:{n}" for s, n in sorted(counter.items()))
             )
         print("\n4xx answers by code:")
@@ -1451,6 +1632,8 @@ async def _run(args: argparse.Namespace, seed: int, rng: random.Random) -> int:
         for service in services:
             service.stop()
         receiver.stop()
+        if args.broker:
+            await delete_stream(args.broker, stream)
 
 
 async def _main(args: argparse.Namespace) -> int:
