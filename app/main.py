@@ -131,7 +131,7 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
             allow_credentials=True,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["Retry-After", "Idempotent-Replayed", "X-Request-ID"],
+            expose_headers=["Retry-After", "Idempotent-Replayed", "X-Request-ID", "ETag", "X-Data-As-Of", "Content-Language"],
         )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(

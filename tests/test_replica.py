@@ -176,3 +176,11 @@ async def test_every_heavy_read_of_the_spec_says_how_fresh_it_is(cluster, servic
     r = await client.get("/v1/wallet/top-ups/export", headers=merchant)
     assert r.status_code == 200 and r.headers["x-data-as-of"].endswith("Z")
     assert "x-data-as-of" not in (await client.get("/v1/wallet", headers=merchant)).headers
+
+
+async def test_the_schema_declares_x_data_as_of_on_the_heavy_reads(client):
+    doc = (await client.get("/openapi.json")).json()
+    export = doc["paths"]["/v1/wallet/top-ups/export"]["get"]["responses"]["200"]["headers"]
+    assert export["X-Data-As-Of"] == {"$ref": "#/components/headers/XDataAsOf"}
+    assert "X-Data-As-Of" not in doc["paths"]["/v1/wallet"]["get"]["responses"]["200"]["headers"]
+    assert doc["components"]["headers"]["XDataAsOf"]["schema"]["format"] == "date-time"

@@ -118,6 +118,11 @@ HEADERS: dict[str, dict[str, Any]] = {
         "description": "The language of the problem's `title` and `detail` (`en` or `zh-CN`)",
         "schema": {"type": "string"},
     },
+    "XDataAsOf": {
+        "description": "How fresh a heavy read is (docs/scaling.md): read on the streaming replica, its last replayed "
+        "transaction's time; read on the primary, the answer's time (UTC)",
+        "schema": {"type": "string", "format": "date-time"},
+    },
 }
 
 
@@ -233,6 +238,8 @@ def _headers_and_statuses(operation: dict[str, Any], method: str, route: APIRout
         headers = response.setdefault("headers", {})
         headers["X-Request-ID"] = {"$ref": _HEADER + "XRequestId"}
         if status.startswith("2"):
+            if route is not None and getattr(route.endpoint, "replica_read", False):
+                headers["X-Data-As-Of"] = {"$ref": _HEADER + "XDataAsOf"}
             if versioned:
                 headers["ETag"] = {"$ref": _HEADER + "ETag"}
             if "IdempotencyKey" in wanted:
