@@ -36,8 +36,8 @@ CHECKS = [not_a_server_error, status_code_conformance, response_schema_conforman
 
 
 async def _prepare() -> None:
-    from app.core.security import create_token
     from app.domain.accounts import AccountCreate, Profile, create_account
+    from app.domain.accounts.sessions import start_session
 
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.drop_all)
@@ -53,7 +53,7 @@ async def _prepare() -> None:
                 profile=Profile.model_validate({"shop_name": "S"}),
             ),
         )
-        TOKEN["merchant"] = create_token(account.id, "merchant")[0]
+        TOKEN["merchant"] = (await start_session(session, account.id, "merchant")).access_token
         await session.commit()
 
 
