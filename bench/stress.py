@@ -1402,7 +1402,12 @@ async def broker_messages(url: str, stream: str, subjects: str, expected: int, t
                 break
             await asyncio.sleep(0.5)
         waited = time.monotonic() - started
-        sub = await js.pull_subscribe(subjects, durable=f"stress_check_{os.getpid()}", stream=stream)
+        from nats.js.api import AckPolicy, ConsumerConfig
+
+        # no acks: a reader that acknowledges nothing would stop at max_ack_pending (1,000)
+        sub = await js.pull_subscribe(
+            subjects, durable=f"stress_check_{os.getpid()}", stream=stream, config=ConsumerConfig(ack_policy=AckPolicy.NONE)
+        )
         found: list = []
         while len(found) < held:
             try:
