@@ -471,6 +471,17 @@ class Workflow:
             raise NotFound(msg("{entity} {entity_id} not found", entity=term(self.name), entity_id=entity_id))
         return row
 
+    async def lock_unless_busy(self, session: AsyncSession, entity_id: str) -> Any | None:
+        """The row locked, or None when another transaction holds it (`FOR UPDATE SKIP LOCKED`):
+        the sweeper never waits for a request's lock, so it can take no part in a deadlock
+        through the entity. NotFound when there is no such row."""
+        if self.record is None:
+            return await self.load_locked(session, entity_id)
+        row = await entities.entity_unless_locked(session, self.table, self.record, entity_id)
+        if row is None and await entities.entity(session, self.table, self.record, entity_id) is None:
+            raise NotFound(f"{self.name} {entity_id} not found")
+        return row
+
 
 async def history(session: AsyncSession, machine: str, entity_id: str) -> list[TransitionRow]:
     """Every transition of one entity, oldest first."""

@@ -2,15 +2,18 @@
 
 A timer says: at `due_at`, fire `action` on `machine`'s entity, if that is still allowed then.
 Timers are never cancelled: one whose action is no longer allowed when it falls due is dropped.
-The sweeper claims due timers with `FOR UPDATE SKIP LOCKED` (PostgreSQL; SQLite serialises
-writers), so every replica may run it at once and each timer fires once. Each timer fires in a
-savepoint, so a failing one is logged and retried later without undoing the others."""
+The sweeper claims one due timer at a time with `FOR UPDATE SKIP LOCKED` (PostgreSQL; SQLite
+serialises writers), takes its entity with `SKIP LOCKED` as well and fires it in a transaction
+of its own, so every replica may run it at once, each timer fires once, and the sweeper never
+waits for a lock while holding one (no deadlock with requests). Requests fire only the timers of
+the entities they read (lock order: the entity, then its timer rows; docs/DEVELOPING.md)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
+from typing import Any, Protocol, TypeVar
 
 from prometheus_client import Histogram
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -63,12 +66,9 @@ async def schedule(session: AsyncSession, machine: str, entity_id: str, action: 
     )
 
 
-async def _fire_one(session: AsyncSession, timer: TimerRecord, now: datetime) -> bool:
+async def _fire_locked(session: AsyncSession, timer: TimerRecord, row: Any, now: datetime) -> bool:
+    """Fire a timer whose entity (`row`) and timer row this transaction holds."""
     workflow = WORKFLOWS[timer.machine]
-    try:
-        row = await workflow.load_locked(session, timer.entity_id)
-    except NotFound:
-        row = None
     await repo.delete_timer(session, timer.id)
     if row is None or not workflow.can(row, timer.action, SYSTEM, now):
         return False
@@ -81,53 +81,123 @@ async def _fire_one(session: AsyncSession, timer: TimerRecord, now: datetime) ->
     return True
 
 
-async def fire_due(
-    session: AsyncSession,
-    *,
-    machines: Iterable[str] | None = None,
-    entity_id: str | None = None,
-    limit: int = 200,
-    rounds: int = 20,
-) -> int:
-    """Fire the timers due now (business time), in this session's transaction: up to `rounds`
-    batches of `limit`. Returns how many transitions happened. Used by the sweeper, the test
-    clock and reads (an overdue item is fired before it is shown). Nothing on a replica's
-    session (a `@replica_read`: its due timers are the sweeper's, lag tolerated)."""
+_BUSY = object()
+
+
+async def _fire_in_request(session: AsyncSession, timer: TimerRecord, now: datetime, *, wait: bool) -> bool | object:
+    """Fire one due timer inside a request's transaction, in the global lock order: the entity
+    first (waiting for it when `wait`; else `_BUSY` when another transaction holds it), then
+    the timer row (False when it fired meanwhile or moved later)."""
+    workflow = WORKFLOWS[timer.machine]
+    try:
+        row = await (workflow.load_locked if wait else workflow.lock_unless_busy)(session, timer.entity_id)
+    except NotFound:
+        row = None
+    else:
+        if row is None:
+            return _BUSY
+    if not await repo.lock_due_timer(session, timer.id, now):
+        return False
+    return await _fire_locked(session, timer, row, now)
+
+
+async def _fire_each(session: AsyncSession, due: list[TimerRecord], now: datetime, *, wait: bool) -> int:
+    fired = 0
+    for timer in due:
+        try:
+            async with session.begin_nested():
+                if await _fire_in_request(session, timer, now, wait=wait) is True:
+                    fired += 1
+        except Exception:  # one broken timer must not fail the read; it stays due for the sweeper
+            log.exception("timer %s (%s.%s on %s) failed", timer.id, timer.machine, timer.action, timer.entity_id)
+    return fired
+
+
+async def fire_due(session: AsyncSession, *, entity_id: str, rounds: int = 5) -> int:
+    """Fire one entity's due timers (business time) in this session's transaction, as the
+    sweeper would have: a read shows, and an action acts on, the entity as of now. Waits for
+    the entity's lock, then takes its timer rows (the order every request keeps). Returns how
+    many transitions happened. Nothing on a replica's session (a `@replica_read`: its due
+    timers are the sweeper's, lag tolerated)."""
     if session.info.get(ON_REPLICA):
         return 0
     fired = 0
-    failed: set[str] = set()
-    wanted = None if machines is None else list(machines)
-    for n in range(rounds):  # a fired timer may make another one due at once
+    for _ in range(rounds):  # a fired timer may make another one due at once
         now = await clock.now(session)
-        if n == 0 and not await repo.any_due(session, now, entity_id=entity_id):
-            return 0  # the common case on a request path: nothing locked, no transaction begun
-        due = await repo.due_timers(session, now, machines=wanted, entity_id=entity_id, skip=failed, limit=limit)
-        for timer in due:
-            try:
-                async with session.begin_nested():
-                    if await _fire_one(session, timer, now):
-                        fired += 1
-            except Exception:  # one broken timer must not stop the others; it stays due
-                log.exception("timer %s (%s.%s on %s) failed", timer.id, timer.machine, timer.action, timer.entity_id)
-                failed.add(timer.id)
-        if len(due) < limit:
+        due = await repo.due_timers_for(session, now, entity_id)
+        if not due:
+            break
+        done = await _fire_each(session, due, now, wait=True)
+        fired += done
+        if not done:
             break
     return fired
 
 
-SWEEP_BATCH = 20
+async def fire_due_of(session: AsyncSession, machine: str, entity_ids: Iterable[str]) -> int:
+    """Fire the due timers of the entities a list read is about to show (its page), in entity
+    id order, skipping an entity another transaction holds (that one is being acted on, or
+    the sweeper has it). Returns how many transitions happened: the caller reads its page again
+    when any did."""
+    ids = sorted(set(entity_ids))
+    if not ids or session.info.get(ON_REPLICA):
+        return 0
+    now = await clock.now(session)
+    return await _fire_each(session, await repo.due_timers_of(session, now, machine, ids), now, wait=False)
+
+
+class _Page(Protocol):
+    @property
+    def items(self) -> Sequence[Any]: ...
+
+
+PageT = TypeVar("PageT", bound=_Page)
+
+
+async def page_as_of_now(session: AsyncSession, machine: str, read: Callable[[], Awaitable[PageT]]) -> PageT:
+    """A list page as of now: `read()` once, fire the due timers of the entities on it
+    (`fire_due_of`), and read again if any fired (an overdue item is shown as it is now)."""
+    page = await read()
+    if await fire_due_of(session, machine, [item.id for item in page.items]):
+        page = await read()
+    return page
+
+
+async def _sweep_one(session: AsyncSession, timer: TimerRecord, now: datetime, skip: set[str]) -> bool:
+    """Fire a claimed timer if its entity is free (`SKIP LOCKED` again: the sweeper never waits
+    for a lock while it holds one); a timer whose entity is busy goes to `skip` and stays due."""
+    try:
+        row = await WORKFLOWS[timer.machine].lock_unless_busy(session, timer.entity_id)
+    except NotFound:
+        row = None
+    else:
+        if row is None:
+            skip.add(timer.id)
+            return False
+    return await _fire_locked(session, timer, row, now)
 
 
 async def sweep(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
-    """Fire every due timer once. Returns how many fired. Small batches, each committed: a
-    batch holds the row locks of its timers' entities until it commits, so large ones would
-    keep users' requests on those rows waiting (and deadlock with them)."""
+    """Fire every due timer once, each in its own short transaction: claim the oldest due one
+    (`FOR UPDATE SKIP LOCKED`, so replicas share the work and no two fire one timer), fire it,
+    commit. A timer holds its entity's locks only for its own transition. Returns how many
+    fired. A timer whose entity a request holds, or that fails (logged), is left for the next
+    run."""
     total = 0
+    skip: set[str] = set()
     while True:
         async with sessionmaker() as session:
-            fired = await fire_due(session, limit=SWEEP_BATCH, rounds=1)
-            await session.commit()
+            now = await clock.now(session)
+            timer = await repo.claim_due_timer(session, now, skip)
+            if timer is None:
+                await session.commit()
+                return total
+            try:
+                fired = await _sweep_one(session, timer, now, skip)
+                await session.commit()
+            except Exception:  # one broken timer must not stop the others; it stays due
+                await session.rollback()
+                log.exception("timer %s (%s.%s on %s) failed", timer.id, timer.machine, timer.action, timer.entity_id)
+                skip.add(timer.id)
+                continue
         total += fired
-        if fired < SWEEP_BATCH:
-            return total

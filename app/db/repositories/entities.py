@@ -11,16 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.repositories._run import prepared, record_of, run
 
 T = TypeVar("T")
-_BY_ID: dict[tuple[str, bool], Select] = {}
+_BY_ID: dict[tuple[str, bool | str], Select] = {}
 _GATES: dict[tuple[str, tuple[str, ...]], Update] = {}
 
 
-def _by_id(table: Table, lock: bool) -> Select:
+def _by_id(table: Table, lock: bool | str) -> Select:
     statement = _BY_ID.get((table.name, lock))
     if statement is None:
         statement = select(table).where(table.c.id == bindparam("id"))
         if lock:
-            statement = statement.with_for_update()
+            statement = statement.with_for_update(skip_locked=lock == "skip")
         _BY_ID[(table.name, lock)] = prepared(statement)
     return statement
 
@@ -29,6 +29,13 @@ async def entity(session: AsyncSession, table: Table, record: type[T], entity_id
     """The entity's row as a record; `lock`: `FOR UPDATE` (PostgreSQL; SQLite's writers are
     serialised by `BEGIN IMMEDIATE`)."""
     row = (await run(session, _by_id(table, lock), {"id": entity_id})).first()
+    return None if row is None else record_of(record, row)
+
+
+async def entity_unless_locked(session: AsyncSession, table: Table, record: type[T], entity_id: str) -> T | None:
+    """The entity's row locked `FOR UPDATE SKIP LOCKED`: None when another transaction holds it
+    (or it does not exist). SQLite has no row locks (its writers are serialised): the row."""
+    row = (await run(session, _by_id(table, "skip"), {"id": entity_id})).first()
     return None if row is None else record_of(record, row)
 
 

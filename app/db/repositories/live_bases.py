@@ -731,6 +731,22 @@ async def hold_active_cooperations(session: AsyncSession, creator_id: str, base_
     await run(session, _HOLD_ACTIVE_COOPERATIONS, {"creator": creator_id, "base": base_id})
 
 
+_OVERDUE_COOPERATIONS = (
+    select(cooperations.c.id)
+    .where(
+        cooperations.c.creator_id == bindparam("creator"),
+        cooperations.c.state == "active",
+        cooperations.c.ends_at <= bindparam("now"),
+    )
+    .order_by(cooperations.c.id)
+)
+
+
+async def overdue_cooperations_of(session: AsyncSession, creator_id: str, now: datetime) -> list[str]:
+    """The creator's cooperations still active past `ends_at` (their `end` timer is due)."""
+    return list((await run(session, _OVERDUE_COOPERATIONS, {"creator": creator_id, "now": now})).scalars())
+
+
 async def present_check_ins_of(session: AsyncSession, cooperation_id: str) -> list[CheckInRecord]:
     """The check-ins under a cooperation that are checked in."""
     rows = await run(session, _PRESENT_OF_COOPERATION, {"cooperation": cooperation_id})

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, Select, String, all_, any_, bindparam, delete, insert, select, text
+from sqlalchemy import String, all_, bindparam, delete, insert, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -96,68 +96,66 @@ async def delete_timer(session: AsyncSession, timer_id: str) -> None:
     await run(session, _DELETE_TIMER, {"id": timer_id})
 
 
-def _due_on_postgres(by_machines: bool, by_entity: bool) -> Select:
-    # one prebuilt statement per filter shape (the lists go in as arrays), for the fast lane
-    query = (
-        select(timers)
-        .where(timers.c.due_at <= bindparam("now"), timers.c.id != all_(bindparam("skip", type_=ARRAY(String))))
-        .order_by(timers.c.due_at)
-        .limit(bindparam("limit", type_=Integer))
-        .with_for_update(skip_locked=True)
+# Lock order (docs/DEVELOPING.md, "Lock order"): a request locks an entity, then its timer rows;
+# the sweeper claims a timer with SKIP LOCKED and then takes its entity with SKIP LOCKED too, so
+# it never waits for a lock while holding one a request may want.
+_CLAIM = (
+    select(timers)
+    .where(timers.c.due_at <= bindparam("now"), timers.c.id != all_(bindparam("skip", type_=ARRAY(String))))
+    .order_by(timers.c.due_at, timers.c.machine, timers.c.entity_id, timers.c.action)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
+_DUE_OF = (
+    select(timers)
+    .where(
+        timers.c.due_at <= bindparam("now"),
+        timers.c.machine == bindparam("machine"),
+        timers.c.entity_id.in_(bindparam("entity_ids", expanding=True)),
     )
-    if by_machines:
-        query = query.where(timers.c.machine == any_(bindparam("machines", type_=ARRAY(String))))
-    if by_entity:
-        query = query.where(timers.c.entity_id == bindparam("entity_id"))
-    return query
+    .order_by(timers.c.entity_id, timers.c.action)
+)
+_DUE_FOR = (
+    select(timers)
+    .where(timers.c.due_at <= bindparam("now"), timers.c.entity_id == bindparam("entity_id"))
+    .order_by(timers.c.machine, timers.c.action)
+)
+_LOCK_DUE = select(timers.c.id).where(timers.c.id == bindparam("id"), timers.c.due_at <= bindparam("now")).with_for_update()
 
 
-_DUE = {(m, e): _due_on_postgres(m, e) for m in (False, True) for e in (False, True)}
-
-
-def _any_due(by_entity: bool) -> Select:
-    # any timer at all (of an entity): a range on due_at alone, so the planner can only take the
-    # due_at index and stops at its first entry. With a machine filter it took the
-    # (machine, entity_id, action) index and read every timer of those machines, due or not,
-    # which grows with every check-in's expiry timer.
-    query = select(timers.c.id).where(timers.c.due_at <= bindparam("now"))
-    if by_entity:
-        query = query.where(timers.c.entity_id == bindparam("entity_id"))
-    return query.order_by(timers.c.due_at).limit(1)
-
-
-_ANY_DUE = {e: _any_due(e) for e in (False, True)}
-
-
-async def any_due(session: AsyncSession, now: datetime, *, entity_id: str | None) -> bool:
-    """Whether any timer (of this entity) is due at `now`, by a plain read: a request path that
-    finds none has taken no lock and begun no transaction for it (the common case: the sweeper
-    keeps few timers due), so a route that writes once keeps its write the only statement in
-    one. A due timer of a machine the caller does not fire only costs it the locking claim."""
-    rows = await run(session, _ANY_DUE[entity_id is not None], {"now": now, "entity_id": entity_id})
-    return rows.first() is not None
-
-
-async def due_timers(
-    session: AsyncSession, now: datetime, *, machines: list[str] | None, entity_id: str | None, skip: set[str], limit: int
-) -> list[TimerRecord]:
-    """Timers due at `now`, oldest first; on PostgreSQL those another transaction holds are
-    skipped (`FOR UPDATE SKIP LOCKED`), so every replica's sweeper may run at once."""
+async def claim_due_timer(session: AsyncSession, now: datetime, skip: set[str]) -> TimerRecord | None:
+    """The oldest timer due at `now` (not in `skip`), its row locked; on PostgreSQL one another
+    transaction holds is skipped (`FOR UPDATE SKIP LOCKED`), so every replica's sweeper may run
+    at once and no two fire one timer. SQLite serialises writers."""
     if dialect_of(session).name == "postgresql":
-        rows = await run(
-            session,
-            _DUE[machines is not None, entity_id is not None],
-            {"now": now, "skip": list(skip), "limit": limit, "machines": machines, "entity_id": entity_id},
-        )
-        return [record_of(TimerRecord, row) for row in rows]
-    query = select(timers).where(timers.c.due_at <= now).order_by(timers.c.due_at).limit(limit)
-    if machines is not None:
-        query = query.where(timers.c.machine.in_(machines))
-    if entity_id is not None:
-        query = query.where(timers.c.entity_id == entity_id)
-    if skip:
-        query = query.where(timers.c.id.not_in(skip))
-    return [record_of(TimerRecord, row) for row in await run(session, query)]
+        row = (await run(session, _CLAIM, {"now": now, "skip": list(skip)})).first()
+    else:
+        query = select(timers).where(timers.c.due_at <= now)
+        if skip:
+            query = query.where(timers.c.id.not_in(skip))
+        query = query.order_by(timers.c.due_at, timers.c.machine, timers.c.entity_id, timers.c.action).limit(1)
+        row = (await run(session, query)).first()
+    return None if row is None else record_of(TimerRecord, row)
+
+
+async def due_timers_of(session: AsyncSession, now: datetime, machine: str, entity_ids: list[str]) -> list[TimerRecord]:
+    """The timers of these entities due at `now`, unlocked, in the global lock order (entity
+    id, then action)."""
+    if not entity_ids:
+        return []
+    rows = await run(session, _DUE_OF, {"now": now, "machine": machine, "entity_ids": entity_ids})
+    return [record_of(TimerRecord, row) for row in rows]
+
+
+async def due_timers_for(session: AsyncSession, now: datetime, entity_id: str) -> list[TimerRecord]:
+    """One entity's timers due at `now`, unlocked."""
+    return [record_of(TimerRecord, row) for row in await run(session, _DUE_FOR, {"now": now, "entity_id": entity_id})]
+
+
+async def lock_due_timer(session: AsyncSession, timer_id: str, now: datetime) -> bool:
+    """Lock a timer row that is still due (`FOR UPDATE`); False when it has fired meanwhile or
+    moved later. Taken after its entity's lock, as every request does."""
+    return (await run(session, _LOCK_DUE, {"id": timer_id, "now": now})).first() is not None
 
 
 # --------------------------------------------------------------------------- history

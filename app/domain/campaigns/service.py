@@ -37,7 +37,7 @@ from app.domain.schemas import PageOut
 from app.state import clock
 from app.state.campaign import CAMPAIGN, close_due
 from app.state.core import Actor, history
-from app.state.timers import fire_due, new_timer
+from app.state.timers import fire_due, new_timer, page_as_of_now
 
 GMV_WINDOW = timedelta(days=30)
 
@@ -114,9 +114,10 @@ async def create_campaign(session: AsyncSession, actor: Actor, body: CampaignCre
 async def list_campaigns(
     session: AsyncSession, actor: Actor, *, state: CampaignState | None, limit: int, cursor: str | None
 ) -> PageOut[CampaignOut]:
-    await fire_due(session, machines=["campaign"])
+    page = await page_as_of_now(
+        session, "campaign", lambda: repo.campaigns_page(session, actor.role, actor.id, state=state, limit=limit, cursor=cursor)
+    )
     now = await clock.now(session)
-    page = await repo.campaigns_page(session, actor.role, actor.id, state=state, limit=limit, cursor=cursor)
     return PageOut[CampaignOut](items=[campaign_out(r, actor, now) for r in page.items], next_cursor=page.next_cursor)
 
 

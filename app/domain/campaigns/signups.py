@@ -37,7 +37,7 @@ from app.domain.schemas import PageOut
 from app.state import clock
 from app.state.campaign_signup import CAMPAIGN_SIGNUP, expiry_due
 from app.state.core import Actor, Ctx, history
-from app.state.timers import fire_due, new_timer
+from app.state.timers import fire_due, new_timer, page_as_of_now
 
 _EVENTS, _RECIPIENTS = table_of(Event), table_of(EventRecipient)
 _RECORD_FIELDS = tuple(f.name for f in fields(SignupRecord))
@@ -236,6 +236,9 @@ async def list_signups(
     session: AsyncSession, actor: Actor, campaign_id: str, *, state: CampaignSignupState | None, limit: int, cursor: str | None
 ) -> PageOut[CampaignSignupOut]:
     campaign, now = await visible_campaign(session, actor, campaign_id)
-    await fire_due(session, machines=["campaign_signup"])
-    page = await repo.signups_page(session, campaign.id, actor.role, actor.id, state=state, limit=limit, cursor=cursor)
+    page = await page_as_of_now(
+        session,
+        "campaign_signup",
+        lambda: repo.signups_page(session, campaign.id, actor.role, actor.id, state=state, limit=limit, cursor=cursor),
+    )
     return PageOut[CampaignSignupOut](items=[signup_out(r, actor, now) for r in page.items], next_cursor=page.next_cursor)

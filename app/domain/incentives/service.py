@@ -44,7 +44,7 @@ from app.state.core import SYSTEM, Actor, history
 from app.state.incentive_statement import INCENTIVE_STATEMENT
 from app.state.provider_contract import PROVIDER_CONTRACT
 from app.state.redemption import REDEMPTION
-from app.state.timers import fire_due, new_timer, on_timer
+from app.state.timers import fire_due, new_timer, on_timer, page_as_of_now
 from app.state.voucher import VOUCHER
 
 
@@ -205,8 +205,9 @@ async def list_programs(session: AsyncSession, *, limit: int, cursor: str | None
 async def list_vouchers(
     session: AsyncSession, actor: Actor, *, state: str | None, limit: int, cursor: str | None
 ) -> PageOut[VoucherOut]:
-    await fire_due(session, machines=[VOUCHER.name])
-    page = await repo.vouchers_page(session, actor.role, actor.id, state=state, limit=limit, cursor=cursor)
+    page = await page_as_of_now(
+        session, VOUCHER.name, lambda: repo.vouchers_page(session, actor.role, actor.id, state=state, limit=limit, cursor=cursor)
+    )
     now = await clock.now(session)
     return PageOut[VoucherOut](items=[voucher_out(r, actor, now) for r in page.items], next_cursor=page.next_cursor)
 

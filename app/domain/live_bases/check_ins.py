@@ -24,7 +24,7 @@ from app.state import clock
 from app.state.check_in import CHECK_IN
 from app.state.cooperation import COOPERATION
 from app.state.core import SYSTEM, Actor
-from app.state.timers import fire_due, new_timer, on_timer
+from app.state.timers import fire_due, fire_due_of, new_timer, on_timer, page_as_of_now
 
 PENDING_CHECK_IN_MINUTES = 10
 MAX_LEVEL_FOR_NEW_COOPERATION = 4
@@ -79,6 +79,22 @@ def _check_in_overdue(row: CheckInRecord, now: datetime) -> bool:
     return row.state == "checked_in" and row.checked_in_at is not None and clock.next_local_midnight(row.checked_in_at) <= now
 
 
+async def _fire_overdue(session: AsyncSession, row: CheckInRecord, now: datetime) -> bool:
+    """Fire what is due for a check-in, as the sweeper would have, in the lock order
+    (cooperation, then check-in): its cooperation's end (which checks it out), then its own
+    timer. Whether anything was due."""
+    due = False
+    if row.state == "checked_in" and row.cooperation_id is not None:
+        cooperation = await repo.cooperation(session, row.cooperation_id)
+        if cooperation is not None and cooperation.state == "active" and cooperation.ends_at <= now:
+            await fire_due(session, entity_id=cooperation.id)
+            due = True
+    if _check_in_overdue(row, now):
+        await fire_due(session, entity_id=row.id)
+        due = True
+    return due
+
+
 async def _visible_check_in(session: AsyncSession, actor: Actor, check_in_id: str) -> tuple[CheckInRecord, datetime]:
     """The check-in as of now (an overdue timer fired first, as the sweeper would have) and
     business time. No lock: a transition's conditional UPDATE sees whether it moved since."""
@@ -86,8 +102,7 @@ async def _visible_check_in(session: AsyncSession, actor: Actor, check_in_id: st
     if row is None or not _sees(row, actor):
         raise NotFound("no such check-in")
     now = await clock.now(session)
-    if _check_in_overdue(row, now):
-        await fire_due(session, entity_id=check_in_id)
+    if await _fire_overdue(session, row, now):
         row = await repo.check_in(session, check_in_id)
         assert row is not None
     return row, now
@@ -99,12 +114,13 @@ async def open_check_in(session: AsyncSession, actor: Actor, body: CheckInCreate
     base = await base_of_code(session, body.token)
     now = await clock.now(session)
     standing = await repo.standing_of(session, actor.id, base.id, now)
-    if standing is not None and standing.timer_due:  # fire it first (in a transaction), then read again
-        await fire_due(session, machines=repo.VISIT_MACHINES)
-        now = await clock.now(session)
-        standing = await repo.standing_of(session, actor.id, base.id, now)
     if standing is None:
         raise NotFound("no such account")
+    if standing.present is not None:  # still present as of now? (its check-out may be due)
+        present = await repo.check_in(session, standing.present)
+        if present is not None and await _fire_overdue(session, present, now):
+            standing = await repo.standing_of(session, actor.id, base.id, now)
+            assert standing is not None
     if standing.present is not None:
         raise Conflict("you are already checked in at this base", code="already_checked_in", check_in_id=standing.present)
     reasons = evaluate(standing, base.agency_id)
@@ -134,7 +150,6 @@ async def open_check_in(session: AsyncSession, actor: Actor, body: CheckInCreate
 
 
 async def get_check_in(session: AsyncSession, actor: Actor, check_in_id: str) -> CheckInOut:
-    await fire_due(session, machines=["cooperation"])  # an ended cooperation checks its creator out
     row, now = await _visible_check_in(session, actor, check_in_id)
     return check_in_out(row, actor, now)
 
@@ -147,9 +162,13 @@ async def check_in_history(session: AsyncSession, actor: Actor, check_in_id: str
 async def list_check_ins(
     session: AsyncSession, actor: Actor, *, state: str | None, base_id: str | None, limit: int, cursor: str | None
 ) -> PageOut[CheckInOut]:
-    await fire_due(session, machines=["cooperation", "check_in"])
     page = await repo.check_ins_page(session, actor.role, actor.id, state=state, base_id=base_id, limit=limit, cursor=cursor)
     now = await clock.now(session)
+    # the page as of now: its cooperations' ends first, then the check-ins' own timers (the lock order)
+    cooperations = [r.cooperation_id for r in page.items if r.state == "checked_in" and r.cooperation_id is not None]
+    fired = await fire_due_of(session, COOPERATION.name, cooperations)
+    if await fire_due_of(session, CHECK_IN.name, [r.id for r in page.items]) or fired:
+        page = await repo.check_ins_page(session, actor.role, actor.id, state=state, base_id=base_id, limit=limit, cursor=cursor)
     return PageOut[CheckInOut](items=[check_in_out(r, actor, now) for r in page.items], next_cursor=page.next_cursor)
 
 
@@ -157,15 +176,21 @@ async def confirm_check_in(session: AsyncSession, actor: Actor, check_in_id: str
     """The rules are evaluated again: `checked_in` (under the creator's active cooperation with
     the base, or a new one) or `rejected` with the reasons. The transition, a new cooperation
     with its history and event, and both timers are one statement."""
-    row, now = await _visible_check_in(session, actor, check_in_id)
+    seen = await repo.check_in(session, check_in_id)
+    if seen is None or not _sees(seen, actor):
+        raise NotFound("no such check-in")
     # Lock the creator before reading the rules: two confirms of one creator at two bases are
     # decided one at a time, the second seeing the cooperation the first started. (The
-    # check-in itself needs no lock: the transition's conditional UPDATE is its check.)
-    await repo.lock_account(session, row.creator_id)
-    await fire_due(session, machines=["cooperation"])
+    # check-in itself needs no lock: the transition's conditional UPDATE is its check.) Locks in
+    # the global order: the account, its cooperations, then the check-in.
+    await repo.lock_account(session, seen.creator_id)
+    now = await clock.now(session)
+    for overdue in await repo.overdue_cooperations_of(session, seen.creator_id, now):
+        await fire_due(session, entity_id=overdue)  # ended as of now
     # and hold the cooperation it may check in under: ending it concurrently would miss this
     # check-in (the standing below, read after the lock, sees an end committed meanwhile)
-    await repo.hold_active_cooperations(session, row.creator_id, row.base_id)
+    await repo.hold_active_cooperations(session, seen.creator_id, seen.base_id)
+    row, now = await _visible_check_in(session, actor, check_in_id)
     reasons: list[str] = []
     changes: dict[str, Any] = {}
     also: list[Part] = []
@@ -285,8 +310,11 @@ async def cooperation_history(session: AsyncSession, actor: Actor, cooperation_i
 async def list_cooperations(
     session: AsyncSession, actor: Actor, *, state: str | None, limit: int, cursor: str | None
 ) -> PageOut[CooperationOut]:
-    await fire_due(session, machines=["cooperation"])
-    page = await repo.cooperations_page(session, actor.role, actor.id, state=state, limit=limit, cursor=cursor)
+    page = await page_as_of_now(
+        session,
+        COOPERATION.name,
+        lambda: repo.cooperations_page(session, actor.role, actor.id, state=state, limit=limit, cursor=cursor),
+    )
     now = await clock.now(session)
     return PageOut[CooperationOut](items=[cooperation_out(r, actor, now) for r in page.items], next_cursor=page.next_cursor)
 

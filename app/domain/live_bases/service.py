@@ -46,7 +46,7 @@ from app.state import clock
 from app.state.core import Actor, Workflow, history
 from app.state.creator_binding import CREATOR_BINDING
 from app.state.shop_binding import SHOP_BINDING
-from app.state.timers import fire_due, new_timer
+from app.state.timers import fire_due, new_timer, page_as_of_now
 
 INVITATION_DAYS = 7
 HOME_PAGE_PRODUCTS = 100
@@ -288,9 +288,12 @@ async def get_creator_binding(session: AsyncSession, actor: Actor, binding_id: s
 async def list_creator_bindings(
     session: AsyncSession, actor: Actor, *, state: str | None, limit: int, cursor: str | None
 ) -> PageOut[CreatorBindingOut]:
-    await fire_due(session, machines=[CREATOR_BINDING.name])
-    page = await repo.bindings_page(
-        session, CREATOR_BINDING.table, CreatorBindingRecord, actor.role, actor.id, state=state, limit=limit, cursor=cursor
+    page = await page_as_of_now(
+        session,
+        CREATOR_BINDING.name,
+        lambda: repo.bindings_page(
+            session, CREATOR_BINDING.table, CreatorBindingRecord, actor.role, actor.id, state=state, limit=limit, cursor=cursor
+        ),
     )
     items = await _creator_bindings_out(session, page.items, actor, await clock.now(session))
     return PageOut[CreatorBindingOut](items=items, next_cursor=page.next_cursor)
@@ -371,9 +374,12 @@ async def get_shop_binding(session: AsyncSession, actor: Actor, binding_id: str)
 async def list_shop_bindings(
     session: AsyncSession, actor: Actor, *, state: str | None, limit: int, cursor: str | None
 ) -> PageOut[ShopBindingOut]:
-    await fire_due(session, machines=[SHOP_BINDING.name])
-    page = await repo.bindings_page(
-        session, SHOP_BINDING.table, ShopBindingRecord, actor.role, actor.id, state=state, limit=limit, cursor=cursor
+    page = await page_as_of_now(
+        session,
+        SHOP_BINDING.name,
+        lambda: repo.bindings_page(
+            session, SHOP_BINDING.table, ShopBindingRecord, actor.role, actor.id, state=state, limit=limit, cursor=cursor
+        ),
     )
     now = await clock.now(session)
     return PageOut[ShopBindingOut](items=[shop_binding_out(r, actor, now) for r in page.items], next_cursor=page.next_cursor)

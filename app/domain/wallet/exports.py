@@ -9,7 +9,7 @@ from app.db.repositories import wallet as repo
 from app.domain.exports import CSV, XLSX, Download, csv_bytes, xlsx_bytes
 from app.state import clock
 from app.state.core import Actor
-from app.state.timers import fire_due
+from app.state.timers import fire_due_of
 
 EXPORT_LIMIT = 50_000
 _STATE_LABELS = {"pending": "待确认", "succeeded": "成功", "rejected": "已驳回", "expired": "已过期"}
@@ -28,8 +28,11 @@ EXPORT_HEADER = [
 
 
 async def export_rows(session: AsyncSession, actor: Actor, *, state: str | None, account_id: str | None) -> list[list[object]]:
-    await fire_due(session, machines=["top_up"])
     rows = await repo.top_ups_for_export(session, actor.role, actor.id, state=state, account_id=account_id, limit=EXPORT_LIMIT)
+    if await fire_due_of(session, "top_up", [r.id for r in rows]):  # the rows as of now
+        rows = await repo.top_ups_for_export(
+            session, actor.role, actor.id, state=state, account_id=account_id, limit=EXPORT_LIMIT
+        )
     return [
         [
             r.id,

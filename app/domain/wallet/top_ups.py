@@ -26,7 +26,7 @@ from app.domain.wallet.ledger import (
 from app.domain.wallet.schemas import TopUpCreate, TopUpDecision, TopUpMethod, TopUpOut
 from app.state import clock
 from app.state.core import SYSTEM, Actor, history
-from app.state.timers import fire_due, new_timer, on_timer
+from app.state.timers import fire_due, new_timer, on_timer, page_as_of_now
 from app.state.top_up import TOP_UP
 
 
@@ -199,9 +199,12 @@ async def expire_on_timer(session: AsyncSession, row: TopUpRecord, now: datetime
 async def list_top_ups(
     session: AsyncSession, actor: Actor, *, state: str | None, account_id: str | None, limit: int, cursor: str | None
 ) -> PageOut[TopUpOut]:
-    await fire_due(session, machines=["top_up"])
+    page = await page_as_of_now(
+        session,
+        "top_up",
+        lambda: repo.top_ups_page(session, actor.role, actor.id, state=state, account_id=account_id, limit=limit, cursor=cursor),
+    )
     now = await clock.now(session)
-    page = await repo.top_ups_page(session, actor.role, actor.id, state=state, account_id=account_id, limit=limit, cursor=cursor)
     return PageOut[TopUpOut](items=[top_up_out(r, actor, now) for r in page.items], next_cursor=page.next_cursor)
 
 
