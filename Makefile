@@ -128,12 +128,13 @@ bench-broker: install
 ## Stress and crash safety on PostgreSQL: two processes, 50 random clients for 3 minutes, the test
 ## clock moving, one process SIGKILLed and restarted; checks the invariants (see bench/stress.py).
 stress: install
-	$(PY) bench/stress.py --seconds 180 --clients 50 $(STRESS_ARGS)
+	$(PY) bench/stress.py --seconds 180 --clients 50 --max-p99 2 --max-drain 10 $(STRESS_ARGS)
 
 ## Beyond one machine (scale.md): three service processes relaying to NATS JetStream (restarted
 ## mid-load), on a throw-away primary with a streaming replica for the heavy reads.
 stress-scale: install
-	$(PY) bench/stress.py --seconds 180 --clients 50 --replicas 3 --broker nats://127.0.0.1:4222 --db-replica $(STRESS_ARGS)
+	$(PY) bench/stress.py --seconds 180 --clients 50 --replicas 3 --broker nats://127.0.0.1:4222 --db-replica \
+		--max-p99 2 --max-drain 10 $(STRESS_ARGS)
 
 ## The same, short (what CI runs through tests/test_stress.py).
 stress-short: install

@@ -213,6 +213,10 @@ class Service:
             self.proc.kill()
             self.proc.wait()
 
+    def deadlocks(self) -> int:
+        """`deadlock detected` anywhere in the processes' logs (also inside a WARNING's traceback)."""
+        return sum(path.read_text(errors="replace").count("deadlock detected") for path in self.logs if path.exists())
+
     def log_problems(self) -> list[str]:
         """ERROR lines the processes logged (JSON logs): unhandled errors, failed jobs/timers."""
         lines = []
@@ -1315,6 +1319,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--restart-after", type=float, default=5.0, help="seconds before the restart")
     parser.add_argument("--no-kill", action="store_true")
     parser.add_argument("--drain-timeout", type=float, default=150.0)
+    parser.add_argument("--max-p99", type=float, default=None, help="a violation when the p99 latency (s) is over this")
+    parser.add_argument("--max-drain", type=float, default=None, help="a violation when the relay drains later (s) than this")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--keep-db", action="store_true", help="do not drop the database afterwards")
     return parser.parse_args(argv)
@@ -1600,6 +1606,17 @@ async def _run(args: argparse.Namespace, seed: int, rng: random.Random) -> int:
         report.check("5xx answers", fivexx, " | ".join(stats.server_errors[:5]))
         problems = [line for s in services for line in s.log_problems()]
         report.figure("ERROR lines in the service logs", len(problems))
+        report.check("ERROR lines in the service logs", len(problems), "first ones below")
+        report.check("`deadlock detected` in the service logs", sum(s.deadlocks() for s in services))
+        if stats.latencies and args.max_p99 is not None:
+            p99 = sorted(stats.latencies)[int(len(stats.latencies) * 0.99)]
+            report.check(f"p99 over {args.max_p99:g} s", p99 > args.max_p99, f"{p99 * 1000:.0f} ms")
+        if args.max_drain is not None:
+            report.check(
+                f"webhook relay drained later than {args.max_drain:g} s after the load",
+                drained > args.max_drain,
+                f"{drained:.1f} s",
+            )
         report.check(
             "unhandled errors logged by the services",
             sum(1 for line in problems if "unhandled error" in line or "database error" in line),
