@@ -479,7 +479,7 @@ class Workflow:
             return await self.load_locked(session, entity_id)
         row = await entities.entity_unless_locked(session, self.table, self.record, entity_id)
         if row is None and await entities.entity(session, self.table, self.record, entity_id) is None:
-            raise NotFound(f"{self.name} {entity_id} not found")
+            raise NotFound(msg("{entity} {entity_id} not found", entity=term(self.name), entity_id=entity_id))
         return row
 
 
