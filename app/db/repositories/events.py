@@ -177,6 +177,60 @@ async def events_after(
     return [record_of(EventRecord, row) for row in await run(session, statement, params)]
 
 
+def _fanout_page(dialect: str, *, after: bool) -> Select:
+    """The next settled events after a position, every recipient's (the webhook fan-out):
+    id, type and position only."""
+    key = _key(dialect)
+    query = select(events.c.id, events.c.type, events.c.tx, key.label("key"))
+    settled = _settled(dialect)
+    if settled is not None:
+        query = query.where(settled)
+    if after:
+        query = query.where(tuple_(events.c.tx, key) > tuple_(bindparam("after_tx"), bindparam("after_key", type_=key.type)))
+    return query.order_by(events.c.tx, key).limit(bindparam("limit", type_=Integer))
+
+
+_FANOUT_PAGES = {(dialect, after): _fanout_page(dialect, after=after) for dialect in DIALECTS for after in (False, True)}
+
+
+def _latest_id(dialect: str) -> Select:
+    query = select(events.c.id)
+    settled = _settled(dialect)
+    if settled is not None:
+        query = query.where(settled)
+    return query.order_by(events.c.tx.desc(), _key(dialect).desc()).limit(1)
+
+
+_LATEST_ID = {dialect: _latest_id(dialect) for dialect in DIALECTS}
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    id: str
+    type: str
+    tx: int
+    key: Any
+
+    @property
+    def at(self) -> tuple[int, Any]:
+        return self.tx, self.key
+
+
+async def settled_after(session: AsyncSession, after: tuple[int, Any] | None, limit: int) -> list[Settled]:
+    """Up to `limit` events after the position `after` (None: from the start), in commit order,
+    of transactions that have ended: whatever commits later sorts after them."""
+    statement = _FANOUT_PAGES[dialect_of(session).name, after is not None]
+    params: dict[str, Any] = {"limit": limit}
+    if after is not None:
+        params["after_tx"], params["after_key"] = after
+    return [record_of(Settled, row) for row in await run(session, statement, params)]
+
+
+async def latest_event_id(session: AsyncSession) -> str | None:
+    """The id of the last event in commit order of the transactions that have ended."""
+    return (await run(session, _LATEST_ID[dialect_of(session).name])).scalar()
+
+
 async def events_page(session: AsyncSession, role: str, account_id: str, *, limit: int, cursor: str | None) -> Page[EventRecord]:
     """Oldest first: a client follows the feed with `next_cursor`."""
     after = await decode_position(session, cursor, loc=["query", "cursor"]) if cursor else None

@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import Integer, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -247,16 +247,6 @@ def _create_cursor(dialect_insert):
 
 
 _CREATE_CURSOR = {"postgresql": _create_cursor(pg_insert), "sqlite": _create_cursor(sqlite_insert)}
-_OLDEST_OPEN_TRANSACTION = text(
-    "SELECT min(xact_start) FROM pg_stat_activity WHERE datname = current_database() "
-    "AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND xact_start IS NOT NULL"
-)
-_EVENTS_AFTER = (
-    select(events.c.id, events.c.type)
-    .where(events.c.id > bindparam("after"))
-    .order_by(events.c.id)
-    .limit(bindparam("limit", type_=Integer))
-)
 _RECIPIENTS_OF = per_dialect(
     lambda d: select(event_recipients.c.event_id, event_recipients.c.account_id).where(
         in_list(event_recipients.c.event_id, "ids", d)
@@ -286,19 +276,6 @@ async def create_fanout_cursor(session: AsyncSession) -> bool:
 
 async def move_fanout_cursor(session: AsyncSession, last_event_id: str) -> None:
     await run(session, _MOVE_CURSOR, {"b_last": last_event_id})
-
-
-async def oldest_open_transaction(session: AsyncSession) -> datetime | None:
-    """The start of the oldest other transaction open on this database (PostgreSQL; None on
-    SQLite, whose writers are serialised)."""
-    if dialect_of(session).name != "postgresql":
-        return None
-    return (await run(session, _OLDEST_OPEN_TRANSACTION)).scalar()
-
-
-async def events_after(session: AsyncSession, after: str, limit: int) -> list[tuple[str, str]]:
-    """(id, type) of the next `limit` events above `after`, in id order."""
-    return [(row.id, row.type) for row in await run(session, _EVENTS_AFTER, {"after": after, "limit": limit})]
 
 
 async def recipients_of(session: AsyncSession, event_ids: list[str]) -> dict[str, set[str]]:

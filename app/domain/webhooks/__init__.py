@@ -5,7 +5,7 @@ transitions stay untouched and no event written by any path (ORM or Core insert)
 
 - `schemas.py`: what the endpoints take and answer;
 - `subscriptions.py`: subscriptions and their deliveries;
-- `fanout.py`: events → deliveries, behind a cursor that waits for late commits;
+- `fanout.py`: events → deliveries, in commit order behind a cursor (no settle window);
 - `relay.py`: claim, POST, record, retry with backoff (`deliver_due`, a periodic job);
 - `targets.py`: which URLs may receive webhooks (public addresses only), checked at
   registration and again at each delivery, which connects to the checked address.
@@ -19,8 +19,6 @@ from app.db.models.webhooks import WebhookFanoutCursor  # the cursor's table, fo
 from app.domain.webhooks.fanout import (
     FANOUT_BATCH,
     FANOUT_MAX_BATCHES,
-    OPEN_TRANSACTION_WAIT_SECONDS,
-    SETTLE_SECONDS,
     fan_out,
     matches,
 )
@@ -66,9 +64,7 @@ __all__ = [
     "FANOUT_MAX_BATCHES",
     "LEASE_SECONDS",
     "MAX_ATTEMPTS",
-    "OPEN_TRANSACTION_WAIT_SECONDS",
     "REQUEST_TIMEOUT_SECONDS",
-    "SETTLE_SECONDS",
     "SecretRotate",
     "SecretRotatedOut",
     "WebhookCreate",

@@ -1,14 +1,14 @@
-"""Fan-out from the event outbox into deliveries.
+"""Fan-out from the event outbox into deliveries, in commit order.
 
-The relay keeps a cursor (`webhook_fanout_cursor`) below which every event has been fanned
-out. Ids are time-ordered but a transaction may commit after a later-id one, so the cursor
-only moves up to `SETTLE` before now and (PostgreSQL) before the start of the oldest open
-transaction, whose events may still commit with older ids; events above it are re-scanned each
-run and de-duplicated by the unique (subscription, event) constraint."""
+The relay keeps a cursor (`webhook_fanout_cursor`): the last event fanned out. It reads the
+events after that event's position `(tx, id)` (PostgreSQL; the rowid on SQLite) of transactions
+that have ended, as `GET /v1/events` does (app/db/repositories/events.py, docs/events.md
+"Commit order"): an event that commits late sorts after every position read before, so none is
+skipped and none waits for a settle window."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -16,28 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core.clock import real_now
 from app.db.base import id_for
 from app.db.models.webhooks import WebhookDelivery
+from app.db.repositories import events as events_repo
 from app.db.repositories import webhooks as repo
 from app.db.repositories.webhooks import SubscriptionRecord
 
-SETTLE_SECONDS = 30.0
-# An open transaction holds the cursor back (its events may commit with ids drawn long ago),
-# unless it has been open longer than this: a stuck session must not stop fan-out for good.
-OPEN_TRANSACTION_WAIT_SECONDS = 600.0
-
 FANOUT_BATCH = 500
 FANOUT_MAX_BATCHES = 200
-
-_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
-
-
-def _id_floor(prefix: str, moment: datetime) -> str:
-    """The smallest id `new_id(prefix)` could have produced at `moment`."""
-    value = int(moment.timestamp() * 1000) << 80
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return f"{prefix}_{''.join(reversed(chars))}"
 
 
 def matches(event_types: list[str], event_type: str) -> bool:
@@ -82,20 +66,10 @@ async def _fan_out_batch(
     return len(rows)
 
 
-async def _oldest_open_transaction(session: AsyncSession, now: datetime) -> datetime | None:
-    """Start of the oldest other transaction open on this database (PostgreSQL; None on
-    SQLite, whose writers are serialised). A batch of timers fired in one transaction under lock
-    contention can stay open for tens of seconds: its first events carry ids drawn at its start
-    and become visible only at its commit."""
-    oldest = await repo.oldest_open_transaction(session)
-    if oldest is None or oldest < now - timedelta(seconds=OPEN_TRANSACTION_WAIT_SECONDS):
-        return None
-    return oldest
-
-
 async def fan_out(sessionmaker: async_sessionmaker[AsyncSession], *, now: datetime | None = None) -> int:
-    """Create the deliveries of events not yet fanned out. One relay at a time does it (the
-    cursor row is locked; another replica skips). Returns how many deliveries were created."""
+    """Create the deliveries of the events committed since the cursor, in commit order. One
+    relay at a time does it (the cursor row is locked; another replica skips). Returns how many
+    deliveries were created."""
     now = now or real_now()
     created = 0
     async with sessionmaker() as session:
@@ -104,32 +78,26 @@ async def fan_out(sessionmaker: async_sessionmaker[AsyncSession], *, now: dateti
             if await repo.has_fanout_cursor(session) or not await repo.create_fanout_cursor(session):
                 return 0  # another relay holds it
             last = ""
-        settled = now
-        oldest = await _oldest_open_transaction(session, now)
-        if oldest is not None:
-            settled = min(settled, oldest)
-        horizon = _id_floor("evt", settled - timedelta(seconds=SETTLE_SECONDS))
         subs = await repo.active_subscriptions(session)
         if not subs:
-            # Nothing to deliver: every settled event is done (a later subscription only
+            # Nothing to deliver: every committed event is done (a later subscription only
             # receives events written after it).
-            if horizon > last:
-                await repo.move_fanout_cursor(session, horizon)
+            latest = await events_repo.latest_event_id(session)
+            if latest is not None and latest != last:
+                await repo.move_fanout_cursor(session, latest)
             await session.commit()
             return 0
-        after = new_cursor = last
+        after = await events_repo.position_of(session, last) if last else None
+        new_cursor = last
         for _ in range(FANOUT_MAX_BATCHES):
-            events = await repo.events_after(session, after, FANOUT_BATCH)
-            if not events:
+            batch = await events_repo.settled_after(session, after, FANOUT_BATCH)
+            if not batch:
                 break
-            created += await _fan_out_batch(session, subs, events, now)
-            for event_id, _ in events:
-                if event_id <= horizon:
-                    new_cursor = event_id
-            after = events[-1][0]
-            if len(events) < FANOUT_BATCH:
+            created += await _fan_out_batch(session, subs, [(e.id, e.type) for e in batch], now)
+            after, new_cursor = batch[-1].at, batch[-1].id
+            if len(batch) < FANOUT_BATCH:
                 break
-        if new_cursor > last:
+        if new_cursor != last:
             await repo.move_fanout_cursor(session, new_cursor)
         await session.commit()
     return created
