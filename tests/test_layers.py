@@ -117,3 +117,12 @@ def test_a_module_in_no_layer_is_an_error(tmp_path):
     app = _package(tmp_path, {"__init__.py": "", "helpers.py": ""})
     with pytest.raises(ValueError, match="in no layer"):
         upward_imports(app)
+
+
+def test_no_domain_file_over_400_lines():
+    """Issue #14: a module that outgrows 400 lines is split into the package's files."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "app" / "domain"
+    long = {str(p.relative_to(root)): n for p in root.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
+    assert not long, long

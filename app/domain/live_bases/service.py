@@ -154,8 +154,7 @@ class _BindingKind:
 
 _CREATOR = _BindingKind(CREATOR_BINDING, CreatorBindingRecord, "creator_id", "creator", "creator")
 _SHOP = _BindingKind(SHOP_BINDING, ShopBindingRecord, "shop_id", "merchant", "shop")
-# the columns a transition sets to the moment it happens
-_DATED = {"accept": "began_at", "terminate": "ended_at"}
+_DATED = {"accept": "began_at", "terminate": "ended_at"}  # the columns a transition dates
 
 
 async def _invite(
