@@ -379,7 +379,7 @@ async def _notification(client, factory: Factory) -> World:
 
     merchant = await factory.user("merchant")
     async with factory.maker() as session:
-        note = await notify(session, merchant.id, "test.kind", "title-secret", "body-secret", {})
+        note = await notify(session, merchant.id, "task_order.reminded", "title-secret", "body-secret", {})
         await session.commit()
         note_id = note.id
     return World({"notification_id": note_id}, {"merchant": merchant}, secrets=["title-secret", "body-secret"])

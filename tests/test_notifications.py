@@ -19,9 +19,29 @@ from tests.test_webhooks_support import Receiver
 async def _notify(maker, account_id: str, n: int) -> str:
     await asyncio.sleep(0.002)  # ids order by millisecond: keep the test's order unambiguous
     async with maker() as session:
-        note = await notify(session, account_id, "test.kind", f"title {n}", f"body {n}", {"n": n})
+        note = await notify(session, account_id, "task_order.reminded", f"title {n}", f"body {n}", {"task_order_id": f"tor_{n}"})
         await session.commit()
         return note.id
+
+
+async def test_a_message_outside_the_catalogue_is_refused_before_anything_is_written(factory: Factory):
+    """`NotificationKind` and `NotificationData` are the whole catalogue: a kind or a `data` key
+    outside it is a programming error, refused before the row is written."""
+    import pytest
+
+    from app.db.models.platform import Notification
+
+    account = await factory.user("creator")
+    async with factory.maker() as session:
+        with pytest.raises(ValueError, match="NOTIFICATION_KINDS"):
+            await notify(session, account.id, "task_order.misspelt", "t", "b", {})
+        with pytest.raises(ValueError, match="NOTIFICATION_DATA_KEYS"):
+            await notify(session, account.id, "task_order.reminded", "t", "b", {"order": "tor_1"})
+        from sqlalchemy import func, select
+
+        assert (
+            await session.scalar(select(func.count()).select_from(Notification).where(Notification.account_id == account.id)) == 0
+        )
 
 
 async def test_inbox_newest_first_unread_and_read(client, factory: Factory):
@@ -35,7 +55,8 @@ async def test_inbox_newest_first_unread_and_read(client, factory: Factory):
     page = r.json()
     assert [n["id"] for n in page["items"]] == [ids[2], ids[1]]
     assert page["items"][0]["title"] == "title 2" and page["items"][0]["read_at"] is None
-    assert page["items"][0]["data"] == {"n": 2} and page["items"][0]["kind"] == "test.kind"
+    # `data` carries only the members its kind names (no nulls for the others)
+    assert page["items"][0]["data"] == {"task_order_id": "tor_2"} and page["items"][0]["kind"] == "task_order.reminded"
     r = await client.get("/v1/notifications", headers=creator.headers, params={"cursor": page["next_cursor"]})
     assert [n["id"] for n in r.json()["items"]] == [ids[0]]
 

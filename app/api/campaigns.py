@@ -31,7 +31,9 @@ from app.domain.campaigns import (
     CampaignStockPlanOut,
     CampaignSubmitProductsIn,
 )
-from app.domain.schemas import PageOut, TransitionOut
+from app.domain.schemas import PageOut, history_list
+from app.state.campaign import CAMPAIGN as CAMPAIGN_MACHINE
+from app.state.campaign_signup import CAMPAIGN_SIGNUP
 from app.state.core import Actor
 
 router = APIRouter(route_class=TxRoute)
@@ -76,7 +78,7 @@ async def close_campaign(campaign_id: str, session: Session, actor: Operator, bo
     return await svc.campaign_action(session, actor, campaign_id, "close", body.reason if body else None)
 
 
-@router.get(CAMPAIGN + "/history", response_model=list[TransitionOut], tags=TAGS, name="campaign_history")
+@router.get(CAMPAIGN + "/history", response_model=history_list(CAMPAIGN_MACHINE), tags=TAGS, name="campaign_history")
 async def campaign_history(campaign_id: str, session: Session, actor: Party):
     """Every transition of the campaign, oldest first."""
     return await svc.campaign_history(session, actor, campaign_id)
@@ -124,7 +126,7 @@ async def get_signup(signup_id: str, session: Session, actor: Party):
     return await svc.get_signup(session, actor, signup_id)
 
 
-@router.get(SIGNUP + "/history", response_model=list[TransitionOut], tags=TAGS, name="campaign_signup_history")
+@router.get(SIGNUP + "/history", response_model=history_list(CAMPAIGN_SIGNUP), tags=TAGS, name="campaign_signup_history")
 async def signup_history(signup_id: str, session: Session, actor: Party):
     """Every transition of the signup, oldest first."""
     return await svc.signup_history(session, actor, signup_id)

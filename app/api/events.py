@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
@@ -18,7 +18,15 @@ from app.core.i18n import msg
 from app.domain import events, webhooks
 from app.domain.events import EventPageOut, NotificationOut, Position, SmsOut, StreamTicketOut
 from app.domain.schemas import PageOut
-from app.domain.webhooks import DeliveryOut, SecretRotate, SecretRotatedOut, WebhookCreate, WebhookOut, WebhookUpdate
+from app.domain.webhooks import (
+    DeliveryOut,
+    DeliveryStatus,
+    SecretRotate,
+    SecretRotatedOut,
+    WebhookCreate,
+    WebhookOut,
+    WebhookUpdate,
+)
 
 router = APIRouter(route_class=TxRoute)
 # The stream holds no transaction (nor a connection) while it is open: each look for new events
@@ -171,7 +179,7 @@ async def list_webhook_deliveries(
     session: Session,
     actor: CurrentActor,
     page: Page,
-    status: Annotated[Literal["pending", "succeeded", "failed"] | None, Query()] = None,
+    status: Annotated[DeliveryStatus | None, Query()] = None,
 ):
     """Deliveries of one of the caller's webhooks (404 for another account's), newest first,
     each with its attempts (status code, error, duration)."""

@@ -27,8 +27,9 @@ from app.domain.incentives import (
     VoucherOut,
 )
 from app.domain.incentives.schemas import ProviderContractState, VoucherState
-from app.domain.schemas import PageOut, Problem, TransitionOut
+from app.domain.schemas import PageOut, Problem, history_list
 from app.state.core import Actor
+from app.state.provider_contract import PROVIDER_CONTRACT
 
 _PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
 ERRORS: dict[int | str, dict] = {
@@ -84,7 +85,7 @@ async def get_provider_contract(contract_id: Id, session: Session, actor: Contra
 
 @router.get(
     "/v1/provider-contracts/{contract_id}/history",
-    response_model=list[TransitionOut],
+    response_model=history_list(PROVIDER_CONTRACT),
     tags=["incentives"],
     name="get_provider_contract_history",
 )

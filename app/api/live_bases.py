@@ -30,8 +30,12 @@ from app.domain.live_bases import (
     StatsOut,
 )
 from app.domain.live_bases.schemas import CheckInState, CooperationState, CreatorBindingState, ShopBindingState
-from app.domain.schemas import PageOut, ReasonIn, TransitionOut
+from app.domain.schemas import PageOut, ReasonIn, history_list
+from app.state.check_in import CHECK_IN
+from app.state.cooperation import COOPERATION
 from app.state.core import Actor
+from app.state.creator_binding import CREATOR_BINDING
+from app.state.shop_binding import SHOP_BINDING
 
 router = APIRouter(route_class=TxRoute)
 Agency = Annotated[Actor, Depends(roles("agency"))]
@@ -152,7 +156,7 @@ async def update_creator_binding(binding_id: str, body: CreatorBindingPatch, ses
 
 @router.get(
     "/v1/creator-bindings/{binding_id}/history",
-    response_model=list[TransitionOut],
+    response_model=history_list(CREATOR_BINDING),
     tags=["live bases"],
     name="get_creator_binding_history",
 )
@@ -238,7 +242,7 @@ async def get_shop_binding(binding_id: str, session: Session, actor: CurrentActo
 
 @router.get(
     "/v1/shop-bindings/{binding_id}/history",
-    response_model=list[TransitionOut],
+    response_model=history_list(SHOP_BINDING),
     tags=["live bases"],
     name="get_shop_binding_history",
 )
@@ -332,7 +336,10 @@ async def get_check_in(check_in_id: str, session: Session, actor: CurrentActor):
 
 
 @router.get(
-    "/v1/check-ins/{check_in_id}/history", response_model=list[TransitionOut], tags=["live bases"], name="get_check_in_history"
+    "/v1/check-ins/{check_in_id}/history",
+    response_model=history_list(CHECK_IN),
+    tags=["live bases"],
+    name="get_check_in_history",
 )
 async def get_check_in_history(check_in_id: str, session: Session, actor: CurrentActor):
     """Every transition of the check-in."""
@@ -369,7 +376,7 @@ async def get_cooperation(cooperation_id: str, session: Session, actor: CurrentA
 
 @router.get(
     "/v1/cooperations/{cooperation_id}/history",
-    response_model=list[TransitionOut],
+    response_model=history_list(COOPERATION),
     tags=["live bases"],
     name="get_cooperation_history",
 )

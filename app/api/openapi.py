@@ -139,6 +139,11 @@ def install(app: FastAPI, *, event_types: Iterable[str]) -> None:
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise the schema
 
 
+def _histories(schemas: dict[str, Any]) -> list[str]:
+    """`TransitionOut` and each machine's `<Machine>TransitionOut` (app/domain/schemas.py `history_of`)."""
+    return [name for name in schemas if name.endswith("TransitionOut")]
+
+
 def complete(schema: dict[str, Any], routes: Iterable[Any], event_types: tuple[str, ...]) -> dict[str, Any]:
     components = schema.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
@@ -171,8 +176,8 @@ def complete(schema: dict[str, Any], routes: Iterable[Any], event_types: tuple[s
         "enum": list(dict.fromkeys(t.split(".", 1)[0] for t in event_types)),
         "description": "The workflow machines (`GET /v1/state-machines`)",
     }
-    if "TransitionOut" in schemas:
-        schemas["TransitionOut"]["properties"]["actor_role"] = {"$ref": _REF + "ActorRole"}
+    for name in _histories(schemas):
+        schemas[name]["properties"]["actor_role"] = {"$ref": _REF + "ActorRole"}
     components["headers"] = {**components.get("headers", {}), **HEADERS}
     schema["servers"] = [{"url": "/", "description": "the service that serves this document"}]
 
@@ -277,8 +282,8 @@ def _typed_bags(schemas: dict[str, Any]) -> None:
         "additionalProperties": False,
     }
     schemas.pop("HTTPValidationError", None)  # FastAPI's 422 model; ours is Problem
-    if "TransitionOut" in schemas:
-        schemas["TransitionOut"]["properties"]["reason"] = {
+    for name in _histories(schemas):
+        schemas[name]["properties"]["reason"] = {
             "title": "Reason",
             "description": "Why, as the action's body gave it: a note, or an object such as `{code, note}` or `{reasons}`",
             "anyOf": [{"type": "string"}, {"type": "object", "additionalProperties": True}, {"type": "null"}],
@@ -292,6 +297,8 @@ def _typed_bags(schemas: dict[str, Any]) -> None:
         properties = schemas["EventOut"]["properties"]
         properties["type"] = {"$ref": _REF + "EventType"}
         properties["data"] = {"$ref": _REF + "EventData"}
+    if "DeliveryOut" in schemas:
+        schemas["DeliveryOut"]["properties"]["event_type"] = {"$ref": _REF + "EventType"}
 
 
 def _profile_field(name: str, source: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from app.api.routing import TxRoute, one_write
 from app.domain import accounts
 from app.domain import task_orders as svc
 from app.domain.accounts import CreatorCard, XingtuBindingIn, XingtuBindingOut
-from app.domain.schemas import PageOut, TransitionOut
+from app.domain.schemas import PageOut, history_list
 from app.domain.task_orders import (
     CancelIn,
     CancelReasonOut,
@@ -27,6 +27,7 @@ from app.domain.task_orders import (
 )
 from app.domain.task_orders.schemas import TaskOrderStatus, TaskOrderSubStatus
 from app.state.core import Actor
+from app.state.task_order import TASK_ORDER
 
 router = APIRouter(route_class=TxRoute)
 TAGS: list[str | Enum] = ["task orders"]
@@ -116,7 +117,9 @@ async def get_task_order(order_id: str, session: Session, actor: CurrentActor) -
     return await svc.get_order(session, actor, order_id)
 
 
-@router.get("/v1/task-orders/{order_id}/history", response_model=list[TransitionOut], tags=TAGS, name="get_task_order_history")
+@router.get(
+    "/v1/task-orders/{order_id}/history", response_model=history_list(TASK_ORDER), tags=TAGS, name="get_task_order_history"
+)
 async def task_order_history(order_id: str, session: Session, actor: CurrentActor):
     """Every transition of the order; timer- and signal-driven ones name the actor `system`."""
     return await svc.order_history(session, actor, order_id)

@@ -10,10 +10,11 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from app.api.deps import CurrentActor, Operator, Page, ReadSession, Session, roles
 from app.api.routing import TxRoute, replica_read
 from app.domain import wallet
-from app.domain.schemas import PageOut, TransitionOut
+from app.domain.schemas import PageOut, history_list
 from app.domain.wallet import EntryOut, TopUpCreate, TopUpDecision, TopUpOut, WalletOut
 from app.domain.wallet.schemas import TopUpState
 from app.state.core import Actor
+from app.state.top_up import TOP_UP
 
 router = APIRouter(route_class=TxRoute)
 TAGS: list[str | Enum] = ["wallet"]
@@ -99,7 +100,7 @@ async def reject_top_up(top_up_id: str, session: Session, actor: Operator, body:
     return await wallet.decide_top_up(session, actor, top_up_id, "reject", body)
 
 
-@router.get("/v1/wallet/top-ups/{top_up_id}/history", response_model=list[TransitionOut], tags=TAGS, name="get_top_up_history")
+@router.get("/v1/wallet/top-ups/{top_up_id}/history", response_model=history_list(TOP_UP), tags=TAGS, name="get_top_up_history")
 async def top_up_history(top_up_id: str, session: Session, actor: CurrentActor):
     """Every transition of a top-up."""
     return await wallet.top_up_history(session, actor, top_up_id)

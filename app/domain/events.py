@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,8 +14,10 @@ from app.core.clock import real_now
 from app.core.errors import NotFound, Unauthenticated
 from app.core.i18n import msg
 from app.core.times import UtcDatetime
+from app.db.models.platform import SmsStatus
 from app.db.repositories import events as events_repo
 from app.db.repositories import notifications as notifications_repo
+from app.domain.notifications import NOTIFICATION_KINDS, NotificationData
 from app.domain.schemas import Out, PageOut
 from app.state import clock
 from app.state.core import Actor
@@ -30,10 +32,10 @@ class EventOut(Out):
 
 class NotificationOut(Out):
     id: str
-    kind: str
+    kind: Annotated[str, NOTIFICATION_KINDS]
     title: str
     body: str
-    data: dict[str, Any] | None = None
+    data: NotificationData | None = None
     created_at: UtcDatetime
     read_at: UtcDatetime | None = None
 
@@ -43,7 +45,7 @@ class SmsOut(Out):
     account_id: str | None
     phone: str
     text: str
-    status: str
+    status: SmsStatus
     attempts: int
     created_at: UtcDatetime
     sent_at: UtcDatetime | None = None

@@ -13,16 +13,81 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import get_settings
+from app.core.enums import OneOf
+from app.core.times import UtcDatetime
 from app.db.base import new_id, table_of
 from app.db.bulk import Part, insert_together
-from app.db.models.platform import Notification, SmsMessage
+from app.db.models.platform import Notification, SmsMessage, SmsStatus
 from app.db.repositories import notifications as repo
+from app.domain.accounts import Role
 from app.state import clock
+from app.state.campaign_signup import CAMPAIGN_SIGNUP
+from app.state.creator_binding import CREATOR_BINDING
+from app.state.shop_binding import SHOP_BINDING
 
 _SMS_MESSAGES, _NOTIFICATIONS = table_of(SmsMessage), table_of(Notification)
+
+# every kind of in-app message (`NotificationKind` in OpenAPI): a message is written only with one
+# of these (`message_rows` refuses any other), so a client can switch over them exhaustively
+NOTIFICATION_KINDS = OneOf(
+    "NotificationKind",
+    [
+        *(
+            f"task_order.{event}"
+            for event in ("created", "reminded", "accepted", "rejected", "started", "ended", "completed", "cancelled", "expired")
+        ),
+        "dispute.created",
+        "dispute.resolved",
+        "top_up.confirmed",
+        "top_up.rejected",
+        "top_up.expired",
+        "campaign_intent.created",
+        "campaign_signup.created",
+        "campaign_signup.traffic_granted",
+        "campaign_signup.products_submitted",
+        # a signup's move to a new state, announced to its creator
+        *(f"campaign_signup.{state}" for state in CAMPAIGN_SIGNUP.states),
+        *(f"{binding.name}.invited" for binding in (CREATOR_BINDING, SHOP_BINDING)),
+        "outreach.conversation_opened",
+        "webhook.disabled",
+    ],
+)
+
+
+class NotificationData(BaseModel):
+    """What a message is about (`data`), for a client to open: each kind fills the members that
+    name its entities and leaves out the rest. `message_rows` refuses any other key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_serializer(mode="wrap")
+    def _only_given(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        # the members this kind names, not sixteen nulls
+        return {key: value for key, value in handler(self).items() if value is not None}
+
+    task_order_id: str | None = None
+    live_session_id: str | None = None
+    compensation_fen: int | None = Field(default=None, description="task_order.cancelled: what the creator gets")
+    dispute_id: str | None = None
+    top_up_id: str | None = None
+    campaign_id: str | None = None
+    intent_id: str | None = None
+    signup_id: str | None = None
+    binding_id: str | None = None
+    conversation_id: str | None = None
+    opener_id: str | None = None
+    opener_role: Role | None = None
+    webhook_id: str | None = None
+    url: str | None = Field(default=None, description="webhook.disabled: the receiver's URL")
+    reason: str | None = Field(default=None, description="webhook.disabled: why (`failing`)")
+    failing_since: UtcDatetime | None = Field(default=None, description="webhook.disabled: the first failure of the streak")
+
+
+NOTIFICATION_DATA_KEYS = frozenset(NotificationData.model_fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +126,7 @@ def _sms_row(account_id: str | None, phone: str, text: str, now: datetime) -> Pa
                 "account_id": account_id,
                 "phone": phone,
                 "text": text,
-                "status": "recorded" if recorded else "queued",
+                "status": SmsStatus.recorded if recorded else SmsStatus.queued,
                 "attempts": 0,
                 "created_at": now,
                 "sent_at": now if recorded else None,
@@ -75,6 +140,10 @@ def message_rows(
 ) -> list[Part]:
     """The in-app message (and the SMS to `sms_phone`) as rows for `insert_together` or a
     transition's `also=`: written in the statement of the change they announce."""
+    if kind not in NOTIFICATION_KINDS:
+        raise ValueError(f"{kind!r} is not in NOTIFICATION_KINDS")
+    if data and not data.keys() <= NOTIFICATION_DATA_KEYS:
+        raise ValueError(f"{sorted(data.keys() - NOTIFICATION_DATA_KEYS)} not in NOTIFICATION_DATA_KEYS")
     parts: list[Part] = [
         (
             _NOTIFICATIONS,
@@ -155,11 +224,11 @@ async def _claim_sms(sessionmaker: async_sessionmaker[AsyncSession], now: dateti
             if due.claim_token is not None:  # the previous claimer never reported: its lease ran out
                 state["last_error"] = "lease expired: the worker did not report an outcome"
                 if due.attempts >= SMS_MAX_ATTEMPTS:
-                    messages.append({"id": due.id, "status": "failed", "attempts": due.attempts, "sent_at": None})
+                    messages.append({"id": due.id, "status": SmsStatus.failed, "attempts": due.attempts, "sent_at": None})
                     dispatch.append({**state, "claim_token": None})
                     continue
             token = os.urandom(12).hex()
-            messages.append({"id": due.id, "status": "queued", "attempts": (due.attempts or 0) + 1, "sent_at": None})
+            messages.append({"id": due.id, "status": SmsStatus.queued, "attempts": (due.attempts or 0) + 1, "sent_at": None})
             dispatch.append({**state, "claim_token": token, "next_attempt_at": now + timedelta(seconds=SMS_LEASE_SECONDS)})
             jobs.append(_SmsJob(due.id, token, due.phone, due.text))
         await repo.set_sms(session, messages)
@@ -208,18 +277,23 @@ async def _record_sms(
         dispatch: list[dict] = []
         for job, (status_code, error) in results:
             row = claimed.get(job.sms_id)
-            if row is None or row.claim_token != job.token or row.status != "queued":
+            if row is None or row.claim_token != job.token or row.status != SmsStatus.queued:
                 continue  # the lease ran out and another relay took it over
             status, next_attempt_at = row.status, row.next_attempt_at
             if error is None:
-                status = "sent"
+                status = SmsStatus.sent
             elif row.attempts >= SMS_MAX_ATTEMPTS:
-                status = "failed"
+                status = SmsStatus.failed
             else:
                 delay = min(SMS_BACKOFF_BASE_SECONDS * 2 ** (row.attempts - 1), SMS_BACKOFF_CAP_SECONDS)
                 next_attempt_at = now + timedelta(seconds=delay)
             messages.append(
-                {"id": row.id, "status": status, "attempts": row.attempts, "sent_at": sent_at if status == "sent" else None}
+                {
+                    "id": row.id,
+                    "status": status,
+                    "attempts": row.attempts,
+                    "sent_at": sent_at if status == SmsStatus.sent else None,
+                }
             )
             dispatch.append(
                 {

@@ -12,8 +12,10 @@ from typing import Annotated, Any, ClassVar, Generic, TypeVar, Union, get_args, 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NaiveDatetime, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from app.core.enums import OneOf, camel
 from app.core.i18n import N_
 from app.core.times import UtcDatetime
+from app.state.core import Workflow
 
 T = TypeVar("T")
 
@@ -190,6 +192,28 @@ class TransitionOut(Out):
     actor_role: str
     reason: Any | None = None
     at: UtcDatetime
+
+
+@cache
+def history_of(workflow: Workflow) -> type[TransitionOut]:
+    """The answer of an entity's `/history`, its states and actions the machine's named enums
+    (`TaskOrderTransitionOut` …), so a client switches over them exhaustively."""
+    annotations = {
+        "from_state": Annotated[str, workflow.state_enum] | None,
+        "to_state": Annotated[str, workflow.state_enum],
+        # the log names an entity's creation `create`, then the machine's actions
+        "action": Annotated[str, OneOf(f"{camel(workflow.name)}HistoryAction", ["create", *workflow.actions])],
+    }
+    return type(
+        f"{camel(workflow.name)}TransitionOut",
+        (TransitionOut,),
+        {"__annotations__": annotations, "__module__": __name__, "__doc__": f"One transition of a {workflow.name}."},
+    )
+
+
+def history_list(workflow: Workflow) -> Any:
+    """`list[<Machine>TransitionOut]`, the `response_model` of an entity's `/history`."""
+    return list[history_of(workflow)]  # type: ignore[misc]
 
 
 class ReasonIn(Strict):

@@ -4,6 +4,7 @@ idempotency keys, in-app notifications and the SMS log."""
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
@@ -112,6 +113,15 @@ class Notification(Base):
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class SmsStatus(StrEnum):
+    """An SMS's life (`SmsOut.status`)."""
+
+    recorded = "recorded"  # no gateway configured: written to the log only, counted as sent
+    queued = "queued"  # waiting for the gateway adapter (retried with back-off)
+    sent = "sent"  # the gateway answered 2xx
+    failed = "failed"  # every attempt failed
+
+
 class SmsMessage(Base):
     """Every SMS the service sent (or tried to), whatever the gateway adapter."""
 
@@ -121,7 +131,7 @@ class SmsMessage(Base):
     account_id: Mapped[str | None] = mapped_column(String(40), index=True)
     phone: Mapped[str] = mapped_column(String(32))
     text: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(20), default="queued")
+    status: Mapped[str] = mapped_column(String(20), default=SmsStatus.queued)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -4,6 +4,7 @@ task orders with their products, live-session links and targeted plans, and disp
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -11,6 +12,42 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.db.base import Base, Money, Stateful, UTCDateTime, id_column
 
 EXTERNAL_OWNER = "external"  # the wallet of the outside world (bank, payment gateway)
+
+
+class LedgerKind(StrEnum):
+    """What a ledger transaction is (`EntryOut.kind`)."""
+
+    top_up = "top_up"  # money brought in: external → available
+    freeze = "freeze"  # available → frozen, a hold starts
+    paid = "paid"  # a hold ends wholly to the payee
+    released = "released"  # a hold ends wholly back to the payer
+    partly_paid = "split"  # a hold ends part to each (`split`: the member may not shadow str.split)
+    transfer = "transfer"  # available → available between two accounts
+    dispute = "dispute"  # a dispute's ruling moves money after settlement
+
+
+class Bucket(StrEnum):
+    """The part of a wallet a ledger line moves (`EntryOut.bucket`)."""
+
+    available = "available"
+    frozen = "frozen"
+
+
+class LedgerRef(StrEnum):
+    """What a ledger transaction is for (`EntryOut.ref_type`)."""
+
+    task_order = "task_order"
+    top_up = "top_up"
+    dispute = "dispute"
+
+
+class HoldStatus(StrEnum):
+    """A hold's life: `held` until it ends exactly once (`TaskOrderOut.hold_status`)."""
+
+    held = "held"
+    paid = "paid"
+    released = "released"
+    partly_paid = "split"  # part to each (`split`)
 
 
 class Wallet(Base):
@@ -34,7 +71,7 @@ class LedgerTransaction(Base):
     __table_args__ = (Index("ix_ledger_transactions_ref", "ref_type", "ref_id"),)
 
     id: Mapped[str] = id_column("ltx")
-    kind: Mapped[str] = mapped_column(String(30))  # top_up, freeze, release, pay, split, transfer, dispute
+    kind: Mapped[str] = mapped_column(String(30))  # LedgerKind
     ref_type: Mapped[str | None] = mapped_column(String(30))
     ref_id: Mapped[str | None] = mapped_column(String(40))
     memo: Mapped[str | None] = mapped_column(String(200))
@@ -49,7 +86,7 @@ class LedgerLine(Base):
     transaction_id: Mapped[str] = mapped_column(ForeignKey("ledger_transactions.id"), index=True)
     wallet_id: Mapped[str] = mapped_column(ForeignKey("wallets.id"))
     owner_id: Mapped[str] = mapped_column(String(40))
-    bucket: Mapped[str] = mapped_column(String(20))  # available | frozen
+    bucket: Mapped[str] = mapped_column(String(20))  # Bucket
     amount_fen: Mapped[int] = mapped_column(Money)  # signed
     balance_after_fen: Mapped[int] = mapped_column(Money)  # of that bucket
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -66,7 +103,7 @@ class Hold(Base):
     payer_id: Mapped[str] = mapped_column(String(40), index=True)
     payee_id: Mapped[str] = mapped_column(String(40), index=True)
     amount_fen: Mapped[int] = mapped_column(Money)
-    status: Mapped[str] = mapped_column(String(20), default="held")  # held | paid | released | split
+    status: Mapped[str] = mapped_column(String(20), default=HoldStatus.held)  # HoldStatus
     payee_fen: Mapped[int | None] = mapped_column(Money)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

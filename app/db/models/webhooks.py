@@ -6,6 +6,7 @@ Delivery scheduling columns hold real wall-clock time (never the test clock)."""
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -36,6 +37,14 @@ class WebhookSubscription(Base):
     disabled_reason: Mapped[str | None] = mapped_column(String(40))
 
 
+class DeliveryStatus(StrEnum):
+    """A webhook delivery's life (`DeliveryOut.status`)."""
+
+    pending = "pending"  # waiting for its first or next attempt
+    succeeded = "succeeded"  # the receiver answered 2xx
+    failed = "failed"  # every attempt failed, or the receiver refused it for good
+
+
 class WebhookDelivery(Base):
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
@@ -48,7 +57,7 @@ class WebhookDelivery(Base):
     subscription_id: Mapped[str] = mapped_column(ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"))
     event_id: Mapped[str] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
     event_type: Mapped[str] = mapped_column(String(80))
-    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending, succeeded, failed
+    status: Mapped[str] = mapped_column(String(20), default=DeliveryStatus.pending)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     claim_token: Mapped[str | None] = mapped_column(String(40))

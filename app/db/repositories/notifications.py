@@ -16,7 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.base import table_of
-from app.db.models.platform import Notification, SmsMessage
+from app.db.models.platform import Notification, SmsMessage, SmsStatus
 from app.db.models.webhooks import SmsDispatch
 from app.db.pagination import key_after, page_of
 from app.db.repositories._lists import in_list, per_dialect
@@ -136,7 +136,7 @@ _DUE_SMS = (
     )
     .outerjoin(sms_dispatch, sms_dispatch.c.sms_id == sms_messages.c.id)
     .where(
-        sms_messages.c.status == "queued",
+        sms_messages.c.status == SmsStatus.queued,
         or_(sms_dispatch.c.next_attempt_at.is_(None), sms_dispatch.c.next_attempt_at <= bindparam("now")),
     )
     .order_by(sms_messages.c.id)

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.base import table_of
 from app.db.models.platform import Event, EventRecipient
-from app.db.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookFanoutCursor, WebhookSubscription
+from app.db.models.webhooks import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookFanoutCursor, WebhookSubscription
 from app.db.repositories._lists import in_list, per_dialect
 from app.db.repositories._run import prepare_module, record_of, run
 from app.db.repositories.pages import Page, keyset
@@ -327,7 +327,7 @@ _DUE = (
     .join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
     .join(events, events.c.id == deliveries.c.event_id)
     .where(
-        deliveries.c.status == "pending",
+        deliveries.c.status == DeliveryStatus.pending,
         deliveries.c.next_attempt_at <= bindparam("now"),
         subscriptions.c.active.is_(True),
     )

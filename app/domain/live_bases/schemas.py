@@ -92,7 +92,7 @@ class ShopBindingOut(BaseModel):
     id: str
     agency_id: str
     shop_id: str
-    type: str
+    type: Literal["live_base"]
     state: ShopBindingState
     version: int
     allowed_actions: list[ShopBindingAction]

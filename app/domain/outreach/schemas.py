@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from app.core.i18n import N_, msg
 from app.core.times import UtcDatetime
+from app.domain.accounts import Role
 from app.domain.schemas import PutBody, Strict
 
 # ---------------------------------------------------------------------------------------------
@@ -93,7 +94,7 @@ class QuotaBasis(BaseModel):
 
 class QuotaItemOut(BaseModel):
     kind: Literal["conversations", "contact_views"]
-    counterpart_role: str
+    counterpart_role: Role
     limit: int
     used: int
     remaining: int
@@ -128,7 +129,7 @@ class ConversationMessageIn(Strict):
 
 class ConversationPartyOut(BaseModel):
     id: str
-    role: str
+    role: Role
     display_name: str
 
 

@@ -23,6 +23,7 @@ from app.domain.notifications import message_rows
 from app.domain.task_orders.schemas import (
     _REASONS,
     CancelIn,
+    CompensationRule,
     Plan,
     TaskOrderOut,
     TaskOrderRejectIn,
@@ -90,7 +91,7 @@ async def reject(session: AsyncSession, actor: Actor, order_id: str, body: TaskO
         actor,
         now=now,
         reason=body.reason if body else None,
-        changes=_ended(now, 0, compensation_fen=0, compensation_rule="creator_rejected"),
+        changes=_ended(now, 0, compensation_fen=0, compensation_rule=CompensationRule.creator_rejected),
         also=message_rows(
             row.merchant_id,
             "task_order.rejected",
@@ -156,20 +157,20 @@ async def _complete(
     return row, await _settle(session, row, parts, row.amount_fen, memo)
 
 
-def compensation(row: TaskOrderRecord, now: datetime, linked: bool) -> tuple[int, str]:
+def compensation(row: TaskOrderRecord, now: datetime, linked: bool) -> tuple[int, CompensationRule]:
     """What the creator gets when the merchant cancels now: (fen, rule). The rules are tried in
     order; see docs/task-orders.md."""
     settings = get_settings()
     if row.state == "pending_acceptance" or row.accepted_at is None:
-        return 0, "not_accepted"
+        return 0, CompensationRule.not_accepted
     window_end = row.expected_start_at + timedelta(minutes=settings.link_window_after_minutes)
     if not linked and now > window_end:
-        return 0, "creator_no_show"
+        return 0, CompensationRule.creator_no_show
     if now >= clock.local_midnight(clock.local_date(row.expected_start_at)):
-        return row.amount_fen, "execution_day"
+        return row.amount_fen, CompensationRule.execution_day
     if now < row.accepted_at + timedelta(hours=72):
-        return 0, "within_72h_of_acceptance"
-    return row.amount_fen * settings.cancel_compensation_bp // 10000, "default_rate"
+        return 0, CompensationRule.within_72h_of_acceptance
+    return row.amount_fen * settings.cancel_compensation_bp // 10000, CompensationRule.default_rate
 
 
 async def cancel(session: AsyncSession, actor: Actor, order_id: str, body: CancelIn) -> TaskOrderOut:
@@ -185,7 +186,7 @@ async def cancel(session: AsyncSession, actor: Actor, order_id: str, body: Cance
         fen, rule_name = compensation(row, now, await repo.has_linked_session(session, row.id))
         other, who = row.creator_id, "商家"
     else:
-        fen, rule_name = 0, "creator_cancelled"
+        fen, rule_name = 0, CompensationRule.creator_cancelled
         other, who = row.merchant_id, "达人"
     row = await TASK_ORDER.fire(
         session,
@@ -224,7 +225,7 @@ async def expire_on_timer(session: AsyncSession, row: TaskOrderRecord, now: date
         "expire",
         SYSTEM,
         now=now,
-        changes=_ended(now, 0, compensation_fen=0, compensation_rule="creator_timeout"),
+        changes=_ended(now, 0, compensation_fen=0, compensation_rule=CompensationRule.creator_timeout),
         also=message_rows(
             row.merchant_id,
             "task_order.expired",

@@ -11,11 +11,29 @@ from pydantic import AfterValidator, BaseModel, Field, field_validator, model_va
 
 from app.core.i18n import N_, msg
 from app.core.times import AwareUtcDatetime, UtcDatetime
+from app.db.models.task_orders import HoldStatus
+from app.domain.accounts import Role
 from app.domain.schemas import Strict
 from app.state.dispute import DISPUTE
 from app.state.task_order import STATUS_ENUM, SUB_STATUS_ENUM, TASK_ORDER
 
 # the machine is the single source of these closed sets (named enums in OpenAPI)
+
+
+class CompensationRule(StrEnum):
+    """Why a cancelled or rejected order paid the creator what it did (`compensation_rule`);
+    the merchant's rules are tried in this order (docs/task-orders.md)."""
+
+    not_accepted = "not_accepted"  # the merchant cancelled before acceptance: nothing
+    creator_no_show = "creator_no_show"  # no live session linked by the end of the window: nothing
+    execution_day = "execution_day"  # on the day of the live session: the whole fee
+    within_72h_of_acceptance = "within_72h_of_acceptance"  # soon after acceptance: nothing
+    default_rate = "default_rate"  # otherwise: LC_CANCEL_COMPENSATION_BP of the fee
+    creator_cancelled = "creator_cancelled"  # the creator cancelled: nothing
+    creator_rejected = "creator_rejected"  # the creator refused the order: nothing
+    creator_timeout = "creator_timeout"  # not accepted in time: nothing
+
+
 TaskOrderState = Annotated[str, TASK_ORDER.state_enum]
 TaskOrderAction = Annotated[str, TASK_ORDER.action_enum]
 TaskOrderStatus = Annotated[str, STATUS_ENUM]  # the list tabs, from the machine's state map
@@ -186,12 +204,12 @@ class TaskOrderOut(BaseModel):
     accepted_at: UtcDatetime | None
     review_deadline: UtcDatetime | None
     finished_at: UtcDatetime | None
-    cancelled_by: str | None
+    cancelled_by: Role | None
     cancel_reason: CancelReasonValue | None
     compensation_fen: int | None
-    compensation_rule: str | None
+    compensation_rule: CompensationRule | None
     creator_received_fen: int = Field(description="what the creator has been paid for this order so far")
-    hold_status: str | None = Field(description="held | paid | released | split")
+    hold_status: HoldStatus | None = Field(description="the escrow of the slot fee: held until the order ends")
     live_sessions: list[LiveSessionInfo] | None = Field(default=None, description="detail only")
     watch: WatchOut | None = None
 
@@ -223,7 +241,7 @@ class DisputeOut(BaseModel):
     version: int
     allowed_actions: list[DisputeAction]
     opened_by: str
-    opened_by_role: str
+    opened_by_role: Role
     reason: str
     amount_fen: int
     creator_received_fen: int = Field(description="what the creator has been paid for the order so far")

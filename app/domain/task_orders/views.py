@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import links
 from app.core.errors import NotFound
+from app.db.models.task_orders import LedgerRef
 from app.db.repositories import task_orders as repo
 from app.db.repositories.task_orders import (
     OrderParts,
@@ -27,7 +28,7 @@ from app.state.core import Actor
 from app.state.task_order import STATUS, TASK_ORDER
 from app.state.timers import fire_due
 
-REF = "task_order"
+REF = LedgerRef.task_order
 BOOKING_HORIZON = timedelta(days=365)
 
 

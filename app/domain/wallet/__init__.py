@@ -4,6 +4,7 @@ request and answer shapes in `schemas.py`. The names other modules use are re-ex
 
 from __future__ import annotations
 
+from app.db.models.task_orders import Bucket, HoldStatus, LedgerKind, LedgerRef
 from app.domain.wallet.exports import EXPORT_HEADER, EXPORT_LIMIT, export_rows, to_csv, to_xlsx, top_ups_download
 from app.domain.wallet.ledger import (
     AVAILABLE,
@@ -38,6 +39,10 @@ from app.domain.wallet.top_ups import (
 )
 
 __all__ = [
+    "Bucket",
+    "HoldStatus",
+    "LedgerKind",
+    "LedgerRef",
     "AVAILABLE",
     "EXPORT_HEADER",
     "EXPORT_LIMIT",

@@ -20,13 +20,22 @@ from app.core.errors import Conflict, NotFound
 from app.core.i18n import msg
 from app.db.base import id_for, new_id, table_of
 from app.db.bulk import FromGate, Part, insert_together, write_gated
-from app.db.models.task_orders import EXTERNAL_OWNER, Hold, LedgerLine, LedgerTransaction
+from app.db.models.task_orders import (
+    EXTERNAL_OWNER,
+    Bucket,
+    Hold,
+    HoldStatus,
+    LedgerKind,
+    LedgerLine,
+    LedgerRef,
+    LedgerTransaction,
+)
 from app.db.repositories import wallet as repo
 from app.db.repositories.wallet import HoldRecord
 from app.state import clock
 
-AVAILABLE = "available"
-FROZEN = "frozen"
+AVAILABLE = Bucket.available
+FROZEN = Bucket.frozen
 
 Movement = tuple[str, str, int]  # (owner_id, bucket, signed amount)
 _TRANSACTIONS, _LINES, _HOLDS = table_of(LedgerTransaction), table_of(LedgerLine), table_of(Hold)
@@ -48,10 +57,10 @@ async def lock_wallets(session: AsyncSession, owner_ids: set[str], now: datetime
 
 async def post(
     session: AsyncSession,
-    kind: str,
+    kind: LedgerKind,
     movements: list[Movement],
     *,
-    ref_type: str | None = None,
+    ref_type: LedgerRef | None = None,
     ref_id: str | None = None,
     memo: str | None = None,
     now: datetime | None = None,
@@ -83,7 +92,9 @@ async def post(
                 bucket=bucket,
             )
     tx_id = new_id("ltx")
-    balances = {owner: {AVAILABLE: w.available_fen, FROZEN: w.frozen_fen} for owner, w in wallets.items()}
+    balances: dict[str, dict[str, int]] = {
+        owner: {AVAILABLE: w.available_fen, FROZEN: w.frozen_fen} for owner, w in wallets.items()
+    }
     lines = []
     for owner, bucket, amount in movements:
         balances[owner][bucket] += amount
@@ -122,12 +133,12 @@ async def balance(session: AsyncSession, owner_id: str) -> tuple[int, int]:
 
 
 async def fund(
-    session: AsyncSession, owner_id: str, amount_fen: int, *, ref_type: str, ref_id: str, memo: str | None = None
+    session: AsyncSession, owner_id: str, amount_fen: int, *, ref_type: LedgerRef, ref_id: str, memo: str | None = None
 ) -> str:
     """Money comes in from outside (a top-up): external → the account's available."""
     return await post(
         session,
-        "top_up",
+        LedgerKind.top_up,
         [(EXTERNAL_OWNER, AVAILABLE, -amount_fen), (owner_id, AVAILABLE, amount_fen)],
         ref_type=ref_type,
         ref_id=ref_id,
@@ -141,8 +152,8 @@ async def transfer(
     to_id: str,
     amount_fen: int,
     *,
-    kind: str = "transfer",
-    ref_type: str | None = None,
+    kind: LedgerKind = LedgerKind.transfer,
+    ref_type: LedgerRef | None = None,
     ref_id: str | None = None,
     memo: str | None = None,
 ) -> str:
@@ -163,7 +174,7 @@ async def freeze(
     payee_id: str,
     amount_fen: int,
     *,
-    ref_type: str,
+    ref_type: LedgerRef,
     ref_id: str,
     memo: str | None = None,
     now: datetime | None = None,
@@ -180,7 +191,7 @@ async def freeze(
         "payer_id": payer_id,
         "payee_id": payee_id,
         "amount_fen": amount_fen,
-        "status": "held",
+        "status": HoldStatus.held,
         "payee_fen": None,
         "created_at": now,
         "ended_at": None,
@@ -195,7 +206,7 @@ async def freeze(
         *also,
         (
             _TRANSACTIONS,
-            [{"id": tx_id, "kind": "freeze", "ref_type": ref_type, "ref_id": ref_id, "memo": memo, "created_at": now}],
+            [{"id": tx_id, "kind": LedgerKind.freeze, "ref_type": ref_type, "ref_id": ref_id, "memo": memo, "created_at": now}],
         ),
         (
             _LINES,
@@ -233,14 +244,16 @@ async def freeze(
             account_id=payer_id,
             bucket=AVAILABLE,
         )
-    return "held"
+    return HoldStatus.held
 
 
 async def hold_of(session: AsyncSession, ref_id: str) -> HoldRecord | None:
     return await repo.hold_of(session, ref_id)
 
 
-async def split(session: AsyncSession, ref_id: str, payee_fen: int, *, ref_type: str, memo: str | None = None) -> HoldRecord:
+async def split(
+    session: AsyncSession, ref_id: str, payee_fen: int, *, ref_type: LedgerRef, memo: str | None = None
+) -> HoldRecord:
     """End the hold of `ref_id`: `payee_fen` to the payee's available, the rest back to the
     payer's available. A hold ends exactly once (a second attempt is a 409)."""
     now = await clock.now(session)
@@ -249,13 +262,15 @@ async def split(session: AsyncSession, ref_id: str, payee_fen: int, *, ref_type:
         raise NotFound(msg("no hold for {ref_id}", ref_id=ref_id))
     if not 0 <= payee_fen <= hold.amount_fen:
         raise ValueError("payee share out of range")
-    status = "paid" if payee_fen == hold.amount_fen else "released" if payee_fen == 0 else "split"
+    status = (
+        HoldStatus.paid if payee_fen == hold.amount_fen else HoldStatus.released if payee_fen == 0 else HoldStatus.partly_paid
+    )
     ended = await repo.end_hold(session, ref_id, status, payee_fen, now)
     if ended is None:
         raise Conflict("this hold has already ended", code="hold_ended")
     await post(
         session,
-        status,
+        LedgerKind(status),
         [
             (ended.payer_id, FROZEN, -ended.amount_fen),
             (ended.payee_id, AVAILABLE, payee_fen),
@@ -269,11 +284,11 @@ async def split(session: AsyncSession, ref_id: str, payee_fen: int, *, ref_type:
     return ended
 
 
-async def release(session: AsyncSession, ref_id: str, *, ref_type: str, memo: str | None = None) -> HoldRecord:
+async def release(session: AsyncSession, ref_id: str, *, ref_type: LedgerRef, memo: str | None = None) -> HoldRecord:
     return await split(session, ref_id, 0, ref_type=ref_type, memo=memo)
 
 
-async def pay(session: AsyncSession, ref_id: str, *, ref_type: str, memo: str | None = None) -> HoldRecord:
+async def pay(session: AsyncSession, ref_id: str, *, ref_type: LedgerRef, memo: str | None = None) -> HoldRecord:
     hold = await hold_of(session, ref_id)
     if hold is None:
         raise NotFound(msg("no hold for {ref_id}", ref_id=ref_id))

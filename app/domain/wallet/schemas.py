@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field
 
 from app.core.times import UtcDatetime
+from app.db.models.task_orders import Bucket, LedgerKind, LedgerRef
 from app.domain.schemas import Strict
 from app.state.top_up import TOP_UP
 
@@ -26,11 +27,11 @@ class WalletOut(BaseModel):
 class EntryOut(BaseModel):
     id: str
     transaction_id: str
-    kind: str
-    bucket: str
+    kind: LedgerKind
+    bucket: Bucket
     amount_fen: int
     balance_after_fen: int
-    ref_type: str | None
+    ref_type: LedgerRef | None
     ref_id: str | None
     memo: str | None
     created_at: UtcDatetime

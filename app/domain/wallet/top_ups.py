@@ -13,7 +13,7 @@ from app.core.config import get_settings
 from app.core.errors import NotFound
 from app.db.base import id_for
 from app.db.bulk import insert_together
-from app.db.models.task_orders import TopUp
+from app.db.models.task_orders import LedgerRef, TopUp
 from app.db.repositories import entities
 from app.db.repositories import wallet as repo
 from app.db.repositories.platform import TransitionRow
@@ -102,7 +102,7 @@ async def _succeed(
             now,
         ),
     )
-    await fund(session, row.account_id, row.amount_fen, ref_type="top_up", ref_id=row.id, memo=f"充值 {row.method}")
+    await fund(session, row.account_id, row.amount_fen, ref_type=LedgerRef.top_up, ref_id=row.id, memo=f"充值 {row.method}")
     return row
 
 

@@ -38,6 +38,7 @@ from app.domain.webhooks.relay import (
 from app.domain.webhooks.schemas import (
     AttemptOut,
     DeliveryOut,
+    DeliveryStatus,
     SecretRotate,
     SecretRotatedOut,
     WebhookCreate,
@@ -60,6 +61,7 @@ __all__ = [
     "BACKOFF_CAP_SECONDS",
     "CLAIM_BATCH",
     "DeliveryOut",
+    "DeliveryStatus",
     "FANOUT_BATCH",
     "FANOUT_MAX_BATCHES",
     "LEASE_SECONDS",

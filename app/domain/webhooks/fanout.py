@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.clock import real_now
 from app.db.base import id_for
-from app.db.models.webhooks import WebhookDelivery
+from app.db.models.webhooks import DeliveryStatus, WebhookDelivery
 from app.db.repositories import events as events_repo
 from app.db.repositories import webhooks as repo
 from app.db.repositories.webhooks import SubscriptionRecord
@@ -35,7 +35,7 @@ def _delivery(sub: SubscriptionRecord, event_id: str, event_type: str, now: date
         "subscription_id": sub.id,
         "event_id": event_id,
         "event_type": event_type,
-        "status": "pending",
+        "status": DeliveryStatus.pending,
         "attempts": 0,
         "next_attempt_at": now,
         "claim_token": None,

@@ -27,7 +27,7 @@ from app.core.times import iso_z
 from app.db.base import id_for, new_id, table_of
 from app.db.bulk import insert_together
 from app.db.models.platform import Event, EventRecipient
-from app.db.models.webhooks import WebhookAttempt
+from app.db.models.webhooks import DeliveryStatus, WebhookAttempt
 from app.db.repositories import webhooks as repo
 from app.db.repositories.events import EventRecord
 from app.domain.notifications import message_rows
@@ -154,7 +154,7 @@ async def claim_due(
                     changed.append(
                         replace(
                             row,
-                            status="failed",
+                            status=DeliveryStatus.failed,
                             finished_at=now,
                             claim_token=None,
                             next_attempt_at=None,
@@ -259,13 +259,13 @@ async def _record(sessionmaker: async_sessionmaker[AsyncSession], results: list[
         changed = []
         for job, outcome in results:
             row = rows.get(job.delivery_id)
-            if row is None or row.claim_token != job.token or row.status != "pending":
+            if row is None or row.claim_token != job.token or row.status != DeliveryStatus.pending:
                 continue  # the lease ran out and another relay took it over
             row = replace(row, claim_token=None, last_status_code=outcome.status_code, last_error=outcome.error)
             if outcome.ok:
-                row = replace(row, status="succeeded", finished_at=real_now(), next_attempt_at=None)
+                row = replace(row, status=DeliveryStatus.succeeded, finished_at=real_now(), next_attempt_at=None)
             elif row.attempts >= MAX_ATTEMPTS:
-                row = replace(row, status="failed", finished_at=real_now(), next_attempt_at=None)
+                row = replace(row, status=DeliveryStatus.failed, finished_at=real_now(), next_attempt_at=None)
             else:
                 row = replace(row, next_attempt_at=now + timedelta(seconds=backoff(row.attempts)))
             changed.append(row)

@@ -10,6 +10,7 @@ from pydantic import Field, StrictBool, field_validator
 
 from app.core.i18n import N_, msg
 from app.core.times import UtcDatetime
+from app.db.models.webhooks import DeliveryStatus
 from app.domain.schemas import Out, Strict
 
 _TYPE = re.compile(r"^(\*|[a-z0-9_]+\.(\*|[a-z0-9_]+))$")
@@ -113,8 +114,8 @@ class DeliveryOut(Out):
     id: str
     subscription_id: str
     event_id: str
-    event_type: str
-    status: str
+    event_type: str  # the event catalogue's `EventType` in OpenAPI
+    status: DeliveryStatus
     attempts: int
     next_attempt_at: UtcDatetime | None = None
     last_status_code: int | None = None
