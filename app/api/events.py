@@ -149,8 +149,9 @@ async def update_webhook(webhook_id: str, body: WebhookUpdate, session: Session,
     return await webhooks.update_subscription(session, actor, webhook_id, body)
 
 
-@router.delete(
+@router.api_route(
     "/v1/webhooks/{webhook_id}",
+    methods=["DELETE"],
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     tags=["events"],

@@ -128,7 +128,7 @@ def _query_names(dependant: Any) -> frozenset[str]:
     stack = [dependant]
     while stack:
         current = stack.pop()
-        names.update(field.alias for field in current.query_params)
+        names |= {field.alias for field in current.query_params}
         stack.extend(current.dependencies)
     return frozenset(names)
 
