@@ -7,7 +7,7 @@ export LC_DATABASE_URL ?= sqlite+aiosqlite:///./live_collab.db
 
 MESSAGE_KEYWORDS := -k msg -k N_ -k problem:3 -k problem_code:3 -k DomainError -k Unauthenticated -k Forbidden \
 	-k NotFound -k ValidationFailed -k Conflict -k TooManyRequests -k QuotaExhausted -k WebhookUrlNotAllowed -k Unresolvable \
-	-k AccountSuspended -k InvalidCredentials -k WrongPassword
+	-k AccountSuspended -k InvalidCredentials -k WrongPassword -k StoreUnavailable
 
 .PHONY: messages browser clients run test test-sqlite test-postgres install lint migrate seed bench bench-campaigns bench-incentives bench-modules bench-broker stress stress-scale stress-short clean
 

@@ -87,6 +87,10 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:
                     await background
             if app.state.replica is not None:
                 await app.state.replica.dispose()
+            if settings.redis_url:
+                from app.db.redis import close_all
+
+                await close_all()
             if owns_engine:
                 await app.state.engine.dispose()
 

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     login_failures_per_username: int = Field(default=10, ge=1)
     login_failures_per_client: int = Field(default=100, ge=1)
     login_failure_window_seconds: int = Field(default=900, ge=1)
+    # Where those counts live: the database (default, shared by every replica), or this Redis
+    # (`redis://host:6379/0`), its keys under the prefix.
+    redis_url: str | None = None
+    redis_key_prefix: str = Field(default="livecollab", min_length=1, max_length=64)
     # Background sweeper inside the service (timers); off in tests, which drive the clock.
     sweeper_interval_seconds: float = 5.0
     run_sweeper: bool = True

@@ -17,6 +17,7 @@ from app.core.passwords import MAX_LENGTH, check_password
 from app.core.security import create_token, decode_token, hash_password, verify_password
 from app.db.base import id_for
 from app.db.models.accounts import AuthSession, LoginFailure
+from app.db.redis import RedisFailures
 from app.db.repositories import accounts as accounts_repo
 from app.db.repositories import auth as repo
 from app.domain.accounts.service import AccountOut, TokenOut, account_out
@@ -134,7 +135,7 @@ async def login(session: AsyncSession, username: str, password: str, client_ip: 
     if credentials.suspended_at is not None:
         raise AccountSuspended("this account is suspended")
     if counts.by_username:
-        await repo.forget_failures(session, username, client_ip)
+        await _forget_failures(session, username, client_ip)
     await repo.purge_sessions(session, real_now() - _KEEP_ENDED)  # an index probe, rarely a row
     return await start_session(session, credentials.id, credentials.role)
 
@@ -143,7 +144,11 @@ async def _within_limits(session: AsyncSession, username: str, client_ip: str, n
     """The failures counted against this attempt; 429 when either limit is reached."""
     settings = get_settings()
     window = timedelta(seconds=settings.login_failure_window_seconds)
-    counts = await repo.failure_counts(session, username, client_ip, now - window)
+    redis = _redis_failures()
+    if redis is not None:
+        counts = await redis.counts(username, client_ip, now - window)
+    else:
+        counts = await repo.failure_counts(session, username, client_ip, now - window)
     if counts.by_username >= settings.login_failures_per_username:
         raise TooManyRequests(
             "too many failed logins of this username: try again later",
@@ -158,10 +163,30 @@ async def _within_limits(session: AsyncSession, username: str, client_ip: str, n
 
 
 async def _failed(session: AsyncSession, username: str, client_ip: str, now: datetime, counts: repo.FailureCounts) -> None:
+    window = timedelta(seconds=get_settings().login_failure_window_seconds)
+    redis = _redis_failures()
+    if redis is not None:
+        await redis.add(id_for(LoginFailure), username, client_ip, now, now - window)
+        return
     await repo.add_failure(session, id_for(LoginFailure), username, client_ip, now)
     if counts.by_username == 0:  # now and then, the failures that left the window go
-        window = timedelta(seconds=get_settings().login_failure_window_seconds)
         await repo.purge_failures(session, now - window)
+
+
+async def _forget_failures(session: AsyncSession, username: str, client_ip: str) -> None:
+    redis = _redis_failures()
+    if redis is not None:
+        await redis.forget(username, client_ip)
+    else:
+        await repo.forget_failures(session, username, client_ip)
+
+
+def _redis_failures() -> RedisFailures | None:
+    """The Redis store of the failed-login counts with `LC_REDIS_URL` set (app/db/redis.py)."""
+    settings = get_settings()
+    if not settings.redis_url:
+        return None
+    return RedisFailures(settings.redis_url, settings.redis_key_prefix, settings.login_failure_window_seconds)
 
 
 async def logout(session: AsyncSession, session_id: str) -> None:
