@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 import app.db.models  # noqa: F401 - registers every table
@@ -39,9 +40,18 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+# Several replicas migrate at start (docker-compose.scale.yml): on PostgreSQL each takes this
+# transaction-level advisory lock first, so they run one after the other and the later ones find
+# the schema at head. Without it two `CREATE TABLE alembic_version` raced (a unique violation in
+# pg_type) and the losers exited.
+_MIGRATION_LOCK = 0x4C43_4D49  # "LCMI"
+
+
 def _run_sync(connection: Connection) -> None:
     _configure(connection)
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         context.run_migrations()
 
 
