@@ -130,11 +130,11 @@ bench-broker: install
 stress: install
 	$(PY) bench/stress.py --seconds 180 --clients 50 --max-p99 2 --max-drain 10 $(STRESS_ARGS)
 
-## Beyond one machine (scale.md): three service processes relaying to NATS JetStream (restarted
-## mid-load), on a throw-away primary with a streaming replica for the heavy reads.
+## Beyond one machine (scale.md): three service processes relaying to a throw-away NATS JetStream
+## (restarted mid-load), on a throw-away primary with a streaming replica for the heavy reads
+## (--replicas 3 implies both; `make stress STRESS_ARGS="--replicas 3"` is the same run).
 stress-scale: install
-	$(PY) bench/stress.py --seconds 180 --clients 50 --replicas 3 --broker nats://127.0.0.1:4222 --db-replica \
-		--max-p99 2 --max-drain 10 $(STRESS_ARGS)
+	$(PY) bench/stress.py --seconds 180 --clients 50 --replicas 3 --max-p99 2 --max-drain 10 $(STRESS_ARGS)
 
 ## The same, short (what CI runs through tests/test_stress.py).
 stress-short: install

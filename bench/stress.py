@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
 import hashlib
 import hmac
@@ -33,7 +34,9 @@ import json
 import os
 import random
 import secrets
+import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -1306,14 +1309,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--broker",
         default=None,
-        help="nats://… : every replica relays the outbox to this NATS JetStream (a stream of its own for the run); "
-        "afterwards every outbox event must be on it exactly once, in order per entity",
+        help="every replica relays the outbox to NATS JetStream (a stream of its own for the run), afterwards every "
+        "outbox event must be on it exactly once, in order per entity: `own` (the default with --replicas 3 or more) "
+        "starts a throw-away nats-server of the run's own and restarts that one mid-load; nats://… uses that server "
+        "and restarts the machine's nats-server; `none` for no broker",
     )
     parser.add_argument("--broker-restart-at", type=float, default=0.6, help="restart nats-server at this fraction of the load")
     parser.add_argument(
         "--db-replica",
-        action="store_true",
-        help="run on a throw-away primary with a streaming replica (bench/replica_cluster.py); heavy reads go to it",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run on a throw-away primary with a streaming replica (bench/replica_cluster.py); heavy reads go to it, "
+        "and at least one must be served by it (the default with --replicas 3 or more)",
     )
     parser.add_argument("--receiver-port", type=int, default=8119)
     parser.add_argument("--merchants", type=int, default=10)
@@ -1340,6 +1347,19 @@ async def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"refusing to use the database {args.db!r}")
     if args.ports:
         args.replicas = len(args.ports)
+    # scale.md: `make stress --replicas 3` is three processes, the broker relay and the replica
+    if args.broker is None:
+        args.broker = "own" if args.replicas >= 3 else "none"
+    if args.db_replica is None:
+        args.db_replica = args.replicas >= 3
+    own_nats = None
+    if args.broker == "none":
+        args.broker = None
+    elif args.broker == "own":
+        own_nats = OwnNats().start()
+        args.broker = own_nats.url
+        log(f"throw-away nats-server with JetStream on {own_nats.url}")
+    args.own_nats = own_nats
     seed = args.seed if args.seed is not None else random.randrange(10**6)
     rng = random.Random(seed)
     log(
@@ -1365,10 +1385,89 @@ async def run(args: argparse.Namespace) -> int:
     finally:
         if cluster is not None:
             cluster.close()
+        if own_nats is not None:
+            own_nats.stop()
+
+
+async def scrape_replica_reads(services: list[Service]) -> dict[str, float]:
+    """`livecollab_replica_reads_total` summed over the processes (a SIGKILLed one's count before
+    its restart is lost: the figure is a lower bound)."""
+    totals = {"replica": 0.0, "primary": 0.0}
+    async with httpx.AsyncClient(timeout=10) as http:
+        for service in services:
+            try:
+                text = (await http.get(f"{service.url}/metrics")).text
+            except httpx.HTTPError:
+                continue
+            for line in text.splitlines():
+                for source in totals:
+                    if line.startswith(f'livecollab_replica_reads_total{{source="{source}"}}'):
+                        totals[source] += float(line.rsplit(" ", 1)[1])
+    return totals
 
 
 # =========================================================================== the broker
-def restart_nats(events: list[str]) -> None:
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class OwnNats:
+    """A nats-server with JetStream of the run's own (a free loopback port, a store in a temporary
+    directory), so the restart mid-load touches no other user of the machine's server."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="lc-stress-nats-")
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> OwnNats:
+        binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+        self.proc = subprocess.Popen(
+            [binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", self.dir, "-l", f"{self.dir}/nats.log"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(100):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return self
+            time.sleep(0.1)
+        raise SystemExit(f"nats-server did not start on :{self.port} (log in {self.dir})")
+
+    def restart(self) -> int | None:
+        pid = self.proc.pid if self.proc else None
+        self.stop(keep_store=True)
+        self.start()
+        return pid
+
+    def stop(self, keep_store: bool = False) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if not keep_store:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def restart_nats(events: list[str], own: OwnNats | None = None) -> None:
+    if own is not None:
+        pid = own.restart()
+        events.append(f"nats-server of the run restarted (pid {pid} stopped)")
+        log(events[-1])
+        return
+    restart_machines_nats(events)
+
+
+def restart_machines_nats(events: list[str]) -> None:
     """Stop the machine's nats-server (SIGTERM) and start it again with JetStream, its store kept."""
     found = subprocess.run(["pgrep", "-x", "nats-server"], capture_output=True, text=True)
     pids = [int(p) for p in found.stdout.split()]
@@ -1389,9 +1488,9 @@ def restart_nats(events: list[str]) -> None:
     log(events[-1])
 
 
-async def broker_restarter(at: float, events: list[str]) -> None:
+async def broker_restarter(at: float, events: list[str], own: OwnNats | None) -> None:
     await asyncio.sleep(at)
-    await asyncio.to_thread(restart_nats, events)
+    await asyncio.to_thread(restart_nats, events, own)
 
 
 async def broker_messages(url: str, stream: str, subjects: str, expected: int, timeout: float) -> tuple[float, list]:
@@ -1567,7 +1666,7 @@ async def _run(args: argparse.Namespace, seed: int, rng: random.Random) -> int:
         if not args.no_kill:
             tasks.append(asyncio.create_task(killer(services, args.seconds * args.kill_at, args.restart_after, kill_events)))
         if args.broker and args.broker_restart_at > 0:
-            tasks.append(asyncio.create_task(broker_restarter(args.seconds * args.broker_restart_at, kill_events)))
+            tasks.append(asyncio.create_task(broker_restarter(args.seconds * args.broker_restart_at, kill_events, args.own_nats)))
         await asyncio.gather(*tasks)
         load_seconds = time.monotonic() - load_started
         log(f"load done in {load_seconds:.1f} s; draining the webhook relay")
@@ -1575,6 +1674,7 @@ async def _run(args: argparse.Namespace, seed: int, rng: random.Random) -> int:
         log(f"drained in {drained:.1f} s")
         if args.broker:
             await check_broker(dsn, args, stream, prefix, report)
+        replica_reads = await scrape_replica_reads(services) if args.db_replica else None
         for service in services:
             service.stop()
 
@@ -1586,6 +1686,14 @@ async def _run(args: argparse.Namespace, seed: int, rng: random.Random) -> int:
             answered = [t for t in world.data_as_of if t]
             report.figure("heavy reads answered with X-Data-As-Of (replica or primary)", len(answered))
             report.check("heavy reads without X-Data-As-Of", len(world.data_as_of) - len(answered))
+            assert replica_reads is not None
+            report.figure(
+                "heavy reads by where they read (/metrics of the processes alive at the end)",
+                f"replica {replica_reads['replica']:.0f}, primary {replica_reads['primary']:.0f}",
+            )
+            report.check(
+                "heavy reads served by the streaming replica", replica_reads["replica"] == 0, "none: the replica was never read"
+            )
         report.figure(
             "requests",
             f"{requests} ({requests / load_seconds:.1f}/s): " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())),

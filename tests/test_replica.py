@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from app.core.config import Settings
 from app.db import migrate
@@ -98,6 +99,14 @@ async def _export(client: httpx.AsyncClient, headers: dict[str, str]) -> tuple[i
     return len(r.content.decode("utf-8-sig").strip().splitlines()) - 1, datetime.fromisoformat(as_of)
 
 
+def _reads() -> dict[str, float]:
+    """`livecollab_replica_reads_total` of this process, by source."""
+    return {
+        source: REGISTRY.get_sample_value("livecollab_replica_reads_total", {"source": source}) or 0.0
+        for source in ("replica", "primary")
+    }
+
+
 async def test_heavy_reads_follow_the_replica_and_fall_back_to_the_primary(cluster, service):
     client, app = service
     replica = app.state.replica
@@ -105,8 +114,10 @@ async def test_heavy_reads_follow_the_replica_and_fall_back_to_the_primary(clust
     await _top_up(client, merchant, 101)
     await asyncio.to_thread(cluster.wait_caught_up)
     replica.forget()
+    before = _reads()
     count, as_of = await _export(client, merchant)
     assert count == 1  # read on the replica, caught up
+    assert _reads() == {"replica": before["replica"] + 1, "primary": before["primary"]}  # /metrics says where
 
     # Replay paused: the primary moves on, the replica does not.
     cluster.psql(cluster.replica_port, "SELECT pg_wal_replay_pause()")
@@ -127,8 +138,10 @@ async def test_heavy_reads_follow_the_replica_and_fall_back_to_the_primary(clust
         await asyncio.sleep(0.5)
         replica.forget()
         before = datetime.now(UTC) - timedelta(seconds=1)
+        reads = _reads()
         count, as_of = await _export(client, merchant)
         assert count == 2 and as_of >= before
+        assert _reads() == {"replica": reads["replica"], "primary": reads["primary"] + 1}
     finally:
         cluster.psql(cluster.replica_port, "SELECT pg_wal_replay_resume()")
 

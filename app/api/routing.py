@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from prometheus_client import Counter
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -178,6 +179,13 @@ def replica_read(endpoint: E) -> E:
     return endpoint
 
 
+REPLICA_READS = Counter(
+    "livecollab_replica_reads",
+    "Answers of the @replica_read operations with LC_DATABASE_REPLICA_URL set, by where they read",
+    ["source"],
+)
+
+
 async def _on_replica(request: Request, run: Callable[[], Coroutine[Any, Any, Response]]) -> Response:
     """Run `run` with `request.state.read_db` on the replica when it is fresh, else on the primary
     (None: `ReadSession` then gives the request's own session), and say how fresh in
@@ -188,6 +196,8 @@ async def _on_replica(request: Request, run: Callable[[], Coroutine[Any, Any, Re
     if replica is None or freshness is None or not freshness.on_replica:
         response = await run()
         response.headers["x-data-as-of"] = _utc(real_now())
+        if replica is not None:
+            REPLICA_READS.labels("primary").inc()
         return response
     async with replica.sessionmaker() as read_session:
         read_session.info[ON_REPLICA] = True
@@ -198,6 +208,7 @@ async def _on_replica(request: Request, run: Callable[[], Coroutine[Any, Any, Re
             replica.forget()
             response = await run()
             response.headers["x-data-as-of"] = _utc(real_now())
+            REPLICA_READS.labels("primary").inc()
             return response
         request.state.read_db = read_session
         try:
@@ -206,6 +217,7 @@ async def _on_replica(request: Request, run: Callable[[], Coroutine[Any, Any, Re
             request.state.read_db = None
             await read_session.rollback()
     response.headers["x-data-as-of"] = _utc(freshness.data_as_of(real_now()))
+    REPLICA_READS.labels("replica").inc()
     return response
 
 

@@ -116,7 +116,8 @@ def ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
     sends no extra statement. A ping that fails raises `DisconnectionError`, on which the pool
     throws the connection away and checks out (or opens) another. A connection broken while in
     use invalidates the whole pool (`LeanSession.forget_if_broken`, SQLAlchemy's own path), so
-    after a database restart only the requests in flight fail."""
+    after a database restart only the requests in flight fail. A connection the server closed
+    while it was pooled is known to asyncpg already and is replaced at checkout, pinged or not."""
 
     @event.listens_for(engine.sync_engine, "checkin")
     def _checked_in(_dbapi_connection: Any, record: Any) -> None:
@@ -124,6 +125,12 @@ def ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
 
     @event.listens_for(engine.sync_engine, "checkout")
     def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        # Free of cost: asyncpg has already seen a connection the server closed while it sat in
+        # the pool (a restart or `pg_terminate_backend` sends a FATAL message and a FIN, which
+        # the event loop read meanwhile); replace it instead of failing the request.
+        raw = getattr(dbapi_connection, "_connection", None)
+        if raw is not None and raw.is_closed():
+            raise exc.DisconnectionError("the server closed this pooled connection")
         since = record.info.pop("lc_idle_since", None)
         if since is None or time.monotonic() - since < idle_seconds:
             return
