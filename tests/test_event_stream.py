@@ -267,3 +267,28 @@ async def test_a_session_ended_on_one_replica_is_refused_on_the_other_within_a_s
             assert {"comment": "session ended"} in rest
         refused = await on_b.get("/v1/accounts/me", headers=merchant)
         assert refused.status_code == 401 and refused.json()["code"] == "unauthenticated"
+
+
+async def test_a_ticket_and_the_stream_it_opened_end_with_their_login_session(replicas):
+    """A ticket is its login session's: after a logout on A, a ticket issued before it is 401 on
+    B, and a stream a ticket opened on B closes within the liveness check's second."""
+    a, b = replicas
+    async with httpx.AsyncClient(base_url=a, timeout=20) as on_a, httpx.AsyncClient(base_url=b, timeout=20) as on_b:
+        merchant = await _merchant(on_a)
+        first = (await on_a.post("/v1/events/stream-tickets", headers=merchant)).json()["ticket"]
+        second = (await on_a.post("/v1/events/stream-tickets", headers=merchant)).json()["ticket"]
+        async with on_b.stream("GET", "/v1/events/stream", params={"ticket": first}) as response:
+            assert response.status_code == 200
+            frames = _frames(response)
+            await anext(frames)
+            assert (await on_a.post("/v1/auth/logout", headers=merchant)).status_code == 204
+
+            async def until_closed() -> list[dict[str, str]]:
+                return [frame async for frame in frames]
+
+            rest = await asyncio.wait_for(until_closed(), 5)
+            assert {"comment": "session ended"} in rest
+        refused = await on_b.get("/v1/events/stream", params={"ticket": second})
+        assert refused.status_code == 401 and refused.json()["code"] == "unauthenticated"
+        again = await on_b.get("/v1/events/stream", params={"ticket": second})
+        assert again.status_code == 401  # used up by the refused attempt, too

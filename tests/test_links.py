@@ -79,3 +79,30 @@ async def test_the_base_is_configured_or_the_request_s_own(client, factory: Fact
     monkeypatch.setattr(get_settings(), "public_base_url", "https://live-collab.example/")
     _, code = await _check_in_code(client, factory)
     assert code["svg_url"].startswith("https://live-collab.example/v1/live-bases/")
+
+
+async def test_a_suspended_accounts_links_are_403_and_work_again_once_reinstated(client, factory: Factory):
+    """A suspension ends every session at once (security.md): the pictures and downloads already
+    handed out to the account stop too, not an hour later."""
+    agency = await factory.user("agency")
+    base = await make_base(client, agency)
+    code = (await client.get(f"/v1/live-bases/{base['id']}/check-in-code", headers=agency.headers)).json()
+    assert (await client.get(code["svg_url"])).status_code == 200
+    operator = await factory.operator()
+    r = await client.post(f"/v1/accounts/{agency.id}/suspend", headers=operator.headers, json={"reason": "fraud check"})
+    assert r.status_code == 200, r.text
+    refused = await client.get(code["svg_url"])
+    assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
+    assert "suspended" in refused.json()["detail"]
+    assert (await client.post(f"/v1/accounts/{agency.id}/reinstate", headers=operator.headers)).status_code == 200
+    assert (await client.get(code["svg_url"])).status_code == 200  # the link itself was never revoked
+
+
+async def test_a_link_of_an_account_that_does_not_exist_is_403(client, factory: Factory):
+    user = await factory.user("creator")
+    machines = (await client.get("/v1/state-machines", headers=user.headers)).json()
+    path = httpx.URL(machines[0]["diagram_svg_url"]).path
+    assert (await client.get(links.signed(path, user.id, "creator"))).status_code == 200
+    for account_id, role in (("acc_" + "0" * 26, "creator"), (user.id, "merchant")):  # nobody; not its role
+        r = await client.get(links.signed(path, account_id, role))
+        assert r.status_code == 403 and r.json()["code"] == "forbidden", (account_id, role)

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core import links
 from app.core.errors import Forbidden, Unauthenticated
 from app.core.i18n import msg, term
-from app.domain.accounts import actor_of
+from app.domain.accounts import actor_of, link_actor
 from app.state.core import Actor
 
 _ROLES = frozenset({"merchant", "creator", "agency", "group_leader", "service_provider", "operator", "platform"})
@@ -66,7 +66,8 @@ def roles(*allowed: str) -> Callable[..., Awaitable[Actor]]:
 
 def link_or_roles(*allowed: str) -> Callable[..., Awaitable[Actor]]:
     """For what the service hands out as links (pictures, downloads): a signed link's own
-    caller (`?u=&r=&exp=&sig=`, app/core/links.py; 403 when tampered with or expired), or else
+    caller (`?u=&r=&exp=&sig=`, app/core/links.py; 403 when tampered with or expired, or when
+    its account is suspended or gone since), or else
     the bearer token's. With `allowed`, only callers of those roles (403 for the others)."""
 
     async def check(
@@ -79,7 +80,7 @@ def link_or_roles(*allowed: str) -> Callable[..., Awaitable[Actor]]:
     ) -> Actor:
         if sig is not None or u is not None or exp is not None or r is not None:
             account_id, role = links.verify(request.url.path, request.query_params.multi_items())
-            actor = Actor(account_id, role)
+            actor = await link_actor(request.state.db, account_id, role)
         else:
             actor = (await actor_of_token(request.state.db, token))[0]
         if allowed and actor.role not in allowed:

@@ -10,12 +10,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
-from app.api.deps import CurrentActor, Operator, Page, Session, actor_of_token, oauth2
+from app.api.deps import CurrentActor, CurrentLogin, Operator, Page, Session, actor_of_token, oauth2
 from app.api.routing import TxRoute
 from app.core.config import get_settings
 from app.core.errors import Unauthenticated, ValidationFailed
 from app.core.i18n import msg
 from app.domain import events, webhooks
+from app.domain.accounts import ensure_live
 from app.domain.events import EventPageOut, NotificationOut, Position, SmsOut, StreamTicketOut
 from app.domain.schemas import PageOut
 from app.domain.webhooks import (
@@ -43,10 +44,12 @@ async def list_events(session: Session, actor: CurrentActor, page: Page):
 
 
 @router.post("/v1/events/stream-tickets", response_model=StreamTicketOut, tags=["events"], name="create_stream_ticket")
-async def create_stream_ticket(session: Session, actor: CurrentActor):
+async def create_stream_ticket(session: Session, login: CurrentLogin):
     """A single-use ticket (60 s) for `GET /v1/events/stream?ticket=…`: browsers' `EventSource`
-    cannot send an `Authorization` header."""
-    return await events.issue_stream_ticket(session, actor)
+    cannot send an `Authorization` header. It belongs to the caller's login session: after a
+    logout, password change or suspension it is refused, and a stream it opened closes."""
+    actor, session_id = login
+    return await events.issue_stream_ticket(session, actor, session_id)
 
 
 _STREAM_QUERY = frozenset({"after", "ticket"})
@@ -82,33 +85,34 @@ async def stream_events(
     maker = request.app.state.sessionmaker
     async with maker() as session:
         if ticket and not token:
-            actor = await events.redeem_stream_ticket(session, ticket)
+            actor, session_id = await events.redeem_stream_ticket(session, ticket)
+            await session.commit()  # used up, whatever the check below says
+            await ensure_live(session, session_id, actor.id, actor.role)
         else:
-            actor = (await actor_of_token(session, token))[0]
+            actor, session_id = await actor_of_token(session, token)
         position = await events.stream_start(session, last_event_id=last_event_id, after=after)
         await session.commit()
     return StreamingResponse(
-        _sse(request, actor, position, None if ticket and not token else token),
+        _sse(request, actor, position, session_id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
 
-async def _sse(request: Request, actor, position: Position, token: str | None) -> AsyncIterator[bytes]:
-    """The stream; one opened with a bearer token closes once its session ends (logout,
-    password change, suspension), within the liveness check's second."""
+async def _sse(request: Request, actor, position: Position, session_id: str) -> AsyncIterator[bytes]:
+    """The stream; it closes once the login session that opened it (by its bearer token or its
+    ticket) ends (logout, password change, suspension), within the liveness check's second."""
     settings = get_settings()
     maker = request.app.state.sessionmaker
     yield b"retry: 2000\n: stream open\n\n"
     quiet_since = time.monotonic()
     while not await request.is_disconnected():
         async with maker() as session:
-            if token is not None:
-                try:
-                    await actor_of_token(session, token)
-                except Unauthenticated:
-                    yield b": session ended\n\n"
-                    return
+            try:
+                await ensure_live(session, session_id, actor.id, actor.role)
+            except Unauthenticated:
+                yield b": session ended\n\n"
+                return
             batch = await events.stream_batch(session, actor, position)
             await session.rollback()
         for event, reached in batch:

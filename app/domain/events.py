@@ -89,22 +89,27 @@ def _digest(ticket: str) -> str:
     return hashlib.sha256(ticket.encode()).hexdigest()
 
 
-async def issue_stream_ticket(session: AsyncSession, actor: Actor) -> StreamTicketOut:
+async def issue_stream_ticket(session: AsyncSession, actor: Actor, session_id: str) -> StreamTicketOut:
     """A single-use ticket opening the caller's stream without a header (browsers' EventSource
-    cannot send one). Only its digest is kept; tickets expired for an hour are purged."""
+    cannot send one), bound to the caller's login session: once that ends, the ticket and the
+    stream it opened are refused too. Only its digest is kept; tickets expired for an hour are
+    purged."""
     ticket = secrets.token_urlsafe(32)
     now = real_now()
+    expires = now + timedelta(seconds=STREAM_TICKET_SECONDS)
     await events_repo.purge_tickets(session, now - timedelta(hours=1))
-    await events_repo.add_ticket(session, _digest(ticket), actor.id, actor.role, now + timedelta(seconds=STREAM_TICKET_SECONDS))
+    await events_repo.add_ticket(session, _digest(ticket), actor.id, actor.role, session_id, expires)
     return StreamTicketOut(ticket=ticket, expires_in=STREAM_TICKET_SECONDS)
 
 
-async def redeem_stream_ticket(session: AsyncSession, ticket: str) -> Actor:
-    """The ticket's owner; the ticket is used up (401 for an unknown, used or expired one)."""
+async def redeem_stream_ticket(session: AsyncSession, ticket: str) -> tuple[Actor, str]:
+    """The ticket's owner and login session; the ticket is used up (401 for an unknown, used or
+    expired one). Whether the session is still live is the caller's check."""
     found = await events_repo.use_ticket(session, _digest(ticket), real_now())
-    if found is None:
+    account_id, role, session_id = found or ("", "", None)
+    if session_id is None:  # unknown, used, expired (or issued before tickets had a session)
         raise Unauthenticated("the stream ticket is unknown, used or expired (POST /v1/events/stream-tickets)")
-    return Actor(*found)
+    return Actor(account_id, role), session_id
 
 
 async def stream_start(session: AsyncSession, *, last_event_id: str | None, after: str | None) -> Position:

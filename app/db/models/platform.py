@@ -147,5 +147,7 @@ class StreamTicket(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the ticket
     account_id: Mapped[str] = mapped_column(String(40))
     role: Mapped[str] = mapped_column(String(20))
+    # the login session that asked for it: the ticket, and the stream it opens, end with it
+    session_id: Mapped[str | None] = mapped_column(String(40))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -273,22 +273,23 @@ _USE_TICKET = (
         stream_tickets.c.expires_at > bindparam("t_now"),
     )
     .values(used_at=bindparam("t_now"))
-    .returning(stream_tickets.c.account_id, stream_tickets.c.role)
+    .returning(stream_tickets.c.account_id, stream_tickets.c.role, stream_tickets.c.session_id)
 )
 _PURGE_TICKETS = stream_tickets.delete().where(stream_tickets.c.expires_at < bindparam("before"))
 
 
-async def add_ticket(session: AsyncSession, digest: str, account_id: str, role: str, expires_at: datetime) -> None:
-    await run(
-        session, _INSERT_TICKET, {"id": digest, "account_id": account_id, "role": role, "expires_at": expires_at, "used_at": None}
-    )
+async def add_ticket(
+    session: AsyncSession, digest: str, account_id: str, role: str, session_id: str, expires_at: datetime
+) -> None:
+    params = {"id": digest, "account_id": account_id, "role": role, "session_id": session_id}
+    await run(session, _INSERT_TICKET, {**params, "expires_at": expires_at, "used_at": None})
 
 
-async def use_ticket(session: AsyncSession, digest: str, now: datetime) -> tuple[str, str] | None:
-    """(account, role) of an unexpired, unused ticket, which this uses up; None otherwise (two
-    streams racing on one ticket: the row's UPDATE lets one of them have it)."""
+async def use_ticket(session: AsyncSession, digest: str, now: datetime) -> tuple[str, str, str | None] | None:
+    """(account, role, login session) of an unexpired, unused ticket, which this uses up; None
+    otherwise (two streams racing on one ticket: the row's UPDATE lets one of them have it)."""
     row = (await run(session, _USE_TICKET, {"t_id": digest, "t_now": now})).first()
-    return None if row is None else (row.account_id, row.role)
+    return None if row is None else (row.account_id, row.role, row.session_id)
 
 
 async def purge_tickets(session: AsyncSession, before: datetime) -> None:

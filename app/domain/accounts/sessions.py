@@ -82,6 +82,13 @@ async def actor_of(session: AsyncSession, token: str) -> tuple[Actor, str]:
     client's burst of requests costs one read a second, and an ended session is refused on
     every replica within that second (at once on the replica that ended it)."""
     account_id, role, session_id = decode_token(token)
+    await ensure_live(session, session_id, account_id, role)
+    return Actor(account_id, role), session_id
+
+
+async def ensure_live(session: AsyncSession, session_id: str, account_id: str, role: str) -> None:
+    """401 unless the login session is live and is `account_id`'s in `role` (the same check
+    for a bearer token and for what a session handed out, such as a stream ticket)."""
     seen = _CONFIRMED.get(session_id)
     started = time.monotonic()
     if seen is None or started - seen[0] >= get_settings().session_check_seconds:
@@ -93,7 +100,18 @@ async def actor_of(session: AsyncSession, token: str) -> tuple[Actor, str]:
         seen = _CONFIRMED[session_id]
     if seen[1] != account_id or seen[2] != role:  # signed, but not this session's account and role
         raise Unauthenticated("the access token is not valid")
-    return Actor(account_id, role), session_id
+
+
+async def link_actor(session: AsyncSession, account_id: str, role: str) -> Actor:
+    """The caller of a signed link (app/core/links.py verified its signature and expiry): 403
+    when its account is suspended, gone, or no longer of that role, so a suspension stops the
+    pictures and downloads already handed out too."""
+    credentials = await accounts_repo.credentials_by_id(session, account_id)
+    if credentials is None or credentials.role != role:
+        raise Forbidden("the account this link was made for no longer exists with that role")
+    if credentials.suspended_at is not None:
+        raise Forbidden("the account this link was made for is suspended")
+    return Actor(account_id, role)
 
 
 async def start_session(session: AsyncSession, account_id: str, role: str) -> TokenOut:
