@@ -4,10 +4,13 @@ caller put in `config.attributes["url"]`; batch mode on SQLite."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+from collections.abc import Iterator
 
 from alembic import context
 from sqlalchemy import text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 
 import app.db.models  # noqa: F401 - registers every table
 from app.core.config import get_settings
@@ -61,10 +64,27 @@ async def run_migrations_online() -> None:
         await connection.run_sync(_run_sync)
         return
     engine = make_engine(_url())
-    async with engine.connect() as conn:
-        await conn.run_sync(_run_sync)
-        await conn.commit()
+    with _sqlite_file_lock(_url()):
+        async with engine.connect() as conn:
+            await conn.run_sync(_run_sync)
+            await conn.commit()
     await engine.dispose()
+
+
+@contextlib.contextmanager
+def _sqlite_file_lock(url: str) -> Iterator[None]:
+    """SQLite's DDL does not wait for another migrator: processes migrating one file take an
+    exclusive lock on `<file>.migrate-lock` first (PostgreSQL uses the advisory lock above)."""
+    path = make_url(url).database if url.startswith("sqlite") else None
+    if not path or path == ":memory:":
+        yield
+        return
+    with open(f"{path}.migrate-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 if context.is_offline_mode():
