@@ -175,12 +175,23 @@ async def ingest_live_session(session: AsyncSession, body: LiveSessionIn) -> Liv
         if row.host_id != body.host_id:
             raise ValidationFailed("a live session cannot change host", loc=["body", "host_id"])
         was_ended = row.ended_at is not None
+        # a push without `ended_at` keeps the recorded end: what is stored must still end after
+        # it started, so the check is of the merged session, before anything is written
+        ended_at = body.ended_at if body.ended_at is not None else row.ended_at
+        if ended_at is not None and ended_at < body.started_at:
+            raise ValidationFailed(
+                msg(
+                    "started_at is after the session's recorded ended_at ({ended_at})",
+                    ended_at=iso_z(ended_at),
+                ),
+                loc=["body", "started_at"],
+            )
         row = replace(
             row,
             started_at=body.started_at,
             peak_viewers=max(row.peak_viewers, body.peak_viewers),
             room_url=body.room_url,
-            ended_at=body.ended_at if body.ended_at is not None else row.ended_at,
+            ended_at=ended_at,
         )
         await repo.update_live_session(session, row)
     if created:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import types
 from collections.abc import Callable
 from datetime import date, datetime, time
@@ -24,11 +25,12 @@ class Strict(BaseModel):
     """Request bodies: unknown fields are an error, not silently dropped; and a value is what it
     says (security.md, "Input that is exactly what it says"): an integer field takes a JSON
     integer (not `"100"`, `true` or `1.0`), a boolean takes `true`/`false` (not `0`/`1` or
-    `"true"`), a number never takes a string or a boolean (a decimal may be its text), and a date or time takes its ISO text
-    (not a number of seconds). Pydantic's `strict=True` cannot do this alone: FastAPI validates
-    the parsed JSON in Python mode, where strict refuses the ISO strings of dates and the values
-    of enums too. So `_exact_json_types` checks the JSON value against the field's type before
-    Pydantic converts it; everything else (enums, literals, ISO texts) converts as before."""
+    `"true"`), a number never takes a string or a boolean (a decimal may be its text), a date
+    takes exactly its `YYYY-MM-DD` text and a datetime or time its ISO text (never a number of
+    seconds). Pydantic's `strict=True` cannot do this alone: FastAPI validates the parsed JSON
+    in Python mode, where strict refuses the ISO strings of dates and the values of enums too. So
+    `_exact_json_types` checks the JSON value against the field's type before Pydantic converts
+    it; everything else (enums, literals, ISO texts) converts as before."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
@@ -86,12 +88,32 @@ def _iso_text(kind: type) -> Check:
     return check
 
 
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_DATE_TEXT = "Input should be a date as its YYYY-MM-DD text, a day of the calendar"
+
+
+def _iso_date(value: Any) -> None:
+    """A date is exactly its `YYYY-MM-DD` text, a real calendar day (security.md): not a number
+    of seconds in a string, not a datetime, not ISO 8601's other forms (`20260105`, `2026-W02-1`),
+    all of which Pydantic's own parsing would take."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return  # a date built in Python (not from JSON)
+    if not isinstance(value, str):
+        raise _refuse("date_type", _DATE_TEXT)
+    if _ISO_DATE.fullmatch(value) is None:
+        raise _refuse("date_parsing", _DATE_TEXT)
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise _refuse("date_parsing", _DATE_TEXT) from None
+
+
 _SCALARS: dict[Any, Check] = {
     int: _int,
     bool: _bool,
     float: _number,
     Decimal: _decimal,
-    date: _iso_text(date),
+    date: _iso_date,
     datetime: _iso_text(datetime),
     AwareDatetime: _iso_text(datetime),
     NaiveDatetime: _iso_text(datetime),
