@@ -816,3 +816,22 @@ async def test_creators_see_only_their_own_card_contact(client, factory: Factory
             i["creator_id"]: i["card"]["contact"]["wechat"] for i in (await client.get(url, headers=user.headers)).json()["items"]
         }
         assert seen == {a.id: "wx_a", b.id: "wx_b"}
+
+
+async def test_my_card_get_answers_what_put_accepts_back(client, factory: Factory):
+    """client-contract.md: a PUT accepts the body its GET answered (server-owned fields ignored)."""
+    creator = await factory.user("creator", nickname="丙")
+    campaign = await make_campaign(client, factory, eligible=[creator.id])
+    url = f"/v1/campaigns/{campaign['id']}/my-card"
+    missing = await client.get(url, headers=creator.headers)
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+    body = {"contact": {"phone": "13700000001", "wechat": "wx_c"}, "intended_merchants": ["品牌甲"], "cooperation_note": "晚场"}
+    put = await client.put(url, headers=creator.headers, json=body)
+    assert put.status_code == 200, put.text
+    got = await client.get(url, headers=creator.headers)
+    assert got.status_code == 200 and got.json() == put.json()
+    again = await client.put(url, headers=creator.headers, json=got.json())  # the GET body, as it came
+    assert again.status_code == 200, again.text
+    assert {k: again.json()[k] for k in body} == body
+    merchant = await factory.user("merchant")
+    assert (await client.get(url, headers=merchant.headers)).status_code == 403  # a creator's own card

@@ -241,6 +241,12 @@ async def list_creators(
     return await svc.list_creators(session, actor, campaign_id, q=q, level_min=level_min, limit=page.limit, cursor=page.cursor)
 
 
+@router.get(CAMPAIGN + "/my-card", response_model=CampaignCardOut, tags=TAGS, name="get_my_campaign_card")
+async def get_my_card(campaign_id: str, session: Session, actor: Creator):
+    """The caller's own card (404 before it published one): its body is what `PUT` accepts back."""
+    return await svc.get_card(session, actor, campaign_id)
+
+
 @router.put(CAMPAIGN + "/my-card", response_model=CampaignCardOut, tags=TAGS, name="put_my_campaign_card")
 async def put_my_card(campaign_id: str, body: CampaignCardIn, session: Session, actor: Creator):
     """A pre-selected creator publishes (or replaces) its card: contact, intended merchants, cooperation note."""

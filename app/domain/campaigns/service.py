@@ -208,6 +208,16 @@ async def list_creators(
     return PageOut[CampaignCreatorOut](items=items, next_cursor=page.next_cursor)
 
 
+async def get_card(session: AsyncSession, actor: Actor, campaign_id: str) -> CampaignCardOut:
+    """The caller's own card of the campaign (what `PUT …/my-card` accepts back); 404 before it
+    published one."""
+    campaign, _ = await visible_campaign(session, actor, campaign_id)
+    card = (await repo.cards_of(session, campaign.id, [actor.id])).get(actor.id)
+    if card is None:
+        raise NotFound("you have not published a card for this campaign (PUT it)")
+    return _card_out(card)
+
+
 async def put_card(session: AsyncSession, actor: Actor, campaign_id: str, body: CampaignCardIn) -> CampaignCardOut:
     campaign, now = await visible_campaign(session, actor, campaign_id)
     if not campaign.eligible:
