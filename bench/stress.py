@@ -1263,7 +1263,7 @@ async def check_database(dsn: str, receiver: Receiver, world: World, report: Rep
         report.figure("webhook attempts", await q("SELECT count(*) FROM webhook_attempts"))
         report.figure(
             "webhook attempts lost with a killed worker (lease expired)",
-            await q("SELECT count(*) FROM webhook_attempts WHERE error LIKE 'lease expired%'"),
+            await q("SELECT count(*) FROM webhook_attempts WHERE error = 'lease_expired'"),
         )
         report.figure(
             "events received (operator `*` / merchant `task_order.*`)",

@@ -106,7 +106,8 @@ def backoff(attempt: int) -> float:
     return min(BACKOFF_BASE_SECONDS * 2 ** (attempt - 1), BACKOFF_CAP_SECONDS)
 
 
-_LEASE_EXPIRED = "lease expired: the worker did not report an outcome"
+# the worker that held the attempt died before it recorded an outcome (its lease ran out)
+_LEASE_EXPIRED = "lease_expired"
 
 
 def _attempt(
@@ -324,7 +325,7 @@ async def _note_outcomes(
 
 
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in data.items()}
+    return {k: iso_z(v) if isinstance(v, datetime) else v for k, v in data.items()}
 
 
 async def deliver_due(sessionmaker: async_sessionmaker[AsyncSession], *, now: datetime | None = None) -> int:
