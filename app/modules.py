@@ -113,6 +113,7 @@ MODULES: tuple[Module, ...] = (
     Module(
         "events",
         routers=(events.router, events.stream_router),
+        event_types=("webhook.disabled",),
         periodic=(
             Periodic("webhook-relay", 1.0, webhooks.deliver_due),
             Periodic("sms-relay", 1.0, notifications.send_queued_sms),

@@ -373,6 +373,10 @@ async def test_failing_for_five_days_disables_with_an_event(client, factory: Fac
     events = (await client.get("/v1/events", headers=creator.headers)).json()["items"]
     disabled = [e for e in events if e["type"] == "webhook.disabled"]
     assert len(disabled) == 1 and disabled[0]["data"]["webhook_id"] == hook["id"]
+    assert set(disabled[0]["data"]) == {"webhook_id", "url", "reason", "failing_since"}  # WebhookDisabledData
+    assert disabled[0]["data"]["failing_since"].endswith("Z")  # UTC `Z`, as every time in an answer
+    schema = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    assert "webhook.disabled" in schema["EventType"]["enum"] and "webhook" not in schema["MachineName"]["enum"]
     inbox = (await client.get("/v1/notifications", headers=creator.headers)).json()["items"]
     assert any(n["kind"] == "webhook.disabled" for n in inbox)
     # enabling it again ends the streak

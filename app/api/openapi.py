@@ -44,6 +44,11 @@ ERROR_RESPONSES: dict[str, str] = {
     "431": "Request headers too large (`headers_too_large`)",
 }
 PUBLIC_OPERATIONS = {"issue_token", "healthz", "readyz", "metrics"}
+# Every other operation reads or writes the database: 503 `service_unavailable` (app/api/errors.py).
+NO_DATABASE = {"healthz", "metrics"}
+UNAVAILABLE = "The database cannot be reached (`service_unavailable`); see `Retry-After`"
+# Creations under an entity's path that check `If-Match` against that entity (its version now).
+IF_MATCH_ON_PARENT = {"open_task_order_dispute", "create_redemption"}
 # Answers a route sets itself besides its declared status (`response.status_code = …`).
 EXTRA_SUCCESS = {
     "ingest_live_session": ("200", "201", "the first push of a live session creates it (201); a later one (its end) is 200"),
@@ -173,7 +178,7 @@ def complete(schema: dict[str, Any], routes: Iterable[Any], event_types: tuple[s
     schemas["MachineName"] = {
         "title": "MachineName",
         "type": "string",
-        "enum": list(dict.fromkeys(t.split(".", 1)[0] for t in event_types)),
+        "enum": list(dict.fromkeys(t.split(".", 1)[0] for t in event_types if t not in NON_TRANSITION_EVENTS)),
         "description": "The workflow machines (`GET /v1/state-machines`)",
     }
     for name in _histories(schemas):
@@ -204,8 +209,15 @@ def complete(schema: dict[str, Any], routes: Iterable[Any], event_types: tuple[s
 def _headers_and_statuses(operation: dict[str, Any], method: str, route: APIRoute | None) -> None:
     transactional = isinstance(route, TxRoute)
     versioned = transactional and route is not None and answers_versioned_entity(route.response_model)
-    # If-Match guards the entity the path names (Workflow.expect_version): not a creation's
-    conditional = versioned and route is not None and method != "get" and "{" in route.path
+    # If-Match guards the entity the path names (Workflow.expect_version): not a creation's,
+    # unless it checks the entity it is created under
+    conditional = (
+        versioned
+        and route is not None
+        and method != "get"
+        and "{" in route.path
+        and (route.status_code != 201 or operation.get("operationId") in IF_MATCH_ON_PARENT)
+    )
     authenticated = operation.get("operationId") not in PUBLIC_OPERATIONS
     parameters = operation.setdefault("parameters", [])
     wanted = ["AcceptLanguage", "XRequestId"]
@@ -229,6 +241,8 @@ def _headers_and_statuses(operation: dict[str, Any], method: str, route: APIRout
         responses[declared]["description"] = responses[other]["description"] = text
     for status, text in ERROR_RESPONSES.items():
         responses.setdefault(status, {"description": text})
+    if operation.get("operationId") not in NO_DATABASE:
+        responses.setdefault("503", {"description": UNAVAILABLE})
     if versioned and method == "get":
         responses["304"] = {
             "description": "Not modified: the entity still has the version `If-None-Match` names (no body)",
@@ -294,9 +308,13 @@ def _typed_bags(schemas: dict[str, Any]) -> None:
         _account_union(schemas)
     if "EventOut" in schemas:
         schemas["EventData"] = _event_data()
+        schemas["WebhookDisabledData"] = _webhook_disabled_data()
         properties = schemas["EventOut"]["properties"]
         properties["type"] = {"$ref": _REF + "EventType"}
-        properties["data"] = {"$ref": _REF + "EventData"}
+        properties["data"] = {
+            "description": "`EventData` for every event of a machine's transition; `WebhookDisabledData` for `webhook.disabled`",
+            "anyOf": [{"$ref": _REF + "EventData"}, {"$ref": _REF + "WebhookDisabledData"}],
+        }
     if "DeliveryOut" in schemas:
         schemas["DeliveryOut"]["properties"]["event_type"] = {"$ref": _REF + "EventType"}
 
@@ -346,6 +364,28 @@ def _account_union(schemas: dict[str, Any]) -> None:
         "description": "An account; its `profile` has the fields of its `role`.",
         "oneOf": [{"$ref": ref} for ref in members.values()],
         "discriminator": {"propertyName": "role", "mapping": members},
+    }
+
+
+# events that report no machine's transition: their data has a schema of its own
+NON_TRANSITION_EVENTS = frozenset({"webhook.disabled"})
+
+
+def _webhook_disabled_data() -> dict[str, Any]:
+    text = {"type": "string"}
+    return {
+        "title": "WebhookDisabledData",
+        "type": "object",
+        "description": "`webhook.disabled`: every delivery to the webhook failed for 5 days, so it was disabled "
+        "(PATCH it with `enabled: true` once the receiver works).",
+        "properties": {
+            "webhook_id": text,
+            "url": {**text, "format": "uri"},
+            "reason": {**text, "enum": ["failing"]},
+            "failing_since": {**text, "format": "date-time", "description": "the first failure of the streak (UTC, `Z`)"},
+        },
+        "required": ["webhook_id", "url", "reason", "failing_since"],
+        "additionalProperties": False,
     }
 
 

@@ -12,9 +12,10 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from enum import Enum
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
@@ -90,37 +91,74 @@ def _if_match(request: Request) -> int | None:
     return int(found.group(1))
 
 
-def _versioned(model: Any) -> bool:
-    """Whether answers of `model` are one versioned entity whose `version` is its first
-    `"version":` in the JSON (no field before it holds nested objects): its ETag is then read
-    from the serialised answer with a regex, not by parsing it again."""
+class VersionReading(Enum):
+    """How `TxRoute` reads the `version` of an answer for its `ETag`."""
+
+    SCAN = "scan"  # the first `"version":` of the serialised answer is the entity's: a regex finds it
+    PARSE = "parse"  # a field before it may hold a `version` key: the answer is parsed again
+
+
+def version_reading(model: Any) -> VersionReading | None:
+    """How answers of `model` give their `ETag`: None when they are not one versioned entity
+    (no top-level `id` and `version`). SCAN when no field before `version` can hold a key
+    `version` (nested objects without one are fine), so the first `"version":` in the JSON is
+    the entity's (a string cannot fake it: JSON escapes its quotes); PARSE otherwise."""
     fields = getattr(model, "model_fields", None)
     if not fields or "version" not in fields or "id" not in fields:
-        return False
+        return None
     for name, field in fields.items():
         if name == "version":
-            return True
-        if _nests(field.annotation):
-            return False
-    return False
+            return VersionReading.SCAN
+        if _may_hold_version(field.annotation, {model}):
+            return VersionReading.PARSE
+    return VersionReading.PARSE  # (not reached: `version` is one of the fields)
 
 
 def answers_versioned_entity(model: Any) -> bool:
     """Whether `TxRoute` gives answers of `model` an `ETag` (and honours `If-None-Match` on a GET):
     for the OpenAPI document (app/api/openapi.py)."""
-    return _versioned(model)
+    return version_reading(model) is not None
 
 
-def _nests(annotation: Any) -> bool:
-    """Whether values of `annotation` may hold objects or lists (whose keys could repeat `version`)."""
-    if isinstance(annotation, type):
-        return issubclass(annotation, (BaseModel, list, dict, tuple, set))
-    origin = get_origin(annotation)
-    if origin in (list, dict, tuple, set):
+def _may_hold_version(annotation: Any, seen: set[Any]) -> bool:
+    """Whether a value of `annotation` may serialise with a key `version` somewhere inside it."""
+    if annotation is Any:
         return True
-    if origin is Literal:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if annotation in seen:  # a recursive model: its own fields are being looked at already
+            return False
+        seen.add(annotation)
+        computed = annotation.model_computed_fields
+        return (
+            "version" in computed
+            or any(
+                "version" in (name, field.alias, field.serialization_alias) or _may_hold_version(field.annotation, seen)
+                for name, field in annotation.model_fields.items()
+            )
+            or any(_may_hold_version(c.return_type, seen) for c in computed.values())
+        )
+    if isinstance(annotation, type):  # a bare dict or list holds anything; a scalar holds no key
+        return issubclass(annotation, (dict, list, tuple, set, frozenset))
+    origin = get_origin(annotation)
+    if origin is Literal or annotation is None:
         return False
-    return any(_nests(arg) for arg in get_args(annotation))
+    if origin is Annotated:
+        return _may_hold_version(get_args(annotation)[0], seen)
+    if isinstance(origin, type) and issubclass(origin, Mapping):  # its keys are data
+        return True
+    if origin is None:  # a TypeVar, a forward reference: not known, so maybe
+        return True
+    return any(_may_hold_version(arg, seen) for arg in get_args(annotation) if arg is not type(None) and arg is not ...)
+
+
+def _top_version(body: bytes) -> int | None:
+    """The top-level `version` of a JSON answer."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    version = document.get("version") if isinstance(document, dict) else None
+    return version if type(version) is int else None
 
 
 def _query_names(dependant: Any) -> frozenset[str]:
@@ -243,7 +281,8 @@ class TxRoute(APIRoute):
         writes_once = getattr(self.endpoint, "one_write", False)
         reads_replica = getattr(self.endpoint, "replica_read", False)
         known_query = _query_names(self.dependant)
-        entity_answer = _versioned(self.response_model)
+        reading = version_reading(self.response_model)
+        entity_answer, scan = reading is not None, reading is VersionReading.SCAN  # (decided once, not per request)
 
         async def handler(request: Request) -> Response:
             if request.scope["query_string"]:
@@ -266,9 +305,14 @@ class TxRoute(APIRoute):
                     EXPECTED_VERSION.reset(token)
             body = getattr(response, "body", None) if entity_answer and response.status_code < 300 else None
             if body:
-                version = _VERSION.search(body)
+                if scan:  # the task-order path: no second parse
+                    found = _VERSION.search(body)
+                    version = found.group(1).decode() if found is not None else None
+                else:
+                    number = _top_version(body)
+                    version = str(number) if number is not None else None
                 if version is not None:
-                    etag = f'"{version.group(1).decode()}"'
+                    etag = f'"{version}"'
                     response.headers["etag"] = etag
                     if request.method == "GET" and request.headers.get("if-none-match") == etag:
                         return Response(status_code=304, headers={"etag": etag})

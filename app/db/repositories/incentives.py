@@ -325,6 +325,9 @@ RESERVE_GATE = (
 """A reservation as one conditional UPDATE: the voucher is locked, checked (still available,
 enough balance) and moved at once; the redemption and its outbox rows are written behind it
 (`write_gated`), or nothing is when another request took the balance first."""
+RESERVE_SEEN_GATE = RESERVE_GATE.where(vouchers.c.version == bindparam("g_seen"))
+"""The reservation of a request with `If-Match`: only while the voucher still has the version
+the caller checked (`g_seen`), so a change in between is 412, never a reservation behind it."""
 
 _RETURN_TO_VOUCHER = (
     update(vouchers)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.errors import Conflict, NotFound, ValidationFailed
+from app.core.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
 from app.core.i18n import msg
 from app.db.base import id_for
 from app.db.bulk import insert_together, write_gated
@@ -40,7 +40,7 @@ from app.domain.incentives.schemas import (
 )
 from app.domain.schemas import PageOut
 from app.state import clock
-from app.state.core import SYSTEM, Actor, history
+from app.state.core import EXPECTED_VERSION, SYSTEM, Actor, history
 from app.state.incentive_statement import INCENTIVE_STATEMENT
 from app.state.provider_contract import PROVIDER_CONTRACT
 from app.state.redemption import REDEMPTION
@@ -255,6 +255,11 @@ async def _redemption_now(session: AsyncSession, actor: Actor, redemption_id: st
 
 async def request_redemption(session: AsyncSession, actor: Actor, voucher_id: str, body: RedemptionCreate) -> RedemptionOut:
     voucher, now = await _voucher_now(session, actor, voucher_id)
+    # If-Match names the voucher's version: 412 before anything is decided, and the reservation
+    # below then holds the voucher to that version (a request that moved it meanwhile wins)
+    if_match = EXPECTED_VERSION.get()
+    VOUCHER.expect_version(voucher, actor, now)
+    pinned = if_match is not None and EXPECTED_VERSION.get() is None  # it checked this voucher
     if voucher.state != "available" or now >= voucher.expires_at:
         raise _not_available(voucher)
     today = clock.local_date(now)
@@ -300,8 +305,14 @@ async def request_redemption(session: AsyncSession, actor: Actor, voucher_id: st
         values, actor, now, event_data={"amount_fen": body.amount_fen, "use_date": body.use_date.isoformat()}
     )
     # the balance is reserved and the redemption written in one statement, or neither
-    if await write_gated(session, repo.RESERVE_GATE, {"g_id": voucher.id, "g_amount": body.amount_fen}, *parts) is None:
+    gate, reserve = repo.RESERVE_GATE, {"g_id": voucher.id, "g_amount": body.amount_fen}
+    if pinned:
+        gate, reserve = repo.RESERVE_SEEN_GATE, {**reserve, "g_seen": voucher.version}
+    if await write_gated(session, gate, reserve, *parts) is None:
         current = await entities.entity(session, VOUCHER.table, VoucherRecord, voucher.id)
+        if pinned and current is not None and current.version != voucher.version:
+            allowed = VOUCHER.allowed_actions(current, actor, now)
+            raise PreconditionFailed(voucher.version, current.version, current.state, allowed)
         if current is None or current.state != "available":
             raise _not_available(current or voucher)
         raise _too_low(current)  # another request reserved it since it was read

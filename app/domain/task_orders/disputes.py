@@ -60,6 +60,7 @@ async def open_dispute(session: AsyncSession, actor: Actor, order_id: str, body:
     if actor.id not in (order.merchant_id, order.creator_id):
         raise NotFound("no such task order")
     now = await clock.now(session)
+    TASK_ORDER.expect_version(order, actor, now)  # If-Match names the order's version (412 before anything is written)
     if order.state not in FINAL or order.finished_at is None:
         raise Conflict(
             "a dispute is opened on an order that ended (completed or cancelled)", code="order_not_ended", state=order.state
