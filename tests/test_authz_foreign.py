@@ -449,6 +449,7 @@ LEGIT: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/v1/campaigns/{campaign_id}/stock-plan"): ("merchant",),
     ("GET", "/v1/campaigns/{campaign_id}/stock-plan/export"): ("merchant",),
     ("PUT", "/v1/campaigns/{campaign_id}/my-card"): ("creator",),
+    ("GET", "/v1/campaigns/{campaign_id}/my-card"): ("creator",),
     ("POST", "/v1/campaigns/{campaign_id}/intents"): ("merchant",),
     ("POST", "/v1/campaigns/{campaign_id}/signups"): ("creator",),
     ("POST", "/v1/campaigns/{campaign_id}/publish"): ("operator",),

@@ -504,6 +504,10 @@ async def test_working_day_rule_around_a_weekend_and_a_holiday(client, factory: 
     assert (await ask(wed)).status_code == 201
     r = await client.put("/v1/admin/holidays", headers=w.op.headers, json={"dates": [str(mon), str(mon)]})
     assert r.status_code == 200 and r.json() == {"dates": [str(mon)]}
+    listed = await client.get("/v1/admin/holidays", headers=w.op.headers)  # what PUT takes back
+    assert listed.status_code == 200 and listed.json() == {"dates": [str(mon)]}
+    assert (await client.put("/v1/admin/holidays", headers=w.op.headers, json=listed.json())).json() == listed.json()
+    assert (await client.get("/v1/admin/holidays", headers=w.provider.headers)).status_code == 403
     assert (await ask(wed)).json()["code"] == "notice_too_short"
     assert (await ask(thu)).status_code == 201
     r = await client.put("/v1/admin/holidays", headers=w.provider.headers, json={"dates": []})

@@ -255,6 +255,12 @@ async def fulfil_redemption(redemption_id: Id, session: Session, actor: Operator
     return await incentives.act_on_redemption(session, actor, redemption_id, "fulfil")
 
 
+@router.get("/v1/admin/holidays", response_model=HolidaysOut, tags=["incentives"], name="get_holidays")
+async def get_holidays(session: Session, _: Operator):
+    """The holidays (non-working days for the redemption notice rule): the body `PUT` takes back."""
+    return await incentives.get_holidays(session)
+
+
 @router.put("/v1/admin/holidays", response_model=HolidaysOut, tags=["incentives"], name="replace_holidays")
 async def replace_holidays(body: HolidaysIn, session: Session, _: Operator):
     """Replace the list of holidays (non-working days for the redemption notice rule)."""

@@ -429,6 +429,11 @@ async def holidays_between(session: AsyncSession, after: date, until: date) -> s
     return set((await run(session, _HOLIDAYS_BETWEEN, {"after": after, "until": until})).scalars())
 
 
+async def holidays_list(session: AsyncSession) -> list[date]:
+    """Every holiday, sorted."""
+    return list((await run(session, _ALL_HOLIDAYS)).scalars())
+
+
 async def replace_holidays(session: AsyncSession, days: list[date]) -> list[date]:
     """The holiday list becomes `days`; the stored list, sorted."""
     await run(session, _FORGET_HOLIDAYS)

@@ -372,5 +372,9 @@ async def act_on_redemption(
 
 
 # -- holidays ----------------------------------------------------------------------------------
+async def get_holidays(session: AsyncSession) -> HolidaysOut:
+    return HolidaysOut(dates=await repo.holidays_list(session))
+
+
 async def replace_holidays(session: AsyncSession, body: HolidaysIn) -> HolidaysOut:
     return HolidaysOut(dates=await repo.replace_holidays(session, body.dates))
