@@ -157,6 +157,7 @@ async def test_export_csv_and_xlsx(client, factory: Factory):
     sheet = load_workbook(io.BytesIO(r.content)).active
     rows = list(sheet.iter_rows(values_only=True))
     assert len(rows) == 3 and rows[1][3] == 777 and rows[2][3] == 10_050
+    assert rows[1][2] == 7.77 and rows[2][2] == 100.5  # the yuan column is a number too (security.md: numbers stay numbers)
     assert (await client.get("/v1/wallet/top-ups/export", headers=merchant.headers, params={"format": "pdf"})).status_code == 422
     # another merchant exports only its own (nothing)
     other = await factory.user("merchant")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.times import iso_z
@@ -37,7 +39,7 @@ async def export_rows(session: AsyncSession, actor: Actor, *, state: str | None,
         [
             r.id,
             r.account_id,
-            f"{r.amount_fen / 100:.2f}",
+            Decimal(r.amount_fen).scaleb(-2),  # yuan to the fen: "12.30" in the CSV, a number in the XLSX
             r.amount_fen,
             _METHOD_LABELS.get(r.method, r.method),
             _STATE_LABELS.get(r.state, r.state),
