@@ -108,6 +108,9 @@ async def test_etag_and_if_none_match_on_reads(client, factory: Factory):
     assert r.status_code == 304 and r.content == b"" and r.headers["etag"] == etag
     r = await client.get(url, headers={**merchant.headers, "If-None-Match": '"1"'})
     assert r.status_code == 200
+    for header in (f"W/{etag}", f'"1", {etag}', "*"):  # RFC 9110: weak comparison, a list, any
+        r = await client.get(url, headers={**merchant.headers, "If-None-Match": header})
+        assert r.status_code == 304, header
     bad = await client.post(f"{url}/cancel", headers={**merchant.headers, "If-Match": "yesterday"}, json=_CANCEL)
     assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == ["header", "If-Match"]
     star = await client.post(f"{url}/cancel", headers={**merchant.headers, "If-Match": "*"}, json=_CANCEL)

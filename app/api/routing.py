@@ -91,6 +91,16 @@ def _if_match(request: Request) -> int | None:
     return int(found.group(1))
 
 
+def _none_match(header: str | None, etag: str) -> bool:
+    """Whether `If-None-Match` names the answer's entity tag (RFC 9110, 13.1.2): `*`, or any tag
+    of its comma-separated list, compared weakly (`W/"3"` names `"3"`)."""
+    if header is None:
+        return False
+    if header.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in header.split(","))
+
+
 class VersionReading(Enum):
     """How `TxRoute` reads the `version` of an answer for its `ETag`."""
 
@@ -314,7 +324,7 @@ class TxRoute(APIRoute):
                 if version is not None:
                     etag = f'"{version}"'
                     response.headers["etag"] = etag
-                    if request.method == "GET" and request.headers.get("if-none-match") == etag:
+                    if request.method == "GET" and _none_match(request.headers.get("if-none-match"), etag):
                         return Response(status_code=304, headers={"etag": etag})
             return response
 
