@@ -1407,17 +1407,15 @@ async def scrape_replica_reads(services: list[Service]) -> dict[str, float]:
 
 
 # =========================================================================== the broker
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class OwnNats:
     """A nats-server with JetStream of the run's own (a free loopback port, a store in a temporary
     directory), so the restart mid-load touches no other user of the machine's server."""
 
     def __init__(self) -> None:
+        if str(ROOT) not in sys.path:
+            sys.path.insert(0, str(ROOT))
+        from bench.common import free_port
+
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="lc-stress-nats-")
         self.proc: subprocess.Popen | None = None

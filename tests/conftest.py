@@ -21,9 +21,11 @@ _TMP = tempfile.mkdtemp(prefix="lc-test-")
 TEST_DATABASE_URL = os.environ.get("LC_TEST_DATABASE_URL") or f"sqlite+aiosqlite:///{_TMP}/test.db"
 os.environ["LC_DATABASE_URL"] = TEST_DATABASE_URL
 
+import socket  # noqa: E402
 from collections.abc import AsyncIterator  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from typing import Any  # noqa: E402
+from urllib.parse import urlsplit  # noqa: E402
 
 import httpx  # noqa: E402
 import pytest  # noqa: E402
@@ -38,6 +40,16 @@ from app.main import create_app  # noqa: E402
 
 IS_POSTGRES = TEST_DATABASE_URL.startswith("postgresql")
 postgres_only = pytest.mark.skipif(not IS_POSTGRES, reason="needs PostgreSQL (LC_TEST_DATABASE_URL)")
+
+
+def reachable(url: str, default_port: int = 0) -> bool:
+    """Whether a server answers a TCP connect at the URL's host and port (loopback in tests)."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ import pytest
 from app.db.repositories.events import EventRecord
 from app.domain.broker import AmqpPublisher, BrokerRelay, NatsPublisher, Publisher, Received
 from app.domain.broker import relay as relay_module
-from tests.conftest import IS_POSTGRES, Factory
+from tests.conftest import IS_POSTGRES, Factory, reachable
 from tests.test_task_orders_support import act, create_order, live, minute, ready_merchant
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,17 +36,8 @@ NATS_URL = os.environ.get("LC_TEST_NATS_URL", "nats://127.0.0.1:4222")
 AMQP_URL = os.environ.get("LC_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
-def _reachable(url: str) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 def _need(url: str) -> None:
-    if _reachable(url):
+    if reachable(url):
         return
     message = f"broker not reachable at {urlsplit(url).hostname}:{urlsplit(url).port} (.ci/run starts it)"
     if os.environ.get("LC_REQUIRE_BROKERS") == "1":

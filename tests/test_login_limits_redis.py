@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import func, select
@@ -17,19 +16,10 @@ from sqlalchemy import func, select
 from app.core.config import get_settings
 from app.db import redis as redis_store
 from app.db.models.accounts import LoginFailure
-from tests.conftest import Factory
+from tests.conftest import Factory, reachable
 from tests.test_sessions import login
 
 REDIS_URL = os.environ.get("LC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-def _reachable(url: str) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _closed_port() -> int:
@@ -40,7 +30,7 @@ def _closed_port() -> int:
 
 @pytest.fixture
 async def prefix(monkeypatch):
-    if not _reachable(REDIS_URL):
+    if not reachable(REDIS_URL, 6379):
         message = f"no Redis at {REDIS_URL} (set LC_TEST_REDIS_URL)"
         if os.environ.get("LC_REQUIRE_REDIS") == "1":
             pytest.fail(message)

@@ -10,18 +10,10 @@ from typing import Any
 
 import pytest
 
+from tests.test_campaigns import ACTIONS
+
 SIGNUP = "/v1/campaign-signups/{signup_id}"
-SIGNUP_ACTIONS = (
-    "merchant-approve",
-    "merchant-reject",
-    "platform-approve",
-    "platform-reject",
-    "grant-traffic",
-    "submit-products",
-    "merchant-confirm-stock",
-    "platform-confirm-stock",
-    "withdraw",
-)
+SIGNUP_ACTIONS = tuple(ACTIONS)  # the signup's action paths
 
 
 @pytest.fixture(scope="module")
